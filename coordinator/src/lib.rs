@@ -1,0 +1,15 @@
+//! A member of weir's coordinator group: the Raft-replicated control plane holding
+//! tenants, jobs, placement, worker registrations and checkpoint records.
+//!
+//! Layout (after openraft's own examples): `raft_types` is the type configuration, `store`
+//! the redb log and snapshots, `network` the transport seam, `state` the replicated state
+//! machine, `scheduler` and `lease` the leader's pure control logic, `node` ties them into a
+//! running coordinator, and `http` is its API surface.
+
+pub mod lease;
+pub mod network;
+pub mod raft_types;
+pub mod runtime;
+pub mod scheduler;
+pub mod state;
+pub mod store;

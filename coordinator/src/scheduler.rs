@@ -1,0 +1,99 @@
+//! The placement planner the leader runs: given the control state, which (job, partition)
+//! should move where. Pure: the leader proposes its answer as one `Command::Place`.
+//!
+//! Rules: every partition of a pending or running job is owned by a registered worker;
+//! partitions of cancelling or failed jobs are owned by nobody; load (partitions per worker)
+//! differs by at most one between workers; and nothing moves unless one of those rules needs
+//! it. Each move takes the partition's epoch + 1, so a previous owner is fenced.
+
+use crate::state::{Command, ControlState, Move};
+use std::collections::BTreeMap;
+use weir_core::ids::{JobId, PartitionId, WorkerId};
+use weir_core::wire::JobState;
+
+/// Moves in one `Place` command; a bigger plan is spread over several rounds.
+pub const PLACEMENT_MOVES_PER_ROUND_MAX: usize = 1024;
+
+/// The commands that bring placement in line with the rules, or nothing.
+pub fn plan(state: &ControlState) -> Vec<Command> {
+    let mut commands = Vec::new();
+    let moves = plan_moves(state);
+    if !moves.is_empty() {
+        commands.push(Command::Place { moves });
+    }
+    for job in state.jobs.values() {
+        if job.state == JobState::Cancelling && job.partitions.values().all(|p| p.worker.is_none()) {
+            commands.push(Command::FinishCancel { job: job.id });
+        }
+    }
+    commands
+}
+
+fn wants_workers(state: JobState) -> bool {
+    matches!(state, JobState::Pending | JobState::Running)
+}
+
+fn plan_moves(state: &ControlState) -> Vec<Move> {
+    let mut moves = Vec::new();
+    // Load of each live worker, and partitions that need an owner.
+    let mut load: BTreeMap<&WorkerId, Vec<(JobId, PartitionId)>> =
+        state.workers.keys().map(|w| (w, Vec::new())).collect();
+    let mut unowned: Vec<(JobId, PartitionId)> = Vec::new();
+    for job in state.jobs.values() {
+        for (partition, p) in &job.partitions {
+            let key = (job.id, *partition);
+            match (&p.worker, wants_workers(job.state)) {
+                (Some(_), false) => moves.push(Move {
+                    job: job.id,
+                    partition: *partition,
+                    worker: None,
+                    epoch: p.epoch.next(),
+                }),
+                (Some(w), true) => match load.get_mut(w) {
+                    Some(owned) => owned.push(key),
+                    None => unowned.push(key),
+                },
+                (None, true) => unowned.push(key),
+                (None, false) => {}
+            }
+        }
+    }
+    if load.is_empty() {
+        moves.truncate(PLACEMENT_MOVES_PER_ROUND_MAX);
+        return moves;
+    }
+    let mut target: BTreeMap<(JobId, PartitionId), &WorkerId> = BTreeMap::new();
+    for key in unowned {
+        let least = least_loaded(&load);
+        target.insert(key, least);
+        load.get_mut(least).expect("worker from the map").push(key);
+    }
+    // Even out: move from the most to the least loaded until they differ by at most one.
+    loop {
+        let least = least_loaded(&load);
+        let most = most_loaded(&load);
+        if load[most].len() <= load[least].len() + 1 {
+            break;
+        }
+        let key = load.get_mut(most).expect("worker from the map").pop().expect("most loaded is not empty");
+        target.insert(key, least);
+        load.get_mut(least).expect("worker from the map").push(key);
+    }
+    for ((job, partition), worker) in target {
+        let p = &state.jobs[&job].partitions[&partition];
+        moves.push(Move { job, partition, worker: Some(worker.clone()), epoch: p.epoch.next() });
+    }
+    moves.truncate(PLACEMENT_MOVES_PER_ROUND_MAX);
+    moves
+}
+
+fn least_loaded<'a>(load: &BTreeMap<&'a WorkerId, Vec<(JobId, PartitionId)>>) -> &'a WorkerId {
+    load.iter().min_by_key(|(w, owned)| (owned.len(), *w)).map(|(w, _)| *w).expect("at least one worker")
+}
+
+fn most_loaded<'a>(load: &BTreeMap<&'a WorkerId, Vec<(JobId, PartitionId)>>) -> &'a WorkerId {
+    load.iter()
+        .max_by_key(|(w, owned)| (owned.len(), std::cmp::Reverse(*w)))
+        .map(|(w, _)| *w)
+        .expect("at least one worker")
+}

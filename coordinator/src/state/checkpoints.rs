@@ -1,0 +1,120 @@
+//! Checkpoint records: steps 2 and 4 of the exactly-once protocol (ARCHITECTURE.md).
+//! "Prepared c" names the snapshot and source offset of checkpoint c before the Kafka
+//! commit; "committed c" follows it. Only the partition's current owner, at its current
+//! epoch, may write either: anything else comes from a zombie and is refused.
+
+use super::{ControlState, CHECKPOINT_RECORDS_PER_PARTITION_MAX};
+use crate::state::CommandResult;
+use weir_core::ids::WorkerId;
+use weir_core::wire::{CheckpointPhase, CheckpointRecord, CheckpointReport};
+
+impl ControlState {
+    /// Applies a worker's batch of reports; each one succeeds or is refused on its own.
+    pub(super) fn apply_checkpoints(
+        &mut self,
+        worker: &WorkerId,
+        reports: &[CheckpointReport],
+        at_ms: u64,
+    ) -> CommandResult {
+        let results = reports
+            .iter()
+            .map(|r| self.apply_checkpoint(worker, r, at_ms))
+            .collect();
+        CommandResult::CheckpointResults(results)
+    }
+
+    fn apply_checkpoint(
+        &mut self,
+        worker: &WorkerId,
+        report: &CheckpointReport,
+        at_ms: u64,
+    ) -> Result<(), String> {
+        let job = self
+            .jobs
+            .get_mut(&report.job)
+            .ok_or_else(|| format!("job {} not found", report.job))?;
+        let p = job
+            .partitions
+            .get_mut(&report.partition)
+            .ok_or_else(|| format!("partition {} of job {} not found", report.partition, report.job))?;
+        if report.epoch != p.epoch {
+            return Err(format!(
+                "stale epoch for job {} partition {}: got {}, current is {}",
+                report.job, report.partition, report.epoch, p.epoch
+            ));
+        }
+        if p.worker.as_ref() != Some(worker) {
+            return Err(format!(
+                "worker {worker} does not own job {} partition {}",
+                report.job, report.partition
+            ));
+        }
+        if report.offset < 0 {
+            return Err(format!("offset {} is negative", report.offset));
+        }
+        match report.phase {
+            CheckpointPhase::Prepared => {
+                if let Some((committed, _)) = p.committed {
+                    if report.checkpoint <= committed {
+                        return Err(format!(
+                            "checkpoint {} is not newer than committed checkpoint {committed}",
+                            report.checkpoint
+                        ));
+                    }
+                }
+                if let Some(existing) = p.checkpoints.iter().find(|c| c.checkpoint == report.checkpoint) {
+                    // A retried report is fine; a different one with the same id is not.
+                    return if existing.offset == report.offset && existing.snapshot == report.snapshot {
+                        Ok(())
+                    } else {
+                        Err(format!("checkpoint {} was already prepared differently", report.checkpoint))
+                    };
+                }
+                p.checkpoints.push_back(CheckpointRecord {
+                    job: report.job,
+                    partition: report.partition,
+                    checkpoint: report.checkpoint,
+                    epoch: report.epoch,
+                    phase: CheckpointPhase::Prepared,
+                    offset: report.offset,
+                    snapshot: report.snapshot.clone(),
+                    prepared_at_ms: at_ms,
+                    committed_at_ms: None,
+                });
+                while p.checkpoints.len() > CHECKPOINT_RECORDS_PER_PARTITION_MAX {
+                    p.checkpoints.pop_front();
+                }
+                Ok(())
+            }
+            CheckpointPhase::Committed => {
+                let record = p
+                    .checkpoints
+                    .iter_mut()
+                    .find(|c| c.checkpoint == report.checkpoint)
+                    .ok_or_else(|| format!("checkpoint {} was never prepared", report.checkpoint))?;
+                if record.offset != report.offset {
+                    return Err(format!(
+                        "checkpoint {} was prepared at offset {}, not {}",
+                        report.checkpoint, record.offset, report.offset
+                    ));
+                }
+                if record.phase == CheckpointPhase::Committed {
+                    return Ok(());
+                }
+                if let Some((committed, _)) = p.committed {
+                    if report.checkpoint < committed {
+                        return Err(format!(
+                            "checkpoint {} is older than committed checkpoint {committed}",
+                            report.checkpoint
+                        ));
+                    }
+                }
+                record.phase = CheckpointPhase::Committed;
+                record.committed_at_ms = Some(at_ms);
+                debug_assert!(p.committed.is_none_or(|(c, _)| c < report.checkpoint));
+                p.committed = Some((report.checkpoint, report.offset));
+                Ok(())
+            }
+        }
+    }
+}

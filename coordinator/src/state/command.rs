@@ -1,0 +1,71 @@
+//! What a Raft log entry asks the control state to do, and what applying it answers.
+//! Every time in a command was read by the proposer, so applying is deterministic.
+
+use serde::{Deserialize, Serialize};
+use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::wire::CheckpointReport;
+
+/// One replicated change to the control state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates a tenant holding one token, stored as its SHA-256 hash.
+    CreateTenant { name: TenantName, token_hash: String, at_ms: u64 },
+    /// Replaces a tenant's tokens with a new one (rotation: old tokens stop working).
+    RotateTenantToken { name: TenantName, token_hash: String },
+    /// Accepts a validated job spec for a tenant.
+    SubmitJob { tenant: TenantName, name: String, spec: serde_json::Value, at_ms: u64 },
+    /// Starts cancelling a job; `tenant` limits the request to that tenant's jobs.
+    CancelJob { job: JobId, tenant: Option<TenantName> },
+    /// Records a worker's registration (or re-registration after a restart).
+    RegisterWorker { worker: WorkerId, addr: String, at_ms: u64 },
+    /// Removes a worker whose lease expired (decided by the leader) or that left.
+    RemoveWorker { worker: WorkerId, reason: String },
+    /// Records a job's source partition count, as a worker learned it from Kafka.
+    SetPartitionCount { job: JobId, partition_count: u32 },
+    /// Applies the scheduler's placement decisions.
+    Place { moves: Vec<Move> },
+    /// Records that a cancelling job has no partition left running.
+    FinishCancel { job: JobId },
+    /// Marks a job failed with a reason users can read.
+    FailJob { job: JobId, reason: String },
+    /// A batch of checkpoint reports from one worker.
+    Checkpoint { worker: WorkerId, reports: Vec<CheckpointReport>, at_ms: u64 },
+    /// A write that changes nothing: the leader's probe that it can commit.
+    Noop,
+}
+
+/// One placement decision: (job, partition) goes to `worker` (or nowhere) at `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Move {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub worker: Option<WorkerId>,
+    /// Must be exactly one more than the partition's current epoch.
+    pub epoch: Epoch,
+}
+
+/// What applying a command answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommandResult {
+    /// Applied, nothing to report.
+    Done,
+    /// The job was accepted with this id and version.
+    JobSubmitted { id: JobId, version: u64 },
+    /// Per-report outcome of a checkpoint batch, in order.
+    CheckpointResults(Vec<Result<(), String>>),
+    /// The command was refused; the state is unchanged.
+    Refused(Refusal),
+}
+
+/// Why a command was refused. These are answers, not failures of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stale epoch for job {job} partition {partition}: got {got}, current is {current}")]
+    StaleEpoch { job: JobId, partition: PartitionId, got: Epoch, current: Epoch },
+    #[error("{0}")]
+    Invalid(String),
+}

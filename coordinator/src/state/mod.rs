@@ -1,0 +1,331 @@
+//! The coordinator group's replicated control state: tenants, jobs, workers, placement and
+//! checkpoint records. A plain state machine: `apply(command) -> result`, no I/O, no clock;
+//! the Raft store feeds it committed entries in log order on every member.
+
+mod checkpoints;
+mod command;
+
+pub use command::{Command, CommandResult, Move, Refusal};
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::wire::{CheckpointRecord, JobState};
+
+/// Checkpoint records kept per partition; older ones are garbage-collected on apply.
+pub const CHECKPOINT_RECORDS_PER_PARTITION_MAX: usize = 16;
+/// Tokens a tenant may hold at once (rotation replaces them all).
+pub const TENANT_TOKENS_MAX: usize = 4;
+/// Partitions a job may have; more is refused rather than placed.
+pub const JOB_PARTITIONS_MAX: u32 = 4096;
+
+/// A tenant: the owner of jobs and of the tokens that act for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub name: TenantName,
+    /// SHA-256 hex digests of the tenant's tokens; the tokens themselves are never stored.
+    pub token_hashes: Vec<String>,
+    pub created_at_ms: u64,
+}
+
+/// A job and where each of its partitions runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: JobId,
+    pub tenant: TenantName,
+    pub name: String,
+    pub version: u64,
+    pub spec: serde_json::Value,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub partition_count: Option<u32>,
+    pub partitions: BTreeMap<PartitionId, PartitionState>,
+    pub submitted_at_ms: u64,
+}
+
+/// The owner and checkpoint history of one (job, partition).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The worker that owns the partition now, if any.
+    pub worker: Option<WorkerId>,
+    /// Grows by one at every change of owner; writes with another epoch are refused.
+    pub epoch: Epoch,
+    /// Newest last; at most `CHECKPOINT_RECORDS_PER_PARTITION_MAX`.
+    pub checkpoints: VecDeque<CheckpointRecord>,
+    /// The newest committed checkpoint and its source offset.
+    pub committed: Option<(CheckpointId, i64)>,
+}
+
+/// A registered worker. Liveness (its lease) is tracked by the leader, not replicated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Worker {
+    pub id: WorkerId,
+    pub addr: String,
+    pub registered_at_ms: u64,
+}
+
+/// Everything the coordinator group agrees on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlState {
+    pub tenants: BTreeMap<TenantName, Tenant>,
+    pub jobs: BTreeMap<JobId, Job>,
+    pub next_job_id: u64,
+    pub workers: BTreeMap<WorkerId, Worker>,
+}
+
+impl ControlState {
+    /// Applies one committed command. Deterministic: the same commands in the same order
+    /// give the same state on every member.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        let result = match command {
+            Command::CreateTenant { name, token_hash, at_ms } => {
+                self.create_tenant(name, token_hash, *at_ms)
+            }
+            Command::RotateTenantToken { name, token_hash } => self.rotate_token(name, token_hash),
+            Command::SubmitJob { tenant, name, spec, at_ms } => {
+                self.submit_job(tenant, name, spec, *at_ms)
+            }
+            Command::CancelJob { job, tenant } => self.cancel_job(*job, tenant.as_ref()),
+            Command::RegisterWorker { worker, addr, at_ms } => {
+                self.workers.insert(
+                    worker.clone(),
+                    Worker { id: worker.clone(), addr: addr.clone(), registered_at_ms: *at_ms },
+                );
+                Ok(CommandResult::Done)
+            }
+            Command::RemoveWorker { worker, .. } => self.remove_worker(worker),
+            Command::SetPartitionCount { job, partition_count } => {
+                self.set_partition_count(*job, *partition_count)
+            }
+            Command::Place { moves } => self.place(moves),
+            Command::FinishCancel { job } => self.finish_cancel(*job),
+            Command::FailJob { job, reason } => self.fail_job(*job, reason),
+            Command::Checkpoint { worker, reports, at_ms } => {
+                Ok(self.apply_checkpoints(worker, reports, *at_ms))
+            }
+            Command::Noop => Ok(CommandResult::Done),
+        };
+        result.unwrap_or_else(CommandResult::Refused)
+    }
+
+    /// The tenant a token acts for, given the token's hash.
+    pub fn tenant_by_token_hash(&self, token_hash: &str) -> Option<&TenantName> {
+        self.tenants
+            .values()
+            .find(|t| t.token_hashes.iter().any(|h| h == token_hash))
+            .map(|t| &t.name)
+    }
+
+    /// The (job, partition) assignments of one worker, in order.
+    pub fn assignments_of(&self, worker: &WorkerId) -> Vec<(JobId, PartitionId, Epoch)> {
+        let mut out = Vec::new();
+        for job in self.jobs.values() {
+            for (partition, p) in &job.partitions {
+                if p.worker.as_ref() == Some(worker) {
+                    out.push((job.id, *partition, p.epoch));
+                }
+            }
+        }
+        out
+    }
+
+    fn create_tenant(
+        &mut self,
+        name: &TenantName,
+        token_hash: &str,
+        at_ms: u64,
+    ) -> Result<CommandResult, Refusal> {
+        if self.tenants.contains_key(name) {
+            return Err(Refusal::Conflict(format!("tenant {name} already exists")));
+        }
+        self.tenants.insert(
+            name.clone(),
+            Tenant {
+                name: name.clone(),
+                token_hashes: vec![token_hash.to_string()],
+                created_at_ms: at_ms,
+            },
+        );
+        Ok(CommandResult::Done)
+    }
+
+    fn rotate_token(&mut self, name: &TenantName, token_hash: &str) -> Result<CommandResult, Refusal> {
+        let tenant = self
+            .tenants
+            .get_mut(name)
+            .ok_or_else(|| Refusal::NotFound(format!("tenant {name}")))?;
+        tenant.token_hashes = vec![token_hash.to_string()];
+        debug_assert!(tenant.token_hashes.len() <= TENANT_TOKENS_MAX);
+        Ok(CommandResult::Done)
+    }
+
+    fn submit_job(
+        &mut self,
+        tenant: &TenantName,
+        name: &str,
+        spec: &serde_json::Value,
+        at_ms: u64,
+    ) -> Result<CommandResult, Refusal> {
+        if !self.tenants.contains_key(tenant) {
+            return Err(Refusal::NotFound(format!("tenant {tenant}")));
+        }
+        let taken = self.jobs.values().any(|j| {
+            &j.tenant == tenant
+                && j.name == name
+                && !matches!(j.state, JobState::Cancelled | JobState::Failed)
+        });
+        if taken {
+            return Err(Refusal::Conflict(format!(
+                "a job named {name} already exists in tenant {tenant}"
+            )));
+        }
+        self.next_job_id += 1;
+        let id = JobId(self.next_job_id);
+        let version = 1;
+        self.jobs.insert(
+            id,
+            Job {
+                id,
+                tenant: tenant.clone(),
+                name: name.to_string(),
+                version,
+                spec: spec.clone(),
+                state: JobState::Pending,
+                reason: None,
+                partition_count: None,
+                partitions: BTreeMap::new(),
+                submitted_at_ms: at_ms,
+            },
+        );
+        Ok(CommandResult::JobSubmitted { id, version })
+    }
+
+    fn job_mut(&mut self, job: JobId) -> Result<&mut Job, Refusal> {
+        self.jobs.get_mut(&job).ok_or_else(|| Refusal::NotFound(format!("job {job}")))
+    }
+
+    fn cancel_job(&mut self, job: JobId, tenant: Option<&TenantName>) -> Result<CommandResult, Refusal> {
+        let j = self.job_mut(job)?;
+        if tenant.is_some_and(|t| t != &j.tenant) {
+            return Err(Refusal::NotFound(format!("job {job}")));
+        }
+        match j.state {
+            JobState::Pending | JobState::Running => j.state = JobState::Cancelling,
+            JobState::Cancelling | JobState::Cancelled | JobState::Failed => {}
+        }
+        Ok(CommandResult::Done)
+    }
+
+    fn remove_worker(&mut self, worker: &WorkerId) -> Result<CommandResult, Refusal> {
+        if self.workers.remove(worker).is_none() {
+            return Err(Refusal::NotFound(format!("worker {worker}")));
+        }
+        // Its partitions stay at their epoch with no owner; the scheduler places them
+        // again with epoch + 1, which fences anything the old owner still sends.
+        for job in self.jobs.values_mut() {
+            for p in job.partitions.values_mut() {
+                if p.worker.as_ref() == Some(worker) {
+                    p.worker = None;
+                }
+            }
+        }
+        Ok(CommandResult::Done)
+    }
+
+    fn set_partition_count(&mut self, job: JobId, partition_count: u32) -> Result<CommandResult, Refusal> {
+        if partition_count == 0 || partition_count > JOB_PARTITIONS_MAX {
+            return Err(Refusal::Invalid(format!(
+                "partition count {partition_count} is outside 1..={JOB_PARTITIONS_MAX}"
+            )));
+        }
+        let j = self.job_mut(job)?;
+        match j.partition_count {
+            Some(n) if n == partition_count => return Ok(CommandResult::Done),
+            // Growing a topic adds partitions; Kafka never shrinks one.
+            Some(n) if n > partition_count => {
+                return Err(Refusal::Conflict(format!(
+                    "job {job} already has {n} partitions; a topic cannot shrink"
+                )))
+            }
+            _ => {}
+        }
+        j.partition_count = Some(partition_count);
+        for p in 0..partition_count {
+            j.partitions.entry(PartitionId(p)).or_insert_with(|| PartitionState {
+                worker: None,
+                epoch: Epoch(0),
+                checkpoints: VecDeque::new(),
+                committed: None,
+            });
+        }
+        Ok(CommandResult::Done)
+    }
+
+    fn place(&mut self, moves: &[Move]) -> Result<CommandResult, Refusal> {
+        // Check the whole batch first, so a refused batch changes nothing.
+        for m in moves {
+            let job = self.jobs.get(&m.job).ok_or_else(|| Refusal::NotFound(format!("job {}", m.job)))?;
+            let p = job
+                .partitions
+                .get(&m.partition)
+                .ok_or_else(|| Refusal::NotFound(format!("partition {} of job {}", m.partition, m.job)))?;
+            if m.epoch != p.epoch.next() {
+                return Err(Refusal::StaleEpoch {
+                    job: m.job,
+                    partition: m.partition,
+                    got: m.epoch,
+                    current: p.epoch,
+                });
+            }
+            if let Some(w) = &m.worker {
+                if !self.workers.contains_key(w) {
+                    return Err(Refusal::NotFound(format!("worker {w}")));
+                }
+            }
+        }
+        for m in moves {
+            let job = self.jobs.get_mut(&m.job).expect("checked above");
+            let p = job.partitions.get_mut(&m.partition).expect("checked above");
+            p.worker = m.worker.clone();
+            p.epoch = m.epoch;
+        }
+        for m in moves {
+            let job = self.jobs.get_mut(&m.job).expect("checked above");
+            let all_placed = job.partitions.values().all(|p| p.worker.is_some());
+            if job.state == JobState::Pending && all_placed && job.partition_count.is_some() {
+                job.state = JobState::Running;
+            }
+        }
+        Ok(CommandResult::Done)
+    }
+
+    fn finish_cancel(&mut self, job: JobId) -> Result<CommandResult, Refusal> {
+        let j = self.job_mut(job)?;
+        if j.state != JobState::Cancelling {
+            return Err(Refusal::Conflict(format!("job {job} is {}, not cancelling", j.state.as_str())));
+        }
+        if j.partitions.values().any(|p| p.worker.is_some()) {
+            return Err(Refusal::Conflict(format!("job {job} still has partitions placed")));
+        }
+        j.state = JobState::Cancelled;
+        Ok(CommandResult::Done)
+    }
+
+    fn fail_job(&mut self, job: JobId, reason: &str) -> Result<CommandResult, Refusal> {
+        let j = self.job_mut(job)?;
+        if matches!(j.state, JobState::Cancelled | JobState::Failed) {
+            return Ok(CommandResult::Done);
+        }
+        j.state = JobState::Failed;
+        j.reason = Some(reason.to_string());
+        for p in j.partitions.values_mut() {
+            if p.worker.take().is_some() {
+                p.epoch = p.epoch.next();
+            }
+        }
+        Ok(CommandResult::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests;

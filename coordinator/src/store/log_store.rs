@@ -1,0 +1,152 @@
+//! The Raft log and vote in redb (openraft's `RaftLogStorage`).
+
+use super::{read_err, write_err, LOG, META};
+use crate::raft_types::{Entry, LogId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, RaftLogReader, Vote};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const LAST_PURGED: &str = "last_purged";
+
+/// The log store; cheap to clone, every clone sees the same database.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    /// Opens the log tables, creating them on first use.
+    pub fn new(db: Arc<Database>) -> Result<Self, StorageError> {
+        let txn = db.begin_write().map_err(write_err)?;
+        txn.open_table(LOG).map_err(write_err)?;
+        txn.open_table(META).map_err(write_err)?;
+        txn.commit().map_err(write_err)?;
+        Ok(LogStore { db })
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(META).map_err(read_err)?;
+        match table.get(key).map_err(read_err)? {
+            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        txn.set_durability(durability).map_err(write_err)?;
+        {
+            let mut table = txn.open_table(META).map_err(write_err)?;
+            table.insert(key, bytes.as_slice()).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOG).map_err(read_err)?;
+        let mut entries = Vec::new();
+        for item in table.range(range).map_err(read_err)? {
+            let (_, v) = item.map_err(read_err)?;
+            entries.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED)?;
+        let txn = self.db.begin_read().map_err(read_err)?;
+        let table = txn.open_table(LOG).map_err(read_err)?;
+        let last = match table.last().map_err(read_err)? {
+            Some((_, v)) => Some(serde_json::from_slice::<Entry>(v.value()).map_err(read_err)?.log_id),
+            None => None,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
+        self.write_meta(VOTE, vote, Durability::Immediate)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
+        self.read_meta(VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // A hint for faster restarts, not needed for safety: no fsync of its own.
+        self.write_meta(COMMITTED, &committed, Durability::None)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        txn.set_durability(Durability::Immediate).map_err(write_err)?;
+        let mut count: u64 = 0;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_err)?;
+            for entry in entries {
+                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+                table.insert(entry.log_id.index, bytes.as_slice()).map_err(write_err)?;
+                count += 1;
+            }
+        }
+        let result = txn.commit().map_err(|e| std::io::Error::other(e.to_string()));
+        metrics::histogram!("weir_raft_append_batch_entries").record(count as f64);
+        let failed = result.as_ref().err().map(|e| e.to_string());
+        callback.log_io_completed(result);
+        match failed {
+            Some(e) => Err(write_err(std::io::Error::other(e))),
+            None => Ok(()),
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        txn.set_durability(Durability::Immediate).map_err(write_err)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_err)?;
+            table.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(&Some(log_id)).map_err(write_err)?;
+        let mut txn = self.db.begin_write().map_err(write_err)?;
+        txn.set_durability(Durability::Immediate).map_err(write_err)?;
+        {
+            let mut meta = txn.open_table(META).map_err(write_err)?;
+            meta.insert(LAST_PURGED, bytes.as_slice()).map_err(write_err)?;
+            let mut table = txn.open_table(LOG).map_err(write_err)?;
+            table.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+        }
+        txn.commit().map_err(write_err)
+    }
+}

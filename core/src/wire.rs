@@ -1,0 +1,245 @@
+//! The JSON bodies of weir's HTTP API (CONTRACT.md), shared by the coordinators that serve
+//! them, the Rust client, the CLI and the workers. Field names are part of the contract.
+
+use crate::ids::{CheckpointId, Epoch, JobId, NodeId, PartitionId, TenantName, WorkerId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub members: Vec<Member>,
+    pub last_applied: u64,
+}
+
+/// One coordinator in `GET /v1/cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    /// `leader`, `follower`, `learner` or `unknown` (not heard from).
+    pub state: String,
+}
+
+/// `POST /v1/cluster/members`: add a coordinator (as learner, then voter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    pub id: NodeId,
+    pub addr: String,
+}
+
+/// `POST /v1/tenants`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTenantRequest {
+    pub name: String,
+}
+
+/// The answer to creating a tenant or issuing it a new token: the only time the token is
+/// shown, since the cluster stores only its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantToken {
+    pub name: String,
+    pub token: String,
+}
+
+/// `POST /v1/jobs` → 201.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmittedJob {
+    pub id: JobId,
+    pub name: String,
+    pub version: u64,
+}
+
+/// A job's life-cycle state as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Cancelling,
+    Cancelled,
+    Failed,
+}
+
+impl JobState {
+    /// Every state, for metrics that report a count per state.
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Cancelling,
+        JobState::Cancelled,
+        JobState::Failed,
+    ];
+
+    /// The name used on the wire and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Cancelling => "cancelling",
+            JobState::Cancelled => "cancelled",
+            JobState::Failed => "failed",
+        }
+    }
+}
+
+/// One row of `GET /v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub name: String,
+    pub tenant: TenantName,
+    pub state: JobState,
+    pub version: u64,
+}
+
+/// `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub id: JobId,
+    pub name: String,
+    pub tenant: TenantName,
+    pub state: JobState,
+    pub version: u64,
+    /// Why the job failed, when it did.
+    pub reason: Option<String>,
+    /// The source topic's partition count, once a worker has learned it from Kafka.
+    pub partition_count: Option<u32>,
+    pub spec: serde_json::Value,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// Where one partition of a job runs and how far it has checkpointed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionStatus {
+    pub partition: PartitionId,
+    pub worker: Option<WorkerId>,
+    pub epoch: Epoch,
+    /// The newest committed checkpoint.
+    pub checkpoint: Option<CheckpointId>,
+    /// The source offset of the newest committed checkpoint.
+    pub offset: Option<i64>,
+}
+
+/// Whether a checkpoint has reached the Kafka commit point yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointPhase {
+    Prepared,
+    Committed,
+}
+
+/// One checkpoint record of `GET /v1/jobs/{id}/checkpoints`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub checkpoint: CheckpointId,
+    pub epoch: Epoch,
+    pub phase: CheckpointPhase,
+    /// The next source offset to read after this checkpoint.
+    pub offset: i64,
+    /// Where the state snapshot of this checkpoint lives in the checkpoint store.
+    pub snapshot: String,
+    pub prepared_at_ms: u64,
+    pub committed_at_ms: Option<u64>,
+}
+
+/// One row of `GET /v1/workers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub id: WorkerId,
+    pub addr: String,
+    /// Unix epoch ms at which the leader will expire the lease unless renewed; `null` when
+    /// the answering leader has not yet heard from the worker.
+    pub lease_expires_at: Option<u64>,
+    pub partitions: Vec<AssignmentRef>,
+}
+
+/// `(job, partition, epoch)`: one assignment as listed under a worker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AssignmentRef {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub epoch: Epoch,
+}
+
+/// `POST /v1/workers`: a worker announces itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterWorkerRequest {
+    pub id: WorkerId,
+    pub addr: String,
+}
+
+/// The lease a worker holds after registering or heartbeating.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub worker: WorkerId,
+    pub lease_timeout_ms: u64,
+    /// Heartbeat at least this often to keep the lease.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// `GET /v1/workers/{id}/assignments`: everything a worker should run now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignments {
+    pub worker: WorkerId,
+    pub assignments: Vec<WorkerAssignment>,
+    /// Jobs whose source partition count no worker has reported yet; a worker that can
+    /// reach Kafka reports it with `POST /v1/jobs/{id}/partitions`.
+    pub unknown_partition_counts: Vec<JobId>,
+}
+
+/// One (job, partition) a worker owns, with the job's spec so it can run it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerAssignment {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub epoch: Epoch,
+    pub job_version: u64,
+    pub spec: serde_json::Value,
+}
+
+/// `POST /v1/jobs/{id}/partitions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportPartitionsRequest {
+    pub partition_count: u32,
+}
+
+/// `POST /v1/checkpoints`: a batch of checkpoint reports from one worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointReportBatch {
+    pub worker: WorkerId,
+    pub reports: Vec<CheckpointReport>,
+}
+
+/// One step of the exactly-once protocol for one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointReport {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub epoch: Epoch,
+    pub checkpoint: CheckpointId,
+    pub phase: CheckpointPhase,
+    pub offset: i64,
+    pub snapshot: String,
+}
+
+/// The outcome of each report in a batch, in order: `ok`, or why it was refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointReportResults {
+    pub results: Vec<Result<(), String>>,
+}
+
+/// Every error answer of the API: one sentence, and the offending field when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Keyed counts (for example jobs by state) reported by status endpoints.
+pub type Counts = BTreeMap<String, u64>;
