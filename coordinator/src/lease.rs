@@ -18,7 +18,10 @@ impl LeaseTable {
     /// An empty table whose leases last `lease_timeout_ms` after each renewal.
     pub fn new(lease_timeout_ms: u64) -> Self {
         assert!(lease_timeout_ms > 0);
-        LeaseTable { lease_timeout_ms, deadlines_ms: BTreeMap::new() }
+        LeaseTable {
+            lease_timeout_ms,
+            deadlines_ms: BTreeMap::new(),
+        }
     }
 
     /// How long a lease lasts after a renewal.
@@ -28,7 +31,10 @@ impl LeaseTable {
 
     /// Called when this node becomes leader: every registered worker gets a full lease.
     pub fn on_elected<'a>(&mut self, now_ms: u64, workers: impl IntoIterator<Item = &'a WorkerId>) {
-        self.deadlines_ms = workers.into_iter().map(|w| (w.clone(), now_ms + self.lease_timeout_ms)).collect();
+        self.deadlines_ms = workers
+            .into_iter()
+            .map(|w| (w.clone(), now_ms + self.lease_timeout_ms))
+            .collect();
     }
 
     /// Renews a worker's lease; returns its new deadline.
@@ -48,11 +54,18 @@ impl LeaseTable {
     /// Workers whose lease has passed, given the registered ones. A registered worker the
     /// table has not seen yet (registered through a previous leader a moment ago) gets a
     /// full lease from now instead of expiring.
-    pub fn expired<'a>(&mut self, now_ms: u64, registered: impl IntoIterator<Item = &'a WorkerId>) -> Vec<WorkerId> {
+    pub fn expired<'a>(
+        &mut self,
+        now_ms: u64,
+        registered: impl IntoIterator<Item = &'a WorkerId>,
+    ) -> Vec<WorkerId> {
         let mut out = Vec::new();
         let mut seen = BTreeMap::new();
         for w in registered {
-            let deadline = *self.deadlines_ms.get(w).unwrap_or(&(now_ms + self.lease_timeout_ms));
+            let deadline = *self
+                .deadlines_ms
+                .get(w)
+                .unwrap_or(&(now_ms + self.lease_timeout_ms));
             if deadline <= now_ms {
                 out.push(w.clone());
             }

@@ -6,10 +6,13 @@
 //! machine, `scheduler` and `lease` the leader's pure control logic, `node` ties them into a
 //! running coordinator, and `http` is its API surface.
 
+pub mod http;
 pub mod lease;
 pub mod network;
+pub mod node;
 pub mod raft_types;
 pub mod runtime;
 pub mod scheduler;
+pub mod server;
 pub mod state;
 pub mod store;

@@ -22,7 +22,8 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
         commands.push(Command::Place { moves });
     }
     for job in state.jobs.values() {
-        if job.state == JobState::Cancelling && job.partitions.values().all(|p| p.worker.is_none()) {
+        if job.state == JobState::Cancelling && job.partitions.values().all(|p| p.worker.is_none())
+        {
             commands.push(Command::FinishCancel { job: job.id });
         }
     }
@@ -75,20 +76,32 @@ fn plan_moves(state: &ControlState) -> Vec<Move> {
         if load[most].len() <= load[least].len() + 1 {
             break;
         }
-        let key = load.get_mut(most).expect("worker from the map").pop().expect("most loaded is not empty");
+        let key = load
+            .get_mut(most)
+            .expect("worker from the map")
+            .pop()
+            .expect("most loaded is not empty");
         target.insert(key, least);
         load.get_mut(least).expect("worker from the map").push(key);
     }
     for ((job, partition), worker) in target {
         let p = &state.jobs[&job].partitions[&partition];
-        moves.push(Move { job, partition, worker: Some(worker.clone()), epoch: p.epoch.next() });
+        moves.push(Move {
+            job,
+            partition,
+            worker: Some(worker.clone()),
+            epoch: p.epoch.next(),
+        });
     }
     moves.truncate(PLACEMENT_MOVES_PER_ROUND_MAX);
     moves
 }
 
 fn least_loaded<'a>(load: &BTreeMap<&'a WorkerId, Vec<(JobId, PartitionId)>>) -> &'a WorkerId {
-    load.iter().min_by_key(|(w, owned)| (owned.len(), *w)).map(|(w, _)| *w).expect("at least one worker")
+    load.iter()
+        .min_by_key(|(w, owned)| (owned.len(), *w))
+        .map(|(w, _)| *w)
+        .expect("at least one worker")
 }
 
 fn most_loaded<'a>(load: &BTreeMap<&'a WorkerId, Vec<(JobId, PartitionId)>>) -> &'a WorkerId {

@@ -57,7 +57,14 @@ macro_rules! display_inner {
         }
     )*};
 }
-display_inner!(JobId, PartitionId, Epoch, CheckpointId, WorkerId, TenantName);
+display_inner!(
+    JobId,
+    PartitionId,
+    Epoch,
+    CheckpointId,
+    WorkerId,
+    TenantName
+);
 
 impl From<&str> for WorkerId {
     fn from(s: &str) -> Self {
@@ -84,6 +91,9 @@ mod tests {
     #[test]
     fn ids_serialize_as_their_inner_value() {
         assert_eq!(serde_json::to_string(&JobId(7)).unwrap(), "7");
-        assert_eq!(serde_json::to_string(&WorkerId::from("w1")).unwrap(), "\"w1\"");
+        assert_eq!(
+            serde_json::to_string(&WorkerId::from("w1")).unwrap(),
+            "\"w1\""
+        );
     }
 }

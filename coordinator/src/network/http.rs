@@ -26,7 +26,10 @@ impl HttpTransport {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        HttpTransport { client, cluster_secret }
+        HttpTransport {
+            client,
+            cluster_secret,
+        }
     }
 }
 
@@ -51,8 +54,13 @@ impl RaftTransport for HttpTransport {
             }
         })?;
         if !resp.status().is_success() {
-            return Err(TransportError::Failed(target, format!("status {}", resp.status())));
+            return Err(TransportError::Failed(
+                target,
+                format!("status {}", resp.status()),
+            ));
         }
-        resp.json::<RaftRpcReply>().await.map_err(|e| TransportError::Failed(target, e.to_string()))
+        resp.json::<RaftRpcReply>()
+            .await
+            .map_err(|e| TransportError::Failed(target, e.to_string()))
     }
 }

@@ -6,11 +6,13 @@
 pub mod http;
 
 use crate::raft_types::{Raft, TypeConfig};
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,9 @@ pub async fn serve_rpc(raft: &Raft, rpc: RaftRpc) -> RaftRpcReply {
     match rpc {
         RaftRpc::AppendEntries(req) => RaftRpcReply::AppendEntries(raft.append_entries(req).await),
         RaftRpc::Vote(req) => RaftRpcReply::Vote(raft.vote(req).await),
-        RaftRpc::InstallSnapshot(req) => RaftRpcReply::InstallSnapshot(raft.install_snapshot(req).await),
+        RaftRpc::InstallSnapshot(req) => {
+            RaftRpcReply::InstallSnapshot(raft.install_snapshot(req).await)
+        }
     }
 }
 
@@ -93,20 +97,28 @@ impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for Network<T> {
     type Network = PeerConnection<T>;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
-        PeerConnection { transport: self.transport.clone(), target, addr: node.addr.clone() }
+        PeerConnection {
+            transport: self.transport.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
     }
 }
 
 fn to_rpc_error<E: std::error::Error>(e: TransportError) -> RPCError<u64, BasicNode, E> {
     match e {
         TransportError::Unreachable(..) => RPCError::Unreachable(Unreachable::new(&e)),
-        TransportError::Failed(..) | TransportError::WrongReply(_) => RPCError::Network(NetworkError::new(&e)),
+        TransportError::Failed(..) | TransportError::WrongReply(_) => {
+            RPCError::Network(NetworkError::new(&e))
+        }
     }
 }
 
 impl<T: RaftTransport> PeerConnection<T> {
     async fn call(&self, rpc: RaftRpc, option: &RPCOption) -> Result<RaftRpcReply, TransportError> {
-        self.transport.call(self.target, &self.addr, rpc, option.hard_ttl()).await
+        self.transport
+            .call(self.target, &self.addr, rpc, option.hard_ttl())
+            .await
     }
 }
 
@@ -116,8 +128,14 @@ impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerConnection<T> {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self.call(RaftRpc::AppendEntries(rpc), &option).await.map_err(to_rpc_error)? {
-            RaftRpcReply::AppendEntries(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        match self
+            .call(RaftRpc::AppendEntries(rpc), &option)
+            .await
+            .map_err(to_rpc_error)?
+        {
+            RaftRpcReply::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(to_rpc_error(TransportError::WrongReply(self.target))),
         }
     }
@@ -126,8 +144,15 @@ impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerConnection<T> {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>> {
-        match self.call(RaftRpc::InstallSnapshot(rpc), &option).await.map_err(to_rpc_error)? {
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self
+            .call(RaftRpc::InstallSnapshot(rpc), &option)
+            .await
+            .map_err(to_rpc_error)?
+        {
             RaftRpcReply::InstallSnapshot(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -140,8 +165,14 @@ impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerConnection<T> {
         rpc: VoteRequest<u64>,
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        match self.call(RaftRpc::Vote(rpc), &option).await.map_err(to_rpc_error)? {
-            RaftRpcReply::Vote(r) => r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+        match self
+            .call(RaftRpc::Vote(rpc), &option)
+            .await
+            .map_err(to_rpc_error)?
+        {
+            RaftRpcReply::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
             _ => Err(to_rpc_error(TransportError::WrongReply(self.target))),
         }
     }

@@ -33,10 +33,12 @@ impl ControlState {
             .jobs
             .get_mut(&report.job)
             .ok_or_else(|| format!("job {} not found", report.job))?;
-        let p = job
-            .partitions
-            .get_mut(&report.partition)
-            .ok_or_else(|| format!("partition {} of job {} not found", report.partition, report.job))?;
+        let p = job.partitions.get_mut(&report.partition).ok_or_else(|| {
+            format!(
+                "partition {} of job {} not found",
+                report.partition, report.job
+            )
+        })?;
         if report.epoch != p.epoch {
             return Err(format!(
                 "stale epoch for job {} partition {}: got {}, current is {}",
@@ -62,12 +64,21 @@ impl ControlState {
                         ));
                     }
                 }
-                if let Some(existing) = p.checkpoints.iter().find(|c| c.checkpoint == report.checkpoint) {
+                if let Some(existing) = p
+                    .checkpoints
+                    .iter()
+                    .find(|c| c.checkpoint == report.checkpoint)
+                {
                     // A retried report is fine; a different one with the same id is not.
-                    return if existing.offset == report.offset && existing.snapshot == report.snapshot {
+                    return if existing.offset == report.offset
+                        && existing.snapshot == report.snapshot
+                    {
                         Ok(())
                     } else {
-                        Err(format!("checkpoint {} was already prepared differently", report.checkpoint))
+                        Err(format!(
+                            "checkpoint {} was already prepared differently",
+                            report.checkpoint
+                        ))
                     };
                 }
                 p.checkpoints.push_back(CheckpointRecord {
@@ -91,7 +102,9 @@ impl ControlState {
                     .checkpoints
                     .iter_mut()
                     .find(|c| c.checkpoint == report.checkpoint)
-                    .ok_or_else(|| format!("checkpoint {} was never prepared", report.checkpoint))?;
+                    .ok_or_else(|| {
+                        format!("checkpoint {} was never prepared", report.checkpoint)
+                    })?;
                 if record.offset != report.offset {
                     return Err(format!(
                         "checkpoint {} was prepared at offset {}, not {}",

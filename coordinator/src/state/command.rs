@@ -9,15 +9,34 @@ use weir_core::wire::CheckpointReport;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// Creates a tenant holding one token, stored as its SHA-256 hash.
-    CreateTenant { name: TenantName, token_hash: String, at_ms: u64 },
+    CreateTenant {
+        name: TenantName,
+        token_hash: String,
+        at_ms: u64,
+    },
     /// Replaces a tenant's tokens with a new one (rotation: old tokens stop working).
-    RotateTenantToken { name: TenantName, token_hash: String },
+    RotateTenantToken {
+        name: TenantName,
+        token_hash: String,
+    },
     /// Accepts a validated job spec for a tenant.
-    SubmitJob { tenant: TenantName, name: String, spec: serde_json::Value, at_ms: u64 },
+    SubmitJob {
+        tenant: TenantName,
+        name: String,
+        spec: serde_json::Value,
+        at_ms: u64,
+    },
     /// Starts cancelling a job; `tenant` limits the request to that tenant's jobs.
-    CancelJob { job: JobId, tenant: Option<TenantName> },
+    CancelJob {
+        job: JobId,
+        tenant: Option<TenantName>,
+    },
     /// Records a worker's registration (or re-registration after a restart).
-    RegisterWorker { worker: WorkerId, addr: String, at_ms: u64 },
+    RegisterWorker {
+        worker: WorkerId,
+        addr: String,
+        at_ms: u64,
+    },
     /// Removes a worker whose lease expired (decided by the leader) or that left.
     RemoveWorker { worker: WorkerId, reason: String },
     /// Records a job's source partition count, as a worker learned it from Kafka.
@@ -29,7 +48,11 @@ pub enum Command {
     /// Marks a job failed with a reason users can read.
     FailJob { job: JobId, reason: String },
     /// A batch of checkpoint reports from one worker.
-    Checkpoint { worker: WorkerId, reports: Vec<CheckpointReport>, at_ms: u64 },
+    Checkpoint {
+        worker: WorkerId,
+        reports: Vec<CheckpointReport>,
+        at_ms: u64,
+    },
     /// A write that changes nothing: the leader's probe that it can commit.
     Noop,
 }
@@ -65,7 +88,12 @@ pub enum Refusal {
     #[error("{0}")]
     Conflict(String),
     #[error("stale epoch for job {job} partition {partition}: got {got}, current is {current}")]
-    StaleEpoch { job: JobId, partition: PartitionId, got: Epoch, current: Epoch },
+    StaleEpoch {
+        job: JobId,
+        partition: PartitionId,
+        got: Epoch,
+        current: Epoch,
+    },
     #[error("{0}")]
     Invalid(String),
 }

@@ -78,31 +78,47 @@ impl ControlState {
     /// give the same state on every member.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         let result = match command {
-            Command::CreateTenant { name, token_hash, at_ms } => {
-                self.create_tenant(name, token_hash, *at_ms)
-            }
+            Command::CreateTenant {
+                name,
+                token_hash,
+                at_ms,
+            } => self.create_tenant(name, token_hash, *at_ms),
             Command::RotateTenantToken { name, token_hash } => self.rotate_token(name, token_hash),
-            Command::SubmitJob { tenant, name, spec, at_ms } => {
-                self.submit_job(tenant, name, spec, *at_ms)
-            }
+            Command::SubmitJob {
+                tenant,
+                name,
+                spec,
+                at_ms,
+            } => self.submit_job(tenant, name, spec, *at_ms),
             Command::CancelJob { job, tenant } => self.cancel_job(*job, tenant.as_ref()),
-            Command::RegisterWorker { worker, addr, at_ms } => {
+            Command::RegisterWorker {
+                worker,
+                addr,
+                at_ms,
+            } => {
                 self.workers.insert(
                     worker.clone(),
-                    Worker { id: worker.clone(), addr: addr.clone(), registered_at_ms: *at_ms },
+                    Worker {
+                        id: worker.clone(),
+                        addr: addr.clone(),
+                        registered_at_ms: *at_ms,
+                    },
                 );
                 Ok(CommandResult::Done)
             }
             Command::RemoveWorker { worker, .. } => self.remove_worker(worker),
-            Command::SetPartitionCount { job, partition_count } => {
-                self.set_partition_count(*job, *partition_count)
-            }
+            Command::SetPartitionCount {
+                job,
+                partition_count,
+            } => self.set_partition_count(*job, *partition_count),
             Command::Place { moves } => self.place(moves),
             Command::FinishCancel { job } => self.finish_cancel(*job),
             Command::FailJob { job, reason } => self.fail_job(*job, reason),
-            Command::Checkpoint { worker, reports, at_ms } => {
-                Ok(self.apply_checkpoints(worker, reports, *at_ms))
-            }
+            Command::Checkpoint {
+                worker,
+                reports,
+                at_ms,
+            } => Ok(self.apply_checkpoints(worker, reports, *at_ms)),
             Command::Noop => Ok(CommandResult::Done),
         };
         result.unwrap_or_else(CommandResult::Refused)
@@ -149,7 +165,11 @@ impl ControlState {
         Ok(CommandResult::Done)
     }
 
-    fn rotate_token(&mut self, name: &TenantName, token_hash: &str) -> Result<CommandResult, Refusal> {
+    fn rotate_token(
+        &mut self,
+        name: &TenantName,
+        token_hash: &str,
+    ) -> Result<CommandResult, Refusal> {
         let tenant = self
             .tenants
             .get_mut(name)
@@ -201,10 +221,16 @@ impl ControlState {
     }
 
     fn job_mut(&mut self, job: JobId) -> Result<&mut Job, Refusal> {
-        self.jobs.get_mut(&job).ok_or_else(|| Refusal::NotFound(format!("job {job}")))
+        self.jobs
+            .get_mut(&job)
+            .ok_or_else(|| Refusal::NotFound(format!("job {job}")))
     }
 
-    fn cancel_job(&mut self, job: JobId, tenant: Option<&TenantName>) -> Result<CommandResult, Refusal> {
+    fn cancel_job(
+        &mut self,
+        job: JobId,
+        tenant: Option<&TenantName>,
+    ) -> Result<CommandResult, Refusal> {
         let j = self.job_mut(job)?;
         if tenant.is_some_and(|t| t != &j.tenant) {
             return Err(Refusal::NotFound(format!("job {job}")));
@@ -232,7 +258,11 @@ impl ControlState {
         Ok(CommandResult::Done)
     }
 
-    fn set_partition_count(&mut self, job: JobId, partition_count: u32) -> Result<CommandResult, Refusal> {
+    fn set_partition_count(
+        &mut self,
+        job: JobId,
+        partition_count: u32,
+    ) -> Result<CommandResult, Refusal> {
         if partition_count == 0 || partition_count > JOB_PARTITIONS_MAX {
             return Err(Refusal::Invalid(format!(
                 "partition count {partition_count} is outside 1..={JOB_PARTITIONS_MAX}"
@@ -251,12 +281,14 @@ impl ControlState {
         }
         j.partition_count = Some(partition_count);
         for p in 0..partition_count {
-            j.partitions.entry(PartitionId(p)).or_insert_with(|| PartitionState {
-                worker: None,
-                epoch: Epoch(0),
-                checkpoints: VecDeque::new(),
-                committed: None,
-            });
+            j.partitions
+                .entry(PartitionId(p))
+                .or_insert_with(|| PartitionState {
+                    worker: None,
+                    epoch: Epoch(0),
+                    checkpoints: VecDeque::new(),
+                    committed: None,
+                });
         }
         Ok(CommandResult::Done)
     }
@@ -264,11 +296,13 @@ impl ControlState {
     fn place(&mut self, moves: &[Move]) -> Result<CommandResult, Refusal> {
         // Check the whole batch first, so a refused batch changes nothing.
         for m in moves {
-            let job = self.jobs.get(&m.job).ok_or_else(|| Refusal::NotFound(format!("job {}", m.job)))?;
-            let p = job
-                .partitions
-                .get(&m.partition)
-                .ok_or_else(|| Refusal::NotFound(format!("partition {} of job {}", m.partition, m.job)))?;
+            let job = self
+                .jobs
+                .get(&m.job)
+                .ok_or_else(|| Refusal::NotFound(format!("job {}", m.job)))?;
+            let p = job.partitions.get(&m.partition).ok_or_else(|| {
+                Refusal::NotFound(format!("partition {} of job {}", m.partition, m.job))
+            })?;
             if m.epoch != p.epoch.next() {
                 return Err(Refusal::StaleEpoch {
                     job: m.job,
@@ -302,10 +336,15 @@ impl ControlState {
     fn finish_cancel(&mut self, job: JobId) -> Result<CommandResult, Refusal> {
         let j = self.job_mut(job)?;
         if j.state != JobState::Cancelling {
-            return Err(Refusal::Conflict(format!("job {job} is {}, not cancelling", j.state.as_str())));
+            return Err(Refusal::Conflict(format!(
+                "job {job} is {}, not cancelling",
+                j.state.as_str()
+            )));
         }
         if j.partitions.values().any(|p| p.worker.is_some()) {
-            return Err(Refusal::Conflict(format!("job {job} still has partitions placed")));
+            return Err(Refusal::Conflict(format!(
+                "job {job} still has partitions placed"
+            )));
         }
         j.state = JobState::Cancelled;
         Ok(CommandResult::Done)

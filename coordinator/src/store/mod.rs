@@ -33,9 +33,15 @@ pub(crate) const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("
 #[derive(Debug, Error)]
 pub enum OpenError {
     #[error("cannot create data directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open database {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot open redb database: {0}")]
     Redb(#[from] redb::DatabaseError),
     #[error("cannot read the stored Raft state: {0}")]
@@ -50,8 +56,10 @@ pub fn open_with_backend(backend: impl StorageBackend) -> Result<Arc<Database>, 
 
 /// Opens (or creates) `<data_dir>/coordinator.redb`.
 pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|source| OpenError::CreateDir { path: data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
+        path: data_dir.display().to_string(),
+        source,
+    })?;
     let path = data_dir.join("coordinator.redb");
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -59,7 +67,10 @@ pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|source| OpenError::Open { path: path.display().to_string(), source })?;
+        .map_err(|source| OpenError::Open {
+            path: path.display().to_string(),
+            source,
+        })?;
     open_with_backend(redb::backends::FileBackend::new(file)?)
 }
 

@@ -2,7 +2,9 @@
 //! into redb. The HTTP API reads the same state through `SharedState`.
 
 use super::{read_err, write_err, SNAPSHOT};
-use crate::raft_types::{Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::raft_types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::state::{CommandResult, ControlState};
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder};
@@ -54,7 +56,11 @@ impl StateMachineStore {
         let txn = db.begin_write().map_err(write_err)?;
         txn.open_table(SNAPSHOT).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
-        let store = StateMachineStore { db, shared: SharedState::default(), snapshots_built: 0 };
+        let store = StateMachineStore {
+            db,
+            shared: SharedState::default(),
+            snapshots_built: 0,
+        };
         if let Some((_, data)) = store.read_snapshot()? {
             let applied: AppliedState = serde_json::from_slice(&data).map_err(read_err)?;
             *store.shared.write() = applied;
@@ -84,10 +90,13 @@ impl StateMachineStore {
     fn write_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         let meta_bytes = serde_json::to_vec(meta).map_err(write_err)?;
         let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::Immediate).map_err(write_err)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(write_err)?;
         {
             let mut table = txn.open_table(SNAPSHOT).map_err(write_err)?;
-            table.insert(SNAPSHOT_META, meta_bytes.as_slice()).map_err(write_err)?;
+            table
+                .insert(SNAPSHOT_META, meta_bytes.as_slice())
+                .map_err(write_err)?;
             table.insert(SNAPSHOT_DATA, data).map_err(write_err)?;
         }
         txn.commit().map_err(write_err)
@@ -115,11 +124,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.applied.membership.clone(),
             snapshot_id,
         };
-        let store = StateMachineStore { db: self.db.clone(), shared: SharedState::default(), snapshots_built: 0 };
+        let store = StateMachineStore {
+            db: self.db.clone(),
+            shared: SharedState::default(),
+            snapshots_built: 0,
+        };
         store.write_snapshot(&meta, &data)?;
         metrics::counter!("weir_raft_snapshots_built_total").increment(1);
         metrics::gauge!("weir_raft_snapshot_bytes").set(data.len() as f64);
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -155,25 +171,37 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
-        SnapshotBuilder { db: self.db.clone(), applied: self.shared.read().clone(), sequence: self.snapshots_built }
+        SnapshotBuilder {
+            db: self.db.clone(),
+            applied: self.shared.read().clone(),
+            sequence: self.snapshots_built,
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let applied: AppliedState = serde_json::from_slice(&data).map_err(read_err)?;
-        assert_eq!(applied.last_applied, meta.last_log_id, "snapshot data and metadata disagree");
+        assert_eq!(
+            applied.last_applied, meta.last_log_id,
+            "snapshot data and metadata disagree"
+        );
         self.write_snapshot(meta, &data)?;
         *self.shared.write() = applied;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self
-            .read_snapshot()?
-            .map(|(meta, data)| Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(self.read_snapshot()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }

@@ -1,0 +1,115 @@
+//! `weir coordinator`: run one member of the group until interrupted.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use weir_coordinator::node::CoordinatorConfig;
+
+/// Flags of `weir coordinator` (CONTRACT.md).
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorArgs {
+    /// This member's Raft id (a positive integer, unique in the group).
+    #[arg(long)]
+    pub id: u64,
+    /// host:port to serve the API and Raft on.
+    #[arg(long)]
+    pub listen: String,
+    /// Directory for the Raft log, vote and snapshots.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The initial members, id=host:port, comma-separated, the same on every member. A
+    /// member not in the list starts empty and waits for `weir cluster add-member`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub peers: Vec<String>,
+    /// The administrator's token; the same on every member.
+    #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// How long a worker lease lasts after each heartbeat, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub lease_timeout_ms: u64,
+}
+
+/// Parses `1=host:port,2=host:port`.
+pub fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for p in peers {
+        let Some((id, addr)) = p.split_once('=') else {
+            bail!("--peers entry {p:?} is not id=host:port");
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--peers entry {p:?} has a non-numeric id"))?;
+        if !addr.contains(':') {
+            bail!("--peers entry {p:?} has no port");
+        }
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            bail!("--peers names id {id} twice");
+        }
+    }
+    if out.is_empty() {
+        bail!("--peers is empty");
+    }
+    Ok(out)
+}
+
+/// Runs a coordinator until Ctrl-C or SIGTERM.
+pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
+    if args.id == 0 {
+        bail!("--id must be a positive integer");
+    }
+    if args.admin_token.len() < 8 {
+        bail!("--admin-token must be at least 8 characters");
+    }
+    let peers = parse_peers(&args.peers)?;
+    let advertise = peers
+        .get(&args.id)
+        .cloned()
+        .unwrap_or_else(|| args.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mut config = CoordinatorConfig::new(args.id, advertise, peers);
+    config.lease_timeout_ms = args.lease_timeout_ms;
+    let running =
+        weir_coordinator::server::launch(config, &args.data_dir, &args.admin_token, listener)
+            .await?;
+    tracing::info!(id = args.id, addr = %running.addr, "coordinator serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_peers;
+
+    #[test]
+    fn peers_parse_and_reject_nonsense() {
+        let p = parse_peers(&["1=127.0.0.1:7001".into(), "2=127.0.0.1:7002".into()]).unwrap();
+        assert_eq!(p[&2], "127.0.0.1:7002");
+        assert!(parse_peers(&["x=127.0.0.1:1".into()]).is_err());
+        assert!(parse_peers(&["1127.0.0.1:1".into()]).is_err());
+        assert!(parse_peers(&["1=a:1".into(), "1=b:2".into()]).is_err());
+        assert!(parse_peers(&["1=nohost".into()]).is_err());
+    }
+}

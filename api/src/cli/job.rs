@@ -1,0 +1,158 @@
+//! `weir job submit|list|get|cancel|checkpoints`.
+
+use super::weir_api_client_args::ClientArgs;
+use super::{print_json, read_file};
+use clap::Subcommand;
+use std::path::PathBuf;
+use weir_core::ids::JobId;
+
+/// Job commands.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job spec (YAML or JSON).
+    Submit {
+        /// The spec file.
+        file: PathBuf,
+        /// The tenant the job belongs to (needed with the administrator token).
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List the jobs this token may see.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one job and where its partitions run.
+    Get {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cancel a job.
+    Cancel {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show a job's checkpoint records, newest first.
+    Checkpoints {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// Runs a job command.
+pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobCommand::Submit {
+            file,
+            tenant,
+            client,
+        } => {
+            let spec = read_file(&file)?;
+            let job = client.client().submit_job(spec, tenant.as_deref()).await?;
+            if client.json {
+                return print_json(&job);
+            }
+            println!(
+                "submitted job {} ({}) version {}",
+                job.id, job.name, job.version
+            );
+        }
+        JobCommand::List { client } => {
+            let jobs = client.client().list_jobs().await?;
+            if client.json {
+                return print_json(&jobs);
+            }
+            println!(
+                "{:<6} {:<32} {:<16} {:<11} VERSION",
+                "ID", "NAME", "TENANT", "STATE"
+            );
+            for j in jobs {
+                println!(
+                    "{:<6} {:<32} {:<16} {:<11} {}",
+                    j.id,
+                    j.name,
+                    j.tenant,
+                    j.state.as_str(),
+                    j.version
+                );
+            }
+        }
+        JobCommand::Get { id, client } => {
+            let job = client.client().get_job(JobId(id)).await?;
+            if client.json {
+                return print_json(&job);
+            }
+            println!(
+                "job {} ({}) tenant {} state {} version {}",
+                job.id,
+                job.name,
+                job.tenant,
+                job.state.as_str(),
+                job.version
+            );
+            if let Some(reason) = &job.reason {
+                println!("reason: {reason}");
+            }
+            match job.partition_count {
+                Some(n) => println!("partitions: {n}"),
+                None => {
+                    println!("partitions: not known yet (no worker has read the topic's metadata)")
+                }
+            }
+            if !job.partitions.is_empty() {
+                println!(
+                    "{:<10} {:<20} {:<6} {:<11} OFFSET",
+                    "PARTITION", "WORKER", "EPOCH", "CHECKPOINT"
+                );
+                for p in &job.partitions {
+                    println!(
+                        "{:<10} {:<20} {:<6} {:<11} {}",
+                        p.partition,
+                        p.worker.as_ref().map(|w| w.0.as_str()).unwrap_or("-"),
+                        p.epoch,
+                        p.checkpoint
+                            .map(|c| c.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        p.offset
+                            .map(|o| o.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    );
+                }
+            }
+        }
+        JobCommand::Cancel { id, client } => {
+            let job = client.client().cancel_job(JobId(id)).await?;
+            if client.json {
+                return print_json(&job);
+            }
+            println!("job {} is {}", job.id, job.state.as_str());
+        }
+        JobCommand::Checkpoints { id, client } => {
+            let records = client.client().checkpoints(JobId(id)).await?;
+            if client.json {
+                return print_json(&records);
+            }
+            println!(
+                "{:<10} {:<11} {:<6} {:<10} {:<12} SNAPSHOT",
+                "PARTITION", "CHECKPOINT", "EPOCH", "PHASE", "OFFSET"
+            );
+            for r in records {
+                println!(
+                    "{:<10} {:<11} {:<6} {:<10} {:<12} {}",
+                    r.partition,
+                    r.checkpoint,
+                    r.epoch,
+                    format!("{:?}", r.phase).to_lowercase(),
+                    r.offset,
+                    r.snapshot
+                );
+            }
+        }
+    }
+    Ok(())
+}

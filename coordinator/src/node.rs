@@ -1,0 +1,511 @@
+//! A running coordinator: openraft over the redb store and a transport, the control loop the
+//! leader runs (lease expiry, scheduling), and the operations the API calls. Everything
+//! outside the process is reached through the seams: the transport, the redb backend, the
+//! clock and the entropy source, and tokio's (virtual, in the simulation) timers.
+
+use crate::lease::LeaseTable;
+use crate::network::{Network, RaftTransport};
+use crate::raft_types::Raft;
+use crate::scheduler;
+use crate::state::{Command, CommandResult};
+use crate::store::{self, OpenError, SharedState};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
+use redb::Database;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::time::Instant;
+use weir_core::ids::{NodeId, WorkerId};
+use weir_core::seams::Seams;
+use weir_core::wire::{ClusterStatus, JobState, Lease, Member};
+
+/// How often the leader's control loop looks at leases and placement.
+pub const CONTROL_TICK_MS: u64 = 100;
+/// Control rounds per tick that may propose; a plan the group keeps refusing waits a tick.
+pub const CONTROL_ROUNDS_PER_TICK_MAX: usize = 8;
+
+/// Tunables of one coordinator. The defaults suit a group on one LAN.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub id: NodeId,
+    /// The address peers and clients reach this coordinator at.
+    pub advertise_addr: String,
+    /// The initial members (`--peers`); a node not listed here waits to be added.
+    pub peers: BTreeMap<NodeId, String>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Entries since the last snapshot that trigger a new one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, for slow followers.
+    pub log_entries_kept_after_snapshot: u64,
+    /// A worker lease lasts this long after each heartbeat.
+    pub lease_timeout_ms: u64,
+    /// Workers are told to heartbeat this often.
+    pub worker_heartbeat_interval_ms: u64,
+}
+
+impl CoordinatorConfig {
+    /// Defaults for a coordinator `id` reachable at `advertise_addr`.
+    pub fn new(
+        id: NodeId,
+        advertise_addr: impl Into<String>,
+        peers: BTreeMap<NodeId, String>,
+    ) -> Self {
+        CoordinatorConfig {
+            id,
+            advertise_addr: advertise_addr.into(),
+            peers,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 500,
+            snapshot_every_entries: 5_000,
+            log_entries_kept_after_snapshot: 1_000,
+            lease_timeout_ms: 3_000,
+            worker_heartbeat_interval_ms: 500,
+        }
+    }
+}
+
+/// Why a coordinator could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("invalid Raft configuration: {0}")]
+    Config(String),
+    #[error("Raft failed to start: {0}")]
+    Raft(String),
+}
+
+/// Why a write was not applied.
+#[derive(Debug, Error)]
+pub enum WriteError {
+    /// This node is not the leader; the leader, when known, is at `leader_addr`.
+    #[error("not the leader (leader: {leader_id:?})")]
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
+    /// The command was applied and refused by the state machine.
+    #[error(transparent)]
+    Refused(#[from] crate::state::Refusal),
+    /// The group could not commit it; whether it will be applied later is unknown.
+    #[error("the coordinator group is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One coordinator of the group.
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    raft: Raft,
+    state: SharedState,
+    seams: Seams,
+    leases: Mutex<LeaseTable>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("id", &self.config.id)
+            .finish()
+    }
+}
+
+impl Coordinator {
+    /// Starts a coordinator over `db` and `transport`, joining or forming the group, and
+    /// spawns its control loop on the current tokio runtime.
+    pub async fn start<T: RaftTransport>(
+        config: CoordinatorConfig,
+        db: Arc<Database>,
+        transport: T,
+        seams: Seams,
+    ) -> Result<Arc<Coordinator>, StartError> {
+        let raft_config = openraft::Config {
+            cluster_name: "weir".to_string(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: config.log_entries_kept_after_snapshot,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+        let (log_store, sm_store) = store::open_stores(db)?;
+        let state = sm_store.shared();
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            Network::new(transport),
+            log_store,
+            sm_store,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !initialized && config.peers.contains_key(&config.id) {
+            // Every member of the initial --peers list initializes with the same membership;
+            // openraft accepts that, and the group forms once a majority is up.
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                .collect();
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "initialize skipped");
+            }
+        }
+        let coordinator = Arc::new(Coordinator {
+            leases: Mutex::new(LeaseTable::new(config.lease_timeout_ms)),
+            config,
+            raft,
+            state,
+            seams,
+            started: Instant::now(),
+        });
+        tokio::spawn(control_loop(Arc::downgrade(&coordinator)));
+        Ok(coordinator)
+    }
+
+    /// This coordinator's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// The Raft handle, for the transport's receiving end.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The applied state, for reads.
+    pub fn state(&self) -> &SharedState {
+        &self.state
+    }
+
+    /// The seams this coordinator was built with.
+    pub fn seams(&self) -> &Seams {
+        &self.seams
+    }
+
+    /// The leader as this node knows it, and its address.
+    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let addr = m.current_leader.and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| n.addr.clone())
+        });
+        (m.current_leader, addr)
+    }
+
+    /// Whether this node currently believes it is the leader.
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.config.id)
+    }
+
+    fn not_leader(&self) -> WriteError {
+        let (leader_id, leader_addr) = self.leader();
+        WriteError::NotLeader {
+            leader_id: leader_id.filter(|l| *l != self.config.id),
+            leader_addr,
+        }
+    }
+
+    /// Proposes a command and waits until it is committed and applied.
+    pub async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {
+        let started = Instant::now();
+        let result = self.raft.client_write(command).await;
+        metrics::histogram!("weir_raft_commit_latency_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(resp) => match resp.data {
+                CommandResult::Refused(r) => Err(WriteError::Refused(r)),
+                other => Ok(other),
+            },
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.map(|n| n.addr),
+                })
+            }
+            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Waits until this node, as leader, has applied everything committed before the call:
+    /// a read after it is linearizable (read-index).
+    pub async fn linearizable(&self) -> Result<(), WriteError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(_)) => Err(self.not_leader()),
+            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Renews a worker's lease. Only the leader decides leases.
+    pub fn heartbeat(&self, worker: &WorkerId) -> Result<Lease, WriteError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        if !self.state.read().control.workers.contains_key(worker) {
+            return Err(WriteError::Refused(crate::state::Refusal::NotFound(
+                format!("worker {worker}"),
+            )));
+        }
+        self.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .renew(worker, self.monotonic_ms());
+        Ok(self.lease_for(worker))
+    }
+
+    /// The lease terms a worker is told.
+    pub fn lease_for(&self, worker: &WorkerId) -> Lease {
+        Lease {
+            worker: worker.clone(),
+            lease_timeout_ms: self.config.lease_timeout_ms,
+            heartbeat_interval_ms: self.config.worker_heartbeat_interval_ms,
+        }
+    }
+
+    /// When a worker's lease expires, in wall-clock Unix ms, as this leader sees it.
+    pub fn lease_expires_at_ms(&self, worker: &WorkerId) -> Option<u64> {
+        let deadline = self
+            .leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .deadline_ms(worker)?;
+        let left = deadline.saturating_sub(self.monotonic_ms());
+        Some(self.seams.clock.now_ms() + left)
+    }
+
+    /// Milliseconds since this coordinator started, on the runtime's monotonic clock.
+    fn monotonic_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The group as this node sees it.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let state = if m.current_leader == Some(*id) {
+                    "leader"
+                } else if !voters.contains(id) {
+                    "learner"
+                } else if m.current_leader.is_some() {
+                    "follower"
+                } else {
+                    "unknown"
+                };
+                Member {
+                    id: *id,
+                    addr: node.addr.clone(),
+                    state: state.to_string(),
+                }
+            })
+            .collect();
+        ClusterStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            members,
+            last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+        }
+    }
+
+    /// Adds a coordinator: first as a learner that catches up (from a snapshot if the log
+    /// was compacted), then as a voter through joint consensus.
+    pub async fn add_member(&self, id: NodeId, addr: String) -> Result<(), WriteError> {
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(())
+    }
+
+    /// Removes a coordinator from the group through joint consensus.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), WriteError> {
+        let known = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some();
+        if !known {
+            return Err(WriteError::Refused(crate::state::Refusal::NotFound(
+                format!("member {id}"),
+            )));
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(())
+    }
+
+    fn membership_error(
+        &self,
+        e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> WriteError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => self.not_leader(),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                WriteError::Refused(crate::state::Refusal::Conflict(c.to_string()))
+            }
+            other => WriteError::Unavailable(other.to_string()),
+        }
+    }
+
+    /// Stops Raft; the control loop ends with it.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    /// One round of the leader's control loop; returns whether it proposed anything.
+    async fn control_round(&self, elected_term: &mut Option<u64>) -> bool {
+        let (is_leader, term) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (
+                m.state == ServerState::Leader && m.current_leader == Some(self.config.id),
+                m.current_term,
+            )
+        };
+        self.record_gauges();
+        if !is_leader {
+            *elected_term = None;
+            return false;
+        }
+        let now_ms = self.monotonic_ms();
+        if *elected_term != Some(term) {
+            // Newly elected: make sure everything committed is applied before deciding on
+            // leases, then grant every registered worker a full lease.
+            if self.linearizable().await.is_err() {
+                return false;
+            }
+            let state = self.state.read();
+            self.leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .on_elected(now_ms, state.control.workers.keys());
+            *elected_term = Some(term);
+            metrics::counter!("weir_leader_elected_total", "node" => self.config.id.to_string())
+                .increment(1);
+            tracing::info!(node = self.config.id, term, "became leader");
+        }
+        let (expired, planned) = {
+            let state = self.state.read();
+            let expired = self
+                .leases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .expired(now_ms, state.control.workers.keys());
+            (expired, scheduler::plan(&state.control))
+        };
+        let mut proposed = false;
+        for worker in expired {
+            tracing::warn!(worker = %worker, "lease expired; removing worker");
+            proposed = true;
+            let _ = self
+                .write(Command::RemoveWorker {
+                    worker,
+                    reason: "lease expired".into(),
+                })
+                .await;
+        }
+        if proposed {
+            return true; // plan again on the state after the removals
+        }
+        for command in planned {
+            proposed = true;
+            if let Err(e) = self.write(command).await {
+                tracing::debug!(error = %e, "placement not applied");
+                break;
+            }
+        }
+        proposed
+    }
+
+    fn record_gauges(&self) {
+        let node = self.config.id.to_string();
+        {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            metrics::gauge!("weir_raft_term", "node" => node.clone()).set(m.current_term as f64);
+            metrics::gauge!("weir_raft_applied_index", "node" => node.clone())
+                .set(m.last_applied.map(|l| l.index).unwrap_or(0) as f64);
+            metrics::gauge!("weir_raft_is_leader", "node" => node.clone()).set(
+                if m.state == ServerState::Leader {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
+        }
+        let state = self.state.read();
+        for s in JobState::ALL {
+            let n = state.control.jobs.values().filter(|j| j.state == s).count();
+            metrics::gauge!("weir_jobs", "node" => node.clone(), "state" => s.as_str())
+                .set(n as f64);
+        }
+        metrics::gauge!("weir_workers_live", "node" => node)
+            .set(state.control.workers.len() as f64);
+    }
+}
+
+async fn control_loop(coordinator: std::sync::Weak<Coordinator>) {
+    let mut elected_term = None;
+    let mut last_leader = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(CONTROL_TICK_MS)).await;
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        if c.raft.metrics().borrow().running_state.is_err() {
+            return;
+        }
+        let leader = c.raft.metrics().borrow().current_leader;
+        if leader != last_leader {
+            metrics::counter!("weir_raft_leader_changes_total", "node" => c.config.id.to_string())
+                .increment(1);
+            last_leader = leader;
+        }
+        for _ in 0..CONTROL_ROUNDS_PER_TICK_MAX {
+            if !c.control_round(&mut elected_term).await {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The production driver of one coordinator: its redb file under the data directory, the
+//! HTTP transport to its peers, the OS clock and entropy, and the HTTP listener. `weir
+//! coordinator` runs one; `weir local` and the tests run several in one process.
+
+use crate::http::{self, ApiState};
+use crate::network::http::HttpTransport;
+use crate::node::{Coordinator, CoordinatorConfig, StartError};
+use crate::store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use weir_core::seams::Seams;
+
+/// A coordinator serving HTTP.
+#[derive(Debug)]
+pub struct RunningCoordinator {
+    pub coordinator: Arc<Coordinator>,
+    pub addr: std::net::SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl RunningCoordinator {
+    /// Stops serving and stops Raft, as an orderly shutdown. (A crash is simply the process
+    /// ending; the tests use kill -9 on real processes for that.)
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.coordinator.shutdown().await;
+    }
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics recorder not installed");
+                None
+            }
+        })
+        .clone()
+}
+
+/// Opens the coordinator's data under `data_dir`, starts Raft and serves the API on
+/// `listener` (already bound, so callers can pick free ports without a race).
+pub async fn launch(
+    config: CoordinatorConfig,
+    data_dir: &Path,
+    admin_token: &str,
+    listener: TcpListener,
+) -> Result<RunningCoordinator, StartError> {
+    let db = store::open_in_dir(data_dir)?;
+    let transport = HttpTransport::new(Some(admin_token.to_string()));
+    let coordinator = Coordinator::start(config, db, transport, Seams::system()).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let state = ApiState::new(coordinator.clone(), admin_token, metrics_handle());
+    let server = tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, state).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(RunningCoordinator {
+        coordinator,
+        addr,
+        server,
+    })
+}
