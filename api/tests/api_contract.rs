@@ -1,0 +1,123 @@
+//! The HTTP API of CONTRACT.md against a 3-coordinator group in this process: tokens and
+//! tenant isolation, spec validation, conflicts, forwarding from followers, cancellation.
+
+mod common;
+
+use common::{wait_for, Group, ADMIN};
+use weir_api::client::{Client, ClientError};
+use weir_core::ids::JobId;
+use weir_core::wire::JobState;
+
+const SPEC: &str = include_str!("../../docs/examples/card-velocity.yaml");
+
+fn status(e: ClientError) -> u16 {
+    e.status().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_tenants_and_jobs_behave_as_the_contract_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    group.wait_for_leader().await;
+    // Talk to a follower only: every request must be forwarded to the leader.
+    let admin = Client::new(vec![group.follower_addr()], Some(ADMIN.into()));
+
+    // No token, or a wrong one: 401.
+    let anonymous = Client::new(vec![group.follower_addr()], None);
+    assert_eq!(anonymous.list_jobs().await.map_err(status).unwrap_err(), 401);
+    assert_eq!(admin.with_token("nope").list_jobs().await.map_err(status).unwrap_err(), 401);
+
+    let acme = admin.create_tenant("acme").await.unwrap();
+    let umbrella = admin.create_tenant("umbrella").await.unwrap();
+    assert!(acme.token.starts_with("weir_"));
+    assert_eq!(admin.create_tenant("acme").await.map_err(status).unwrap_err(), 409);
+    assert_eq!(admin.create_tenant("Bad Name").await.map_err(status).unwrap_err(), 400);
+    let acme = admin.with_token(acme.token);
+    let umbrella = admin.with_token(umbrella.token);
+
+    // A tenant cannot create tenants.
+    assert_eq!(acme.create_tenant("x").await.map_err(status).unwrap_err(), 403);
+
+    let job = acme.submit_job(SPEC.as_bytes().to_vec(), None).await.unwrap();
+    assert_eq!(job.name, "card-velocity");
+    assert_eq!(job.version, 1);
+    // The same name again in the same tenant: 409; in another tenant: fine.
+    assert_eq!(acme.submit_job(SPEC.as_bytes().to_vec(), None).await.map_err(status).unwrap_err(), 409);
+    let other = umbrella.submit_job(SPEC.as_bytes().to_vec(), None).await.unwrap();
+
+    // An invalid spec: 400 naming the field.
+    let bad = SPEC.replace("tumbling: 60s", "tumbling: sixty");
+    match acme.submit_job(bad.into_bytes(), None).await {
+        Err(ClientError::Api { status: 400, field, .. }) => {
+            assert_eq!(field.as_deref(), Some("pipeline[4].window.tumbling"))
+        }
+        other => panic!("expected a 400 naming the field, got {other:?}"),
+    }
+    let bad_cel = SPEC.replace("count >= 5", "count >= ");
+    match acme.submit_job(bad_cel.into_bytes(), None).await {
+        Err(ClientError::Api { status: 400, field, .. }) => assert_eq!(field.as_deref(), Some("pipeline[6].filter")),
+        other => panic!("expected a 400 naming the filter, got {other:?}"),
+    }
+
+    // Isolation: each tenant sees only its own job; the other's is a 404.
+    let acme_jobs = acme.list_jobs().await.unwrap();
+    assert_eq!(acme_jobs.len(), 1);
+    assert_eq!(acme_jobs[0].id, job.id);
+    assert_eq!(acme.get_job(other.id).await.map_err(status).unwrap_err(), 404);
+    assert_eq!(acme.cancel_job(other.id).await.map_err(status).unwrap_err(), 404);
+    assert_eq!(acme.get_job(JobId(999)).await.map_err(status).unwrap_err(), 404);
+    assert_eq!(admin.list_jobs().await.unwrap().len(), 2);
+    // The administrator must name the tenant when submitting.
+    assert_eq!(admin.submit_job(SPEC.as_bytes().to_vec(), None).await.map_err(status).unwrap_err(), 400);
+    // Tenants may not see the fleet.
+    assert_eq!(acme.workers().await.map_err(status).unwrap_err(), 403);
+
+    let detail = acme.get_job(job.id).await.unwrap();
+    assert_eq!(detail.state, JobState::Pending);
+    assert!(detail.partitions.is_empty());
+
+    // Cancel: 202, cancelling, then cancelled once nothing runs.
+    let cancelled = acme.cancel_job(job.id).await.unwrap();
+    assert!(matches!(cancelled.state, JobState::Cancelling | JobState::Cancelled));
+    wait_for("the job to be cancelled", 5_000, || async {
+        (acme.get_job(job.id).await.ok()?.state == JobState::Cancelled).then_some(())
+    })
+    .await;
+    // A cancelled job's name can be used again.
+    acme.submit_job(SPEC.as_bytes().to_vec(), None).await.unwrap();
+
+    // Rotating a token retires the old one.
+    let rotated = admin.rotate_tenant_token("acme").await.unwrap();
+    assert_eq!(acme.list_jobs().await.map_err(status).unwrap_err(), 401);
+    assert_eq!(admin.with_token(rotated.token).list_jobs().await.unwrap().len(), 2);
+
+    // Cluster status from every member names the same leader.
+    let leader = group.leader().unwrap();
+    for addr in group.addrs() {
+        let s = admin.cluster_status_of(&addr).await.unwrap();
+        assert_eq!(s.members.len(), 3);
+        wait_for("members to agree on the leader", 5_000, || async {
+            (admin.cluster_status_of(&addr).await.ok()?.leader == Some(leader)).then_some(())
+        })
+        .await;
+    }
+    group.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_need_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    group.wait_for_leader().await;
+    let admin = Client::new(group.addrs(), Some(ADMIN.into()));
+    admin.create_tenant("m").await.unwrap();
+    let http = reqwest::Client::new();
+    let addr = &group.addrs()[0];
+    let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in ["weir_raft_term", "weir_raft_applied_index", "weir_raft_commit_latency_seconds", "weir_api_request_seconds", "weir_jobs", "weir_workers_live"] {
+        assert!(metrics.contains(name), "metric {name} missing from:\n{metrics}");
+    }
+    group.stop_all().await;
+}
