@@ -222,7 +222,10 @@ impl Client {
     /// The tenants' names (administrator).
     pub async fn list_tenants(&self) -> Result<Vec<String>, ClientError> {
         let rows: Vec<serde_json::Value> = self.get("/v1/tenants").await?;
-        Ok(rows.iter().filter_map(|r| r["name"].as_str().map(str::to_string)).collect())
+        Ok(rows
+            .iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_string))
+            .collect())
     }
 
     /// Submits a job spec (YAML or JSON bytes); the administrator names the tenant.

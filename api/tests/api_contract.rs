@@ -24,38 +24,82 @@ async fn tokens_tenants_and_jobs_behave_as_the_contract_says() {
 
     // No token, or a wrong one: 401.
     let anonymous = Client::new(vec![group.follower_addr()], None);
-    assert_eq!(anonymous.list_jobs().await.map_err(status).unwrap_err(), 401);
-    assert_eq!(admin.with_token("nope").list_jobs().await.map_err(status).unwrap_err(), 401);
+    assert_eq!(
+        anonymous.list_jobs().await.map_err(status).unwrap_err(),
+        401
+    );
+    assert_eq!(
+        admin
+            .with_token("nope")
+            .list_jobs()
+            .await
+            .map_err(status)
+            .unwrap_err(),
+        401
+    );
 
     let acme = admin.create_tenant("acme").await.unwrap();
     let umbrella = admin.create_tenant("umbrella").await.unwrap();
     assert!(acme.token.starts_with("weir_"));
-    assert_eq!(admin.create_tenant("acme").await.map_err(status).unwrap_err(), 409);
-    assert_eq!(admin.create_tenant("Bad Name").await.map_err(status).unwrap_err(), 400);
+    assert_eq!(
+        admin
+            .create_tenant("acme")
+            .await
+            .map_err(status)
+            .unwrap_err(),
+        409
+    );
+    assert_eq!(
+        admin
+            .create_tenant("Bad Name")
+            .await
+            .map_err(status)
+            .unwrap_err(),
+        400
+    );
     let acme = admin.with_token(acme.token);
     let umbrella = admin.with_token(umbrella.token);
 
     // A tenant cannot create tenants.
-    assert_eq!(acme.create_tenant("x").await.map_err(status).unwrap_err(), 403);
+    assert_eq!(
+        acme.create_tenant("x").await.map_err(status).unwrap_err(),
+        403
+    );
 
-    let job = acme.submit_job(SPEC.as_bytes().to_vec(), None).await.unwrap();
+    let job = acme
+        .submit_job(SPEC.as_bytes().to_vec(), None)
+        .await
+        .unwrap();
     assert_eq!(job.name, "card-velocity");
     assert_eq!(job.version, 1);
     // The same name again in the same tenant: 409; in another tenant: fine.
-    assert_eq!(acme.submit_job(SPEC.as_bytes().to_vec(), None).await.map_err(status).unwrap_err(), 409);
-    let other = umbrella.submit_job(SPEC.as_bytes().to_vec(), None).await.unwrap();
+    assert_eq!(
+        acme.submit_job(SPEC.as_bytes().to_vec(), None)
+            .await
+            .map_err(status)
+            .unwrap_err(),
+        409
+    );
+    let other = umbrella
+        .submit_job(SPEC.as_bytes().to_vec(), None)
+        .await
+        .unwrap();
 
     // An invalid spec: 400 naming the field.
     let bad = SPEC.replace("tumbling: 60s", "tumbling: sixty");
     match acme.submit_job(bad.into_bytes(), None).await {
-        Err(ClientError::Api { status: 400, field, .. }) => {
+        Err(ClientError::Api {
+            status: 400, field, ..
+        }) => {
             assert_eq!(field.as_deref(), Some("pipeline[4].window.tumbling"))
         }
         other => panic!("expected a 400 naming the field, got {other:?}"),
     }
     let bad_cel = SPEC.replace("count >= 5", "count >= ");
     match acme.submit_job(bad_cel.into_bytes(), None).await {
-        Err(ClientError::Api { status: 400, field, .. }) => assert_eq!(field.as_deref(), Some("pipeline[6].filter")),
+        Err(ClientError::Api {
+            status: 400, field, ..
+        }) => assert_eq!(field.as_deref(), Some("pipeline[6].filter")),
         other => panic!("expected a 400 naming the filter, got {other:?}"),
     }
 
@@ -63,12 +107,28 @@ async fn tokens_tenants_and_jobs_behave_as_the_contract_says() {
     let acme_jobs = acme.list_jobs().await.unwrap();
     assert_eq!(acme_jobs.len(), 1);
     assert_eq!(acme_jobs[0].id, job.id);
-    assert_eq!(acme.get_job(other.id).await.map_err(status).unwrap_err(), 404);
-    assert_eq!(acme.cancel_job(other.id).await.map_err(status).unwrap_err(), 404);
-    assert_eq!(acme.get_job(JobId(999)).await.map_err(status).unwrap_err(), 404);
+    assert_eq!(
+        acme.get_job(other.id).await.map_err(status).unwrap_err(),
+        404
+    );
+    assert_eq!(
+        acme.cancel_job(other.id).await.map_err(status).unwrap_err(),
+        404
+    );
+    assert_eq!(
+        acme.get_job(JobId(999)).await.map_err(status).unwrap_err(),
+        404
+    );
     assert_eq!(admin.list_jobs().await.unwrap().len(), 2);
     // The administrator must name the tenant when submitting.
-    assert_eq!(admin.submit_job(SPEC.as_bytes().to_vec(), None).await.map_err(status).unwrap_err(), 400);
+    assert_eq!(
+        admin
+            .submit_job(SPEC.as_bytes().to_vec(), None)
+            .await
+            .map_err(status)
+            .unwrap_err(),
+        400
+    );
     // Tenants may not see the fleet.
     assert_eq!(acme.workers().await.map_err(status).unwrap_err(), 403);
 
@@ -78,18 +138,31 @@ async fn tokens_tenants_and_jobs_behave_as_the_contract_says() {
 
     // Cancel: 202, cancelling, then cancelled once nothing runs.
     let cancelled = acme.cancel_job(job.id).await.unwrap();
-    assert!(matches!(cancelled.state, JobState::Cancelling | JobState::Cancelled));
+    assert!(matches!(
+        cancelled.state,
+        JobState::Cancelling | JobState::Cancelled
+    ));
     wait_for("the job to be cancelled", 5_000, || async {
         (acme.get_job(job.id).await.ok()?.state == JobState::Cancelled).then_some(())
     })
     .await;
     // A cancelled job's name can be used again.
-    acme.submit_job(SPEC.as_bytes().to_vec(), None).await.unwrap();
+    acme.submit_job(SPEC.as_bytes().to_vec(), None)
+        .await
+        .unwrap();
 
     // Rotating a token retires the old one.
     let rotated = admin.rotate_tenant_token("acme").await.unwrap();
     assert_eq!(acme.list_jobs().await.map_err(status).unwrap_err(), 401);
-    assert_eq!(admin.with_token(rotated.token).list_jobs().await.unwrap().len(), 2);
+    assert_eq!(
+        admin
+            .with_token(rotated.token)
+            .list_jobs()
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Cluster status from every member names the same leader.
     let leader = group.leader().unwrap();
@@ -113,11 +186,32 @@ async fn health_and_metrics_need_no_token() {
     admin.create_tenant("m").await.unwrap();
     let http = reqwest::Client::new();
     let addr = &group.addrs()[0];
-    let health = http.get(format!("http://{addr}/healthz")).send().await.unwrap();
+    let health = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = http.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
-    for name in ["weir_raft_term", "weir_raft_applied_index", "weir_raft_commit_latency_seconds", "weir_api_request_seconds", "weir_jobs", "weir_workers_live"] {
-        assert!(metrics.contains(name), "metric {name} missing from:\n{metrics}");
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "weir_raft_term",
+        "weir_raft_applied_index",
+        "weir_raft_commit_latency_seconds",
+        "weir_api_request_seconds",
+        "weir_jobs",
+        "weir_workers_live",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "metric {name} missing from:\n{metrics}"
+        );
     }
     group.stop_all().await;
 }

@@ -19,12 +19,22 @@ struct Processes {
 
 impl Processes {
     fn peers_flag(&self) -> String {
-        self.peers.iter().map(|(id, a)| format!("{id}={a}")).collect::<Vec<_>>().join(",")
+        self.peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     fn start(&mut self, id: u64) {
         let child = Command::new(&self.bin)
-            .args(["coordinator", "--id", &id.to_string(), "--listen", &self.peers[&id]])
+            .args([
+                "coordinator",
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &self.peers[&id],
+            ])
             .arg("--data-dir")
             .arg(self.dir.join(format!("c{id}")))
             .args(["--peers", &self.peers_flag(), "--admin-token", ADMIN])
@@ -68,7 +78,10 @@ async fn write(client: &Client, prefix: &str, n: usize) -> Vec<String> {
 }
 
 async fn leader(client: &Client) -> u64 {
-    wait_for("a leader", 20_000, || async { client.cluster_status().await.ok()?.leader }).await
+    wait_for("a leader", 20_000, || async {
+        client.cluster_status().await.ok()?.leader
+    })
+    .await
 }
 
 async fn assert_all_present(client: &Client, acked: &[String], addrs: &[String]) {
@@ -89,7 +102,12 @@ async fn assert_all_present(client: &Client, acked: &[String], addrs: &[String])
 
 fn processes(dir: &Path) -> Processes {
     let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
-    Processes { bin: PathBuf::from(env!("CARGO_BIN_EXE_weir")), dir: dir.to_path_buf(), peers, children: BTreeMap::new() }
+    Processes {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
+        dir: dir.to_path_buf(),
+        peers,
+        children: BTreeMap::new(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,14 +144,29 @@ async fn kill_9_the_leader_and_then_everyone_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_flag_is_one_sentence_on_stderr() {
-    let out = Command::new(env!("CARGO_BIN_EXE_weir")).args(["coordinator", "--bogus"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["coordinator", "--bogus"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--bogus"), "{stderr}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["coordinator", "--id", "1", "--listen", "127.0.0.1:1", "--data-dir", "/tmp/x", "--peers", "one", "--admin-token", ADMIN])
+        .args([
+            "coordinator",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:1",
+            "--data-dir",
+            "/tmp/x",
+            "--peers",
+            "one",
+            "--admin-token",
+            ADMIN,
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

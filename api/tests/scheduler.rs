@@ -34,12 +34,21 @@ async fn owners(client: &Client, job: JobId) -> BTreeMap<String, Vec<(u32, u64)>
     let detail = client.get_job(job).await.unwrap();
     let mut out: BTreeMap<String, Vec<(u32, u64)>> = BTreeMap::new();
     for p in detail.partitions {
-        out.entry(p.worker.map(|w| w.0).unwrap_or_else(|| "-".into())).or_default().push((p.partition.0, p.epoch.0));
+        out.entry(p.worker.map(|w| w.0).unwrap_or_else(|| "-".into()))
+            .or_default()
+            .push((p.partition.0, p.epoch.0));
     }
     out
 }
 
-fn report(job: JobId, partition: u32, epoch: u64, checkpoint: u64, phase: CheckpointPhase, offset: i64) -> CheckpointReport {
+fn report(
+    job: JobId,
+    partition: u32,
+    epoch: u64,
+    checkpoint: u64,
+    phase: CheckpointPhase,
+    offset: i64,
+) -> CheckpointReport {
     CheckpointReport {
         job,
         partition: PartitionId(partition),
@@ -58,10 +67,18 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     group.wait_for_leader().await;
     let admin = Client::new(group.addrs(), Some(ADMIN.into()));
     admin.create_tenant("pay").await.unwrap();
-    let job = admin.submit_job(SPEC.as_bytes().to_vec(), Some("pay")).await.unwrap().id;
+    let job = admin
+        .submit_job(SPEC.as_bytes().to_vec(), Some("pay"))
+        .await
+        .unwrap()
+        .id;
     let control = Arc::new(HttpControlPlane::new(group.addrs(), ADMIN.into()));
 
-    let (w1, w2, w3) = (WorkerId::from("w1"), WorkerId::from("w2"), WorkerId::from("w3"));
+    let (w1, w2, w3) = (
+        WorkerId::from("w1"),
+        WorkerId::from("w2"),
+        WorkerId::from("w3"),
+    );
     let lease = control.register(&w1, "127.0.0.1:9001").await.unwrap();
     assert_eq!(lease.lease_timeout_ms, LEASE_MS);
     control.register(&w2, "127.0.0.1:9002").await.unwrap();
@@ -74,7 +91,10 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     assert_eq!(a.unknown_partition_counts, vec![job]);
     control.report_partitions(job, 4).await.unwrap();
 
-    wait_for("the job to run", 5_000, || async { (admin.get_job(job).await.ok()?.state == JobState::Running).then_some(()) }).await;
+    wait_for("the job to run", 5_000, || async {
+        (admin.get_job(job).await.ok()?.state == JobState::Running).then_some(())
+    })
+    .await;
     let placed = owners(&admin, job).await;
     assert_eq!(placed["w1"].len(), 2, "{placed:?}");
     assert_eq!(placed["w2"].len(), 2, "{placed:?}");
@@ -86,18 +106,51 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     // Checkpoint records: the owner at its epoch may prepare and commit; others may not.
     let (p, e) = placed["w1"][0];
     let r = control
-        .report_checkpoints(&w1, vec![report(job, p, e, 1, CheckpointPhase::Prepared, 100), report(job, p, e + 1, 2, CheckpointPhase::Prepared, 200)])
+        .report_checkpoints(
+            &w1,
+            vec![
+                report(job, p, e, 1, CheckpointPhase::Prepared, 100),
+                report(job, p, e + 1, 2, CheckpointPhase::Prepared, 200),
+            ],
+        )
         .await
         .unwrap();
     assert!(r.results[0].is_ok());
-    assert!(r.results[1].as_ref().unwrap_err().contains("stale epoch"), "{:?}", r.results);
-    let r = control.report_checkpoints(&w2, vec![report(job, p, e, 3, CheckpointPhase::Prepared, 300)]).await.unwrap();
-    assert!(r.results[0].as_ref().unwrap_err().contains("does not own"), "{:?}", r.results);
-    let r = control.report_checkpoints(&w1, vec![report(job, p, e, 1, CheckpointPhase::Committed, 100)]).await.unwrap();
+    assert!(
+        r.results[1].as_ref().unwrap_err().contains("stale epoch"),
+        "{:?}",
+        r.results
+    );
+    let r = control
+        .report_checkpoints(
+            &w2,
+            vec![report(job, p, e, 3, CheckpointPhase::Prepared, 300)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.results[0].as_ref().unwrap_err().contains("does not own"),
+        "{:?}",
+        r.results
+    );
+    let r = control
+        .report_checkpoints(
+            &w1,
+            vec![report(job, p, e, 1, CheckpointPhase::Committed, 100)],
+        )
+        .await
+        .unwrap();
     assert!(r.results[0].is_ok(), "{:?}", r.results);
     let detail = admin.get_job(job).await.unwrap();
-    let part = detail.partitions.iter().find(|x| x.partition.0 == p).unwrap();
-    assert_eq!((part.checkpoint, part.offset), (Some(CheckpointId(1)), Some(100)));
+    let part = detail
+        .partitions
+        .iter()
+        .find(|x| x.partition.0 == p)
+        .unwrap();
+    assert_eq!(
+        (part.checkpoint, part.offset),
+        (Some(CheckpointId(1)), Some(100))
+    );
     let records = admin.checkpoints(job).await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].phase, CheckpointPhase::Committed);
@@ -112,12 +165,25 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     let o = owners(&admin, job).await;
     for (partition, epoch) in &o["w1"] {
         let was_w2 = placed["w2"].iter().any(|(p, _)| p == partition);
-        assert_eq!(*epoch, if was_w2 { 2 } else { 1 }, "partition {partition}: {o:?}");
+        assert_eq!(
+            *epoch,
+            if was_w2 { 2 } else { 1 },
+            "partition {partition}: {o:?}"
+        );
     }
-    assert!(matches!(control.heartbeat(&w2).await, Err(ControlError::UnknownWorker(_))));
+    assert!(matches!(
+        control.heartbeat(&w2).await,
+        Err(ControlError::UnknownWorker(_))
+    ));
     // The zombie's checkpoint writes carry the old epoch and are refused.
     let (zp, ze) = placed["w2"][0];
-    let r = control.report_checkpoints(&w2, vec![report(job, zp, ze, 1, CheckpointPhase::Prepared, 5)]).await.unwrap();
+    let r = control
+        .report_checkpoints(
+            &w2,
+            vec![report(job, zp, ze, 1, CheckpointPhase::Prepared, 5)],
+        )
+        .await
+        .unwrap();
     assert!(r.results[0].is_err());
 
     // A new worker takes half, moving only what evens the load.
@@ -135,7 +201,10 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     // period, and the workers reach it through the other coordinators.
     let leader = group.leader().unwrap();
     group.nodes.remove(&leader).unwrap().stop().await;
-    wait_for("a new leader", 10_000, || async { group.leader().filter(|l| *l != leader) }).await;
+    wait_for("a new leader", 10_000, || async {
+        group.leader().filter(|l| *l != leader)
+    })
+    .await;
     let new_leader_addr = group.peers[&group.leader().unwrap()].clone();
     let survivors = Client::new(vec![new_leader_addr], Some(ADMIN.into()));
     // Three lease timeouts later, nothing moved.
@@ -145,8 +214,13 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let workers = survivors.workers().await.unwrap();
-    assert_eq!(workers.iter().map(|w| w.id.0.as_str()).collect::<Vec<_>>(), ["w1", "w3"]);
-    assert!(workers.iter().all(|w| w.lease_expires_at.is_some() && w.partitions.len() == 2));
+    assert_eq!(
+        workers.iter().map(|w| w.id.0.as_str()).collect::<Vec<_>>(),
+        ["w1", "w3"]
+    );
+    assert!(workers
+        .iter()
+        .all(|w| w.lease_expires_at.is_some() && w.partitions.len() == 2));
 
     alive1.store(false, Ordering::SeqCst);
     alive3.store(false, Ordering::SeqCst);

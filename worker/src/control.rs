@@ -10,8 +10,8 @@ use std::time::Duration;
 use thiserror::Error;
 use weir_core::ids::{JobId, WorkerId};
 use weir_core::wire::{
-    Assignments, CheckpointReport, CheckpointReportBatch, CheckpointReportResults, Lease, RegisterWorkerRequest,
-    ReportPartitionsRequest,
+    Assignments, CheckpointReport, CheckpointReportBatch, CheckpointReportResults, Lease,
+    RegisterWorkerRequest, ReportPartitionsRequest,
 };
 
 /// Attempts per call across the coordinators before giving up on this round.
@@ -38,13 +38,24 @@ pub enum ControlError {
 /// The control-plane calls a worker makes.
 pub trait ControlPlane: Send + Sync + 'static {
     /// Registers (or re-registers) the worker; returns its lease terms.
-    fn register(&self, id: &WorkerId, addr: &str) -> impl Future<Output = Result<Lease, ControlError>> + Send;
+    fn register(
+        &self,
+        id: &WorkerId,
+        addr: &str,
+    ) -> impl Future<Output = Result<Lease, ControlError>> + Send;
     /// Renews the worker's lease.
     fn heartbeat(&self, id: &WorkerId) -> impl Future<Output = Result<Lease, ControlError>> + Send;
     /// What the worker should run now.
-    fn assignments(&self, id: &WorkerId) -> impl Future<Output = Result<Assignments, ControlError>> + Send;
+    fn assignments(
+        &self,
+        id: &WorkerId,
+    ) -> impl Future<Output = Result<Assignments, ControlError>> + Send;
     /// Reports a job's source partition count, learned from Kafka.
-    fn report_partitions(&self, job: JobId, partition_count: u32) -> impl Future<Output = Result<(), ControlError>> + Send;
+    fn report_partitions(
+        &self,
+        job: JobId,
+        partition_count: u32,
+    ) -> impl Future<Output = Result<(), ControlError>> + Send;
     /// Reports a batch of checkpoint steps; one result per report.
     fn report_checkpoints(
         &self,
@@ -72,7 +83,11 @@ impl HttpControlPlane {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        HttpControlPlane { client, coordinators, token }
+        HttpControlPlane {
+            client,
+            coordinators,
+            token,
+        }
     }
 
     async fn call<T: DeserializeOwned>(
@@ -84,7 +99,10 @@ impl HttpControlPlane {
         let mut last = String::new();
         for attempt in 0..CONTROL_ATTEMPTS_MAX {
             let addr = &self.coordinators[attempt as usize % self.coordinators.len()];
-            let mut req = self.client.request(method.clone(), format!("http://{addr}{path}")).bearer_auth(&self.token);
+            let mut req = self
+                .client
+                .request(method.clone(), format!("http://{addr}{path}"))
+                .bearer_auth(&self.token);
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -92,13 +110,20 @@ impl HttpControlPlane {
                 Ok(resp) if resp.status().as_u16() == 503 => last = format!("{addr}: no leader"),
                 Ok(resp) if resp.status().is_success() => {
                     let bytes = resp.bytes().await.map_err(|e| (0, e.to_string()))?;
-                    let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
-                    return serde_json::from_slice(bytes).map_err(|e| (0, format!("{addr}: bad answer: {e}")));
+                    let bytes = if bytes.is_empty() {
+                        &b"null"[..]
+                    } else {
+                        &bytes[..]
+                    };
+                    return serde_json::from_slice(bytes)
+                        .map_err(|e| (0, format!("{addr}: bad answer: {e}")));
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let text = resp.text().await.unwrap_or_default();
-                    let message = serde_json::from_str::<weir_core::wire::ErrorBody>(&text).map(|b| b.error).unwrap_or(text);
+                    let message = serde_json::from_str::<weir_core::wire::ErrorBody>(&text)
+                        .map(|b| b.error)
+                        .unwrap_or(text);
                     return Err((status, message));
                 }
                 Err(e) => last = format!("{addr}: {e}"),
@@ -121,27 +146,48 @@ const NO_BODY: Option<&()> = None;
 
 impl ControlPlane for HttpControlPlane {
     async fn register(&self, id: &WorkerId, addr: &str) -> Result<Lease, ControlError> {
-        let body = RegisterWorkerRequest { id: id.clone(), addr: addr.to_string() };
-        self.call(reqwest::Method::POST, "/v1/workers", Some(&body)).await.map_err(|e| control_error(None, e))
+        let body = RegisterWorkerRequest {
+            id: id.clone(),
+            addr: addr.to_string(),
+        };
+        self.call(reqwest::Method::POST, "/v1/workers", Some(&body))
+            .await
+            .map_err(|e| control_error(None, e))
     }
 
     async fn heartbeat(&self, id: &WorkerId) -> Result<Lease, ControlError> {
-        self.call(reqwest::Method::POST, &format!("/v1/workers/{id}/heartbeat"), NO_BODY)
-            .await
-            .map_err(|e| control_error(Some(id), e))
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/workers/{id}/heartbeat"),
+            NO_BODY,
+        )
+        .await
+        .map_err(|e| control_error(Some(id), e))
     }
 
     async fn assignments(&self, id: &WorkerId) -> Result<Assignments, ControlError> {
-        self.call(reqwest::Method::GET, &format!("/v1/workers/{id}/assignments"), NO_BODY)
-            .await
-            .map_err(|e| control_error(Some(id), e))
+        self.call(
+            reqwest::Method::GET,
+            &format!("/v1/workers/{id}/assignments"),
+            NO_BODY,
+        )
+        .await
+        .map_err(|e| control_error(Some(id), e))
     }
 
-    async fn report_partitions(&self, job: JobId, partition_count: u32) -> Result<(), ControlError> {
+    async fn report_partitions(
+        &self,
+        job: JobId,
+        partition_count: u32,
+    ) -> Result<(), ControlError> {
         let body = ReportPartitionsRequest { partition_count };
-        self.call::<()>(reqwest::Method::POST, &format!("/v1/jobs/{job}/partitions"), Some(&body))
-            .await
-            .map_err(|e| control_error(None, e))
+        self.call::<()>(
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/partitions"),
+            Some(&body),
+        )
+        .await
+        .map_err(|e| control_error(None, e))
     }
 
     async fn report_checkpoints(
@@ -149,7 +195,12 @@ impl ControlPlane for HttpControlPlane {
         id: &WorkerId,
         reports: Vec<CheckpointReport>,
     ) -> Result<CheckpointReportResults, ControlError> {
-        let body = CheckpointReportBatch { worker: id.clone(), reports };
-        self.call(reqwest::Method::POST, "/v1/checkpoints", Some(&body)).await.map_err(|e| control_error(Some(id), e))
+        let body = CheckpointReportBatch {
+            worker: id.clone(),
+            reports,
+        };
+        self.call(reqwest::Method::POST, "/v1/checkpoints", Some(&body))
+            .await
+            .map_err(|e| control_error(Some(id), e))
     }
 }

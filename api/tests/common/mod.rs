@@ -24,7 +24,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout_ms} ms waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout_ms} ms waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -47,11 +50,22 @@ impl Group {
     pub async fn start(n: u64, dir: &Path, lease_timeout_ms: u64) -> Group {
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
-            listeners.insert(id, tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+            listeners.insert(
+                id,
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind"),
+            );
         }
-        let peers: BTreeMap<u64, String> =
-            listeners.iter().map(|(id, l)| (*id, l.local_addr().expect("addr").to_string())).collect();
-        let mut group = Group { peers, nodes: BTreeMap::new(), lease_timeout_ms };
+        let peers: BTreeMap<u64, String> = listeners
+            .iter()
+            .map(|(id, l)| (*id, l.local_addr().expect("addr").to_string()))
+            .collect();
+        let mut group = Group {
+            peers,
+            nodes: BTreeMap::new(),
+            lease_timeout_ms,
+        };
         for (id, l) in listeners {
             group.launch_with(id, l, dir, group.peers.clone()).await;
         }
@@ -69,7 +83,9 @@ impl Group {
         let addr = listener.local_addr().expect("addr").to_string();
         let mut config = CoordinatorConfig::new(id, addr, peers);
         config.lease_timeout_ms = self.lease_timeout_ms;
-        let running = launch(config, &dir.join(format!("c{id}")), ADMIN, listener).await.expect("launch");
+        let running = launch(config, &dir.join(format!("c{id}")), ADMIN, listener)
+            .await
+            .expect("launch");
         self.nodes.insert(id, running);
     }
 
@@ -78,7 +94,10 @@ impl Group {
     }
 
     pub fn leader(&self) -> Option<u64> {
-        self.nodes.values().find(|n| n.coordinator.is_leader()).map(|n| n.coordinator.id())
+        self.nodes
+            .values()
+            .find(|n| n.coordinator.is_leader())
+            .map(|n| n.coordinator.id())
     }
 
     pub async fn wait_for_leader(&self) -> u64 {
@@ -88,7 +107,11 @@ impl Group {
     /// An address of a member that is not the leader.
     pub fn follower_addr(&self) -> String {
         let leader = self.leader();
-        self.nodes.iter().find(|(id, _)| Some(**id) != leader).map(|(id, _)| self.peers[id].clone()).expect("a follower")
+        self.nodes
+            .iter()
+            .find(|(id, _)| Some(**id) != leader)
+            .map(|(id, _)| self.peers[id].clone())
+            .expect("a follower")
     }
 
     pub async fn stop_all(mut self) {

@@ -1,1 +1,391 @@
+//! Unit tests of the control state machine and the scheduler working on it.
 
+use super::*;
+use crate::scheduler::plan;
+use weir_core::wire::{CheckpointPhase, CheckpointReport};
+
+fn tenant(s: &mut ControlState, name: &str) {
+    let r = s.apply(&Command::CreateTenant {
+        name: TenantName::from(name),
+        token_hash: format!("h-{name}"),
+        at_ms: 1,
+    });
+    assert_eq!(r, CommandResult::Done);
+}
+
+fn submit(s: &mut ControlState, tenant: &str, name: &str) -> CommandResult {
+    s.apply(&Command::SubmitJob {
+        tenant: TenantName::from(tenant),
+        name: name.into(),
+        spec: serde_json::json!({"name": name}),
+        at_ms: 2,
+    })
+}
+
+fn worker(s: &mut ControlState, id: &str) {
+    s.apply(&Command::RegisterWorker {
+        worker: WorkerId::from(id),
+        addr: format!("{id}:1"),
+        at_ms: 3,
+    });
+}
+
+/// Applies the scheduler's plan until it has nothing more to do.
+fn settle(s: &mut ControlState) -> Vec<Move> {
+    let mut moves = Vec::new();
+    for _ in 0..10 {
+        let commands = plan(s);
+        if commands.is_empty() {
+            return moves;
+        }
+        for c in commands {
+            if let Command::Place { moves: m } = &c {
+                moves.extend(m.iter().cloned());
+            }
+            let r = s.apply(&c);
+            assert!(
+                !matches!(r, CommandResult::Refused(_)),
+                "scheduler proposed a refused command: {r:?}"
+            );
+        }
+    }
+    panic!("the scheduler did not settle");
+}
+
+fn load(s: &ControlState) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for w in s.workers.keys() {
+        out.insert(w.0.clone(), s.assignments_of(w).len());
+    }
+    out
+}
+
+fn report(
+    job: u64,
+    partition: u32,
+    epoch: u64,
+    checkpoint: u64,
+    phase: CheckpointPhase,
+    offset: i64,
+) -> CheckpointReport {
+    CheckpointReport {
+        job: JobId(job),
+        partition: PartitionId(partition),
+        epoch: Epoch(epoch),
+        checkpoint: CheckpointId(checkpoint),
+        phase,
+        offset,
+        snapshot: format!("s{checkpoint}"),
+    }
+}
+
+#[test]
+fn job_names_are_unique_per_tenant_and_ids_grow() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    tenant(&mut s, "b");
+    assert_eq!(
+        submit(&mut s, "a", "j"),
+        CommandResult::JobSubmitted {
+            id: JobId(1),
+            version: 1
+        }
+    );
+    assert!(matches!(
+        submit(&mut s, "a", "j"),
+        CommandResult::Refused(Refusal::Conflict(_))
+    ));
+    assert_eq!(
+        submit(&mut s, "b", "j"),
+        CommandResult::JobSubmitted {
+            id: JobId(2),
+            version: 1
+        }
+    );
+    assert!(matches!(
+        submit(&mut s, "nobody", "j"),
+        CommandResult::Refused(Refusal::NotFound(_))
+    ));
+    assert!(matches!(
+        s.apply(&Command::CreateTenant {
+            name: "a".into(),
+            token_hash: "x".into(),
+            at_ms: 0
+        }),
+        CommandResult::Refused(Refusal::Conflict(_))
+    ));
+}
+
+#[test]
+fn tokens_resolve_to_their_tenant_and_rotation_retires_them() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    assert_eq!(s.tenant_by_token_hash("h-a"), Some(&TenantName::from("a")));
+    s.apply(&Command::RotateTenantToken {
+        name: "a".into(),
+        token_hash: "new".into(),
+    });
+    assert_eq!(s.tenant_by_token_hash("h-a"), None);
+    assert_eq!(s.tenant_by_token_hash("new"), Some(&TenantName::from("a")));
+}
+
+#[test]
+fn placement_is_even_and_moves_as_little_as_possible() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    worker(&mut s, "w2");
+    // Nothing to place until the partition count is known.
+    assert!(settle(&mut s).is_empty());
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Pending);
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 6,
+    });
+    assert_eq!(settle(&mut s).len(), 6);
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Running);
+    assert_eq!(
+        load(&s),
+        BTreeMap::from([("w1".into(), 3), ("w2".into(), 3)])
+    );
+
+    // A third worker takes exactly two partitions, each at epoch 2.
+    worker(&mut s, "w3");
+    let moved = settle(&mut s);
+    assert_eq!(moved.len(), 2);
+    assert!(moved
+        .iter()
+        .all(|m| m.worker == Some(WorkerId::from("w3")) && m.epoch == Epoch(2)));
+    assert_eq!(
+        load(&s),
+        BTreeMap::from([("w1".into(), 2), ("w2".into(), 2), ("w3".into(), 2)])
+    );
+
+    // A worker leaves: only its partitions move, with epoch + 1.
+    let before: Vec<_> = s.assignments_of(&WorkerId::from("w1"));
+    s.apply(&Command::RemoveWorker {
+        worker: WorkerId::from("w2"),
+        reason: "lease expired".into(),
+    });
+    let moved = settle(&mut s);
+    assert_eq!(moved.len(), 2);
+    assert_eq!(
+        load(&s),
+        BTreeMap::from([("w1".into(), 3), ("w3".into(), 3)])
+    );
+    for (job, partition, epoch) in before {
+        let p = &s.jobs[&job].partitions[&partition];
+        assert_eq!(
+            (p.worker.clone(), p.epoch),
+            (Some(WorkerId::from("w1")), epoch),
+            "w1 kept its partitions"
+        );
+    }
+}
+
+#[test]
+fn a_placement_with_a_stale_epoch_is_refused_whole() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 2,
+    });
+    settle(&mut s);
+    let before = s.clone();
+    let r = s.apply(&Command::Place {
+        moves: vec![
+            Move {
+                job: JobId(1),
+                partition: PartitionId(0),
+                worker: None,
+                epoch: Epoch(2),
+            },
+            Move {
+                job: JobId(1),
+                partition: PartitionId(1),
+                worker: None,
+                epoch: Epoch(1),
+            },
+        ],
+    });
+    assert!(matches!(
+        r,
+        CommandResult::Refused(Refusal::StaleEpoch { .. })
+    ));
+    assert_eq!(s, before);
+}
+
+#[test]
+fn cancelling_unplaces_every_partition_then_cancels() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 3,
+    });
+    settle(&mut s);
+    // Another tenant cannot cancel it.
+    assert!(matches!(
+        s.apply(&Command::CancelJob {
+            job: JobId(1),
+            tenant: Some("b".into())
+        }),
+        CommandResult::Refused(Refusal::NotFound(_))
+    ));
+    s.apply(&Command::CancelJob {
+        job: JobId(1),
+        tenant: Some("a".into()),
+    });
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelling);
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelled);
+    assert!(s.jobs[&JobId(1)]
+        .partitions
+        .values()
+        .all(|p| p.worker.is_none() && p.epoch == Epoch(2)));
+}
+
+#[test]
+fn checkpoints_follow_the_protocol_and_fence_stale_epochs() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    worker(&mut s, "w2");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 1,
+    });
+    settle(&mut s);
+    let owner = s.jobs[&JobId(1)].partitions[&PartitionId(0)]
+        .worker
+        .clone()
+        .unwrap();
+    let other = if owner.0 == "w1" {
+        WorkerId::from("w2")
+    } else {
+        WorkerId::from("w1")
+    };
+    let apply = |s: &mut ControlState, w: &WorkerId, r: CheckpointReport| match s.apply(
+        &Command::Checkpoint {
+            worker: w.clone(),
+            reports: vec![r],
+            at_ms: 10,
+        },
+    ) {
+        CommandResult::CheckpointResults(mut v) => v.remove(0),
+        other => panic!("{other:?}"),
+    };
+    use CheckpointPhase::{Committed, Prepared};
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 1, 1, Committed, 10)).is_err(),
+        "commit before prepare"
+    );
+    assert!(apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 10)).is_ok());
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 10)).is_ok(),
+        "a retry is idempotent"
+    );
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 11)).is_err(),
+        "same id, other offset"
+    );
+    assert!(
+        apply(&mut s, &other, report(1, 0, 1, 2, Prepared, 20)).is_err(),
+        "not the owner"
+    );
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 2, 2, Prepared, 20)).is_err(),
+        "future epoch"
+    );
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 1, 1, Committed, 12)).is_err(),
+        "offset differs from prepared"
+    );
+    assert!(apply(&mut s, &owner, report(1, 0, 1, 1, Committed, 10)).is_ok());
+    assert_eq!(
+        s.jobs[&JobId(1)].partitions[&PartitionId(0)].committed,
+        Some((CheckpointId(1), 10))
+    );
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 10)).is_err(),
+        "not newer than committed"
+    );
+
+    // Reassignment bumps the epoch: the old owner is fenced from then on.
+    s.apply(&Command::RemoveWorker {
+        worker: owner.clone(),
+        reason: "test".into(),
+    });
+    settle(&mut s);
+    let p = &s.jobs[&JobId(1)].partitions[&PartitionId(0)];
+    assert_eq!((p.worker.clone(), p.epoch), (Some(other.clone()), Epoch(2)));
+    worker(&mut s, &owner.0);
+    assert!(
+        apply(&mut s, &owner, report(1, 0, 1, 2, Prepared, 20)).is_err(),
+        "zombie with epoch 1"
+    );
+    assert!(apply(&mut s, &other, report(1, 0, 2, 2, Prepared, 20)).is_ok());
+
+    // Records are bounded per partition.
+    for c in 3..(3 + CHECKPOINT_RECORDS_PER_PARTITION_MAX as u64 * 2) {
+        assert!(apply(&mut s, &other, report(1, 0, 2, c, Prepared, c as i64 * 10)).is_ok());
+    }
+    assert_eq!(
+        s.jobs[&JobId(1)].partitions[&PartitionId(0)]
+            .checkpoints
+            .len(),
+        CHECKPOINT_RECORDS_PER_PARTITION_MAX
+    );
+}
+
+#[test]
+fn partition_counts_only_grow_and_are_bounded() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    let set = |s: &mut ControlState, n| {
+        s.apply(&Command::SetPartitionCount {
+            job: JobId(1),
+            partition_count: n,
+        })
+    };
+    assert!(matches!(
+        set(&mut s, 0),
+        CommandResult::Refused(Refusal::Invalid(_))
+    ));
+    assert!(matches!(
+        set(&mut s, JOB_PARTITIONS_MAX + 1),
+        CommandResult::Refused(Refusal::Invalid(_))
+    ));
+    assert_eq!(set(&mut s, 4), CommandResult::Done);
+    assert_eq!(set(&mut s, 4), CommandResult::Done);
+    assert!(matches!(
+        set(&mut s, 2),
+        CommandResult::Refused(Refusal::Conflict(_))
+    ));
+    assert_eq!(set(&mut s, 8), CommandResult::Done);
+    assert_eq!(s.jobs[&JobId(1)].partitions.len(), 8);
+}
+
+#[test]
+fn the_state_survives_a_json_round_trip() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 3,
+    });
+    settle(&mut s);
+    let bytes = serde_json::to_vec(&s).unwrap();
+    let back: ControlState = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(back, s);
+}

@@ -9,6 +9,10 @@
 //! single fsync. The state machine itself lives in memory and is rebuilt on start from the
 //! newest snapshot plus the log after it.
 
+// openraft's `StorageError` is what its storage traits return; boxing it here would only
+// move the allocation.
+#![allow(clippy::result_large_err)]
+
 mod log_store;
 mod state_machine;
 
@@ -81,10 +85,12 @@ pub fn open_stores(db: Arc<Database>) -> Result<(LogStore, StateMachineStore), O
     Ok((log, sm))
 }
 
-pub(crate) fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+/// Wraps an error from a write as openraft's storage error.
+pub fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write(AnyError::new(&e)).into()
 }
 
-pub(crate) fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+/// Wraps an error from a read as openraft's storage error.
+pub fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::read(AnyError::new(&e)).into()
 }
