@@ -202,9 +202,12 @@ impl SimDiskHandle {
             return Err(io_error("power cut"));
         }
         state.ops += 1;
-        if state.power_cut_at_op.is_some_and(|at| state.ops > at) {
-            return Err(io_error("power cut"));
-        }
+        Ok(state)
+    }
+
+    /// Locks the disk for a write that will stay pending until the next sync.
+    fn live_pending(&self) -> std::io::Result<MutexGuard<'_, DiskState>> {
+        let state = self.live_mut()?;
         if state.pending.len() >= DISK_PENDING_WRITES_MAX {
             return Err(io_error("too many unsynced writes"));
         }
@@ -232,7 +235,7 @@ impl StorageBackend for SimDiskHandle {
     }
 
     fn set_len(&self, len: u64) -> std::io::Result<()> {
-        let mut state = self.live_mut()?;
+        let mut state = self.live_pending()?;
         state.current.resize(len as usize, 0);
         state.pending.push(PendingWrite::SetLen(len));
         Ok(())
@@ -250,7 +253,7 @@ impl StorageBackend for SimDiskHandle {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        let mut state = self.live_mut()?;
+        let mut state = self.live_pending()?;
         write_at(&mut state.current, offset, data);
         state.pending.push(PendingWrite::Write {
             offset,
