@@ -222,7 +222,21 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
         .iter()
         .all(|w| w.lease_expires_at.is_some() && w.partitions.len() == 2));
 
-    alive1.store(false, Ordering::SeqCst);
+    // A worker that leaves on purpose hands its partitions over at once, at epoch + 1.
     alive3.store(false, Ordering::SeqCst);
+    control.deregister(&w3).await.unwrap();
+    let o = owners(&survivors, job).await;
+    assert_eq!(o.get("w3"), None, "{o:?}");
+    wait_for("w1 to own everything", 5_000, || async {
+        (owners(&survivors, job).await.get("w1").map(Vec::len) == Some(4)).then_some(())
+    })
+    .await;
+    for (partition, epoch) in &owners(&survivors, job).await["w1"] {
+        let was_w3 = before_failover["w3"].iter().find(|(p, _)| p == partition);
+        if let Some((_, e3)) = was_w3 {
+            assert_eq!(*epoch, e3 + 1);
+        }
+    }
+    alive1.store(false, Ordering::SeqCst);
     group.stop_all().await;
 }

@@ -59,8 +59,11 @@ impl CoordinatorConfig {
             advertise_addr: advertise_addr.into(),
             peers,
             heartbeat_interval_ms: 50,
-            election_timeout_min_ms: 250,
-            election_timeout_max_ms: 500,
+            // A follower refuses votes until `election_timeout_max_ms` after it last heard
+            // from the leader (openraft's leader lease), so the failover time is bounded by
+            // about twice the maximum: keep it short on a LAN.
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
             snapshot_every_entries: 5_000,
             log_entries_kept_after_snapshot: 1_000,
             lease_timeout_ms: 3_000,

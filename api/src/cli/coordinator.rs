@@ -28,6 +28,31 @@ pub struct CoordinatorArgs {
     /// How long a worker lease lasts after each heartbeat, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     pub lease_timeout_ms: u64,
+    /// How often the leader sends Raft heartbeats, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_interval_ms: u64,
+    /// Election timeout range in milliseconds, as MIN..MAX; a follower that hears nothing
+    /// from a leader for a random time in this range stands for election.
+    #[arg(long, default_value = "150..300", value_parser = parse_range)]
+    pub election_timeout_ms: (u64, u64),
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?} is not MIN..MAX"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a number of milliseconds"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a number of milliseconds"))?;
+    if a == 0 || a >= b {
+        return Err(format!("{s:?} needs 0 < MIN < MAX"));
+    }
+    Ok((a, b))
 }
 
 /// Parses `1=host:port,2=host:port`.
@@ -72,6 +97,14 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut config = CoordinatorConfig::new(args.id, advertise, peers);
     config.lease_timeout_ms = args.lease_timeout_ms;
+    config.heartbeat_interval_ms = args.heartbeat_interval_ms;
+    (
+        config.election_timeout_min_ms,
+        config.election_timeout_max_ms,
+    ) = args.election_timeout_ms;
+    if config.heartbeat_interval_ms >= config.election_timeout_min_ms {
+        bail!("--heartbeat-interval-ms must be shorter than the minimum election timeout");
+    }
     let running =
         weir_coordinator::server::launch(config, &args.data_dir, &args.admin_token, listener)
             .await?;

@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/checkpoints", get(jobs::checkpoints))
         .route("/v1/jobs/{id}/partitions", post(jobs::report_partitions))
         .route("/v1/workers", get(workers::list).post(workers::register))
+        .route("/v1/workers/{id}", delete(workers::deregister))
         .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
         .route("/v1/workers/{id}/assignments", get(workers::assignments))
         .route("/v1/checkpoints", post(workers::report_checkpoints))

@@ -48,6 +48,24 @@ pub async fn register(
     Ok(Json(state.coordinator.heartbeat(&req.id)?))
 }
 
+/// `DELETE /v1/workers/{id}`: a worker leaving on purpose; its partitions move at once
+/// (with epoch + 1) instead of after its lease runs out.
+pub async fn deregister(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.principal(&headers)?.require_admin()?;
+    state
+        .coordinator
+        .write(Command::RemoveWorker {
+            worker: WorkerId(id),
+            reason: "left".into(),
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `POST /v1/workers/{id}/heartbeat`: renew the lease; 404 means "register again".
 pub async fn heartbeat(
     State(state): State<ApiState>,
