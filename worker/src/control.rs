@@ -43,6 +43,8 @@ pub trait ControlPlane: Send + Sync + 'static {
         id: &WorkerId,
         addr: &str,
     ) -> impl Future<Output = Result<Lease, ControlError>> + Send;
+    /// Leaves the group on purpose: the worker's partitions are placed elsewhere at once.
+    fn deregister(&self, id: &WorkerId) -> impl Future<Output = Result<(), ControlError>> + Send;
     /// Renews the worker's lease.
     fn heartbeat(&self, id: &WorkerId) -> impl Future<Output = Result<Lease, ControlError>> + Send;
     /// What the worker should run now.
@@ -153,6 +155,16 @@ impl ControlPlane for HttpControlPlane {
         self.call(reqwest::Method::POST, "/v1/workers", Some(&body))
             .await
             .map_err(|e| control_error(None, e))
+    }
+
+    async fn deregister(&self, id: &WorkerId) -> Result<(), ControlError> {
+        self.call::<()>(
+            reqwest::Method::DELETE,
+            &format!("/v1/workers/{id}"),
+            NO_BODY,
+        )
+        .await
+        .map_err(|e| control_error(Some(id), e))
     }
 
     async fn heartbeat(&self, id: &WorkerId) -> Result<Lease, ControlError> {
