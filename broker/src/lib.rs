@@ -1,0 +1,150 @@
+//! The broker seam. Worker logic reaches Kafka only through the traits here: reading one
+//! partition with `read_committed` isolation from a given offset, producing inside a
+//! transaction together with the source offsets (the exactly-once commit point), fencing
+//! the previous owner of a transactional id, and reading committed group offsets and topic
+//! metadata.
+//!
+//! Two implementations stand behind it: `kafka` (rdkafka, production and the real-broker
+//! tests) and `memory` (a model of Kafka's transactional semantics for the simulation and
+//! `weir local`). One conformance suite (`conformance`) runs against both, so the model
+//! cannot drift from the real broker.
+//!
+//! The traits are async without a `Send` bound: partition actors run on single-threaded
+//! runtimes (actix arbiters, or the simulation's one thread).
+
+pub mod conformance;
+pub mod kafka;
+pub mod memory;
+
+use std::future::Future;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A record read from a source partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's timestamp in epoch ms, if it has one.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    pub topic: String,
+    /// The partition; `None` lets the producer choose from the key (a deterministic hash).
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// The position to commit for one source partition: the next offset to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// What can go wrong talking to the broker. Every variant is something the caller must
+/// handle; none is a reason to panic.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BrokerError {
+    /// Another producer with the same transactional id was initialized after this one:
+    /// this producer is a zombie and must stop.
+    #[error("producer fenced: {0}")]
+    Fenced(String),
+    /// The broker cannot be reached or is not ready; retry later.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not finish in time; its outcome is unknown.
+    #[error("broker call timed out: {0}")]
+    Timeout(String),
+    /// The transaction cannot be committed and must be aborted (e.g. it timed out at the
+    /// broker); the outputs since the last commit must be produced again.
+    #[error("transaction must be aborted: {0}")]
+    AbortRequired(String),
+    /// The topic or partition does not exist.
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopic(String),
+    /// Anything else; the client must be rebuilt.
+    #[error("broker error: {0}")]
+    Fatal(String),
+}
+
+/// A consumer of one partition, reading only committed records (`read_committed`).
+pub trait PartitionReader {
+    /// Up to `max_records` records from the current position, waiting at most `wait` for
+    /// the first one; an empty batch means nothing new arrived in time.
+    fn poll_batch(
+        &mut self,
+        max_records: usize,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<BrokerRecord>, BrokerError>>;
+
+    /// The offset of the next record `poll_batch` returns.
+    fn position(&self) -> i64;
+
+    /// The partition's high watermark as last seen, for consumer-lag metrics.
+    fn high_watermark(&self) -> Option<i64>;
+}
+
+/// A transactional producer for one transactional id.
+pub trait TransactionalWriter {
+    /// Starts a transaction; records sent until `commit` or `abort` belong to it.
+    fn begin(&mut self) -> Result<(), BrokerError>;
+
+    /// Adds a record to the open transaction.
+    fn send(&mut self, record: OutgoingRecord) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// Commits the open transaction together with the consumer group's source offsets: the
+    /// records become visible to `read_committed` readers and the offsets committed, both
+    /// or neither.
+    fn commit(&mut self, group: &str, offsets: &[SourceOffset]) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// Aborts the open transaction: its records are never visible to `read_committed`
+    /// readers.
+    fn abort(&mut self) -> impl Future<Output = Result<(), BrokerError>>;
+}
+
+/// A Kafka cluster, as the worker sees it.
+pub trait Broker: Clone + 'static {
+    type Reader: PartitionReader;
+    type Writer: TransactionalWriter;
+
+    /// Number of partitions of `topic`.
+    fn partition_count(&self, topic: &str) -> impl Future<Output = Result<u32, BrokerError>>;
+
+    /// Creates `topic` with `partitions` partitions if it does not exist (tests, local runs).
+    fn create_topic(&self, topic: &str, partitions: u32) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// The committed offset of `group` for a partition: the next offset to read, if any.
+    fn committed_offset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<Option<i64>, BrokerError>>;
+
+    /// A `read_committed` reader of one partition starting at `offset`.
+    fn reader(&self, topic: &str, partition: i32, offset: i64) -> impl Future<Output = Result<Self::Reader, BrokerError>>;
+
+    /// A transactional producer for `transactional_id`. Creating it fences every earlier
+    /// producer with the same id and aborts whatever transaction that one left open.
+    fn writer(&self, transactional_id: &str) -> impl Future<Output = Result<Self::Writer, BrokerError>>;
+
+    /// Every committed record of a partition from `offset`, for checks and tests: what a
+    /// `read_committed` consumer sees.
+    fn read_committed(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+    ) -> impl Future<Output = Result<Vec<BrokerRecord>, BrokerError>>;
+}
