@@ -58,12 +58,14 @@ impl CoordinatorConfig {
             id,
             advertise_addr: advertise_addr.into(),
             peers,
-            heartbeat_interval_ms: 50,
-            // A follower refuses votes until `election_timeout_max_ms` after it last heard
-            // from the leader (openraft's leader lease), so the failover time is bounded by
-            // about twice the maximum: keep it short on a LAN.
-            election_timeout_min_ms: 150,
-            election_timeout_max_ms: 300,
+            // openraft 0.9 draws each member's election timeout once, at start, from this
+            // range, and a follower that has seen a leader waits `election_timeout_max_ms`
+            // (the leader lease) plus its own timeout before standing for election, checked
+            // on ticks of 1.5 heartbeat intervals. Failover therefore takes about
+            // max + [min, max) + one tick: 200 + 100..200 + 45 ms here.
+            heartbeat_interval_ms: 30,
+            election_timeout_min_ms: 100,
+            election_timeout_max_ms: 200,
             snapshot_every_entries: 5_000,
             log_entries_kept_after_snapshot: 1_000,
             lease_timeout_ms: 3_000,

@@ -48,9 +48,13 @@ pub struct CrashReport {
 /// Counters of one disk, for traces and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DiskStats {
+    /// Writes accepted (not counting length changes).
     pub writes: u64,
+    /// Successful `sync_data` calls.
     pub syncs: u64,
+    /// Crashes of whatever process used the disk.
     pub crashes: u64,
+    /// Unsynced writes crashes threw away.
     pub pending_lost: u64,
 }
 
@@ -247,7 +251,10 @@ impl StorageBackend for SimDiskHandle {
         for write in &pending {
             write.apply(&mut state.durable);
         }
-        debug_assert!(state.durable == state.current, "a sync makes what is read durable");
+        debug_assert!(
+            state.durable == state.current,
+            "a sync makes what is read durable"
+        );
         state.stats.syncs += 1;
         Ok(())
     }
@@ -276,6 +283,9 @@ mod tests {
     const COMMITS_PER_CASE: u64 = 12;
     /// Seeded crash cases the redb test runs.
     const CRASH_CASES: u64 = 300;
+    /// Disk operations (writes, length changes, syncs) a small redb commit takes, about;
+    /// power cuts are drawn over this many per commit so nearly all land inside the case.
+    const OPS_PER_COMMIT_ABOUT: u64 = 6;
 
     #[test]
     fn unsynced_writes_follow_the_crash_mode() {
@@ -290,7 +300,13 @@ mod tests {
         assert_eq!(&out, b"pending", "readers see pending writes");
 
         let report = disk.crash(CrashMode::DropUnsynced, &mut rng);
-        assert_eq!(report, CrashReport { pending: 1, kept: 0 });
+        assert_eq!(
+            report,
+            CrashReport {
+                pending: 1,
+                kept: 0
+            }
+        );
         assert!(h.read(0, &mut out).is_err(), "the crashed handle is fenced");
         let h = disk.open();
         h.read(0, &mut out).unwrap();
@@ -376,19 +392,19 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(seed);
         let disk = SimDisk::new();
         let db = open(&disk).map_err(|e| e.to_string())?;
-        // Roughly how many operations the commits take, so cuts land inside them.
-        disk.schedule_power_cut(rng.gen_range(0..COMMITS_PER_CASE * 12));
+        disk.schedule_power_cut(rng.gen_range(0..COMMITS_PER_CASE * OPS_PER_COMMIT_ABOUT));
         let mut durable = 0;
         let mut attempted = 0;
         for i in 0..COMMITS_PER_CASE {
-            let durability = if rng.gen_bool(0.7) {
+            let immediate = rng.gen_bool(0.7);
+            let durability = if immediate {
                 Durability::Immediate
             } else {
                 Durability::None
             };
             attempted = i + 1;
             match commit(&db, i, durability) {
-                Ok(()) if durability == Durability::Immediate => durable = i + 1,
+                Ok(()) if immediate => durable = i + 1,
                 Ok(()) => {}
                 Err(_) => break,
             }

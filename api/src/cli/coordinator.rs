@@ -29,11 +29,11 @@ pub struct CoordinatorArgs {
     #[arg(long, default_value_t = 3000)]
     pub lease_timeout_ms: u64,
     /// How often the leader sends Raft heartbeats, in milliseconds.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 30)]
     pub heartbeat_interval_ms: u64,
     /// Election timeout range in milliseconds, as MIN..MAX; a follower that hears nothing
     /// from a leader for a random time in this range stands for election.
-    #[arg(long, default_value = "150..300", value_parser = parse_range)]
+    #[arg(long, default_value = "100..200", value_parser = parse_range)]
     pub election_timeout_ms: (u64, u64),
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 /// Log entries by index, JSON-encoded.
-pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
+pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 /// Small records: the vote, the committed log id, the last purged log id.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 /// The newest snapshot: its metadata and its bytes.

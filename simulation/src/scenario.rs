@@ -1,0 +1,613 @@
+//! One seeded run of a coordinator group, in the shape of TigerBeetle's VOPR.
+//!
+//! 1. The seed draws everything: the fault mix (swarm testing), the fault schedule, the
+//!    network's and the clients' random choices, openraft's election timeouts and tokio's
+//!    own scheduling choices. The whole run happens on one thread, on a paused clock that
+//!    jumps from timer to timer, so it replays exactly and runs faster than real time.
+//! 2. Safety phase: clients write while the schedule crashes and restarts nodes (losing
+//!    unsynced writes or not), partitions the network (isolating the leader, one-way links,
+//!    minority splits), jumps clocks, and the network drops, duplicates and delays messages.
+//!    The checker watches every node's published Raft state all along.
+//! 3. Liveness phase: every fault heals and every node restarts; within a bounded simulated
+//!    time a leader must accept a write and all nodes must converge on one state.
+//! 4. The converged state and the committed logs are checked against what clients were told.
+//!
+//! The outcome carries the violations, a trace and its digest: the same seed must give the
+//! same digest, and a failing seed prints the command that replays it.
+
+use crate::checker::ElectionSafety;
+use crate::cluster::{ClusterSpec, ClusterView, SimCluster};
+use crate::context::SimContext;
+use crate::disk::CrashMode;
+use crate::faults::{FaultClasses, FaultKind, ScheduledFault, Swarm, Victim};
+use crate::network::{NetFaults, NetStats, Partition, SimNet};
+use crate::workload::{self, ClientPacing, Settled};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use weir_core::ids::{NodeId, TenantName};
+
+/// How often the liveness phase looks at whether the group has converged.
+pub const CONVERGENCE_POLL_MS: u64 = 10;
+/// Attempts the liveness probe may make (it also stops at the liveness deadline).
+pub const PROBE_ATTEMPTS_MAX: usize = 1_000;
+/// Log entries between snapshots are drawn from this range, so runs exercise compaction and
+/// snapshot installation as well as plain replication.
+const SNAPSHOT_EVERY_ENTRIES: (u64, u64) = (50, 2_000);
+/// Entries kept behind a snapshot are drawn from this range.
+const LOG_KEPT_AFTER_SNAPSHOT: (u64, u64) = (10, 500);
+
+/// What a run simulates.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Coordinators in the group (3 or 5; at most `cluster::CLUSTER_NODES_MAX`).
+    pub coordinators: usize,
+    /// The fault classes a seed may draw from.
+    pub faults: FaultClasses,
+    /// Simulated length of the safety phase.
+    pub fault_phase_ms: u64,
+    /// Simulated time the healed group gets to accept a write, and then again to converge.
+    pub liveness_deadline_ms: u64,
+    /// Concurrent clients writing during the safety phase.
+    pub clients: usize,
+    /// A client thinks for up to this long between writes.
+    pub client_think_ms_max: u64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            coordinators: 3,
+            faults: FaultClasses::all(),
+            fault_phase_ms: 20_000,
+            liveness_deadline_ms: 10_000,
+            clients: 3,
+            client_think_ms_max: 100,
+        }
+    }
+}
+
+/// What one run found.
+#[derive(Debug, Clone)]
+pub struct SimOutcome {
+    /// The seed that drew the run.
+    pub seed: u64,
+    /// No invariant was violated.
+    pub ok: bool,
+    /// SHA-256 (hex) of the trace; equal for equal seeds and options.
+    pub trace_hash: String,
+    /// Every invariant violation found, stamped with simulated time.
+    pub violations: Vec<String>,
+    /// The event lines the digest covers (the first `trace::TRACE_LINES_KEPT_MAX`).
+    pub trace: Vec<String>,
+    /// Simulated time the run took.
+    pub simulated_ms: u64,
+    /// Writes whose clients learned they applied.
+    pub writes_acked: usize,
+    /// Writes whose outcome no answer settled.
+    pub writes_unknown: usize,
+    /// Writes that took effect through an attempt answered "not the leader" (legal: the
+    /// answer is ambiguous; see `checker::writes`).
+    pub writes_applied_though_not_leader: usize,
+    /// Crashes, partitions and clock jumps injected.
+    pub faults_injected: usize,
+    /// Distinct (term, node) leaderships observed.
+    pub leaderships: usize,
+    /// Terms with more than one leader (legal only in openraft's advanced mode).
+    pub terms_with_several_leaders: usize,
+    /// The election rule that was enforced.
+    pub election_safety: ElectionSafety,
+    /// What the network did.
+    pub net: NetStats,
+}
+
+impl SimOutcome {
+    /// The command that replays this seed.
+    pub fn reproduce(&self) -> String {
+        format!(
+            "WEIR_SIM_SEED={} cargo test -p weir-simulation --test coordinator_group replay_seed_from_env -- --nocapture",
+            self.seed
+        )
+    }
+}
+
+impl std::fmt::Display for SimOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "seed {}: {} in {} simulated ms; {} writes acked, {} unknown, {} applied though not-leader; {} faults; {} leaderships ({} terms with several); trace {}",
+            self.seed,
+            if self.ok { "ok" } else { "FAILED" },
+            self.simulated_ms,
+            self.writes_acked,
+            self.writes_unknown,
+            self.writes_applied_though_not_leader,
+            self.faults_injected,
+            self.leaderships,
+            self.terms_with_several_leaders,
+            self.trace_hash
+        )?;
+        for v in &self.violations {
+            writeln!(f, "  violation: {v}")?;
+        }
+        if !self.ok {
+            writeln!(f, "  replay: {}", self.reproduce())?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one seed to completion on a fresh single-threaded runtime with a paused clock.
+pub fn run_seed(seed: u64, options: &SimOptions) -> SimOutcome {
+    // openraft draws election timeouts from this thread's generator; the runtime below
+    // polls every task on this thread.
+    weir_coordinator::runtime::seed_thread_rng(seed);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
+        .build()
+        .expect("a current-thread runtime builds");
+    let outcome = runtime.block_on(run(seed, options.clone()));
+    // Dropping the runtime drops every task still parked on it (in-flight messages,
+    // duplicates), so nothing leaks into the next run.
+    drop(runtime);
+    outcome
+}
+
+/// Something the fault phase does at a given time.
+#[derive(Debug, Clone)]
+enum Action {
+    Fault(ScheduledFault),
+    /// The machine whose power was cut dies (if that process still runs).
+    PowerDown {
+        node: NodeId,
+        incarnation: u64,
+        mode: CrashMode,
+        down_ms: u64,
+    },
+    Restart(NodeId),
+    Heal(Partition),
+}
+
+/// The driver of one run.
+struct Run {
+    options: SimOptions,
+    ctx: Arc<SimContext>,
+    cluster: SimCluster,
+    view: ClusterView,
+    nodes: Vec<NodeId>,
+    /// The driver's own draws (crash prefixes, split members, probe targets).
+    rng: StdRng,
+    timeline: BTreeMap<(u64, u64), Action>,
+    timeline_seq: u64,
+    faults_injected: usize,
+    /// Nodes whose power was cut and that have not died yet; they count as down.
+    doomed: BTreeSet<NodeId>,
+    applied_though_not_leader: usize,
+}
+
+async fn run(seed: u64, options: SimOptions) -> SimOutcome {
+    let mut master = StdRng::seed_from_u64(seed);
+    let mut schedule_rng = StdRng::seed_from_u64(master.gen());
+    let swarm = Swarm::draw(&mut schedule_rng, &options.faults);
+    let schedule = swarm.schedule(&mut schedule_rng, options.fault_phase_ms);
+    let net = SimNet::new(master.gen(), swarm.net);
+    let spec = ClusterSpec {
+        nodes: options.coordinators,
+        snapshot_every_entries: master
+            .gen_range(SNAPSHOT_EVERY_ENTRIES.0..=SNAPSHOT_EVERY_ENTRIES.1),
+        log_entries_kept_after_snapshot: master
+            .gen_range(LOG_KEPT_AFTER_SNAPSHOT.0..=LOG_KEPT_AFTER_SNAPSHOT.1),
+        entropy_seed: master.gen(),
+    };
+    let ctx = SimContext::new(ElectionSafety::of_openraft_build());
+    ctx.event(&format!(
+        "seed {seed}: {} nodes, snapshot every {} entries, {swarm}",
+        spec.nodes, spec.snapshot_every_entries
+    ));
+    let cluster = SimCluster::new(&spec, net);
+    let view = cluster.view();
+    let nodes = cluster.node_ids();
+    let mut run = Run {
+        options,
+        ctx: ctx.clone(),
+        cluster,
+        view,
+        nodes,
+        rng: StdRng::seed_from_u64(master.gen()),
+        timeline: BTreeMap::new(),
+        timeline_seq: 0,
+        faults_injected: 0,
+        doomed: BTreeSet::new(),
+        applied_though_not_leader: 0,
+    };
+    for node in run.nodes.clone() {
+        run.start_node(node).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..run.options.clients)
+        .map(|client| {
+            tokio::spawn(workload::run_client(
+                client,
+                ctx.clone(),
+                run.view.clone(),
+                run.nodes.clone(),
+                StdRng::seed_from_u64(master.gen()),
+                ClientPacing {
+                    think_ms_max: run.options.client_think_ms_max,
+                },
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    for fault in schedule {
+        run.at(fault.at_ms, Action::Fault(fault));
+    }
+    run.fault_phase().await;
+
+    stop.store(true, Ordering::Relaxed);
+    run.heal().await;
+    let accepted = run.probe().await;
+    for client in clients {
+        if let Err(e) = client.await {
+            ctx.violation(format!("a client task failed: {e}"));
+        }
+    }
+    if accepted {
+        run.converge_and_check().await;
+    }
+    let net = run.cluster.net().stats();
+    ctx.event(&format!("net {net:?}"));
+    for node in run.view.running() {
+        ctx.retire(&node);
+    }
+    run.cluster.shutdown().await;
+
+    let simulated_ms = ctx.now_ms();
+    let (trace_hash, trace, checker) = ctx.finish();
+    let (writes_acked, writes_unknown) = checker.writes().settled_and_unknown();
+    let violations = checker.violations().to_vec();
+    SimOutcome {
+        seed,
+        ok: violations.is_empty(),
+        trace_hash,
+        violations,
+        trace,
+        simulated_ms,
+        writes_acked,
+        writes_unknown,
+        writes_applied_though_not_leader: run.applied_though_not_leader,
+        faults_injected: run.faults_injected,
+        leaderships: checker.election().leaderships(),
+        terms_with_several_leaders: checker.election().terms_with_several_leaders(),
+        election_safety: checker.election().safety(),
+        net,
+    }
+}
+
+impl Run {
+    fn at(&mut self, at_ms: u64, action: Action) {
+        self.timeline_seq += 1;
+        self.timeline.insert((at_ms, self.timeline_seq), action);
+    }
+
+    fn instant(&self, at_ms: u64) -> Instant {
+        self.ctx.started() + Duration::from_millis(at_ms)
+    }
+
+    async fn start_node(&mut self, node: NodeId) {
+        match self.cluster.start(node).await {
+            Ok(live) => {
+                self.ctx
+                    .event(&format!("start n{node} (process {})", live.incarnation));
+                self.ctx.spawn_watcher(live);
+            }
+            Err(e) => self.ctx.violation(e.to_string()),
+        }
+    }
+
+    async fn crash_node(&mut self, node: NodeId, mode: CrashMode) {
+        if let Some(live) = self.view.get(node) {
+            // Take its last word before it goes: the checker must see every leadership.
+            self.ctx.observe(&live);
+            self.ctx.retire(&live);
+        }
+        if let Some(report) = self.cluster.crash(node, mode, &mut self.rng).await {
+            self.ctx.event(&format!(
+                "crash n{node} {mode:?}: kept {} of {} unsynced writes",
+                report.kept, report.pending
+            ));
+        }
+    }
+
+    /// Runs the timeline until the end of the fault phase.
+    async fn fault_phase(&mut self) {
+        let phase_ms = self.options.fault_phase_ms;
+        while let Some(entry) = self.timeline.first_entry() {
+            let (at_ms, _) = *entry.key();
+            if at_ms >= phase_ms {
+                break;
+            }
+            let action = entry.remove();
+            tokio::time::sleep_until(self.instant(at_ms)).await;
+            match action {
+                Action::Fault(fault) => self.inject(fault).await,
+                Action::PowerDown {
+                    node,
+                    incarnation,
+                    mode,
+                    down_ms,
+                } => {
+                    self.doomed.remove(&node);
+                    if self
+                        .view
+                        .get(node)
+                        .is_some_and(|n| n.incarnation == incarnation)
+                    {
+                        self.crash_node(node, mode).await;
+                        let restart_at = self.ctx.now_ms() + down_ms;
+                        self.at(restart_at, Action::Restart(node));
+                    }
+                }
+                Action::Restart(node) => {
+                    if !self.cluster.is_running(node) {
+                        self.start_node(node).await;
+                    }
+                }
+                Action::Heal(partition) => {
+                    self.cluster.net().heal(&partition);
+                    self.ctx.event(&format!("heal {partition}"));
+                }
+            }
+        }
+        tokio::time::sleep_until(self.instant(phase_ms)).await;
+        self.timeline.clear();
+    }
+
+    /// The node a fault hits: the leader if asked and there is one, else one of
+    /// `candidates` chosen by `pick`.
+    fn victim(&self, victim: Victim, pick: u64, candidates: &[NodeId]) -> Option<NodeId> {
+        if victim == Victim::Leader {
+            if let Some(leader) = self.view.leader() {
+                return Some(leader.id);
+            }
+        }
+        (!candidates.is_empty()).then(|| candidates[(pick % candidates.len() as u64) as usize])
+    }
+
+    /// The victim of a crash among the `running` nodes, unless crashing it would leave
+    /// less than a majority up: safety holds either way, but a group that cannot commit
+    /// tests little during the safety phase.
+    fn crash_victim(&self, victim: Victim, pick: u64, running: &[NodeId]) -> Option<NodeId> {
+        let alive: Vec<NodeId> = running
+            .iter()
+            .copied()
+            .filter(|n| !self.doomed.contains(n))
+            .collect();
+        let node = self.victim(victim, pick, &alive)?;
+        let down = self.nodes.len() - alive.len();
+        if self.doomed.contains(&node) || down + 1 > (self.nodes.len() - 1) / 2 {
+            self.ctx
+                .event(&format!("skip crash of n{node}: a majority must stay up"));
+            return None;
+        }
+        Some(node)
+    }
+
+    fn partition(&mut self, partition: Partition, heal_ms: u64, what: &str) {
+        self.cluster.net().partition(&partition);
+        self.ctx
+            .event(&format!("partition {what} {partition} for {heal_ms}ms"));
+        let heal_at = self.ctx.now_ms() + heal_ms;
+        self.at(heal_at, Action::Heal(partition));
+        self.faults_injected += 1;
+    }
+
+    async fn inject(&mut self, fault: ScheduledFault) {
+        let nodes = self.nodes.clone();
+        let running: Vec<NodeId> = self.view.running().iter().map(|n| n.id).collect();
+        match fault.kind {
+            FaultKind::Crash { victim, down_ms } => {
+                let Some(node) = self.crash_victim(victim, fault.pick, &running) else {
+                    return;
+                };
+                self.crash_node(node, CrashMode::KeepUnsynced).await;
+                let restart_at = self.ctx.now_ms() + down_ms;
+                self.at(restart_at, Action::Restart(node));
+                self.faults_injected += 1;
+            }
+            FaultKind::PowerLoss {
+                victim,
+                mode,
+                cut_after_ops,
+                window_ms,
+                down_ms,
+            } => {
+                let Some(node) = self.crash_victim(victim, fault.pick, &running) else {
+                    return;
+                };
+                let (Some(live), Some(disk)) = (self.view.get(node), self.cluster.disk(node))
+                else {
+                    return;
+                };
+                disk.schedule_power_cut(cut_after_ops);
+                self.ctx.doom(&live);
+                self.doomed.insert(node);
+                self.ctx.event(&format!(
+                    "power fails on n{node} after {cut_after_ops} more disk operations"
+                ));
+                let down_at = self.ctx.now_ms() + window_ms;
+                self.at(
+                    down_at,
+                    Action::PowerDown {
+                        node,
+                        incarnation: live.incarnation,
+                        mode,
+                        down_ms,
+                    },
+                );
+                self.faults_injected += 1;
+            }
+            FaultKind::Isolate { victim, heal_ms } => {
+                if let Some(node) = self.victim(victim, fault.pick, &nodes) {
+                    self.partition(
+                        Partition::isolate(node, &nodes),
+                        heal_ms,
+                        &format!("isolate n{node}"),
+                    );
+                }
+            }
+            FaultKind::OneWay {
+                victim,
+                outgoing,
+                heal_ms,
+            } => {
+                if let Some(node) = self.victim(victim, fault.pick, &nodes) {
+                    let (partition, what) = if outgoing {
+                        (
+                            Partition::one_way(node, &nodes),
+                            format!("n{node} cannot send"),
+                        )
+                    } else {
+                        (
+                            Partition::one_way_into(node, &nodes),
+                            format!("n{node} cannot receive"),
+                        )
+                    };
+                    self.partition(partition, heal_ms, &what);
+                }
+            }
+            FaultKind::Split { heal_ms } => {
+                let mut shuffled = nodes.clone();
+                shuffled.shuffle(&mut StdRng::seed_from_u64(fault.pick));
+                let minority_max = (nodes.len() - 1) / 2;
+                let size = 1 + (fault.pick % minority_max.max(1) as u64) as usize;
+                let (minority, majority) = shuffled.split_at(size.min(shuffled.len() - 1));
+                self.partition(
+                    Partition::split(minority, majority),
+                    heal_ms,
+                    &format!("split {minority:?}|{majority:?}"),
+                );
+            }
+            FaultKind::ClockJump { delta_ms } => {
+                let node = nodes[(fault.pick % nodes.len() as u64) as usize];
+                if let Some(clock) = self.cluster.clock(node) {
+                    clock.jump(delta_ms);
+                    self.ctx
+                        .event(&format!("clock of n{node} jumps {delta_ms:+}ms"));
+                    self.faults_injected += 1;
+                }
+            }
+        }
+    }
+
+    /// Ends every fault: links heal, the network calms down, every node runs.
+    async fn heal(&mut self) {
+        // A machine whose power was cut dies now, before anything restarts.
+        for node in std::mem::take(&mut self.doomed) {
+            self.crash_node(node, CrashMode::DropUnsynced).await;
+        }
+        self.cluster.net().heal_all();
+        self.cluster.net().set_faults(NetFaults::calm());
+        self.ctx.event("heal everything");
+        for node in self.nodes.clone() {
+            if !self.cluster.is_running(node) {
+                self.start_node(node).await;
+            }
+        }
+    }
+
+    /// The healed group must accept a write within the liveness deadline.
+    async fn probe(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(self.options.liveness_deadline_ms);
+        let before_deadline = move || Instant::now() < deadline;
+        let settled = workload::write_until_settled(
+            &self.ctx,
+            &self.view,
+            &self.nodes,
+            &mut self.rng,
+            &TenantName("probe".to_string()),
+            PROBE_ATTEMPTS_MAX,
+            &before_deadline,
+        )
+        .await;
+        if settled == Settled::Unknown {
+            self.ctx.violation(format!(
+                "liveness: the healed group accepted no write within {}ms",
+                self.options.liveness_deadline_ms
+            ));
+            return false;
+        }
+        true
+    }
+
+    /// Waits until every node has applied the same last entry under the same leader, then
+    /// checks states and logs.
+    async fn converge_and_check(&mut self) {
+        let deadline = Instant::now() + Duration::from_millis(self.options.liveness_deadline_ms);
+        let settled = loop {
+            let running = self.view.running();
+            let metrics: Vec<_> = running
+                .iter()
+                .map(|n| n.coordinator.raft().metrics().borrow().clone())
+                .collect();
+            let first = metrics.first().map(|m| (m.last_applied, m.current_leader));
+            let agreed = running.len() == self.nodes.len()
+                && first.is_some_and(|(applied, leader)| applied.is_some() && leader.is_some())
+                && metrics
+                    .iter()
+                    .all(|m| Some((m.last_applied, m.current_leader)) == first);
+            if agreed {
+                break first.and_then(|(applied, _)| applied).map(|a| (running, a));
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(CONVERGENCE_POLL_MS)).await;
+        };
+        let Some((running, applied)) = settled else {
+            self.ctx.violation(format!(
+                "liveness: the healed group did not converge within {}ms",
+                self.options.liveness_deadline_ms
+            ));
+            return;
+        };
+        let mut states = BTreeMap::new();
+        let mut logs = BTreeMap::new();
+        for node in &running {
+            states.insert(node.id, node.coordinator.state().read().control.clone());
+            match node.committed_log(applied.index) {
+                Ok(log) => {
+                    logs.insert(node.id, log);
+                }
+                Err(e) => self
+                    .ctx
+                    .violation(format!("cannot read n{}'s log: {e}", node.id)),
+            }
+        }
+        if let Some(state) = states.values().next() {
+            let bytes = serde_json::to_vec(state).unwrap_or_default();
+            self.ctx.event(&format!(
+                "converged at {applied}: {} tenants, state {}",
+                state.tenants.len(),
+                hex::encode(Sha256::digest(bytes))
+            ));
+            let answers = self
+                .ctx
+                .with_checker(|c, _| c.writes().applied_attempt_answers(state));
+            self.applied_though_not_leader = answers.get("not-leader").copied().unwrap_or(0);
+            self.ctx
+                .event(&format!("applied attempts by answer: {answers:?}"));
+        }
+        self.ctx
+            .with_checker(|c, at| c.check_final(at, &states, &logs));
+    }
+}
