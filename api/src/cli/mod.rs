@@ -4,6 +4,7 @@
 mod cluster;
 pub mod coordinator;
 mod job;
+pub mod sim;
 mod tenant;
 
 use clap::{Args, Parser, Subcommand};
@@ -33,6 +34,8 @@ pub enum Command {
     /// Create tenants and issue their tokens (administrator).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Run deterministic simulations of a coordinator group under faults.
+    Sim(sim::SimArgs),
 }
 
 /// Runs a parsed command line.
@@ -43,6 +46,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cmd) => job::run(cmd).await,
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Tenant(cmd) => tenant::run(cmd).await,
+        // The simulation builds its own single-threaded runtime per seed, so it runs on a
+        // thread of its own, outside this one.
+        Command::Sim(args) => std::thread::spawn(move || sim::run(args))
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the simulation panicked"))),
     }
 }
 

@@ -1,0 +1,130 @@
+//! `weir sim`: run deterministic simulations of a coordinator group, one seed or a range,
+//! and print `seed=N result=ok|fail trace=<hex>` per seed (CONTRACT.md).
+
+use anyhow::{bail, Context};
+use clap::Args;
+use weir_simulation::{run_seed, FaultClasses, SimOptions};
+
+/// Seeds one `--seeds` range may hold.
+pub const SEEDS_PER_RUN_MAX: u64 = 1_000_000;
+
+/// Flags of `weir sim`.
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Run this one seed.
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Run the seeds A..B (B excluded).
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// Fault classes to switch on, comma-separated (default: all): crash, partition, drop,
+    /// duplicate, delay, lost-writes, clock-jump; or `none`.
+    #[arg(long, value_delimiter = ',')]
+    pub faults: Option<Vec<String>>,
+    /// Coordinators in the simulated group (3 or 5).
+    #[arg(long, default_value_t = 3)]
+    pub coordinators: usize,
+    /// Print the trace of every failing seed.
+    #[arg(long)]
+    pub trace: bool,
+}
+
+fn parse_faults(list: &[String]) -> anyhow::Result<FaultClasses> {
+    let mut f = FaultClasses::none();
+    for name in list {
+        match name.trim() {
+            "none" => {}
+            "all" => f = FaultClasses::all(),
+            "crash" => f.crash = true,
+            "partition" => f.partition = true,
+            "drop" => f.drop = true,
+            "duplicate" => f.duplicate = true,
+            "delay" => f.delay = true,
+            "lost-writes" => f.lost_writes = true,
+            "clock-jump" => f.clock_jump = true,
+            other => bail!("unknown fault class {other:?}; see weir sim --help"),
+        }
+    }
+    Ok(f)
+}
+
+fn parse_seeds(s: &str) -> anyhow::Result<(u64, u64)> {
+    let (a, b) = s
+        .split_once("..")
+        .with_context(|| format!("--seeds {s:?} is not A..B"))?;
+    let a: u64 = a
+        .parse()
+        .with_context(|| format!("--seeds start {a:?} is not a number"))?;
+    let b: u64 = b
+        .parse()
+        .with_context(|| format!("--seeds end {b:?} is not a number"))?;
+    if a >= b || b - a > SEEDS_PER_RUN_MAX {
+        bail!("--seeds {s:?} must be A..B with A < B and at most {SEEDS_PER_RUN_MAX} seeds");
+    }
+    Ok((a, b))
+}
+
+/// Runs the simulation; fails unless every seed held every invariant.
+pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    if args.coordinators != 3 && args.coordinators != 5 {
+        bail!("--coordinators must be 3 or 5");
+    }
+    let mut options = SimOptions {
+        coordinators: args.coordinators,
+        ..SimOptions::default()
+    };
+    if let Some(list) = &args.faults {
+        options.faults = parse_faults(list)?;
+    }
+    let (first, end) = match (&args.seed, &args.seeds) {
+        (Some(s), _) => (*s, *s + 1),
+        (None, Some(range)) => parse_seeds(range)?,
+        (None, None) => bail!("give --seed N or --seeds A..B"),
+    };
+    #[allow(clippy::disallowed_methods)] // wall time of the whole run, for the summary only
+    let started = std::time::Instant::now();
+    let mut failed = Vec::new();
+    for seed in first..end {
+        let outcome = run_seed(seed, &options);
+        println!(
+            "seed={seed} result={} trace={}",
+            if outcome.ok { "ok" } else { "fail" },
+            outcome.trace_hash
+        );
+        if !outcome.ok {
+            for v in &outcome.violations {
+                eprintln!("  violation: {v}");
+            }
+            eprintln!("  replay: weir sim --seed {seed}");
+            if args.trace {
+                for line in &outcome.trace {
+                    eprintln!("  {line}");
+                }
+            }
+            failed.push(seed);
+        }
+    }
+    if end - first > 1 {
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "{} seeds, {} failed, {:.1} s ({:.1} seeds/s){}",
+            end - first,
+            failed.len(),
+            secs,
+            (end - first) as f64 / secs.max(1e-9),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!("; failing seeds: {failed:?}")
+            }
+        );
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} seeds violated an invariant",
+            failed.len(),
+            end - first
+        );
+    }
+    Ok(())
+}
