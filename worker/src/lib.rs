@@ -3,6 +3,10 @@
 //!
 //! So far this crate holds the worker's side of the control plane (`control`): the
 //! registration, heartbeat, assignment and checkpoint calls, behind a seam so the
-//! simulation can drive the same worker logic.
+//! simulation can drive the same worker logic; and the operator engine (`operators`), the
+//! pure state machine that runs a job's pipeline over one partition's records.
 
+pub mod checkpoint_store;
 pub mod control;
+pub mod exactly_once;
+pub mod operators;

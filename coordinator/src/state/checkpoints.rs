@@ -64,23 +64,13 @@ impl ControlState {
                         ));
                     }
                 }
-                if let Some(existing) = p
-                    .checkpoints
-                    .iter()
-                    .find(|c| c.checkpoint == report.checkpoint)
-                {
-                    // A retried report is fine; a different one with the same id is not.
-                    return if existing.offset == report.offset
-                        && existing.snapshot == report.snapshot
-                    {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "checkpoint {} was already prepared differently",
-                            report.checkpoint
-                        ))
-                    };
-                }
+                // A prepared record that never reached its commit point is dead once a new
+                // owner (a later epoch) or the same owner after a restart prepares again:
+                // the Kafka transaction it named was aborted when the writer was fenced.
+                p.checkpoints.retain(|c| {
+                    c.phase == CheckpointPhase::Committed
+                        || (c.epoch == report.epoch && c.checkpoint != report.checkpoint)
+                });
                 p.checkpoints.push_back(CheckpointRecord {
                     job: report.job,
                     partition: report.partition,

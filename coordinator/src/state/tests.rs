@@ -293,9 +293,17 @@ fn checkpoints_follow_the_protocol_and_fence_stale_epochs() {
         "a retry is idempotent"
     );
     assert!(
-        apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 11)).is_err(),
-        "same id, other offset"
+        apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 11)).is_ok(),
+        "a restarted owner prepares the same id again"
     );
+    assert_eq!(
+        s.jobs[&JobId(1)].partitions[&PartitionId(0)]
+            .checkpoints
+            .len(),
+        1,
+        "replaced, not added"
+    );
+    assert!(apply(&mut s, &owner, report(1, 0, 1, 1, Prepared, 10)).is_ok());
     assert!(
         apply(&mut s, &other, report(1, 0, 1, 2, Prepared, 20)).is_err(),
         "not the owner"

@@ -1,0 +1,77 @@
+//! The checkpoint store seam: where partition state snapshots live between a checkpoint and
+//! a recovery. A snapshot is named by (job, partition, source offset): recovery looks up the
+//! snapshot whose offset equals the offset Kafka committed, which is exactly the state the
+//! committed outputs were computed from.
+//!
+//! `put` returns only once the snapshot is durable (step 1 of the exactly-once protocol
+//! must finish before the Kafka commit). Production uses a directory (`dir`); the
+//! simulation and unit tests use memory (`memory`); object stores can implement the same
+//! trait.
+
+mod dir;
+mod memory;
+
+pub use dir::DirCheckpointStore;
+pub use memory::MemoryCheckpointStore;
+
+use std::future::Future;
+use thiserror::Error;
+use weir_core::ids::{JobId, PartitionId};
+
+/// Snapshots kept per partition; older ones are deleted after a newer commit.
+pub const SNAPSHOTS_PER_PARTITION_KEPT: usize = 4;
+
+/// Why the store failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("checkpoint store I/O failed at {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("snapshot {0} is corrupt")]
+    Corrupt(String),
+    #[error("checkpoint store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Durable storage for partition snapshots.
+pub trait CheckpointStore: Clone + 'static {
+    /// Stores the snapshot taken at `offset` (the next source offset to read) durably and
+    /// returns its location.
+    fn put(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+        snapshot: &[u8],
+    ) -> impl Future<Output = Result<String, StoreError>>;
+
+    /// The snapshot taken at exactly `offset`, if there is one.
+    fn get(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>>;
+
+    /// Deletes every snapshot of the partition taken before `offset`, keeping at least
+    /// `SNAPSHOTS_PER_PARTITION_KEPT`.
+    fn prune(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+    ) -> impl Future<Output = Result<(), StoreError>>;
+}
+
+/// A checksum over snapshot bytes, stored with them so corruption is detected on restore.
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
+    // FNV-1a: no dependency, and corruption detection, not security, is the point.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,436 @@
+//! The exactly-once protocol for one (job, partition), in one place (ARCHITECTURE.md,
+//! "Exactly-once, per partition"). A `PartitionRunner` reads its source partition, runs the
+//! job's pipeline, writes outputs and dead letters inside a Kafka transaction, and every
+//! `checkpoint_interval`, at a record boundary:
+//!
+//! 1. writes the pipeline's state snapshot to the checkpoint store, named by the next
+//!    source offset, and waits until it is durable;
+//! 2. records "prepared c" (offset, snapshot location) in the coordinator group, which
+//!    refuses it unless this worker owns the partition at this epoch;
+//! 3. commits the Kafka transaction together with the source offset
+//!    (`send_offsets_to_transaction`): the commit point;
+//! 4. records "committed c".
+//!
+//! Recovery, on any worker: creating the transactional writer fences the previous owner
+//! (same transactional id) and aborts what it left open; the committed group offset says
+//! where the last commit point was, and the snapshot stored under that offset is exactly the
+//! state the committed outputs were computed from. Restore it and read on from there.
+//!
+//! Everything outside goes through seams: the broker, the checkpoint store, the control
+//! plane, and `now_ms` given by the caller.
+
+use crate::checkpoint_store::{CheckpointStore, StoreError};
+use crate::control::{ControlError, ControlPlane};
+use crate::operators::{
+    CompileError, Outputs, Pipeline, PipelineError, RestoreError, SourceRecord,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use weir_broker::{
+    Broker, BrokerError, OutgoingRecord, PartitionReader, SourceOffset, TransactionalWriter,
+};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, WorkerId};
+use weir_core::spec::JobSpec;
+use weir_core::wire::{CheckpointPhase, CheckpointReport};
+
+/// Records read and processed per step: the unit of batching between Kafka and operators.
+pub const POLL_BATCH_RECORDS_MAX: usize = 2_048;
+/// How long one poll waits for the first record.
+pub const POLL_WAIT_MS: u64 = 50;
+/// Length of the checkpoint id prefix in a stored snapshot.
+const SNAPSHOT_HEADER_BYTES: usize = 8;
+
+/// Why a partition stopped. The caller (the partition actor) decides whether to recover.
+#[derive(Debug, Error)]
+pub enum PartitionError {
+    /// Another owner took over (Kafka fenced the producer or the coordinator refused the
+    /// epoch): this runner is a zombie and must stop without committing anything.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The open transaction had to be aborted; recover from the last commit point.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    #[error("broker: {0}")]
+    Broker(BrokerError),
+    #[error("checkpoint store: {0}")]
+    Store(#[from] StoreError),
+    #[error("pipeline: {0}")]
+    Pipeline(#[from] PipelineError),
+    #[error("the job cannot run: {0}")]
+    Compile(#[from] CompileError),
+    #[error("the snapshot cannot be restored: {0}")]
+    Restore(#[from] RestoreError),
+    /// Kafka committed an offset for which no snapshot exists: the store lost data.
+    #[error("no snapshot for committed offset {0}")]
+    MissingSnapshot(i64),
+}
+
+impl From<BrokerError> for PartitionError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Fenced(m) => PartitionError::Fenced(m),
+            BrokerError::AbortRequired(m) => PartitionError::Aborted(m),
+            other => PartitionError::Broker(other),
+        }
+    }
+}
+
+/// What one partition runs.
+#[derive(Debug, Clone)]
+pub struct PartitionConfig {
+    pub worker: WorkerId,
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub epoch: Epoch,
+    pub spec: JobSpec,
+}
+
+impl PartitionConfig {
+    /// The transactional id shared by every owner of this partition, so that a new owner
+    /// fences the old one.
+    pub fn transactional_id(&self) -> String {
+        format!("weir-{}-{}", self.job, self.partition)
+    }
+
+    /// The consumer group whose committed offsets mark the job's commit points.
+    pub fn group(&self) -> String {
+        format!("weir-job-{}", self.job)
+    }
+}
+
+/// Counters of one runner since it started, for metrics and progress displays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionCounters {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_letters: u64,
+    pub checkpoints: u64,
+}
+
+/// One (job, partition) running the exactly-once protocol.
+pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
+    config: PartitionConfig,
+    control: Arc<C>,
+    store: S,
+    reader: B::Reader,
+    writer: B::Writer,
+    pipeline: Pipeline,
+    /// The next source offset after the last record processed.
+    next_offset: i64,
+    /// The next checkpoint id to use.
+    next_checkpoint: CheckpointId,
+    last_checkpoint_ms: u64,
+    /// Whether the open transaction holds anything not yet committed.
+    dirty: bool,
+    outputs: Outputs,
+    counters: PartitionCounters,
+    sink_topic: String,
+    dead_letter_topic: String,
+}
+
+impl<B: Broker, S: CheckpointStore, C: ControlPlane> std::fmt::Debug for PartitionRunner<B, S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionRunner")
+            .field("job", &self.config.job)
+            .field("partition", &self.config.partition)
+            .field("epoch", &self.config.epoch)
+            .field("next_offset", &self.next_offset)
+            .finish()
+    }
+}
+
+fn encode_snapshot(checkpoint: CheckpointId, pipeline: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + pipeline.len());
+    out.extend_from_slice(&checkpoint.0.to_le_bytes());
+    out.extend_from_slice(pipeline);
+    out
+}
+
+fn decode_snapshot(bytes: &[u8]) -> Result<(CheckpointId, &[u8]), RestoreError> {
+    if bytes.len() < SNAPSHOT_HEADER_BYTES {
+        return Err(RestoreError::Corrupt("shorter than its header".into()));
+    }
+    let (head, rest) = bytes.split_at(SNAPSHOT_HEADER_BYTES);
+    let id = u64::from_le_bytes(
+        head.try_into()
+            .map_err(|_| RestoreError::Corrupt("header".into()))?,
+    );
+    Ok((CheckpointId(id), rest))
+}
+
+impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
+    /// Takes over the partition: fences the previous owner, finds the last commit point,
+    /// restores the matching snapshot and opens a transaction.
+    pub async fn recover(
+        config: PartitionConfig,
+        broker: &B,
+        store: S,
+        control: Arc<C>,
+        now_ms: u64,
+    ) -> Result<Self, PartitionError> {
+        let topic = config.spec.source.topic.clone();
+        let partition = config.partition.0 as i32;
+        // Fence first: after this, the previous owner can commit nothing more.
+        let mut writer = broker.writer(&config.transactional_id()).await?;
+        let committed = broker
+            .committed_offset(&config.group(), &topic, partition)
+            .await?;
+        let (pipeline, next_offset, next_checkpoint) = match committed {
+            Some(offset) => {
+                let bytes = store
+                    .get(config.job, config.partition, offset)
+                    .await?
+                    .ok_or(PartitionError::MissingSnapshot(offset))?;
+                let (checkpoint, state) = decode_snapshot(&bytes)?;
+                (
+                    Pipeline::restore(&config.spec, state)?,
+                    offset,
+                    CheckpointId(checkpoint.0 + 1),
+                )
+            }
+            None => (Pipeline::compile(&config.spec)?, 0, CheckpointId(1)),
+        };
+        let reader = broker.reader(&topic, partition, next_offset).await?;
+        writer.begin()?;
+        tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, next_offset, "partition recovered");
+        Ok(PartitionRunner {
+            sink_topic: config.spec.sink.topic.clone(),
+            dead_letter_topic: config.spec.dead_letter_topic_or_default(),
+            config,
+            control,
+            store,
+            reader,
+            writer,
+            pipeline,
+            next_offset,
+            next_checkpoint,
+            last_checkpoint_ms: now_ms,
+            dirty: false,
+            outputs: Outputs::new(),
+            counters: PartitionCounters::default(),
+        })
+    }
+
+    /// The partition's configuration.
+    pub fn config(&self) -> &PartitionConfig {
+        &self.config
+    }
+
+    /// Counters since recovery.
+    pub fn counters(&self) -> PartitionCounters {
+        self.counters
+    }
+
+    /// The next source offset to process.
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+
+    /// Consumer lag as last seen, in records.
+    pub fn lag(&self) -> Option<i64> {
+        self.reader
+            .high_watermark()
+            .map(|hw| (hw - self.next_offset).max(0))
+    }
+
+    /// Estimated bytes of partition state.
+    pub fn state_bytes(&self) -> usize {
+        self.pipeline.state_bytes()
+    }
+
+    /// One round: reads a batch, processes it, writes its outputs into the open
+    /// transaction, and checkpoints when the interval has passed. Returns the number of
+    /// source records processed.
+    pub async fn step(&mut self, now_ms: u64) -> Result<usize, PartitionError> {
+        let batch = self
+            .reader
+            .poll_batch(POLL_BATCH_RECORDS_MAX, Duration::from_millis(POLL_WAIT_MS))
+            .await?;
+        let n = batch.len();
+        if n > 0 {
+            let records: Vec<SourceRecord> = batch
+                .into_iter()
+                .map(|r| SourceRecord {
+                    topic: r.topic,
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms,
+                    key: r.key,
+                    value: r.value,
+                })
+                .collect();
+            self.outputs.clear();
+            self.pipeline.process_batch(&records, &mut self.outputs)?;
+            self.produce_outputs().await?;
+            self.next_offset = self.reader.position();
+            self.counters.records_in += n as u64;
+            self.dirty = true;
+            let (job, partition) = (
+                self.config.job.to_string(),
+                self.config.partition.to_string(),
+            );
+            metrics::counter!("weir_records_in_total", "job" => job, "partition" => partition)
+                .increment(n as u64);
+        }
+        let interval_ms = self.config.spec.checkpoint_interval.as_millis();
+        if now_ms.saturating_sub(self.last_checkpoint_ms) >= interval_ms {
+            self.checkpoint(now_ms).await?;
+        }
+        Ok(n)
+    }
+
+    async fn produce_outputs(&mut self) -> Result<(), PartitionError> {
+        let (out, dead) = (
+            self.outputs.records.len() as u64,
+            self.outputs.dead_letters.len() as u64,
+        );
+        for r in self.outputs.records.drain(..) {
+            self.writer
+                .send(OutgoingRecord {
+                    topic: self.sink_topic.clone(),
+                    partition: None,
+                    key: r.key.map(String::into_bytes),
+                    value: r.value,
+                    timestamp_ms: None,
+                })
+                .await?;
+        }
+        for d in self.outputs.dead_letters.drain(..) {
+            self.writer
+                .send(OutgoingRecord {
+                    topic: self.dead_letter_topic.clone(),
+                    partition: None,
+                    key: None,
+                    value: d.to_json(),
+                    timestamp_ms: None,
+                })
+                .await?;
+        }
+        self.counters.records_out += out;
+        self.counters.dead_letters += dead;
+        if out + dead > 0 {
+            let (job, partition) = (
+                self.config.job.to_string(),
+                self.config.partition.to_string(),
+            );
+            metrics::counter!("weir_records_out_total", "job" => job.clone(), "partition" => partition.clone()).increment(out);
+            metrics::counter!("weir_dead_letters_total", "job" => job, "partition" => partition)
+                .increment(dead);
+        }
+        Ok(())
+    }
+
+    fn report(
+        &self,
+        checkpoint: CheckpointId,
+        phase: CheckpointPhase,
+        snapshot: &str,
+    ) -> CheckpointReport {
+        CheckpointReport {
+            job: self.config.job,
+            partition: self.config.partition,
+            epoch: self.config.epoch,
+            checkpoint,
+            phase,
+            offset: self.next_offset,
+            snapshot: snapshot.to_string(),
+        }
+    }
+
+    /// Runs the four steps at the current record boundary. If the coordinator group cannot
+    /// be reached the checkpoint is skipped (the transaction stays open and grows) and
+    /// retried at the next interval; processing goes on.
+    pub async fn checkpoint(&mut self, now_ms: u64) -> Result<(), PartitionError> {
+        self.last_checkpoint_ms = now_ms;
+        if !self.dirty {
+            return Ok(());
+        }
+        let checkpoint = self.next_checkpoint;
+        let started = tokio::time::Instant::now();
+        // 1. The snapshot, durable before anything refers to it.
+        let snapshot = encode_snapshot(checkpoint, &self.pipeline.snapshot());
+        let location = self
+            .store
+            .put(
+                self.config.job,
+                self.config.partition,
+                self.next_offset,
+                &snapshot,
+            )
+            .await?;
+        // 2. Prepared, in the coordinator: refused unless we own the partition at our epoch.
+        let prepared = self.report(checkpoint, CheckpointPhase::Prepared, &location);
+        match self
+            .control
+            .report_checkpoints(&self.config.worker, vec![prepared])
+            .await
+        {
+            Ok(results) => {
+                if let Some(Err(reason)) = results.results.into_iter().next() {
+                    let _ = self.writer.abort().await;
+                    return Err(PartitionError::Fenced(reason));
+                }
+            }
+            Err(ControlError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "coordinator unreachable; checkpoint postponed");
+                return Ok(());
+            }
+            Err(e) => {
+                let _ = self.writer.abort().await;
+                return Err(PartitionError::Fenced(e.to_string()));
+            }
+        }
+        // 3. The commit point: outputs and the source offset, atomically.
+        let offsets = [SourceOffset {
+            topic: self.config.spec.source.topic.clone(),
+            partition: self.config.partition.0 as i32,
+            next_offset: self.next_offset,
+        }];
+        let commit_started = tokio::time::Instant::now();
+        self.writer.commit(&self.config.group(), &offsets).await?;
+        metrics::histogram!("weir_transaction_commit_seconds")
+            .record(commit_started.elapsed().as_secs_f64());
+        // 4. Committed, for visibility and garbage collection; losing it is harmless.
+        let committed = self.report(checkpoint, CheckpointPhase::Committed, &location);
+        if let Err(e) = self
+            .control
+            .report_checkpoints(&self.config.worker, vec![committed])
+            .await
+        {
+            tracing::debug!(error = %e, "committed record not written");
+        }
+        self.next_checkpoint = CheckpointId(checkpoint.0 + 1);
+        self.counters.checkpoints += 1;
+        self.dirty = false;
+        self.writer.begin()?;
+        if let Err(e) = self
+            .store
+            .prune(self.config.job, self.config.partition, self.next_offset)
+            .await
+        {
+            tracing::debug!(error = %e, "old snapshots not pruned");
+        }
+        let (job, partition) = (
+            self.config.job.to_string(),
+            self.config.partition.to_string(),
+        );
+        metrics::histogram!("weir_checkpoint_seconds", "job" => job.clone())
+            .record(started.elapsed().as_secs_f64());
+        metrics::gauge!("weir_checkpoint_bytes", "job" => job.clone(), "partition" => partition.clone()).set(snapshot.len() as f64);
+        metrics::gauge!("weir_state_bytes", "job" => job.clone(), "partition" => partition.clone())
+            .set(self.state_bytes() as f64);
+        if let Some(lag) = self.lag() {
+            metrics::gauge!("weir_consumer_lag_records", "job" => job, "partition" => partition)
+                .set(lag as f64);
+        }
+        Ok(())
+    }
+
+    /// Gives the partition up: aborts the open transaction so nothing uncommitted lingers.
+    pub async fn stop(mut self) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::debug!(error = %e, "abort on stop");
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! A job's pipeline compiled for one partition: the stages as a [`Plan`] that never
+//! changes, and the partition's [`State`] (watermark, dedupe memories, open windows) that
+//! every record moves forward. See the module doc of `operators` for the semantics.
+
+use super::aggregate::Input;
+use super::datum::write_i64;
+use super::datum::Datum;
+use super::dedupe::DedupeMemory;
+use super::event_time::event_time_ms;
+use super::expr::{cel_env, CelEnv, Expr, ExprCompileError, EXPRESSION_DEPTH_MAX};
+use super::json::{self, DecodeError, FieldSpan, SourceDoc};
+use super::limits::{PipelineError, KEY_LEN_MAX_BYTES, WINDOWS_PER_EVENT_MAX};
+use super::object::Obj;
+use super::record::{
+    write_json_str, DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord,
+};
+use super::snapshot;
+use super::window::{Assigner, Fired, Windows};
+use std::borrow::Cow;
+use weir_core::spec::{
+    parse_aggregate_call, validate, AggregateFunction, JobSpec, SpecError, Stage,
+};
+
+/// Why a job spec cannot run as a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The spec breaks a rule of job specs.
+    #[error("invalid job spec: {0}")]
+    InvalidSpec(#[from] SpecError),
+    /// An expression does not compile (validation normally catches this first).
+    #[error("{field}: {message}")]
+    Expression { field: String, message: String },
+    /// An expression's syntax tree is deeper than [`EXPRESSION_DEPTH_MAX`].
+    #[error("{field}: the expression is {depth} levels deep; the limit is {max}")]
+    ExpressionTooDeep {
+        field: String,
+        depth: usize,
+        max: usize,
+    },
+    /// A sliding window whose size / slide exceeds [`WINDOWS_PER_EVENT_MAX`].
+    #[error("{field}: each event would belong to {windows} windows; the limit is {max}")]
+    TooManyWindowsPerEvent {
+        field: String,
+        windows: u64,
+        max: u64,
+    },
+}
+
+/// Why a snapshot cannot be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The spec itself does not compile.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The snapshot was taken of a pipeline with other stages or event-time settings.
+    #[error("the snapshot belongs to a different pipeline (its stages or event time changed)")]
+    SpecMismatch,
+    /// The snapshot's format version is unknown to this build.
+    #[error("the snapshot has format version {0}, which this build cannot read")]
+    UnknownVersion(u32),
+    /// The bytes are not a snapshot this pipeline could have written.
+    #[error("the snapshot is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A compiled pipeline with its partition state.
+pub struct Pipeline {
+    pub(crate) plan: Plan,
+    pub(crate) state: State,
+}
+
+/// What never changes while a pipeline runs.
+pub(crate) struct Plan {
+    env: CelEnv,
+    event_time_field: Option<String>,
+    max_out_of_orderness_ms: i64,
+    /// Stages before the window (all of them when there is none).
+    pre: Vec<Step>,
+    pub(crate) window: Option<WindowPlan>,
+    /// Stages after the aggregate, run on each window result.
+    post: Vec<Step>,
+    /// The ttl of each dedupe memory, by memory index.
+    pub(crate) dedupe_ttls_ms: Vec<i64>,
+    pub(crate) fingerprint: [u8; 32],
+}
+
+#[derive(Debug)]
+enum Step {
+    Filter {
+        field: String,
+        expr: Expr,
+    },
+    Map {
+        field: String,
+        outputs: Vec<(String, Expr)>,
+    },
+    Dedupe {
+        field: String,
+        key: Expr,
+        ttl_ms: i64,
+        memory: usize,
+    },
+    KeyBy {
+        field: String,
+        expr: Expr,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct WindowPlan {
+    pub(crate) assigner: Assigner,
+    pub(crate) allowed_lateness_ms: i64,
+    aggregates: Vec<AggregatePlan>,
+}
+
+impl WindowPlan {
+    /// The window stage at `window_field` with its aggregate stage at `aggregate_field`.
+    fn compile(
+        window_field: &str,
+        spec_window: &weir_core::spec::Window,
+        aggregate_field: &str,
+        outputs: &std::collections::BTreeMap<String, String>,
+        env: &cel::Env,
+    ) -> Result<WindowPlan, CompileError> {
+        let assigner = Assigner::from_spec(&spec_window.kind);
+        let windows = assigner.windows_per_event();
+        if windows > WINDOWS_PER_EVENT_MAX {
+            return Err(CompileError::TooManyWindowsPerEvent {
+                field: format!("{window_field}.sliding"),
+                windows,
+                max: WINDOWS_PER_EVENT_MAX,
+            });
+        }
+        let mut aggregates = Vec::with_capacity(outputs.len());
+        for (name, call_source) in outputs {
+            let field = format!("{aggregate_field}.{name}");
+            let call =
+                parse_aggregate_call(call_source).map_err(|message| CompileError::Expression {
+                    field: field.clone(),
+                    message,
+                })?;
+            let argument = match &call.argument {
+                Some(source) => Some(compile_expr(&field, source, env)?),
+                None => None,
+            };
+            let mut json_prefix = b",".to_vec();
+            write_json_str(&mut json_prefix, name);
+            json_prefix.push(b':');
+            aggregates.push(AggregatePlan {
+                name: name.clone(),
+                json_prefix,
+                field,
+                function: call.function,
+                argument,
+            });
+        }
+        Ok(WindowPlan {
+            assigner,
+            allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
+            aggregates,
+        })
+    }
+
+    pub(crate) fn functions(&self) -> Vec<AggregateFunction> {
+        self.aggregates.iter().map(|a| a.function).collect()
+    }
+}
+
+#[derive(Debug)]
+struct AggregatePlan {
+    name: String,
+    /// `,"<name>":`, written before the value in a result.
+    json_prefix: Vec<u8>,
+    field: String,
+    function: AggregateFunction,
+    argument: Option<Expr>,
+}
+
+/// What a partition's pipeline remembers between records.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) max_event_ms: Option<i64>,
+    pub(crate) dedupe: Vec<DedupeMemory>,
+    pub(crate) windows: Option<Windows>,
+    failed: Option<PipelineError>,
+    // Buffers kept across records so the hot path does not allocate.
+    field_spans: Vec<FieldSpan>,
+    fired: Vec<Fired>,
+    inputs: Vec<Option<Input>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("watermark_ms", &self.watermark_ms())
+            .field("state_bytes", &self.state_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// Compiles `spec` (validating it first) into a pipeline with empty state.
+    pub fn compile(spec: &JobSpec) -> Result<Pipeline, CompileError> {
+        let plan = Plan::compile(spec)?;
+        let state = State::new(&plan);
+        Ok(Pipeline { plan, state })
+    }
+
+    /// Restores a pipeline for `spec` from a [`snapshot`](Pipeline::snapshot) of it.
+    pub fn restore(spec: &JobSpec, bytes: &[u8]) -> Result<Pipeline, RestoreError> {
+        let mut pipeline = Pipeline::compile(spec)?;
+        snapshot::read(&pipeline.plan, &mut pipeline.state, bytes)?;
+        Ok(pipeline)
+    }
+
+    /// The pipeline's state at this record boundary, in a deterministic binary form: the
+    /// same state always gives the same bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::write(&self.plan, &self.state)
+    }
+
+    /// Processes one record, appending what it produces to `out`. After an error the
+    /// pipeline refuses every further record with the same error; restore a snapshot.
+    pub fn process(
+        &mut self,
+        record: &SourceRecord,
+        out: &mut Outputs,
+    ) -> Result<(), PipelineError> {
+        if let Some(err) = &self.state.failed {
+            return Err(err.clone());
+        }
+        let result = process_record(&self.plan, &mut self.state, record, out);
+        if let Err(err) = &result {
+            self.state.failed = Some(err.clone());
+        }
+        result
+    }
+
+    /// Processes records in order, as [`process`](Pipeline::process) each.
+    pub fn process_batch(
+        &mut self,
+        records: &[SourceRecord],
+        out: &mut Outputs,
+    ) -> Result<(), PipelineError> {
+        records
+            .iter()
+            .try_for_each(|record| self.process(record, out))
+    }
+
+    /// The partition's watermark: the largest event time seen minus the job's
+    /// `max_out_of_orderness`; `None` before the first event with a valid time.
+    pub fn watermark_ms(&self) -> Option<i64> {
+        watermark(&self.plan, &self.state)
+    }
+
+    /// An estimate, in bytes, of the memory the partition state holds.
+    pub fn state_bytes(&self) -> usize {
+        let windows = self.state.windows.as_ref().map_or(0, Windows::state_bytes);
+        let dedupe: usize = self
+            .state
+            .dedupe
+            .iter()
+            .map(DedupeMemory::state_bytes)
+            .sum();
+        windows + dedupe
+    }
+}
+
+impl Plan {
+    fn compile(spec: &JobSpec) -> Result<Plan, CompileError> {
+        validate(spec)?;
+        let env = cel_env();
+        let mut pre = Vec::new();
+        let mut post = Vec::new();
+        let mut window: Option<WindowPlan> = None;
+        let mut pending_window: Option<(String, &weir_core::spec::Window)> = None;
+        let mut dedupe_ttls_ms = Vec::new();
+        for (index, stage) in spec.pipeline.iter().enumerate() {
+            let field = format!("pipeline[{index}].{}", stage.kind());
+            let steps = if window.is_some() {
+                &mut post
+            } else {
+                &mut pre
+            };
+            match stage {
+                Stage::Filter(source) => steps.push(Step::Filter {
+                    expr: compile_expr(&field, source, &env)?,
+                    field,
+                }),
+                Stage::KeyBy(source) => steps.push(Step::KeyBy {
+                    expr: compile_expr(&field, source, &env)?,
+                    field,
+                }),
+                Stage::Map(outputs) => {
+                    let outputs = outputs
+                        .iter()
+                        .map(|(name, source)| {
+                            let expr = compile_expr(&format!("{field}.{name}"), source, &env)?;
+                            Ok((name.clone(), expr))
+                        })
+                        .collect::<Result<_, CompileError>>()?;
+                    steps.push(Step::Map { field, outputs });
+                }
+                Stage::Dedupe(dedupe) => {
+                    let ttl_ms = millis(dedupe.ttl);
+                    steps.push(Step::Dedupe {
+                        key: compile_expr(&format!("{field}.key"), &dedupe.key, &env)?,
+                        field,
+                        ttl_ms,
+                        memory: dedupe_ttls_ms.len(),
+                    });
+                    dedupe_ttls_ms.push(ttl_ms);
+                }
+                Stage::Window(spec_window) => pending_window = Some((field, spec_window)),
+                Stage::Aggregate(outputs) => {
+                    // Validation guarantees the window stage right before.
+                    let Some((window_field, spec_window)) = pending_window.take() else {
+                        return Err(CompileError::Expression {
+                            field,
+                            message: "an aggregate stage must follow a window stage".into(),
+                        });
+                    };
+                    window = Some(WindowPlan::compile(
+                        &window_field,
+                        spec_window,
+                        &field,
+                        outputs,
+                        &env,
+                    )?);
+                }
+            }
+        }
+        Ok(Plan {
+            env,
+            event_time_field: spec.source.event_time.clone(),
+            max_out_of_orderness_ms: millis(spec.source.max_out_of_orderness_or_zero()),
+            pre,
+            window,
+            post,
+            dedupe_ttls_ms,
+            fingerprint: snapshot::fingerprint(spec),
+        })
+    }
+}
+
+impl State {
+    pub(crate) fn new(plan: &Plan) -> State {
+        State {
+            max_event_ms: None,
+            dedupe: vec![DedupeMemory::default(); plan.dedupe_ttls_ms.len()],
+            windows: plan.window.as_ref().map(|window| {
+                Windows::new(
+                    window.assigner,
+                    window.allowed_lateness_ms,
+                    window.functions(),
+                )
+            }),
+            failed: None,
+            field_spans: Vec::new(),
+            fired: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+}
+
+fn millis(duration: weir_core::spec::SpecDuration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn compile_expr(field: &str, source: &str, env: &cel::Env) -> Result<Expr, CompileError> {
+    Expr::compile(source, env).map_err(|err| match err {
+        ExprCompileError::Invalid(message) => CompileError::Expression {
+            field: field.to_string(),
+            message,
+        },
+        ExprCompileError::TooDeep(depth) => CompileError::ExpressionTooDeep {
+            field: field.to_string(),
+            depth,
+            max: EXPRESSION_DEPTH_MAX,
+        },
+    })
+}
+
+pub(crate) fn watermark(plan: &Plan, state: &State) -> Option<i64> {
+    state
+        .max_event_ms
+        .map(|max| max - plan.max_out_of_orderness_ms)
+}
+
+fn process_record(
+    plan: &Plan,
+    state: &mut State,
+    record: &SourceRecord,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
+    let mut field_spans = std::mem::take(&mut state.field_spans);
+    let event_ms = process_event(plan, state, record, &mut field_spans, out);
+    state.field_spans = field_spans;
+    match event_ms? {
+        Some(event_ms) => advance(plan, state, event_ms, record, out),
+        None => Ok(()),
+    }
+}
+
+/// Runs one record through the stages; returns its event time when it has a valid one
+/// (and so moves the watermark).
+fn process_event(
+    plan: &Plan,
+    state: &mut State,
+    record: &SourceRecord,
+    field_spans: &mut Vec<FieldSpan>,
+    out: &mut Outputs,
+) -> Result<Option<i64>, PipelineError> {
+    let (doc, event_ms) = match decode(plan, record, field_spans) {
+        Ok(decoded) => decoded,
+        Err((reason, detail)) => {
+            dead_letter(out, record, reason, detail);
+            return Ok(None);
+        }
+    };
+    let watermark_ms = watermark(plan, state);
+    let flow = run_steps(
+        &plan.pre,
+        &plan.env,
+        &mut state.dedupe,
+        Obj::Source(doc),
+        None,
+        event_ms,
+        watermark_ms,
+    )?;
+    match flow {
+        Flow::Continue(obj, key) if plan.window.is_some() => {
+            // Validation puts a key_by before every window, so there is a key.
+            let key = key.unwrap_or_default();
+            add_to_windows(plan, state, &obj, &key, event_ms, watermark_ms, record, out)?;
+        }
+        Flow::Continue(obj, key) => emit(out, &obj, key),
+        Flow::Dropped => {}
+        Flow::Failed(reason, detail) => dead_letter(out, record, reason, detail),
+    }
+    Ok(Some(event_ms))
+}
+
+/// The record's value as an object, and its event time.
+fn decode<'a>(
+    plan: &Plan,
+    record: &'a SourceRecord,
+    field_spans: &'a mut Vec<FieldSpan>,
+) -> Result<(SourceDoc<'a>, i64), (DeadLetterReason, String)> {
+    let Some(value) = record.value.as_deref() else {
+        let detail = "the record has no value".to_string();
+        return Err((DeadLetterReason::Undecodable, detail));
+    };
+    let doc = json::index_object(value, field_spans).map_err(|err| {
+        let reason = match err {
+            DecodeError::NotJson { .. } => DeadLetterReason::Undecodable,
+            DecodeError::NotAnObject(_) => DeadLetterReason::NotAnObject,
+        };
+        (reason, err.detail())
+    })?;
+    let event_ms = event_time_ms(&doc, plan.event_time_field.as_deref(), record.timestamp_ms)
+        .map_err(|detail| (DeadLetterReason::BadEventTime, detail))?;
+    Ok((doc, event_ms))
+}
+
+/// Adds an event to its key's windows, unless it is late or an aggregate argument fails.
+#[allow(clippy::too_many_arguments)] // the event's coordinates, passed down as they are
+fn add_to_windows(
+    plan: &Plan,
+    state: &mut State,
+    obj: &Obj<'_>,
+    key: &str,
+    event_ms: i64,
+    watermark_ms: Option<i64>,
+    record: &SourceRecord,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
+    let (Some(window), Some(windows)) = (&plan.window, state.windows.as_mut()) else {
+        return Ok(());
+    };
+    if windows.is_late(key, event_ms, watermark_ms) {
+        let detail = late_detail(window, event_ms, watermark_ms);
+        dead_letter(out, record, DeadLetterReason::Late, detail);
+        return Ok(());
+    }
+    state.inputs.clear();
+    for aggregate in &window.aggregates {
+        let input = match &aggregate.argument {
+            None => None,
+            Some(expr) => {
+                let input = expr
+                    .eval(obj, &plan.env)
+                    .and_then(|value| Input::from_datum(&value));
+                match input {
+                    Ok(input) => Some(input),
+                    Err(message) => {
+                        let detail = format!("{}: {message}", aggregate.field);
+                        dead_letter(out, record, DeadLetterReason::ExpressionError, detail);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        state.inputs.push(input);
+    }
+    windows.add(key, event_ms, watermark_ms, &state.inputs)
+}
+
+fn late_detail(window: &WindowPlan, event_ms: i64, watermark_ms: Option<i64>) -> String {
+    format!(
+        "event time {event_ms} ms is too late: the watermark is at {} ms and every window \
+         the event belongs to has closed (allowed lateness {} ms)",
+        watermark_ms.unwrap_or(i64::MIN),
+        window.allowed_lateness_ms
+    )
+}
+
+/// Moves the watermark after an event at `event_ms`, forgets what it passed and fires
+/// the windows it closed.
+fn advance(
+    plan: &Plan,
+    state: &mut State,
+    event_ms: i64,
+    record: &SourceRecord,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
+    let before = watermark(plan, state);
+    state.max_event_ms = Some(state.max_event_ms.map_or(event_ms, |max| max.max(event_ms)));
+    let Some(watermark_ms) = watermark(plan, state) else {
+        return Ok(());
+    };
+    if before == Some(watermark_ms) {
+        return Ok(());
+    }
+    for (memory, ttl_ms) in state.dedupe.iter_mut().zip(&plan.dedupe_ttls_ms) {
+        memory.forget(watermark_ms, *ttl_ms);
+    }
+    let Some(windows) = state.windows.as_mut() else {
+        return Ok(());
+    };
+    let mut fired = std::mem::take(&mut state.fired);
+    fired.clear();
+    windows.fire(watermark_ms, &mut fired);
+    let result = fired
+        .iter()
+        .try_for_each(|result| emit_window_result(plan, state, result, watermark_ms, record, out));
+    fired.clear();
+    state.fired = fired;
+    result
+}
+
+/// Runs a fired window's result through the stages after the aggregate and emits it.
+fn emit_window_result(
+    plan: &Plan,
+    state: &mut State,
+    fired: &Fired,
+    watermark_ms: i64,
+    record: &SourceRecord,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
+    let Some(window) = &plan.window else {
+        return Ok(());
+    };
+    if plan.post.is_empty() {
+        out.records.push(OutputRecord {
+            key: Some(fired.key.to_string()),
+            value: window_result_json(window, fired),
+        });
+        return Ok(());
+    }
+    let mut fields: Vec<(&str, Datum<'_>)> = Vec::with_capacity(3 + window.aggregates.len());
+    fields.push(("key", Datum::Str(Cow::Borrowed(&fired.key))));
+    fields.push(("window_start", Datum::Int(fired.start_ms)));
+    fields.push(("window_end", Datum::Int(fired.end_ms)));
+    for (aggregate, accumulator) in window.aggregates.iter().zip(&fired.accumulators) {
+        fields.push((aggregate.name.as_str(), accumulator.result()));
+    }
+    let obj = Obj::Fields(fields);
+    let flow = run_steps(
+        &plan.post,
+        &plan.env,
+        &mut state.dedupe,
+        obj.clone(),
+        Some(Cow::Borrowed(&fired.key)),
+        fired.end_ms - 1,
+        Some(watermark_ms),
+    )?;
+    match flow {
+        Flow::Continue(obj, key) => emit(out, &obj, key),
+        Flow::Dropped => {}
+        Flow::Failed(reason, detail) => {
+            let mut payload = Vec::new();
+            obj.write_json(&mut payload);
+            out.dead_letters.push(DeadLetter {
+                reason,
+                detail: format!(
+                    "window result [{}, {}): {detail}",
+                    fired.start_ms, fired.end_ms
+                ),
+                topic: record.topic.clone(),
+                partition: record.partition,
+                offset: record.offset,
+                payload: Some(payload),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A window result as JSON, written directly: the same text as the result object's.
+fn window_result_json(window: &WindowPlan, fired: &Fired) -> Vec<u8> {
+    let mut value = Vec::with_capacity(48 + fired.key.len() + 24 * window.aggregates.len());
+    value.extend_from_slice(b"{\"key\":");
+    write_json_str(&mut value, &fired.key);
+    value.extend_from_slice(b",\"window_start\":");
+    write_i64(&mut value, fired.start_ms);
+    value.extend_from_slice(b",\"window_end\":");
+    write_i64(&mut value, fired.end_ms);
+    for (aggregate, accumulator) in window.aggregates.iter().zip(&fired.accumulators) {
+        value.extend_from_slice(&aggregate.json_prefix);
+        accumulator.result().write_json(&mut value);
+    }
+    value.push(b'}');
+    value
+}
+
+/// Where an event (or a window result) is after the stages.
+enum Flow<'x> {
+    /// Still in the pipeline: its current object and key.
+    Continue(Obj<'x>, Option<Cow<'x, str>>),
+    /// Dropped by a filter or as a repeat.
+    Dropped,
+    /// Failed: a dead letter.
+    Failed(DeadLetterReason, String),
+}
+
+fn run_steps<'x>(
+    steps: &'x [Step],
+    env: &CelEnv,
+    dedupe: &mut [DedupeMemory],
+    mut obj: Obj<'x>,
+    mut key: Option<Cow<'x, str>>,
+    event_ms: i64,
+    watermark_ms: Option<i64>,
+) -> Result<Flow<'x>, PipelineError> {
+    let failed = |field: &str, message: String| {
+        Ok(Flow::Failed(
+            DeadLetterReason::ExpressionError,
+            format!("{field}: {message}"),
+        ))
+    };
+    for step in steps {
+        match step {
+            Step::Filter { field, expr } => match expr.eval(&obj, env) {
+                Ok(Datum::Bool(true)) => {}
+                Ok(Datum::Bool(false)) => return Ok(Flow::Dropped),
+                Ok(other) => {
+                    let message =
+                        format!("a filter must yield a bool, not a {}", other.type_name());
+                    return failed(field, message);
+                }
+                Err(message) => return failed(field, message),
+            },
+            Step::Map { field, outputs } => {
+                let mut fields = Vec::with_capacity(outputs.len());
+                for (name, expr) in outputs {
+                    let value = expr
+                        .eval(&obj, env)
+                        .and_then(|value| value.check_json().map(|()| value));
+                    match value {
+                        Ok(value) => fields.push((name.as_str(), value)),
+                        Err(message) => return failed(&format!("{field}.{name}"), message),
+                    }
+                }
+                obj = Obj::Fields(fields);
+            }
+            Step::Dedupe {
+                field,
+                key: key_expr,
+                ttl_ms,
+                memory,
+            } => {
+                let text = match key_text(key_expr, &obj, env) {
+                    Ok(text) => text,
+                    Err(message) => return failed(&format!("{field}.key"), message),
+                };
+                if !dedupe[*memory].admit(&text, event_ms, watermark_ms, *ttl_ms)? {
+                    return Ok(Flow::Dropped);
+                }
+            }
+            Step::KeyBy { field, expr } => match key_text(expr, &obj, env) {
+                Ok(text) => key = Some(text),
+                Err(message) => return failed(field, message),
+            },
+        }
+    }
+    Ok(Flow::Continue(obj, key))
+}
+
+/// An expression's value as a key: a string as it is, anything else as its JSON text.
+fn key_text<'x>(expr: &'x Expr, obj: &Obj<'x>, env: &CelEnv) -> Result<Cow<'x, str>, String> {
+    let text = expr.eval(obj, env)?.into_key_text()?;
+    if text.len() > KEY_LEN_MAX_BYTES {
+        return Err(format!(
+            "the key is {} bytes long; the limit is {KEY_LEN_MAX_BYTES}",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
+fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>) {
+    let mut value = Vec::with_capacity(match obj {
+        Obj::Source(doc) => doc.text().len(),
+        Obj::Fields(fields) => 16 + 32 * fields.len(),
+    });
+    obj.write_json(&mut value);
+    out.records.push(OutputRecord {
+        key: key.map(Cow::into_owned),
+        value,
+    });
+}
+
+fn dead_letter(out: &mut Outputs, record: &SourceRecord, reason: DeadLetterReason, detail: String) {
+    out.dead_letters.push(DeadLetter {
+        reason,
+        detail,
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        payload: record.value.clone(),
+    });
+}
