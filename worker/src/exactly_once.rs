@@ -84,6 +84,8 @@ pub struct PartitionConfig {
     pub partition: PartitionId,
     pub epoch: Epoch,
     pub spec: JobSpec,
+    /// Records read and processed per step, at most `POLL_BATCH_RECORDS_MAX`.
+    pub poll_batch_records: usize,
 }
 
 impl PartitionConfig {
@@ -245,7 +247,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
     pub async fn step(&mut self, now_ms: u64) -> Result<usize, PartitionError> {
         let batch = self
             .reader
-            .poll_batch(POLL_BATCH_RECORDS_MAX, Duration::from_millis(POLL_WAIT_MS))
+            .poll_batch(
+                self.config
+                    .poll_batch_records
+                    .clamp(1, POLL_BATCH_RECORDS_MAX),
+                Duration::from_millis(POLL_WAIT_MS),
+            )
             .await?;
         let n = batch.len();
         if n > 0 {

@@ -1,0 +1,301 @@
+//! The exactly-once protocol against the in-memory Kafka model and the real control state
+//! machine: a run with a crash, a reassignment and a zombie must commit exactly the outputs
+//! of a failure-free run.
+
+use std::sync::{Arc, Mutex};
+use weir_broker::memory::MemoryBroker;
+use weir_broker::{Broker, OutgoingRecord, SourceOffset, TransactionalWriter};
+use weir_coordinator::state::{Command, CommandResult, ControlState, Move};
+use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::spec::{parse_job_spec, JobSpec};
+use weir_core::wire::{Assignments, CheckpointReport, CheckpointReportResults, Lease};
+use weir_worker::checkpoint_store::MemoryCheckpointStore;
+use weir_worker::control::{ControlError, ControlPlane};
+use weir_worker::exactly_once::{PartitionConfig, PartitionError, PartitionRunner};
+
+/// The control plane as the real state machine, in memory.
+#[derive(Default)]
+struct LocalControl(Mutex<ControlState>);
+
+impl LocalControl {
+    fn apply(&self, c: Command) -> CommandResult {
+        self.0.lock().unwrap().apply(&c)
+    }
+}
+
+impl ControlPlane for LocalControl {
+    async fn register(&self, _: &WorkerId, _: &str) -> Result<Lease, ControlError> {
+        unreachable!("not used here")
+    }
+    async fn deregister(&self, _: &WorkerId) -> Result<(), ControlError> {
+        unreachable!("not used here")
+    }
+    async fn heartbeat(&self, _: &WorkerId) -> Result<Lease, ControlError> {
+        unreachable!("not used here")
+    }
+    async fn assignments(&self, _: &WorkerId) -> Result<Assignments, ControlError> {
+        unreachable!("not used here")
+    }
+    async fn report_partitions(&self, _: JobId, _: u32) -> Result<(), ControlError> {
+        unreachable!("not used here")
+    }
+    async fn report_checkpoints(
+        &self,
+        id: &WorkerId,
+        reports: Vec<CheckpointReport>,
+    ) -> Result<CheckpointReportResults, ControlError> {
+        match self.apply(Command::Checkpoint {
+            worker: id.clone(),
+            reports,
+            at_ms: 0,
+        }) {
+            CommandResult::CheckpointResults(results) => Ok(CheckpointReportResults { results }),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+const WINDOWED: &str = r#"
+name: velocity
+source: { topic: payments, format: json, event_time: ts }
+pipeline:
+  - filter: "amount > 0"
+  - key_by: "card"
+  - window: { tumbling: 10s }
+  - aggregate: { n: "count()", total: "sum(amount)" }
+sink: { topic: alerts, format: json }
+dead_letter_topic: dlq
+checkpoint_interval: 1s
+"#;
+
+const STATELESS: &str = r#"
+name: copy
+source: { topic: payments, format: json }
+pipeline:
+  - filter: "amount >= 10"
+  - map: { card: "card", cents: "amount * 100" }
+sink: { topic: alerts, format: json }
+dead_letter_topic: dlq
+checkpoint_interval: 1s
+"#;
+
+fn events(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            if i % 97 == 13 {
+                return b"{not json".to_vec();
+            }
+            let card = i % 7;
+            let ts = (i as i64) * 700; // 0.7 s apart: many windows close along the way
+            let amount = (i % 23) as i64 - 2;
+            format!(r#"{{"card":"c{card}","amount":{amount},"ts":{ts}}}"#).into_bytes()
+        })
+        .collect()
+}
+
+async fn setup(spec_text: &str, inputs: &[Vec<u8>]) -> (MemoryBroker, JobSpec, Arc<LocalControl>) {
+    let spec = parse_job_spec(spec_text.as_bytes()).unwrap();
+    let broker = MemoryBroker::new();
+    for t in ["payments", "alerts", "dlq"] {
+        broker.create_topic(t, 1).await.unwrap();
+    }
+    let mut w = broker.writer("producer").await.unwrap();
+    w.begin().unwrap();
+    for v in inputs {
+        w.send(OutgoingRecord {
+            topic: "payments".into(),
+            partition: Some(0),
+            key: None,
+            value: v.clone(),
+            timestamp_ms: Some(0),
+        })
+        .await
+        .unwrap();
+    }
+    w.commit("unused", &[] as &[SourceOffset]).await.unwrap();
+    let control = Arc::new(LocalControl::default());
+    control.apply(Command::CreateTenant {
+        name: TenantName::from("t"),
+        token_hash: "h".into(),
+        at_ms: 0,
+    });
+    control.apply(Command::SubmitJob {
+        tenant: "t".into(),
+        name: spec.name.clone(),
+        spec: serde_json::json!({}),
+        at_ms: 0,
+    });
+    for w in ["w1", "w2"] {
+        control.apply(Command::RegisterWorker {
+            worker: WorkerId::from(w),
+            addr: String::new(),
+            at_ms: 0,
+        });
+    }
+    control.apply(Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 1,
+    });
+    (broker, spec, control)
+}
+
+fn place(control: &LocalControl, worker: &str, epoch: u64) {
+    let r = control.apply(Command::Place {
+        moves: vec![Move {
+            job: JobId(1),
+            partition: PartitionId(0),
+            worker: Some(WorkerId::from(worker)),
+            epoch: Epoch(epoch),
+        }],
+    });
+    assert_eq!(r, CommandResult::Done);
+}
+
+fn config(spec: &JobSpec, worker: &str, epoch: u64) -> PartitionConfig {
+    PartitionConfig {
+        worker: WorkerId::from(worker),
+        job: JobId(1),
+        partition: PartitionId(0),
+        epoch: Epoch(epoch),
+        spec: spec.clone(),
+        poll_batch_records: 50,
+    }
+}
+
+async fn committed(broker: &MemoryBroker, topic: &str) -> Vec<String> {
+    let mut out: Vec<String> = broker
+        .read_committed(topic, 0, 0, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap_or_default()).unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs steps until the input is consumed, advancing time by 300 ms a step.
+async fn drain<S: weir_worker::checkpoint_store::CheckpointStore>(
+    runner: &mut PartitionRunner<MemoryBroker, S, LocalControl>,
+    now_ms: &mut u64,
+    until_offset: i64,
+) -> Result<(), PartitionError> {
+    for _ in 0..10_000 {
+        if runner.next_offset() >= until_offset {
+            return Ok(());
+        }
+        *now_ms += 300;
+        runner.step(*now_ms).await?;
+    }
+    panic!("did not reach offset {until_offset}");
+}
+
+async fn failure_free(spec_text: &str, inputs: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
+    let (broker, spec, control) = setup(spec_text, inputs).await;
+    place(&control, "w1", 1);
+    let store = MemoryCheckpointStore::new();
+    let mut now = 0;
+    let mut r =
+        PartitionRunner::recover(config(&spec, "w1", 1), &broker, store, control.clone(), now)
+            .await
+            .unwrap();
+    drain(&mut r, &mut now, inputs.len() as i64).await.unwrap();
+    r.checkpoint(now + 10_000).await.unwrap();
+    (
+        committed(&broker, "alerts").await,
+        committed(&broker, "dlq").await,
+    )
+}
+
+async fn with_crash_reassignment_and_zombie(
+    spec_text: &str,
+    inputs: &[Vec<u8>],
+) -> (Vec<String>, Vec<String>) {
+    let (broker, spec, control) = setup(spec_text, inputs).await;
+    let store = MemoryCheckpointStore::new();
+    let mut now = 0;
+    place(&control, "w1", 1);
+    // w1 processes a third, checkpointing along the way, then crashes with a transaction open.
+    let mut a = PartitionRunner::recover(
+        config(&spec, "w1", 1),
+        &broker,
+        store.clone(),
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap();
+    drain(&mut a, &mut now, inputs.len() as i64 / 3)
+        .await
+        .unwrap();
+    assert!(
+        a.counters().checkpoints > 0,
+        "{:?} at {} now {now}",
+        a.counters(),
+        a.next_offset()
+    );
+    drop(a);
+    // w1 restarts on the same assignment (same epoch) and gets another third in.
+    let mut a = PartitionRunner::recover(
+        config(&spec, "w1", 1),
+        &broker,
+        store.clone(),
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap();
+    drain(&mut a, &mut now, 2 * inputs.len() as i64 / 3)
+        .await
+        .unwrap();
+    // The partition moves to w2 (epoch 2) while w1 is still running: w1 is now a zombie.
+    place(&control, "w2", 2);
+    let mut b = PartitionRunner::recover(
+        config(&spec, "w2", 2),
+        &broker,
+        store.clone(),
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap();
+    let zombie = async {
+        for _ in 0..50 {
+            now += 300;
+            if let Err(e) = a.step(now).await {
+                return e;
+            }
+        }
+        panic!("the zombie was never fenced");
+    };
+    assert!(matches!(zombie.await, PartitionError::Fenced(_)));
+    drain(&mut b, &mut now, inputs.len() as i64).await.unwrap();
+    b.checkpoint(now + 10_000).await.unwrap();
+    (
+        committed(&broker, "alerts").await,
+        committed(&broker, "dlq").await,
+    )
+}
+
+#[tokio::test]
+async fn a_windowed_job_commits_each_result_once_through_crash_reassignment_and_zombie() {
+    let inputs = events(3_000);
+    let expected = failure_free(WINDOWED, &inputs).await;
+    assert!(expected.0.len() > 100, "the job should emit many windows");
+    assert!(
+        !expected.1.is_empty(),
+        "bad records reach the dead-letter topic"
+    );
+    let actual = with_crash_reassignment_and_zombie(WINDOWED, &inputs).await;
+    assert_eq!(actual.0.len(), expected.0.len());
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test]
+async fn a_stateless_job_commits_each_result_once_through_crash_reassignment_and_zombie() {
+    let inputs = events(3_000);
+    let expected = failure_free(STATELESS, &inputs).await;
+    assert!(expected.0.len() > 1_000);
+    let actual = with_crash_reassignment_and_zombie(STATELESS, &inputs).await;
+    assert_eq!(actual, expected);
+}
