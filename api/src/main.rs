@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     let default_filter = match cli.command {
-        Command::Coordinator(_) => "info,openraft=warn",
+        Command::Coordinator(_) | Command::Worker(_) => "info,openraft=warn,rdkafka=warn",
         _ => "warn,openraft=off",
     };
     tracing_subscriber::fmt()

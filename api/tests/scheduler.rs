@@ -88,7 +88,10 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     // The job's partition count is unknown until a worker reports it.
     let a = control.assignments(&w1).await.unwrap();
     assert!(a.assignments.is_empty());
-    assert_eq!(a.unknown_partition_counts, vec![job]);
+    assert_eq!(
+        a.unknown_partition_counts,
+        vec![(job, "payments".to_string())]
+    );
     control.report_partitions(job, 4).await.unwrap();
 
     wait_for("the job to run", 5_000, || async {

@@ -187,9 +187,9 @@ pub struct Lease {
 pub struct Assignments {
     pub worker: WorkerId,
     pub assignments: Vec<WorkerAssignment>,
-    /// Jobs whose source partition count no worker has reported yet; a worker that can
-    /// reach Kafka reports it with `POST /v1/jobs/{id}/partitions`.
-    pub unknown_partition_counts: Vec<JobId>,
+    /// Jobs whose source partition count no worker has reported yet, with their source
+    /// topic; a worker that can reach Kafka reports it with `POST /v1/jobs/{id}/partitions`.
+    pub unknown_partition_counts: Vec<(JobId, String)>,
 }
 
 /// One (job, partition) a worker owns, with the job's spec so it can run it.

@@ -9,4 +9,5 @@
 pub mod checkpoint_store;
 pub mod control;
 pub mod exactly_once;
+pub mod fleet;
 pub mod operators;

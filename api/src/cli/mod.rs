@@ -6,6 +6,7 @@ pub mod coordinator;
 mod job;
 pub mod sim;
 mod tenant;
+pub mod worker;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run one member of the coordinator group.
     Coordinator(coordinator::CoordinatorArgs),
+    /// Run one worker of the fleet.
+    Worker(worker::WorkerArgs),
     /// Run a whole weir cluster in this process, with a sample job, and check it.
     Local(crate::local::LocalArgs),
     /// Submit, list, inspect and cancel jobs.
@@ -48,6 +51,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(cmd) => tenant::run(cmd).await,
         // The simulation builds its own single-threaded runtime per seed, so it runs on a
         // thread of its own, outside this one.
+        // An actix system runs on a thread of its own.
+        Command::Worker(args) => std::thread::spawn(move || worker::run(args))
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the worker panicked"))),
         Command::Sim(args) => std::thread::spawn(move || sim::run(args))
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the simulation panicked"))),

@@ -109,7 +109,15 @@ pub async fn assignments(
         .jobs
         .values()
         .filter(|j| j.partition_count.is_none() && j.state == weir_core::wire::JobState::Pending)
-        .map(|j| j.id)
+        .map(|j| {
+            (
+                j.id,
+                j.spec["source"]["topic"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
         .collect();
     Ok(Json(Assignments {
         worker,

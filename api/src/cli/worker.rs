@@ -1,0 +1,64 @@
+//! `weir worker`: run one worker of the fleet until interrupted — an actix system with a
+//! supervisor actor and one actor per assigned (job, partition), over real Kafka.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use weir_broker::kafka::KafkaBroker;
+use weir_core::ids::WorkerId;
+use weir_worker::checkpoint_store::DirCheckpointStore;
+use weir_worker::control::HttpControlPlane;
+use weir_worker::fleet::{StatusBoard, Supervisor, SupervisorConfig};
+
+/// Flags of `weir worker` (CONTRACT.md).
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// This worker's name, unique in the fleet.
+    #[arg(long)]
+    pub id: String,
+    /// Coordinators to talk to, host:port, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub coordinators: Vec<String>,
+    /// Directory for the worker's local files.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Kafka bootstrap servers.
+    #[arg(long)]
+    pub kafka: String,
+    /// Where state snapshots go: a directory or a file:// URL.
+    #[arg(long)]
+    pub checkpoint_dir: String,
+    /// The cluster's administrator token (workers act for the cluster).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+/// Runs a worker until Ctrl-C or SIGTERM.
+pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    if args.id.is_empty() {
+        bail!("--id must not be empty");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let store = DirCheckpointStore::new(&args.checkpoint_dir)
+        .context("cannot open the checkpoint directory")?;
+    let broker = KafkaBroker::new(&args.kafka).context("cannot configure the Kafka client")?;
+    let control = Arc::new(HttpControlPlane::new(
+        args.coordinators.clone(),
+        args.token.clone(),
+    ));
+    let config = SupervisorConfig::new(WorkerId(args.id.clone()), args.id.clone());
+    let system = actix::System::new();
+    system.block_on(async move {
+        let board = StatusBoard::default();
+        let supervisor =
+            actix::Actor::start(Supervisor::new(config, broker, store, control, board));
+        tracing::info!(worker = %args.id, "worker running");
+        super::coordinator::shutdown_signal().await;
+        tracing::info!("worker shutting down");
+        drop(supervisor);
+        actix::System::current().stop();
+    });
+    Ok(())
+}

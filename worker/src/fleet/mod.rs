@@ -1,0 +1,13 @@
+//! The worker process's actors (actix): one `Supervisor` per worker that holds the lease and
+//! reconciles assignments, and one `PartitionActor` per (job, partition) it owns, each
+//! running the exactly-once protocol of `crate::exactly_once`.
+//!
+//! Everything outside goes through the seams the actors are built with: the broker
+//! (`weir_broker::Broker`), the checkpoint store, the control plane, and the clock (actix's
+//! timers run on tokio's clock, paused in the simulation).
+
+mod partition_actor;
+mod supervisor;
+
+pub use partition_actor::PartitionActor;
+pub use supervisor::{FleetStatus, PartitionStatus, StatusBoard, Supervisor, SupervisorConfig};

@@ -1,0 +1,303 @@
+//! The worker's supervisor actor: registers with the coordinator group, renews its lease,
+//! reports source partition counts it learns from Kafka, and reconciles its partition
+//! actors with the assignments the leader made — starting the new ones, stopping the ones
+//! taken away or moved to a newer epoch. A coordinator failover is invisible here: the
+//! control plane retries the other coordinators, and running partitions go on meanwhile.
+
+use super::partition_actor::{PartitionActor, StopPartition};
+use crate::checkpoint_store::CheckpointStore;
+use crate::control::{ControlError, ControlPlane};
+use crate::exactly_once::{
+    PartitionConfig, PartitionCounters, PartitionError, PartitionRunner, POLL_BATCH_RECORDS_MAX,
+};
+use actix::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir_broker::Broker;
+use weir_core::ids::{Epoch, JobId, PartitionId, WorkerId};
+use weir_core::spec::JobSpec;
+use weir_core::wire::{Assignments, Lease};
+
+/// How a supervisor runs.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    pub worker: WorkerId,
+    /// The address the worker announces (informational).
+    pub addr: String,
+    /// How often assignments are fetched and reconciled.
+    pub reconcile_interval_ms: u64,
+    /// Records per processing step of each partition.
+    pub poll_batch_records: usize,
+}
+
+impl SupervisorConfig {
+    /// Defaults for worker `id`.
+    pub fn new(worker: WorkerId, addr: impl Into<String>) -> Self {
+        SupervisorConfig {
+            worker,
+            addr: addr.into(),
+            reconcile_interval_ms: 250,
+            poll_batch_records: POLL_BATCH_RECORDS_MAX,
+        }
+    }
+}
+
+/// What one partition is doing, as shown by `weir local` and the worker's logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionStatus {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub epoch: Epoch,
+    pub next_offset: i64,
+    pub lag: Option<i64>,
+    pub counters: PartitionCounters,
+    pub state_bytes: usize,
+    /// The last error, while the partition is failing or recovering.
+    pub error: Option<String>,
+}
+
+impl PartitionStatus {
+    pub(super) fn running<B: Broker, S: CheckpointStore, C: ControlPlane>(
+        config: &PartitionConfig,
+        runner: &PartitionRunner<B, S, C>,
+    ) -> Self {
+        PartitionStatus {
+            job: config.job,
+            partition: config.partition,
+            epoch: config.epoch,
+            next_offset: runner.next_offset(),
+            lag: runner.lag(),
+            counters: runner.counters(),
+            state_bytes: runner.state_bytes(),
+            error: None,
+        }
+    }
+
+    pub(super) fn failing(config: &PartitionConfig, e: &PartitionError) -> Self {
+        PartitionStatus {
+            job: config.job,
+            partition: config.partition,
+            epoch: config.epoch,
+            next_offset: -1,
+            lag: None,
+            counters: PartitionCounters::default(),
+            state_bytes: 0,
+            error: Some(e.to_string()),
+        }
+    }
+}
+
+/// The partitions of one worker and what they are doing; readable from any thread.
+pub type FleetStatus = BTreeMap<(JobId, PartitionId), PartitionStatus>;
+
+/// Shared board the partition actors write their status to.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<FleetStatus>>);
+
+impl StatusBoard {
+    pub(super) fn set(&self, key: (JobId, PartitionId), status: PartitionStatus) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, status);
+    }
+
+    pub(super) fn remove(&self, key: &(JobId, PartitionId)) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// A copy of every partition's status.
+    pub fn snapshot(&self) -> FleetStatus {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The supervisor actor of one worker.
+pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> {
+    config: SupervisorConfig,
+    broker: B,
+    store: S,
+    control: Arc<C>,
+    board: StatusBoard,
+    lease: Option<Lease>,
+    running: BTreeMap<(JobId, PartitionId), (Epoch, Addr<PartitionActor<B, S, C>>)>,
+    reconciling: bool,
+    heartbeating: bool,
+}
+
+impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<B, S, C> {
+    /// A supervisor over the given seams; `board` receives partition statuses.
+    pub fn new(
+        config: SupervisorConfig,
+        broker: B,
+        store: S,
+        control: Arc<C>,
+        board: StatusBoard,
+    ) -> Self {
+        Supervisor {
+            config,
+            broker,
+            store,
+            control,
+            board,
+            lease: None,
+            running: BTreeMap::new(),
+            reconciling: false,
+            heartbeating: false,
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, (_, addr)) in std::mem::take(&mut self.running) {
+            addr.do_send(StopPartition);
+        }
+    }
+
+    /// Starts and stops partition actors to match `assignments`.
+    fn apply(&mut self, assignments: Assignments) {
+        let mut wanted: BTreeMap<(JobId, PartitionId), (Epoch, serde_json::Value)> =
+            BTreeMap::new();
+        for a in assignments.assignments {
+            wanted.insert((a.job, a.partition), (a.epoch, a.spec));
+        }
+        let stale: Vec<(JobId, PartitionId)> = self
+            .running
+            .iter()
+            .filter(|(key, (epoch, _))| wanted.get(key).is_none_or(|(e, _)| e != epoch))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in stale {
+            if let Some((_, addr)) = self.running.remove(&key) {
+                tracing::info!(job = %key.0, partition = %key.1, "partition taken away; stopping");
+                addr.do_send(StopPartition);
+            }
+        }
+        for (key, (epoch, spec)) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let spec: JobSpec = match serde_json::from_value(spec) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(job = %key.0, error = %e, "assigned a spec this worker cannot read");
+                    continue;
+                }
+            };
+            let config = PartitionConfig {
+                worker: self.config.worker.clone(),
+                job: key.0,
+                partition: key.1,
+                epoch,
+                spec,
+                poll_batch_records: self.config.poll_batch_records,
+            };
+            tracing::info!(job = %key.0, partition = %key.1, epoch = %epoch, "starting partition");
+            let actor = PartitionActor::new(
+                config,
+                self.broker.clone(),
+                self.store.clone(),
+                self.control.clone(),
+                self.board.clone(),
+            );
+            self.running.insert(key, (epoch, actor.start()));
+        }
+        let live: BTreeSet<(JobId, PartitionId)> = self.running.keys().copied().collect();
+        metrics::gauge!("weir_worker_partitions", "worker" => self.config.worker.0.clone())
+            .set(live.len() as f64);
+    }
+}
+
+/// Learns the partition count of each job's source topic and reports it.
+async fn report_partition_counts<B: Broker, C: ControlPlane>(
+    broker: &B,
+    control: &C,
+    jobs: &[(JobId, String)],
+) {
+    for (job, topic) in jobs {
+        match broker.partition_count(topic).await {
+            Ok(n) => {
+                if let Err(e) = control.report_partitions(*job, n).await {
+                    tracing::warn!(job = %job, error = %e, "partition count not reported");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(job = %job, topic, error = %e, "cannot read the source topic's metadata")
+            }
+        }
+    }
+}
+
+impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for Supervisor<B, S, C> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(self.config.reconcile_interval_ms), |act, ctx| {
+            if act.reconciling {
+                return;
+            }
+            act.reconciling = true;
+            let control = act.control.clone();
+            let broker = act.broker.clone();
+            let config = act.config.clone();
+            let registered = act.lease.is_some();
+            let round = async move {
+                let lease = if registered {
+                    None
+                } else {
+                    Some(control.register(&config.worker, &config.addr).await?)
+                };
+                let assignments = control.assignments(&config.worker).await?;
+                report_partition_counts(&broker, control.as_ref(), &assignments.unknown_partition_counts).await;
+                Ok::<_, ControlError>((lease, assignments))
+            };
+            ctx.spawn(round.into_actor(act).map(|result, act, _| {
+                act.reconciling = false;
+                match result {
+                    Ok((lease, assignments)) => {
+                        if let Some(lease) = lease {
+                            tracing::info!(worker = %act.config.worker, "registered");
+                            act.lease = Some(lease);
+                        }
+                        act.apply(assignments);
+                    }
+                    Err(ControlError::UnknownWorker(_)) => {
+                        tracing::warn!(worker = %act.config.worker, "the group forgot this worker; registering again");
+                        act.lease = None;
+                        act.stop_all();
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reconcile failed; keeping partitions running"),
+                }
+            }));
+        });
+        // Heartbeats at the interval the lease asks for (checked often, sent when due).
+        let mut last_beat = tokio::time::Instant::now();
+        ctx.run_interval(Duration::from_millis(50), move |act, ctx| {
+            let Some(lease) = &act.lease else { return };
+            if act.heartbeating || last_beat.elapsed() < Duration::from_millis(lease.heartbeat_interval_ms) {
+                return;
+            }
+            last_beat = tokio::time::Instant::now();
+            act.heartbeating = true;
+            let control = act.control.clone();
+            let worker = act.config.worker.clone();
+            ctx.spawn(async move { control.heartbeat(&worker).await }.into_actor(act).map(|result, act, _| {
+                act.heartbeating = false;
+                match result {
+                    Ok(_) => {}
+                    Err(ControlError::UnknownWorker(_)) => {
+                        tracing::warn!(worker = %act.config.worker, "lease lost; stopping partitions and registering again");
+                        act.lease = None;
+                        act.stop_all();
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                }
+            }));
+        });
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        self.stop_all();
+        Running::Stop
+    }
+}
