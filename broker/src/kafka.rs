@@ -417,34 +417,38 @@ impl KafkaReader {
         (err == rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
             .then_some(high)
     }
+}
 
-    fn consume<M: Message>(&mut self, message: &M) -> Result<BrokerRecord, BrokerError> {
-        let offset = message.offset();
-        if message.topic() != self.topic || message.partition() != self.partition {
-            return Err(BrokerError::Fatal(format!(
-                "reader of {}/{} got a record of {}/{}",
-                self.topic,
-                self.partition,
-                message.topic(),
-                message.partition()
-            )));
-        }
-        if offset < self.position {
-            return Err(BrokerError::Fatal(format!(
-                "reader of {}/{} went back from offset {} to {offset}",
-                self.topic, self.partition, self.position
-            )));
-        }
-        self.position = offset + 1;
-        Ok(BrokerRecord {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset,
-            timestamp_ms: message.timestamp().to_millis(),
-            key: message.key().map(<[u8]>::to_vec),
-            value: message.payload().map(<[u8]>::to_vec),
-        })
+/// The record of `message`, which must be the next one of `topic`/`partition` at or after
+/// `position`; moves `position` past it.
+fn accept_record<M: Message>(
+    topic: &str,
+    partition: i32,
+    position: &mut i64,
+    message: &M,
+) -> Result<BrokerRecord, BrokerError> {
+    let offset = message.offset();
+    if message.topic() != topic || message.partition() != partition {
+        return Err(BrokerError::Fatal(format!(
+            "reader of {topic}/{partition} got a record of {}/{}",
+            message.topic(),
+            message.partition()
+        )));
     }
+    if offset < *position {
+        return Err(BrokerError::Fatal(format!(
+            "reader of {topic}/{partition} went back from offset {position} to {offset}"
+        )));
+    }
+    *position = offset + 1;
+    Ok(BrokerRecord {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+    })
 }
 
 impl PartitionReader for KafkaReader {
@@ -461,25 +465,33 @@ impl PartitionReader for KafkaReader {
         }
         let deadline = tokio::time::Instant::now() + wait;
         let mut records = Vec::new();
-        // The stream borrows the consumer; `consume` needs `&mut self`, so messages are
-        // taken one at a time through a fresh stream (creating one is a slab insert).
+        // Disjoint borrows: the stream borrows the consumer while records move the position.
+        let Self {
+            consumer,
+            topic,
+            partition,
+            position,
+            deferred_error,
+            end_reached,
+            ..
+        } = self;
+        let consumer = consumer
+            .as_ref()
+            .expect("the consumer is taken only on drop");
+        let mut stream = consumer.stream();
         loop {
-            let next = {
-                let mut stream = self.consumer().stream();
-                if records.is_empty() {
-                    match tokio::time::timeout_at(deadline, stream.next()).await {
-                        Err(_) => None,
-                        Ok(item) => Some(item.map(|r| r.map(|m| m.detach()))),
-                    }
-                } else {
-                    // After the first record, take only what is already here.
-                    stream
-                        .next()
-                        .now_or_never()
-                        .map(|item| item.map(|r| r.map(|m| m.detach())))
+            let item = if records.is_empty() {
+                match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) => break,
+                    Ok(item) => item,
+                }
+            } else {
+                // After the first record, take only what is already here.
+                match stream.next().now_or_never() {
+                    None => break,
+                    Some(item) => item,
                 }
             };
-            let Some(item) = next else { break };
             match item {
                 None => {
                     return Err(BrokerError::Fatal(
@@ -487,31 +499,31 @@ impl PartitionReader for KafkaReader {
                     ));
                 }
                 Some(Ok(message)) => {
-                    let record = self.consume(&message)?;
-                    records.push(record);
+                    records.push(accept_record(topic, *partition, position, &message)?);
                     if records.len() >= max_records {
                         break;
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    self.end_reached = true;
+                    *end_reached = true;
                     break;
                 }
                 Some(Err(err)) => {
                     let mapped = classify("reading", &err, None);
                     if matches!(mapped, BrokerError::Unavailable(_)) {
                         // librdkafka reconnects and refetches on its own; these are notices.
-                        tracing::debug!(topic = %self.topic, partition = self.partition, error = %err, "transient consumer error");
+                        tracing::debug!(%topic, partition, error = %err, "transient consumer error");
                         continue;
                     }
                     if records.is_empty() {
                         return Err(mapped);
                     }
-                    self.deferred_error = Some(mapped);
+                    *deferred_error = Some(mapped);
                     break;
                 }
             }
         }
+        drop(stream);
         if let Some(high) = self.cached_high_watermark() {
             self.high_watermark = Some(high);
         }
@@ -548,7 +560,9 @@ impl Drop for KafkaReader {
     }
 }
 
-/// A transactional producer for one `transactional.id`.
+/// A transactional producer for one `transactional.id`. Dropping it with a transaction
+/// open leaves that transaction to the next writer of the id (whose creation aborts it) or
+/// to the coordinator's transaction timeout, as a crash would.
 pub struct KafkaWriter {
     transactional_id: String,
     bootstrap_servers: String,
@@ -578,6 +592,10 @@ pub struct KafkaWriter {
 
 impl KafkaWriter {
     async fn start(settings: &KafkaSettings, transactional_id: &str) -> Result<Self, BrokerError> {
+        if transactional_id.is_empty() {
+            // librdkafka would make a non-transactional producer of it.
+            return Err(BrokerError::Fatal("empty transactional id".to_string()));
+        }
         let producer: FutureProducer = producer_config(settings, transactional_id)
             .create()
             .map_err(|e| classify("creating a producer", &e, None))?;

@@ -105,7 +105,11 @@ pub trait TransactionalWriter {
     /// Commits the open transaction together with the consumer group's source offsets: the
     /// records become visible to `read_committed` readers and the offsets committed, both
     /// or neither.
-    fn commit(&mut self, group: &str, offsets: &[SourceOffset]) -> impl Future<Output = Result<(), BrokerError>>;
+    fn commit(
+        &mut self,
+        group: &str,
+        offsets: &[SourceOffset],
+    ) -> impl Future<Output = Result<(), BrokerError>>;
 
     /// Aborts the open transaction: its records are never visible to `read_committed`
     /// readers.
@@ -121,7 +125,11 @@ pub trait Broker: Clone + 'static {
     fn partition_count(&self, topic: &str) -> impl Future<Output = Result<u32, BrokerError>>;
 
     /// Creates `topic` with `partitions` partitions if it does not exist (tests, local runs).
-    fn create_topic(&self, topic: &str, partitions: u32) -> impl Future<Output = Result<(), BrokerError>>;
+    fn create_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+    ) -> impl Future<Output = Result<(), BrokerError>>;
 
     /// The committed offset of `group` for a partition: the next offset to read, if any.
     fn committed_offset(
@@ -132,11 +140,19 @@ pub trait Broker: Clone + 'static {
     ) -> impl Future<Output = Result<Option<i64>, BrokerError>>;
 
     /// A `read_committed` reader of one partition starting at `offset`.
-    fn reader(&self, topic: &str, partition: i32, offset: i64) -> impl Future<Output = Result<Self::Reader, BrokerError>>;
+    fn reader(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> impl Future<Output = Result<Self::Reader, BrokerError>>;
 
     /// A transactional producer for `transactional_id`. Creating it fences every earlier
     /// producer with the same id and aborts whatever transaction that one left open.
-    fn writer(&self, transactional_id: &str) -> impl Future<Output = Result<Self::Writer, BrokerError>>;
+    fn writer(
+        &self,
+        transactional_id: &str,
+    ) -> impl Future<Output = Result<Self::Writer, BrokerError>>;
 
     /// Every committed record of a partition from `offset`, for checks and tests: what a
     /// `read_committed` consumer sees.

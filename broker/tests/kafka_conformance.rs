@@ -489,6 +489,23 @@ fn unknown_topics_and_partitions_are_reported() {
             Err(BrokerError::UnknownTopic(_))
         ));
 
+        assert!(matches!(
+            broker.writer("").await,
+            Err(BrokerError::Fatal(_))
+        ));
+        assert!(matches!(
+            broker.reader("kc-small", 0, -1).await,
+            Err(BrokerError::Fatal(_))
+        ));
+        assert!(matches!(
+            broker.create_topic("kc-none", 0).await,
+            Err(BrokerError::Fatal(_))
+        ));
+        // An offset past the log end is an error, never a silent jump.
+        let mut beyond = broker.reader("kc-small", 0, 99).await.unwrap();
+        let polled = beyond.poll_batch(1, Duration::from_secs(5)).await;
+        assert!(matches!(polled, Err(BrokerError::Fatal(_))), "{polled:?}");
+
         let mut writer = broker.writer("kc-unknown-tx").await.unwrap();
         writer.begin().unwrap();
         let err = writer

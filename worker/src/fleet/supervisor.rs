@@ -164,7 +164,12 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
         let stale: Vec<(JobId, PartitionId)> = self
             .running
             .iter()
-            .filter(|(key, (epoch, _))| wanted.get(key).is_none_or(|(e, _)| e != epoch))
+            .filter(|(key, (epoch, addr))| {
+                // An actor that ended (fenced, or out of recovery attempts) is restarted if
+                // the partition is still ours: a transaction the broker timed out looks
+                // like fencing, and only the coordinator knows who owns the partition.
+                !addr.connected() || wanted.get(key).is_none_or(|(e, _)| e != epoch)
+            })
             .map(|(key, _)| *key)
             .collect();
         for key in stale {
