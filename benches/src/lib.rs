@@ -1,1 +1,14 @@
+//! weir's benchmarks, measured side by side with the systems users would otherwise pick.
+//!
+//! `coordinator-bench` starts a 3-member weir coordinator group and a 3-member etcd cluster as
+//! real processes on loopback, drives both with the same closed-loop HTTP load generator and
+//! the same failover procedure, and prints the figures with their weir/etcd ratios (see
+//! docs/BENCHMARKS.md).
 
+pub mod cluster;
+pub mod etcd;
+pub mod failover;
+pub mod load;
+pub mod process;
+pub mod report;
+pub mod weir;

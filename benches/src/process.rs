@@ -133,7 +133,10 @@ where
             return Ok(v);
         }
         if Instant::now() >= deadline {
-            bail!("timed out after {} ms waiting for {what}", timeout.as_millis());
+            bail!(
+                "timed out after {} ms waiting for {what}",
+                timeout.as_millis()
+            );
         }
         tokio::time::sleep(poll).await;
     }

@@ -1,0 +1,112 @@
+//! weir under test: three `weir coordinator` processes of the release binary. The write is
+//! `POST /v1/tenants` with the administrator token, a real command through Raft (leader
+//! fsync, replication, follower fsync, apply) answered 201 once applied.
+
+use crate::cluster::{Cluster, MemberStatus, System, MEMBERS};
+use crate::process::{free_port, LaunchSpec, ManagedProcess};
+use anyhow::Context;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use std::sync::Arc;
+use weir_core::wire::{ClusterStatus, CreateTenantRequest};
+
+/// The administrator token of the bench's group (only ever on loopback).
+pub const ADMIN_TOKEN: &str = "weir-bench-admin-token";
+
+/// weir's wire protocol. `name` tells a candidate build (`weir-b`) from the baseline.
+#[derive(Debug)]
+pub struct Weir {
+    pub name: &'static str,
+}
+
+impl System for Weir {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn write_request(&self, http: &Client, addr: &str, key: &str) -> RequestBuilder {
+        http.post(format!("http://{addr}/v1/tenants"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&CreateTenantRequest {
+                name: key.to_string(),
+            })
+    }
+
+    fn write_acked(&self, status: StatusCode) -> bool {
+        status == StatusCode::CREATED
+    }
+
+    fn status_request(&self, http: &Client, addr: &str) -> RequestBuilder {
+        http.get(format!("http://{addr}/v1/cluster"))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    fn parse_status(&self, body: &[u8]) -> anyhow::Result<MemberStatus> {
+        let status: ClusterStatus =
+            serde_json::from_slice(body).context("GET /v1/cluster answered no ClusterStatus")?;
+        Ok(MemberStatus {
+            self_id: None,
+            leader_id: status.leader,
+            term: status.term,
+            applied_index: status.last_applied,
+        })
+    }
+
+    fn log_fsyncs_metric(&self) -> &'static str {
+        // One redb commit with Durability::Immediate (one fsync) per `append` call.
+        "weir_raft_append_batch_entries_count"
+    }
+}
+
+/// How to start one weir group.
+#[derive(Debug, Clone)]
+pub struct WeirLaunch {
+    /// "weir", or "weir-b" for a candidate build measured beside it.
+    pub name: &'static str,
+    pub bin: std::path::PathBuf,
+    /// Appended to every `weir coordinator` command line.
+    pub extra_args: Vec<String>,
+    /// Set in every coordinator's environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// Starts three coordinators with fresh data directories under `root`.
+pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Cluster> {
+    let ports = (0..MEMBERS)
+        .map(|_| free_port())
+        .collect::<anyhow::Result<Vec<u16>>>()?;
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members = Vec::with_capacity(MEMBERS);
+    for (i, addr) in addrs.iter().enumerate() {
+        let id = i + 1;
+        let mut args = vec![
+            "coordinator".into(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.clone(),
+            "--data-dir".into(),
+            root.path().join(format!("weir-{id}")).display().to_string(),
+            "--peers".into(),
+            peers.clone(),
+            "--admin-token".into(),
+            ADMIN_TOKEN.into(),
+        ];
+        args.extend(launch.extra_args.iter().cloned());
+        let spec = LaunchSpec {
+            program: launch.bin.clone(),
+            args,
+            env: launch.env.clone(),
+            log: root.path().join(format!("weir-{id}.log")),
+        };
+        members.push(ManagedProcess::start(spec)?);
+    }
+    let ids = (1..=MEMBERS as u64).map(Some).collect();
+    let system = Arc::new(Weir { name: launch.name });
+    Cluster::new(system, members, addrs, ids, root)
+}
