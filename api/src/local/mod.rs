@@ -5,8 +5,8 @@
 //! duplicate ones), kills a worker halfway and the coordinator leader after that, shows
 //! progress, and closes by checking the committed outputs against an independent count.
 
-mod expected;
-mod generator;
+pub mod expected;
+pub mod generator;
 mod workers;
 
 use crate::client::Client;
