@@ -395,8 +395,8 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
             );
             last_progress = Instant::now();
         }
-        if args.rate > 0 {
-            let due = Duration::from_millis(produced * 1_000 / args.rate);
+        if let Some(due_ms) = (produced * 1_000).checked_div(args.rate) {
+            let due = Duration::from_millis(due_ms);
             let elapsed = produce_started.elapsed();
             if due > elapsed {
                 tokio::time::sleep(due - elapsed).await;

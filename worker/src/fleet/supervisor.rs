@@ -113,6 +113,9 @@ impl StatusBoard {
     }
 }
 
+/// A running partition: the epoch it runs at and its actor.
+type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>);
+
 /// The supervisor actor of one worker.
 pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> {
     config: SupervisorConfig,
@@ -121,7 +124,7 @@ pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlP
     control: Arc<C>,
     board: StatusBoard,
     lease: Option<Lease>,
-    running: BTreeMap<(JobId, PartitionId), (Epoch, Addr<PartitionActor<B, S, C>>)>,
+    running: BTreeMap<(JobId, PartitionId), RunningPartition<B, S, C>>,
     reconciling: bool,
     heartbeating: bool,
 }

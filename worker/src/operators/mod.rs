@@ -42,7 +42,10 @@
 //! fraction or exponent that fits i64 → int (so `-0` is the int 0), any other number →
 //! double (the nearest), string → string, array → list, object → map with string keys.
 //! For `a.b`, a top-level field literally named `a.b` wins over field `b` of field `a`
-//! (CEL's qualified-name rule). Any evaluation error is dead-lettered `expression_error`.
+//! (CEL's qualified-name rule). Operators behave as the `cel` crate defines them — e.g.
+//! there is no arithmetic across int and double (`amount * 100` fails for a double
+//! `amount`), and ints compare with doubles by value. Any evaluation error is
+//! dead-lettered `expression_error`.
 //! Expressions whose syntax tree is deeper than [`EXPRESSION_DEPTH_MAX`] = 32 are refused
 //! when the pipeline is compiled.
 //!
@@ -115,10 +118,10 @@
 //! <aggregate name>: value, ...}` (fields in that order, aggregates by name); its
 //! Kafka key is the window's key. The results that fire on one watermark change are
 //! emitted in order of (window_end, window_start, key text in byte order). Stages after
-//! the aggregate then run on each result as on an event, with event time
-//! `window_end - 1` and the new watermark; a result they drop is not emitted, one that
-//! fails there is dead-lettered with the coordinates of the record whose watermark fired
-//! it and the result's JSON as payload.
+//! the aggregate then run on each result as on an event, with the window's key as its
+//! key, event time `window_end - 1` and the new watermark; a result they drop is not
+//! emitted, and one that fails there is dead-lettered with the coordinates of the record
+//! whose watermark fired it and the result's JSON as payload.
 //!
 //! # Dead letters and bounds
 //!
@@ -128,7 +131,8 @@
 //! [`OPEN_WINDOWS_PER_KEY_MAX`], [`OPEN_WINDOWS_PER_PARTITION_MAX`] and
 //! [`DEDUPE_KEYS_MAX`]; reaching one stops the pipeline with
 //! [`PipelineError::StateLimit`] instead of dropping state (see [`limits`]). A sliding
-//! window with more than [`WINDOWS_PER_EVENT_MAX`] windows per event is refused at compile.
+//! window whose size / slide (rounded up) exceeds [`WINDOWS_PER_EVENT_MAX`] is refused
+//! at compile.
 //!
 //! # Checkpoints
 //!
