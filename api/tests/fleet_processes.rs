@@ -230,9 +230,11 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
         .submit_job(STATELESS.as_bytes().to_vec(), Some("pay"))
         .await
         .unwrap();
-    for w in ["w1", "w2"] {
-        procs.spawn(w, &worker_args(w));
-    }
+    let metrics_addr = free_addr();
+    let mut w1_args = worker_args("w1");
+    w1_args.extend(["--metrics-listen".to_string(), metrics_addr.clone()]);
+    procs.spawn("w1", &w1_args);
+    procs.spawn("w2", &worker_args("w2"));
     for job in [windowed.id, stateless.id] {
         wait_for("the job to run", 60_000, || async {
             (admin.get_job(job).await.ok()?.state == weir_core::wire::JobState::Running)

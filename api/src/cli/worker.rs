@@ -32,6 +32,26 @@ pub struct WorkerArgs {
     /// The cluster's administrator token (workers act for the cluster).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// host:port to serve `/metrics` (Prometheus) and `/healthz` on.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+}
+
+/// Serves the process's metrics until the system stops.
+async fn serve_metrics(listener: tokio::net::TcpListener) {
+    let handle = weir_coordinator::server::metrics_handle();
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let handle = handle.clone();
+                async move { handle.map(|h| h.render()).unwrap_or_default() }
+            }),
+        );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
 }
 
 /// Runs a worker until Ctrl-C or SIGTERM.
@@ -50,7 +70,14 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     ));
     let config = SupervisorConfig::new(WorkerId(args.id.clone()), args.id.clone());
     let system = actix::System::new();
+    let metrics_listen = args.metrics_listen.clone();
     system.block_on(async move {
+        if let Some(addr) = metrics_listen {
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            actix::spawn(serve_metrics(listener));
+        }
         let board = StatusBoard::default();
         let supervisor =
             actix::Actor::start(Supervisor::new(config, broker, store, control, board));
@@ -59,6 +86,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         tracing::info!("worker shutting down");
         drop(supervisor);
         actix::System::current().stop();
-    });
+        Ok::<(), anyhow::Error>(())
+    })?;
     Ok(())
 }
