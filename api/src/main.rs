@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     };
     let default_filter = match cli.command {
         Command::Coordinator(_) | Command::Worker(_) => "info,openraft=warn,rdkafka=warn",
-        _ => "error,openraft=off",
+        _ => "error,openraft=off,rdkafka=off",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
