@@ -20,6 +20,14 @@ pub const RETRY_BACKOFF_MS: u64 = 100;
 /// Time one attempt may take.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// A fresh random idempotency key.
+fn new_idempotency_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What went wrong with a request.
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -91,6 +99,9 @@ impl Client {
         body: Option<(Vec<u8>, &'static str)>,
     ) -> Result<T, ClientError> {
         let mut last = String::new();
+        // One key for every attempt of this request: a retry after a lost answer or a
+        // failover is answered as the first attempt was, never applied twice.
+        let idempotency_key = (method != Method::GET).then(new_idempotency_key);
         for attempt in 0..REQUEST_ATTEMPTS_MAX {
             let addr = &self.coordinators[attempt as usize % self.coordinators.len()];
             let mut req = self
@@ -98,6 +109,9 @@ impl Client {
                 .request(method.clone(), format!("http://{addr}{path}"));
             if let Some(token) = &self.token {
                 req = req.bearer_auth(token);
+            }
+            if let Some(key) = &idempotency_key {
+                req = req.header("idempotency-key", key);
             }
             if let Some((bytes, content_type)) = &body {
                 req = req

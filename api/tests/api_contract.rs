@@ -178,6 +178,78 @@ async fn tokens_tenants_and_jobs_behave_as_the_contract_says() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_write_with_the_same_idempotency_key_is_answered_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    group.wait_for_leader().await;
+    let http = reqwest::Client::new();
+    let addr = group.follower_addr();
+    let admin = Client::new(vec![addr.clone()], Some(ADMIN.into()));
+    wait_for("the follower to know the leader", 5_000, || async {
+        admin.cluster_status().await.ok()?.leader
+    })
+    .await;
+    // Like the client, retry while leadership settles (503); keep the key across attempts.
+    let post = |path: &'static str, body: Vec<u8>, key: &'static str| {
+        let (http, addr) = (http.clone(), addr.clone());
+        async move {
+            for _ in 0..100 {
+                let resp = http
+                    .post(format!("http://{addr}{path}"))
+                    .bearer_auth(ADMIN)
+                    .header("idempotency-key", key)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await?;
+                if resp.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    return Ok::<_, reqwest::Error>(resp);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("no leader for 5 s");
+        }
+    };
+    // Creating a tenant twice with one key: the same token both times, and it works.
+    let first = post("/v1/tenants", br#"{"name":"idem"}"#.to_vec(), "k-1")
+        .await
+        .unwrap();
+    let status = first.status();
+    assert_eq!(status, 201, "{}", first.text().await.unwrap());
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = post("/v1/tenants", br#"{"name":"idem"}"#.to_vec(), "k-1")
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201, "a retry is not a conflict");
+    let again: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(first, again);
+    let token = first["token"].as_str().unwrap().to_string();
+    let tenant = Client::new(group.addrs(), Some(token));
+    assert!(tenant.list_jobs().await.unwrap().is_empty());
+    // Submitting a job twice with one key: one job, the same id.
+    let a = post("/v1/jobs?tenant=idem", SPEC.as_bytes().to_vec(), "k-2")
+        .await
+        .unwrap();
+    let b = post("/v1/jobs?tenant=idem", SPEC.as_bytes().to_vec(), "k-2")
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.status(), b.status()),
+        (reqwest::StatusCode::CREATED, reqwest::StatusCode::CREATED)
+    );
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (a.json().await.unwrap(), b.json().await.unwrap());
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(tenant.list_jobs().await.unwrap().len(), 1);
+    // Another key is another request: 409.
+    let c = post("/v1/jobs?tenant=idem", SPEC.as_bytes().to_vec(), "k-3")
+        .await
+        .unwrap();
+    assert_eq!(c.status(), 409);
+    group.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_need_no_token() {
     let dir = tempfile::tempdir().unwrap();
     let group = Group::start(3, dir.path(), 3_000).await;

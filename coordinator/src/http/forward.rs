@@ -95,6 +95,7 @@ async fn forward(forwarder: &Forwarder, addr: &str, req: Request) -> Result<Resp
         .request(parts.method.clone(), url)
         .body(body);
     for name in [
+        axum::http::HeaderName::from_static(super::IDEMPOTENCY_HEADER),
         axum::http::header::AUTHORIZATION,
         axum::http::header::CONTENT_TYPE,
     ] {

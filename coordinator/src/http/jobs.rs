@@ -47,14 +47,15 @@ pub async fn submit(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let at_ms = state.coordinator.seams().clock.now_ms();
     let name = spec.name.clone();
+    let command = Command::SubmitJob {
+        tenant,
+        name: name.clone(),
+        spec: spec_json,
+        at_ms,
+    };
     match state
         .coordinator
-        .write(Command::SubmitJob {
-            tenant,
-            name: name.clone(),
-            spec: spec_json,
-            at_ms,
-        })
+        .write(state.once(&headers, &principal, command))
         .await?
     {
         CommandResult::JobSubmitted { id, version } => Ok((
@@ -175,12 +176,13 @@ pub async fn cancel(
 ) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
     let principal = state.principal(&headers)?;
     let id = parse_job_id(&id)?;
+    let command = Command::CancelJob {
+        job: id,
+        tenant: principal.tenant().cloned(),
+    };
     state
         .coordinator
-        .write(Command::CancelJob {
-            job: id,
-            tenant: principal.tenant().cloned(),
-        })
+        .write(state.once(&headers, &principal, command))
         .await?;
     let s = state.coordinator.state().read();
     let job = visible_job(&s.control.jobs, id, &principal)?;

@@ -20,6 +20,7 @@ pub use error::ApiError;
 use crate::network::http::RAFT_RPC_PATH;
 use crate::network::{serve_rpc, RaftRpc};
 use crate::node::Coordinator;
+use crate::state::Command;
 use auth::Principal;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -63,7 +64,33 @@ impl ApiState {
     fn principal(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         auth::authenticate(headers, &self.admin_token_hash, &self.coordinator)
     }
+
+    /// The request's idempotency key, scoped to whoever sent it so that one tenant's key
+    /// never answers another's request.
+    fn idempotency_key(&self, headers: &HeaderMap, principal: &Principal) -> Option<String> {
+        let key = headers.get(IDEMPOTENCY_HEADER)?.to_str().ok()?.trim();
+        if key.is_empty() {
+            return None;
+        }
+        let who = principal.tenant().map(|t| t.0.as_str()).unwrap_or("admin");
+        Some(format!("{who}/{key}"))
+    }
+
+    /// `command`, made idempotent when the request carries an `Idempotency-Key`: a retry
+    /// with the same key gets the first answer instead of being applied again.
+    fn once(&self, headers: &HeaderMap, principal: &Principal, command: Command) -> Command {
+        match self.idempotency_key(headers, principal) {
+            Some(key) => Command::Idempotent {
+                key,
+                command: Box::new(command),
+            },
+            None => command,
+        }
+    }
 }
+
+/// Header carrying a client's idempotency key for a write.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 /// The full router of one coordinator.
 pub fn router(state: ApiState) -> Router {

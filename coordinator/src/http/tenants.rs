@@ -19,28 +19,43 @@ pub fn valid_tenant_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
+/// A new tenant token. With an idempotency key it is derived from the key and the
+/// administrator secret, so a retried request answers with the token the first attempt
+/// stored; without one it is random.
+fn token_for(state: &ApiState, headers: &HeaderMap, principal: &super::auth::Principal) -> String {
+    match state.idempotency_key(headers, principal) {
+        Some(key) => {
+            let digest = hash_token(&format!("{}:tenant-token:{key}", state.admin_token_hash));
+            format!("weir_{digest}")
+        }
+        None => new_token(state.coordinator.seams().entropy.as_ref()),
+    }
+}
+
 /// `POST /v1/tenants` → 201 with the tenant's first token.
 pub async fn create(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Json(req): Json<CreateTenantRequest>,
 ) -> Result<(StatusCode, Json<TenantToken>), ApiError> {
-    state.principal(&headers)?.require_admin()?;
+    let principal = state.principal(&headers)?;
+    principal.require_admin()?;
     if !valid_tenant_name(&req.name) {
         return Err(ApiError::bad_field(
             "name",
             "a tenant name is 1 to 63 of a-z, 0-9 and -",
         ));
     }
-    let token = new_token(state.coordinator.seams().entropy.as_ref());
+    let token = token_for(&state, &headers, &principal);
     let at_ms = state.coordinator.seams().clock.now_ms();
+    let command = Command::CreateTenant {
+        name: TenantName(req.name.clone()),
+        token_hash: hash_token(&token),
+        at_ms,
+    };
     state
         .coordinator
-        .write(Command::CreateTenant {
-            name: TenantName(req.name.clone()),
-            token_hash: hash_token(&token),
-            at_ms,
-        })
+        .write(state.once(&headers, &principal, command))
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -57,15 +72,18 @@ pub async fn rotate_token(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Json<TenantToken>, ApiError> {
-    state.principal(&headers)?.require_admin()?;
-    let token = new_token(state.coordinator.seams().entropy.as_ref());
-    state
-        .coordinator
-        .write(Command::RotateTenantToken {
+    let principal = state.principal(&headers)?;
+    principal.require_admin()?;
+    let token = token_for(&state, &headers, &principal);
+    let command = state.once(
+        &headers,
+        &principal,
+        Command::RotateTenantToken {
             name: TenantName(name.clone()),
             token_hash: hash_token(&token),
-        })
-        .await?;
+        },
+    );
+    state.coordinator.write(command).await?;
     Ok(Json(TenantToken { name, token }))
 }
 

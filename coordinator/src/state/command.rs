@@ -55,6 +55,9 @@ pub enum Command {
     },
     /// A write that changes nothing: the leader's probe that it can commit.
     Noop,
+    /// A client's request with its idempotency key: applied once; a retry with the same
+    /// key (after a lost answer or a failover) gets the first answer again.
+    Idempotent { key: String, command: Box<Command> },
 }
 
 /// One placement decision: (job, partition) goes to `worker` (or nowhere) at `epoch`.

@@ -18,6 +18,11 @@ pub const CHECKPOINT_RECORDS_PER_PARTITION_MAX: usize = 16;
 pub const TENANT_TOKENS_MAX: usize = 4;
 /// Partitions a job may have; more is refused rather than placed.
 pub const JOB_PARTITIONS_MAX: u32 = 4096;
+/// Idempotency keys remembered, oldest forgotten first; a client retries for seconds, so
+/// this covers far more than any retry window.
+pub const IDEMPOTENCY_KEYS_MAX: usize = 10_000;
+/// Longest idempotency key accepted.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 
 /// A tenant: the owner of jobs and of the tokens that act for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +76,11 @@ pub struct ControlState {
     pub jobs: BTreeMap<JobId, Job>,
     pub next_job_id: u64,
     pub workers: BTreeMap<WorkerId, Worker>,
+    /// Answers to recent idempotent requests, by key, and the keys in arrival order.
+    #[serde(default)]
+    pub answered: BTreeMap<String, CommandResult>,
+    #[serde(default)]
+    pub answered_order: VecDeque<String>,
 }
 
 impl ControlState {
@@ -120,8 +130,31 @@ impl ControlState {
                 at_ms,
             } => Ok(self.apply_checkpoints(worker, reports, *at_ms)),
             Command::Noop => Ok(CommandResult::Done),
+            Command::Idempotent { key, command } => return self.apply_once(key, command),
         };
         result.unwrap_or_else(CommandResult::Refused)
+    }
+
+    fn apply_once(&mut self, key: &str, command: &Command) -> CommandResult {
+        if let Some(answer) = self.answered.get(key) {
+            return answer.clone();
+        }
+        if key.is_empty()
+            || key.len() > IDEMPOTENCY_KEY_BYTES_MAX
+            || matches!(command, Command::Idempotent { .. })
+        {
+            return CommandResult::Refused(Refusal::Invalid("invalid idempotency key".into()));
+        }
+        let answer = self.apply(command);
+        self.answered.insert(key.to_string(), answer.clone());
+        self.answered_order.push_back(key.to_string());
+        while self.answered_order.len() > IDEMPOTENCY_KEYS_MAX {
+            if let Some(old) = self.answered_order.pop_front() {
+                self.answered.remove(&old);
+            }
+        }
+        debug_assert_eq!(self.answered.len(), self.answered_order.len());
+        answer
     }
 
     /// The tenant a token acts for, given the token's hash.

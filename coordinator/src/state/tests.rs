@@ -397,3 +397,54 @@ fn the_state_survives_a_json_round_trip() {
     let back: ControlState = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(back, s);
 }
+
+#[test]
+fn an_idempotent_request_is_applied_once_and_answered_again() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    let submit = |key: &str| Command::Idempotent {
+        key: key.into(),
+        command: Box::new(Command::SubmitJob {
+            tenant: "a".into(),
+            name: "j".into(),
+            spec: serde_json::json!({}),
+            at_ms: 0,
+        }),
+    };
+    let first = s.apply(&submit("k1"));
+    assert_eq!(
+        first,
+        CommandResult::JobSubmitted {
+            id: JobId(1),
+            version: 1
+        }
+    );
+    // The retry after a lost answer gets the same answer, not a 409, and nothing changes.
+    let before = s.clone();
+    assert_eq!(s.apply(&submit("k1")), first);
+    assert_eq!(s, before);
+    // Another key is another request.
+    assert!(matches!(
+        s.apply(&submit("k2")),
+        CommandResult::Refused(Refusal::Conflict(_))
+    ));
+    // Keys are bounded.
+    for i in 0..(IDEMPOTENCY_KEYS_MAX + 5) {
+        s.apply(&Command::Idempotent {
+            key: format!("n{i}"),
+            command: Box::new(Command::Noop),
+        });
+    }
+    assert_eq!(s.answered.len(), IDEMPOTENCY_KEYS_MAX);
+    assert!(
+        !s.answered.contains_key("k1"),
+        "the oldest key is forgotten"
+    );
+    assert!(matches!(
+        s.apply(&Command::Idempotent {
+            key: String::new(),
+            command: Box::new(Command::Noop)
+        }),
+        CommandResult::Refused(Refusal::Invalid(_))
+    ));
+}
