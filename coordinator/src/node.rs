@@ -3,6 +3,7 @@
 //! outside the process is reached through the seams: the transport, the redb backend, the
 //! clock and the entropy source, and tokio's (virtual, in the simulation) timers.
 
+use crate::group_commit::GroupCommit;
 use crate::lease::LeaseTable;
 use crate::network::{Network, RaftTransport};
 use crate::raft_types::Raft;
@@ -110,6 +111,7 @@ pub struct Coordinator {
     seams: Seams,
     leases: Mutex<LeaseTable>,
     started: Instant,
+    group_commit: GroupCommit,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -145,7 +147,7 @@ impl Coordinator {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network::new(transport),
+            Network::new(transport, config.heartbeat_interval_ms),
             log_store,
             sm_store,
         )
@@ -167,7 +169,9 @@ impl Coordinator {
                 tracing::info!(error = %e, "initialize skipped");
             }
         }
+        let group_commit = GroupCommit::start(raft.clone());
         let coordinator = Arc::new(Coordinator {
+            group_commit,
             leases: Mutex::new(LeaseTable::new(config.lease_timeout_ms)),
             config,
             raft,
@@ -235,22 +239,10 @@ impl Coordinator {
     /// Proposes a command and waits until it is committed and applied.
     pub async fn write(&self, command: Command) -> Result<CommandResult, WriteError> {
         let started = Instant::now();
-        let result = self.raft.client_write(command).await;
+        let result = self.group_commit.submit(command).await;
         metrics::histogram!("weir_raft_commit_latency_seconds")
             .record(started.elapsed().as_secs_f64());
-        match result {
-            Ok(resp) => match resp.data {
-                CommandResult::Refused(r) => Err(WriteError::Refused(r)),
-                other => Ok(other),
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader_addr: f.leader_node.map(|n| n.addr),
-                })
-            }
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
-        }
+        result
     }
 
     /// Waits until this node, as leader, has applied everything committed before the call:

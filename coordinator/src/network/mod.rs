@@ -76,12 +76,16 @@ pub async fn serve_rpc(raft: &Raft, rpc: RaftRpc) -> RaftRpcReply {
 #[derive(Debug, Clone)]
 pub struct Network<T> {
     transport: T,
+    retry_unreachable_ms: u64,
 }
 
 impl<T: RaftTransport> Network<T> {
-    /// Wraps a transport.
-    pub fn new(transport: T) -> Self {
-        Network { transport }
+    /// Wraps a transport; an unreachable peer is retried every `retry_unreachable_ms`.
+    pub fn new(transport: T, retry_unreachable_ms: u64) -> Self {
+        Network {
+            transport,
+            retry_unreachable_ms,
+        }
     }
 }
 
@@ -91,6 +95,7 @@ pub struct PeerConnection<T> {
     transport: T,
     target: u64,
     addr: String,
+    retry_unreachable_ms: u64,
 }
 
 impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for Network<T> {
@@ -101,6 +106,7 @@ impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for Network<T> {
             transport: self.transport.clone(),
             target,
             addr: node.addr.clone(),
+            retry_unreachable_ms: self.retry_unreachable_ms,
         }
     }
 }
@@ -123,6 +129,14 @@ impl<T: RaftTransport> PeerConnection<T> {
 }
 
 impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerConnection<T> {
+    /// Retries an unreachable peer at the heartbeat interval, not openraft's 500 ms: a
+    /// restarted member must hear from the leader before its election timer fires, or
+    /// (with no pre-vote in openraft 0.9) it deposes a healthy leader.
+    fn backoff(&self) -> openraft::network::Backoff {
+        let every = std::time::Duration::from_millis(self.retry_unreachable_ms.max(1));
+        openraft::network::Backoff::new(std::iter::repeat(every))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

@@ -58,6 +58,9 @@ pub enum Command {
     /// A client's request with its idempotency key: applied once; a retry with the same
     /// key (after a lost answer or a failover) gets the first answer again.
     Idempotent { key: String, command: Box<Command> },
+    /// Commands that queued up together, in one log entry (group commit), applied in
+    /// order; each gets its own result.
+    Batch(Vec<Command>),
 }
 
 /// One placement decision: (job, partition) goes to `worker` (or nowhere) at `epoch`.
@@ -81,6 +84,8 @@ pub enum CommandResult {
     CheckpointResults(Vec<Result<(), String>>),
     /// The command was refused; the state is unchanged.
     Refused(Refusal),
+    /// The results of a `Batch`, in order.
+    Batch(Vec<CommandResult>),
 }
 
 /// Why a command was refused. These are answers, not failures of the group.

@@ -131,6 +131,17 @@ impl ControlState {
             } => Ok(self.apply_checkpoints(worker, reports, *at_ms)),
             Command::Noop => Ok(CommandResult::Done),
             Command::Idempotent { key, command } => return self.apply_once(key, command),
+            Command::Batch(commands) => Ok(CommandResult::Batch(
+                commands
+                    .iter()
+                    .map(|c| match c {
+                        Command::Batch(_) => CommandResult::Refused(Refusal::Invalid(
+                            "a batch inside a batch".into(),
+                        )),
+                        c => self.apply(c),
+                    })
+                    .collect(),
+            )),
         };
         result.unwrap_or_else(CommandResult::Refused)
     }

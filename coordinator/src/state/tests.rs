@@ -448,3 +448,34 @@ fn an_idempotent_request_is_applied_once_and_answered_again() {
         CommandResult::Refused(Refusal::Invalid(_))
     ));
 }
+
+#[test]
+fn a_batch_applies_in_order_with_a_result_each() {
+    let mut s = ControlState::default();
+    let create = |n: &str| Command::CreateTenant {
+        name: n.into(),
+        token_hash: format!("h{n}"),
+        at_ms: 0,
+    };
+    let r = s.apply(&Command::Batch(vec![
+        create("a"),
+        create("a"),
+        create("b"),
+        Command::Batch(vec![]),
+    ]));
+    let CommandResult::Batch(results) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0], CommandResult::Done);
+    assert!(
+        matches!(results[1], CommandResult::Refused(Refusal::Conflict(_))),
+        "the second sees the first"
+    );
+    assert_eq!(results[2], CommandResult::Done);
+    assert!(
+        matches!(results[3], CommandResult::Refused(Refusal::Invalid(_))),
+        "no nesting"
+    );
+    assert_eq!(s.tenants.len(), 2);
+}
