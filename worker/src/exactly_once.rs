@@ -21,9 +21,7 @@
 
 use crate::checkpoint_store::{CheckpointStore, StoreError};
 use crate::control::{ControlError, ControlPlane};
-use crate::operators::{
-    CompileError, Outputs, Pipeline, PipelineError, RestoreError, SourceRecord,
-};
+use crate::operators::{CompileError, Outputs, Pipeline, PipelineError, RestoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
@@ -256,19 +254,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             .await?;
         let n = batch.len();
         if n > 0 {
-            let records: Vec<SourceRecord> = batch
-                .into_iter()
-                .map(|r| SourceRecord {
-                    topic: r.topic,
-                    partition: r.partition,
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp_ms,
-                    key: r.key,
-                    value: r.value,
-                })
-                .collect();
             self.outputs.clear();
-            self.pipeline.process_batch(&records, &mut self.outputs)?;
+            self.pipeline.process_batch(&batch, &mut self.outputs)?;
             self.produce_outputs().await?;
             self.next_offset = self.reader.position();
             self.counters.records_in += n as u64;

@@ -2,7 +2,7 @@
 //! temporary file, fsynced, renamed into place, and the directory fsynced, so a snapshot is
 //! either whole and durable or absent. Each file ends with an 8-byte checksum.
 
-use super::{checksum, CheckpointStore, StoreError, SNAPSHOTS_PER_PARTITION_KEPT};
+use super::{checksum, prunable, CheckpointStore, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use weir_core::ids::{JobId, PartitionId};
@@ -116,8 +116,7 @@ impl CheckpointStore for DirCheckpointStore {
         offset: i64,
     ) -> Result<(), StoreError> {
         let offsets = self.offsets(job, partition)?;
-        let removable = offsets.len().saturating_sub(SNAPSHOTS_PER_PARTITION_KEPT);
-        for o in offsets.into_iter().take(removable).filter(|o| *o < offset) {
+        for o in prunable(&offsets, offset) {
             let path = self.file(job, partition, o);
             std::fs::remove_file(&path).map_err(io(&path))?;
         }

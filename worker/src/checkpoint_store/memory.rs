@@ -1,7 +1,7 @@
 //! Snapshots in memory, for the simulation and unit tests. Shared between clones, so a
 //! restarted worker in the same process finds what its predecessor stored.
 
-use super::{CheckpointStore, StoreError, SNAPSHOTS_PER_PARTITION_KEPT};
+use super::{prunable, CheckpointStore, StoreError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use weir_core::ids::{JobId, PartitionId};
@@ -74,8 +74,7 @@ impl CheckpointStore for MemoryCheckpointStore {
             .range((job, partition, i64::MIN)..=(job, partition, i64::MAX))
             .map(|((_, _, o), _)| *o)
             .collect();
-        let removable = offsets.len().saturating_sub(SNAPSHOTS_PER_PARTITION_KEPT);
-        for o in offsets.into_iter().take(removable).filter(|o| *o < offset) {
+        for o in prunable(&offsets, offset) {
             map.remove(&(job, partition, o));
         }
         Ok(())

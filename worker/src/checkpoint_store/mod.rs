@@ -65,6 +65,19 @@ pub trait CheckpointStore: Clone + 'static {
     ) -> impl Future<Output = Result<(), StoreError>>;
 }
 
+/// The offsets `prune(.., offset)` deletes from a partition's sorted snapshot offsets: the
+/// oldest ones before `offset`, keeping at least `SNAPSHOTS_PER_PARTITION_KEPT`.
+pub(crate) fn prunable(sorted_offsets: &[i64], offset: i64) -> impl Iterator<Item = i64> + '_ {
+    let removable = sorted_offsets
+        .len()
+        .saturating_sub(SNAPSHOTS_PER_PARTITION_KEPT);
+    sorted_offsets
+        .iter()
+        .copied()
+        .take(removable)
+        .filter(move |o| *o < offset)
+}
+
 /// A checksum over snapshot bytes, stored with them so corruption is detected on restore.
 pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     // FNV-1a: no dependency, and corruption detection, not security, is the point.

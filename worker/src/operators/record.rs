@@ -4,22 +4,9 @@
 
 use std::fmt;
 
-/// One record of the source topic, as the consumer delivered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceRecord {
-    /// The source topic.
-    pub topic: String,
-    /// The source partition.
-    pub partition: i32,
-    /// The record's offset in its partition.
-    pub offset: i64,
-    /// The record's Kafka timestamp in epoch ms, if it has one.
-    pub timestamp_ms: Option<i64>,
-    /// The record's Kafka key (unused by the engine; kept for the driver).
-    pub key: Option<Vec<u8>>,
-    /// The record's value: one JSON object.
-    pub value: Option<Vec<u8>>,
-}
+/// One record of the source topic, as the broker seam delivers it: the engine reads the
+/// reader's records as they are, with no copy in between.
+pub type SourceRecord = weir_broker::BrokerRecord;
 
 /// What processing some records produced, in order: results for the sink topic and
 /// dead letters for the dead-letter topic.
