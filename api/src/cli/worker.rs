@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use weir_broker::kafka::KafkaBroker;
 use weir_core::ids::WorkerId;
-use weir_worker::checkpoint_store::DirCheckpointStore;
+use weir_worker::checkpoint_store::{DirCheckpointStore, LocalFirst};
 use weir_worker::control::HttpControlPlane;
 use weir_worker::fleet::{StatusBoard, Supervisor, SupervisorConfig};
 
@@ -20,7 +20,8 @@ pub struct WorkerArgs {
     /// Coordinators to talk to, host:port, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub coordinators: Vec<String>,
-    /// Directory for the worker's local files.
+    /// Directory for the worker's local files: `state.redb`, a local copy of its partitions'
+    /// snapshots that recovery on this machine reads first.
     #[arg(long)]
     pub data_dir: PathBuf,
     /// Kafka bootstrap servers.
@@ -61,8 +62,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let store = DirCheckpointStore::new(&args.checkpoint_dir)
+    let remote = DirCheckpointStore::new(&args.checkpoint_dir)
         .context("cannot open the checkpoint directory")?;
+    let store =
+        LocalFirst::open(&args.data_dir, remote).context("cannot open the worker's local state")?;
     let broker = KafkaBroker::new(&args.kafka).context("cannot configure the Kafka client")?;
     let control = Arc::new(HttpControlPlane::new(
         args.coordinators.clone(),

@@ -309,12 +309,16 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     .context("cannot create the checkpoint directory")?;
     let mut fleet = Vec::new();
     for i in 1..=args.workers {
+        let name = format!("worker-{i}");
+        let local =
+            weir_worker::checkpoint_store::LocalFirst::open(&dir.join(&name), store.clone())
+                .context("cannot open a worker's local state")?;
         fleet.push(workers::LocalWorker::start(
-            &format!("worker-{i}"),
+            &name,
             group.addrs(),
             LOCAL_ADMIN_TOKEN,
             broker.clone(),
-            store.clone(),
+            local,
         )?);
     }
     println!("started {} workers", args.workers);

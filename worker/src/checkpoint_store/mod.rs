@@ -9,9 +9,11 @@
 //! trait.
 
 mod dir;
+mod local_first;
 mod memory;
 
 pub use dir::DirCheckpointStore;
+pub use local_first::LocalFirst;
 pub use memory::MemoryCheckpointStore;
 
 use std::future::Future;

@@ -55,3 +55,37 @@ async fn a_corrupt_snapshot_is_detected() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+#[tokio::test]
+async fn the_local_first_store_keeps_and_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    behaves(LocalFirst::open(dir.path(), MemoryCheckpointStore::new()).unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_local_copy_serves_recovery_and_the_remote_one_a_new_machine() {
+    let (j, p) = (JobId(3), PartitionId(1));
+    let remote = MemoryCheckpointStore::new();
+    let disk = tempfile::tempdir().unwrap();
+    let store = LocalFirst::open(disk.path(), remote.clone()).unwrap();
+    store.put(j, p, 100, b"state").await.unwrap();
+    assert_eq!(
+        remote.get(j, p, 100).await.unwrap().as_deref(),
+        Some(&b"state"[..]),
+        "durable remotely too"
+    );
+    drop(store);
+    // The same machine after a restart: served from its disk even if the remote is gone.
+    let reopened = LocalFirst::open(disk.path(), MemoryCheckpointStore::new()).unwrap();
+    assert_eq!(
+        reopened.get(j, p, 100).await.unwrap().as_deref(),
+        Some(&b"state"[..])
+    );
+    // A new machine (empty disk): served from the checkpoint store.
+    let fresh = tempfile::tempdir().unwrap();
+    let elsewhere = LocalFirst::open(fresh.path(), remote).unwrap();
+    assert_eq!(
+        elsewhere.get(j, p, 100).await.unwrap().as_deref(),
+        Some(&b"state"[..])
+    );
+}
