@@ -6,6 +6,7 @@
 //! machine, `scheduler` and `lease` the leader's pure control logic, `node` ties them into a
 //! running coordinator, and `http` is its API surface.
 
+pub mod bugs;
 pub mod group_commit;
 pub mod http;
 pub mod lease;

@@ -58,6 +58,8 @@ pub struct SimOptions {
     pub clients: usize,
     /// A client thinks for up to this long between writes.
     pub client_think_ms_max: u64,
+    /// A bug to plant in the coordinator code for this run (the simulation's self-test).
+    pub plant_bug: Option<weir_coordinator::bugs::PlantedBug>,
 }
 
 impl Default for SimOptions {
@@ -69,6 +71,7 @@ impl Default for SimOptions {
             liveness_deadline_ms: 10_000,
             clients: 3,
             client_think_ms_max: 100,
+            plant_bug: None,
         }
     }
 }
@@ -154,10 +157,12 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SimOutcome {
         .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
         .build()
         .expect("a current-thread runtime builds");
+    weir_coordinator::bugs::plant(options.plant_bug);
     let outcome = runtime.block_on(run(seed, options.clone()));
     // Dropping the runtime drops every task still parked on it (in-flight messages,
     // duplicates), so nothing leaks into the next run.
     drop(runtime);
+    weir_coordinator::bugs::plant(None);
     outcome
 }
 

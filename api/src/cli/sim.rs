@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
+use weir_coordinator::bugs::PlantedBug;
 use weir_simulation::{run_seed, FaultClasses, SimOptions};
 
 /// Seeds one `--seeds` range may hold.
@@ -27,6 +28,12 @@ pub struct SimArgs {
     /// Print the trace of every failing seed.
     #[arg(long)]
     pub trace: bool,
+    /// Plant this bug in the real code (see --list-bugs); the run should then fail.
+    #[arg(long)]
+    pub plant_bug: Option<String>,
+    /// Print the names of the bugs --plant-bug can switch on, one per line.
+    #[arg(long)]
+    pub list_bugs: bool,
 }
 
 fn parse_faults(list: &[String]) -> anyhow::Result<FaultClasses> {
@@ -66,6 +73,12 @@ fn parse_seeds(s: &str) -> anyhow::Result<(u64, u64)> {
 
 /// Runs the simulation; fails unless every seed held every invariant.
 pub fn run(args: SimArgs) -> anyhow::Result<()> {
+    if args.list_bugs {
+        for bug in PlantedBug::ALL {
+            println!("{}", bug.name());
+        }
+        return Ok(());
+    }
     if args.coordinators != 3 && args.coordinators != 5 {
         bail!("--coordinators must be 3 or 5");
     }
@@ -73,6 +86,11 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         coordinators: args.coordinators,
         ..SimOptions::default()
     };
+    if let Some(name) = &args.plant_bug {
+        let bug = PlantedBug::from_name(name)
+            .with_context(|| format!("unknown bug {name:?}; weir sim --list-bugs names them"))?;
+        options.plant_bug = Some(bug);
+    }
     if let Some(list) = &args.faults {
         options.faults = parse_faults(list)?;
     }

@@ -100,7 +100,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
-        self.write_meta(VOTE, vote, Durability::Immediate)
+        let durability = if crate::bugs::planted(crate::bugs::PlantedBug::VoteNotSynced) {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        self.write_meta(VOTE, vote, durability)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -126,8 +131,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(write_err)?;
+        // The fsync that makes an entry count toward a quorum (planted bug: skip it).
+        let durability = if crate::bugs::planted(crate::bugs::PlantedBug::AckBeforeSync) {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        txn.set_durability(durability).map_err(write_err)?;
         let mut count: u64 = 0;
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;

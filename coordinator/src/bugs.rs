@@ -1,0 +1,48 @@
+//! Planted bugs: realistic mistakes that can be switched on inside the real code, so the
+//! simulation can show it catches them (`weir sim --plant-bug NAME`). Each is a one-line
+//! deviation at the place where the mistake would really be made. The switch is
+//! thread-local and only the simulation sets it: a simulated run owns its thread, and
+//! production never plants anything.
+
+use std::cell::Cell;
+
+/// A bug the simulation can plant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// The Raft log store acknowledges appended entries before they are synced to disk.
+    AckBeforeSync,
+    /// The Raft vote is saved without an fsync, so a crash can forget whom a node voted for.
+    VoteNotSynced,
+}
+
+impl PlantedBug {
+    /// Every bug, for `--list-bugs`.
+    pub const ALL: [PlantedBug; 2] = [PlantedBug::AckBeforeSync, PlantedBug::VoteNotSynced];
+
+    /// The name `--plant-bug` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::AckBeforeSync => "ack-before-sync",
+            PlantedBug::VoteNotSynced => "vote-not-synced",
+        }
+    }
+
+    /// The bug with this name.
+    pub fn from_name(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+thread_local! {
+    static PLANTED: Cell<Option<PlantedBug>> = const { Cell::new(None) };
+}
+
+/// Plants `bug` (or none) for code running on this thread.
+pub fn plant(bug: Option<PlantedBug>) {
+    PLANTED.with(|p| p.set(bug));
+}
+
+/// Whether `bug` is planted on this thread.
+pub fn planted(bug: PlantedBug) -> bool {
+    PLANTED.with(|p| p.get() == Some(bug))
+}
