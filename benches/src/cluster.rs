@@ -106,6 +106,11 @@ impl Cluster {
         self.members.is_empty()
     }
 
+    /// The directory holding the members' data directories, while it exists.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data.as_ref().map(|d| d.path())
+    }
+
     /// Leaves the data directories on disk when the group is dropped, and says where.
     pub fn keep_data(&mut self) -> Option<std::path::PathBuf> {
         self.data.take().map(|d| d.keep())

@@ -6,9 +6,11 @@
 //! docs/BENCHMARKS.md).
 
 pub mod cluster;
+pub mod disk;
 pub mod etcd;
 pub mod failover;
 pub mod load;
 pub mod process;
 pub mod report;
 pub mod weir;
+pub mod worker;

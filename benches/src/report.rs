@@ -23,6 +23,8 @@ pub struct Spent {
     pub leader_log_fsyncs: Option<f64>,
     /// Raft terms that began (elections) on the leader's count.
     pub terms_begun: Option<u64>,
+    /// Median fsync of the disk under the data directories, probed just before the level.
+    pub disk_fsync: Option<Duration>,
 }
 
 /// One load level of one system.
@@ -88,9 +90,12 @@ fn throughput_table(out: &mut String, reports: &[SystemReport]) {
 fn spent_table(out: &mut String, reports: &[SystemReport], cores: usize) {
     let _ = writeln!(
         out,
-        "| system | clients | server CPU µs/write | server CPU % of {cores} cores | bench CPU % | writes per leader log fsync | elections |"
+        "| system | clients | server CPU µs/write | server CPU % of {cores} cores | bench CPU % | writes per leader log fsync | elections | disk fsync µs |"
     );
-    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(
+        out,
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     for r in reports {
         for l in &r.levels {
             let wall_ms = ms(l.spent.wall).max(1.0);
@@ -101,7 +106,7 @@ fn spent_table(out: &mut String, reports: &[SystemReport], cores: usize) {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
                 r.name,
                 l.load.clients,
                 l.spent.server_cpu_ms as f64 * 1000.0 / writes,
@@ -110,7 +115,10 @@ fn spent_table(out: &mut String, reports: &[SystemReport], cores: usize) {
                 per_fsync,
                 l.spent
                     .terms_begun
-                    .map_or_else(|| "n/a".to_string(), |t| t.to_string())
+                    .map_or_else(|| "n/a".to_string(), |t| t.to_string()),
+                l.spent
+                    .disk_fsync
+                    .map_or_else(|| "n/a".to_string(), |d| d.as_micros().to_string())
             );
         }
     }

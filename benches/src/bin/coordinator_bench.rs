@@ -11,6 +11,7 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use weir_benches::cluster::Cluster;
+use weir_benches::disk::fsync_probe;
 use weir_benches::etcd::EtcdTimers;
 use weir_benches::process::{clock_ticks_per_s, cpu_ms};
 use weir_benches::report::{self, Level, Spent, SystemReport};
@@ -309,6 +310,7 @@ async fn measure_level(
     let system = cluster.system();
     let addr = cluster.addr(leader).to_string();
     let prefix = format!("c{clients}");
+    let disk_fsync = cluster.data_dir().and_then(fsync_probe);
     let load = load::run(system.clone(), &addr, clients, warmup, measure, &prefix);
     let sample = async {
         tokio::time::sleep(warmup).await;
@@ -328,6 +330,7 @@ async fn measure_level(
                 .terms_begun
                 .zip(before.terms_begun)
                 .map(|(a, b)| a.saturating_sub(b)),
+            disk_fsync,
         }
     };
     let (load, spent) = tokio::join!(load, sample);
@@ -343,5 +346,6 @@ async fn sample(cluster: &Cluster, leader: usize, ticks: u64) -> Spent {
         leader_log_fsyncs: cluster.metric(leader, metric).await,
         // The term itself; the window's difference is the number of elections in it.
         terms_begun: cluster.status(leader).await.map(|s| s.term),
+        disk_fsync: None,
     }
 }
