@@ -5,6 +5,7 @@
 //! the same failover procedure, and prints the figures with their weir/etcd ratios (see
 //! docs/BENCHMARKS.md).
 
+pub mod bench_main;
 pub mod cluster;
 pub mod disk;
 pub mod etcd;

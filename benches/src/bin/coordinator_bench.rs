@@ -80,43 +80,12 @@ const FAILOVER_TRIALS_MAX: usize = 100;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("coordinator-bench: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(args) => r,
-            // Returning drops the clusters, which kills their processes.
-            e = interrupted() => Err(e),
-        }
-    });
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("coordinator-bench: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM, so that the clusters are dropped (and their processes
-/// killed) rather than left running.
-async fn interrupted() -> anyhow::Error {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => return anyhow::anyhow!("cannot watch for SIGTERM: {e}"),
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => anyhow::anyhow!("interrupted"),
-        _ = term.recv() => anyhow::anyhow!("terminated"),
-    }
+    // Returning (or an interruption) drops the bench's guards, which stop what it started.
+    weir_benches::bench_main::run(
+        "coordinator-bench",
+        weir_benches::bench_main::Runtime::MultiThread,
+        run(args),
+    )
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -86,41 +86,12 @@ const RECOVERY_JOB_ID_FIRST: u64 = 1_001;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pipeline-bench: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            r = run(args) => r,
-            // Returning drops the guards, which stop Kafka and kill the weir processes.
-            e = interrupted() => Err(e),
-        }
-    });
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pipeline-bench: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn interrupted() -> anyhow::Error {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => return anyhow::anyhow!("cannot watch for SIGTERM: {e}"),
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => anyhow::anyhow!("interrupted"),
-        _ = term.recv() => anyhow::anyhow!("terminated"),
-    }
+    // Returning (or an interruption) drops the bench's guards, which stop what it started.
+    weir_benches::bench_main::run(
+        "pipeline-bench",
+        weir_benches::bench_main::Runtime::CurrentThread,
+        run(args),
+    )
 }
 
 fn parse_jobs(names: &[String]) -> anyhow::Result<Vec<Job>> {
