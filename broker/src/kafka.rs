@@ -19,23 +19,27 @@
 //! run on single-threaded runtimes, so those calls go to tokio's blocking pool
 //! ([`blocking`]); this file is the one place in weir where that is allowed, because it is
 //! the production side of the seam the simulation replaces. Record delivery and reading are
-//! asynchronous already (delivery futures, the stream consumer's wakeups).
+//! asynchronous already (delivery reports counted by the writer's producer context, the
+//! stream consumer's wakeups).
 //!
 //! Transactions use Kafka's v1 transaction protocol: librdkafka does not implement KIP-890's
 //! v2 and Kafka 4.x brokers still serve v1 to clients that do not ask for v2.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::memory::partition_for_key;
@@ -61,8 +65,8 @@ pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on [`Broker::read_committed`]'s scan up to the last stable offset.
 pub const READ_COMMITTED_SCAN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Records a writer may have enqueued whose delivery it has not yet checked; past this,
-/// `send` waits for the oldest delivery first (backpressure).
+/// Records a writer may have enqueued whose delivery is not yet reported; past this,
+/// `send` waits for reports first (backpressure).
 pub const WRITER_DELIVERIES_PENDING_MAX: usize = 10_000;
 /// How long `send` keeps retrying while librdkafka's producer queue is full.
 pub const WRITER_QUEUE_FULL_WAIT: Duration = Duration::from_secs(30);
@@ -560,6 +564,96 @@ impl Drop for KafkaReader {
     }
 }
 
+/// The delivery reports of one writer's records, kept by its producer's context: a count
+/// of records enqueued and not yet reported, and the first failed delivery. librdkafka
+/// calls [`WriterContext::delivery`] on the producer's polling thread (or on the thread of
+/// a `flush`, which `commit_transaction` and `abort_transaction` run), so `send` costs a
+/// counter update instead of a delivery future per record.
+#[derive(Default)]
+struct DeliveryTracker {
+    /// Records enqueued whose delivery report has not arrived yet.
+    pending: AtomicUsize,
+    /// A delivery failed since the last reset; `first_failure` holds its error.
+    failed: AtomicBool,
+    first_failure: Mutex<Option<KafkaError>>,
+    /// The writer's task while it waits for reports (backpressure, commit, abort).
+    waker: AtomicWaker,
+}
+
+impl DeliveryTracker {
+    fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    fn failure(&self) -> Option<KafkaError> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let failure = self
+            .first_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(failure.clone().unwrap_or(KafkaError::Canceled))
+    }
+
+    /// Forgets failures once an aborted transaction's reports have all arrived.
+    fn reset_failure(&self) {
+        let mut failure = self
+            .first_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *failure = None;
+        self.failed.store(false, Ordering::Release);
+    }
+
+    /// Waits until `done` holds, or (if `until_failure`) a delivery has failed.
+    async fn wait_until(&self, until_failure: bool, done: impl Fn(&Self) -> bool) {
+        let over = || done(self) || (until_failure && self.failed.load(Ordering::Acquire));
+        futures::future::poll_fn(|cx| {
+            if over() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // A report may have arrived before the waker was registered.
+            if over() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// The writer's producer context: counts delivery reports into a [`DeliveryTracker`].
+struct WriterContext {
+    tracker: Arc<DeliveryTracker>,
+}
+
+impl ClientContext for WriterContext {}
+
+impl ProducerContext for WriterContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+        if let Err((err, _message)) = result {
+            let mut failure = self
+                .tracker
+                .first_failure
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if failure.is_none() {
+                *failure = Some(err.clone());
+            }
+            self.tracker.failed.store(true, Ordering::Release);
+        }
+        self.tracker.pending.fetch_sub(1, Ordering::AcqRel);
+        self.tracker.waker.wake();
+    }
+}
+
+type WriterProducer = ThreadedProducer<WriterContext>;
+
 /// A transactional producer for one `transactional.id`. Dropping it with a transaction
 /// open leaves that transaction to the next writer of the id (whose creation aborts it) or
 /// to the coordinator's transaction timeout, as a crash would.
@@ -567,7 +661,12 @@ pub struct KafkaWriter {
     transactional_id: String,
     bootstrap_servers: String,
     /// `None` only while dropping (the producer is destroyed off the runtime thread).
-    producer: Option<FutureProducer>,
+    producer: Option<WriterProducer>,
+    /// Delivery reports of enqueued records, shared with the producer's context.
+    tracker: Arc<DeliveryTracker>,
+    /// The last transaction was aborted and the failures its purged records reported are
+    /// not forgotten yet.
+    aborted_reports: bool,
     /// A transaction is open (begun, not yet committed or aborted).
     open: bool,
     /// `send_offsets_to_transaction` succeeded in the open transaction: a commit retried
@@ -580,8 +679,6 @@ pub struct KafkaWriter {
     in_flight: bool,
     /// Fenced or fatally failed: every call returns this error; rebuild the writer.
     broken: Option<BrokerError>,
-    /// Delivery reports of enqueued records not yet checked, oldest first.
-    deliveries: VecDeque<DeliveryFuture>,
     partition_counts: BTreeMap<String, u32>,
     /// Round-robin position for records with neither key nor partition (one counter for
     /// all topics, as in the memory model).
@@ -596,19 +693,24 @@ impl KafkaWriter {
             // librdkafka would make a non-transactional producer of it.
             return Err(BrokerError::Fatal("empty transactional id".to_string()));
         }
-        let producer: FutureProducer = producer_config(settings, transactional_id)
-            .create()
+        let tracker = Arc::new(DeliveryTracker::default());
+        let context = WriterContext {
+            tracker: tracker.clone(),
+        };
+        let producer: WriterProducer = producer_config(settings, transactional_id)
+            .create_with_context(context)
             .map_err(|e| classify("creating a producer", &e, None))?;
         let mut writer = Self {
             transactional_id: transactional_id.to_string(),
             bootstrap_servers: settings.bootstrap_servers.clone(),
             producer: Some(producer),
+            tracker,
+            aborted_reports: false,
             open: false,
             offsets_sent: false,
             must_abort: false,
             in_flight: false,
             broken: None,
-            deliveries: VecDeque::new(),
             partition_counts: BTreeMap::new(),
             keyless_sent: 0,
             group_clients: BTreeMap::new(),
@@ -631,13 +733,10 @@ impl KafkaWriter {
     /// `read_committed` readers: that takes the commit). `commit` does this itself.
     pub async fn await_deliveries(&mut self) -> Result<(), BrokerError> {
         self.usable()?;
-        while !self.deliveries.is_empty() {
-            self.await_oldest_delivery().await?;
-        }
-        Ok(())
+        self.wait_for_deliveries(0).await
     }
 
-    fn producer(&self) -> &FutureProducer {
+    fn producer(&self) -> &WriterProducer {
         self.producer
             .as_ref()
             .expect("the producer is taken only on drop")
@@ -662,7 +761,6 @@ impl KafkaWriter {
         match &result {
             Err(err @ (BrokerError::Fenced(_) | BrokerError::Fatal(_))) => {
                 self.broken = Some(err.clone());
-                self.deliveries.clear();
             }
             Err(BrokerError::AbortRequired(_)) => self.must_abort = true,
             _ => {}
@@ -681,7 +779,7 @@ impl KafkaWriter {
         call: F,
     ) -> Result<(), BrokerError>
     where
-        F: FnOnce(&FutureProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
+        F: FnOnce(&WriterProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
     {
         let producer = self.producer().clone();
         self.in_flight = true;
@@ -716,38 +814,33 @@ impl KafkaWriter {
         ))
     }
 
-    /// A delivery report: in a transaction any failed delivery means the transaction
-    /// cannot commit (librdkafka has put it in the abortable state).
-    fn map_delivery(
-        &self,
-        result: Result<
-            rdkafka::producer::future_producer::OwnedDeliveryResult,
-            futures::channel::oneshot::Canceled,
-        >,
-    ) -> Result<(), BrokerError> {
-        match result {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((err, _message))) => match self.map_error("delivering a record", &err) {
-                fatal @ (BrokerError::Fenced(_) | BrokerError::Fatal(_)) => Err(fatal),
-                other => Err(BrokerError::AbortRequired(format!(
-                    "writer {}: a record was not delivered: {other}",
-                    self.transactional_id
-                ))),
-            },
-            Err(_) => Err(BrokerError::Fatal(format!(
-                "writer {}: the producer dropped a delivery report",
+    /// The first failed delivery, if any: in a transaction any failed delivery means the
+    /// transaction cannot commit (librdkafka has put it in the abortable state).
+    fn check_deliveries(&mut self) -> Result<(), BrokerError> {
+        let Some(err) = self.tracker.failure() else {
+            return Ok(());
+        };
+        let result = match self.map_error("delivering a record", &err) {
+            fatal @ (BrokerError::Fenced(_) | BrokerError::Fatal(_)) => Err(fatal),
+            other => Err(BrokerError::AbortRequired(format!(
+                "writer {}: a record was not delivered: {other}",
                 self.transactional_id
             ))),
-        }
+        };
+        self.settle(result)
     }
 
-    async fn await_oldest_delivery(&mut self) -> Result<(), BrokerError> {
-        if let Some(delivery) = self.deliveries.pop_front() {
-            let result = delivery.await;
-            let result = self.map_delivery(result);
-            return self.settle(result);
+    /// Waits until at most `max_pending` records await their delivery report; returns
+    /// early with the first failed delivery. Every report arrives within the delivery
+    /// timeout (`message.timeout.ms`), delivered or not.
+    async fn wait_for_deliveries(&mut self, max_pending: usize) -> Result<(), BrokerError> {
+        self.check_deliveries()?;
+        if self.tracker.pending() > max_pending {
+            self.tracker
+                .wait_until(true, |t| t.pending() <= max_pending)
+                .await;
         }
-        Ok(())
+        self.check_deliveries()
     }
 
     /// The partition count of `topic`, checking that `partition` (if any) is one of its
@@ -826,9 +919,9 @@ impl KafkaWriter {
         group: &str,
         offsets: &[SourceOffset],
     ) -> Result<(), BrokerError> {
-        while !self.deliveries.is_empty() {
-            self.await_oldest_delivery().await?;
-        }
+        // commit_transaction flushes and fails on a failed delivery by itself; waiting here
+        // first reports a failed delivery with its own error (and without blocking a thread).
+        self.wait_for_deliveries(0).await?;
         if !offsets.is_empty() && !self.offsets_sent {
             let mut tpl = TopicPartitionList::new();
             for offset in offsets {
@@ -870,6 +963,16 @@ impl TransactionalWriter for KafkaWriter {
                 self.transactional_id
             )));
         }
+        if self.aborted_reports {
+            if self.tracker.pending() > 0 {
+                return Err(BrokerError::Timeout(format!(
+                    "writer {}: delivery reports of the aborted transaction are still arriving",
+                    self.transactional_id
+                )));
+            }
+            self.tracker.reset_failure();
+            self.aborted_reports = false;
+        }
         // Local to librdkafka: no request, no blocking.
         let result = self
             .producer()
@@ -897,26 +1000,28 @@ impl TransactionalWriter for KafkaWriter {
         //
         // Check earlier deliveries before adding more: the pending reports stay bounded,
         // and an earlier failure surfaces here rather than only at commit.
-        while self.deliveries.len() >= WRITER_DELIVERIES_PENDING_MAX {
-            self.await_oldest_delivery().await?;
-        }
+        self.wait_for_deliveries(WRITER_DELIVERIES_PENDING_MAX - 1)
+            .await?;
         let partition = self.choose_partition(&record).await?;
         let give_up_at = tokio::time::Instant::now() + WRITER_QUEUE_FULL_WAIT;
         loop {
-            let mut future_record = FutureRecord::<[u8], [u8]>::to(&record.topic)
+            let mut base_record = BaseRecord::<[u8], [u8]>::to(&record.topic)
                 .partition(partition)
                 .payload(record.value.as_slice());
             if let Some(key) = &record.key {
-                future_record = future_record.key(key.as_slice());
+                base_record = base_record.key(key.as_slice());
             }
             if let Some(timestamp_ms) = record.timestamp_ms {
-                future_record = future_record.timestamp(timestamp_ms);
+                base_record = base_record.timestamp(timestamp_ms);
             }
-            match self.producer().send_result(future_record) {
-                Ok(delivery) => {
-                    self.deliveries.push_back(delivery);
-                    return Ok(());
-                }
+            // Counted before the enqueue: its report may arrive before `send` returns.
+            self.tracker.pending.fetch_add(1, Ordering::AcqRel);
+            let sent = self.producer().send(base_record);
+            if sent.is_err() {
+                self.tracker.pending.fetch_sub(1, Ordering::AcqRel);
+            }
+            match sent {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     if tokio::time::Instant::now() >= give_up_at {
                         return Err(BrokerError::Timeout(format!(
@@ -924,11 +1029,15 @@ impl TransactionalWriter for KafkaWriter {
                             self.transactional_id
                         )));
                     }
-                    if self.deliveries.is_empty() {
-                        tokio::time::sleep(WRITER_QUEUE_FULL_RETRY_INTERVAL).await;
-                    } else {
-                        self.await_oldest_delivery().await?;
-                    }
+                    // Retry once a report frees queue space (or after the interval, if
+                    // none of ours is pending).
+                    let pending = self.tracker.pending();
+                    let _ = tokio::time::timeout(
+                        WRITER_QUEUE_FULL_RETRY_INTERVAL,
+                        self.tracker.wait_until(true, |t| t.pending() < pending),
+                    )
+                    .await;
+                    self.check_deliveries()?;
                 }
                 Err((err, _)) => {
                     let mapped = self.map_error("enqueueing a record", &err);
@@ -993,8 +1102,8 @@ impl TransactionalWriter for KafkaWriter {
                 self.transactional_id
             )));
         }
-        // abort_transaction purges whatever is still queued; those reports no longer matter.
-        self.deliveries.clear();
+        // abort_transaction purges whatever is still queued and returns once every record's
+        // report is out; those reports (failures included) no longer matter.
         self.transactional_call("abort_transaction", |p| {
             p.abort_transaction(TRANSACTION_CALL_TIMEOUT)
         })
@@ -1002,6 +1111,25 @@ impl TransactionalWriter for KafkaWriter {
         self.open = false;
         self.offsets_sent = false;
         self.must_abort = false;
+        // The polling thread may still be running the last reports' callbacks: wait for
+        // them, so none of them counts against the next transaction (`begin` finishes
+        // this if the wait is cancelled).
+        self.aborted_reports = true;
+        let drained = tokio::time::timeout(
+            TRANSACTION_CALL_TIMEOUT,
+            self.tracker.wait_until(false, |t| t.pending() == 0),
+        )
+        .await;
+        if drained.is_err() {
+            let err = BrokerError::Fatal(format!(
+                "writer {}: {} delivery reports still missing {TRANSACTION_CALL_TIMEOUT:?} after the abort",
+                self.transactional_id,
+                self.tracker.pending()
+            ));
+            return self.settle(Err(err));
+        }
+        self.tracker.reset_failure();
+        self.aborted_reports = false;
         Ok(())
     }
 }
@@ -1013,7 +1141,7 @@ impl std::fmt::Debug for KafkaWriter {
             .field("open", &self.open)
             .field("must_abort", &self.must_abort)
             .field("broken", &self.broken)
-            .field("deliveries_pending", &self.deliveries.len())
+            .field("deliveries_pending", &self.tracker.pending())
             .finish_non_exhaustive()
     }
 }
@@ -1022,7 +1150,6 @@ impl Drop for KafkaWriter {
     fn drop(&mut self) {
         // Destroying a producer purges, flushes for up to 500 ms and joins librdkafka's
         // threads: keep that off the caller's runtime thread.
-        self.deliveries.clear();
         if let Some(producer) = self.producer.take() {
             drop_off_thread(producer);
         }
