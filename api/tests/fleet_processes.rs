@@ -354,4 +354,41 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
         "stateless outputs differ from the failure-free result"
     );
     assert_eq!(got_big_dead, big_dead);
+
+    // The coordinators know how far each partition got: every partition of both jobs has a
+    // committed checkpoint and an owner.
+    for job in [windowed.id, stateless.id] {
+        let detail = admin.get_job(job).await.unwrap();
+        assert_eq!(detail.partitions.len(), PARTITIONS as usize);
+        for p in &detail.partitions {
+            assert!(
+                p.checkpoint.is_some() && p.offset.is_some_and(|o| o > 0),
+                "partition {} has no committed checkpoint: {p:?}",
+                p.partition
+            );
+            assert!(p.worker.is_some());
+        }
+        let records = admin.checkpoints(job).await.unwrap();
+        assert!(records
+            .iter()
+            .any(|r| r.phase == weir_core::wire::CheckpointPhase::Committed));
+    }
+
+    // The surviving worker exports its counters for Prometheus.
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "weir_records_in_total",
+        "weir_records_out_total",
+        "weir_dead_letters_total",
+        "weir_checkpoint_seconds",
+        "weir_transaction_commit_seconds",
+        "weir_state_bytes",
+    ] {
+        assert!(metrics.contains(name), "worker metric {name} missing");
+    }
 }
