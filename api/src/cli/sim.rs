@@ -102,7 +102,21 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     #[allow(clippy::disallowed_methods)] // wall time of the whole run, for the summary only
     let started = std::time::Instant::now();
     let mut failed = Vec::new();
+    let total = end - first;
+    let mut last_progress_ms = 0u128;
     for seed in first..end {
+        // Progress on stderr (seeds/s, failures so far) about once a second; stdout keeps
+        // exactly one line per seed for scripts.
+        let elapsed_ms = started.elapsed().as_millis();
+        if total > 1 && elapsed_ms >= last_progress_ms + 1_000 {
+            last_progress_ms = elapsed_ms;
+            let done = seed - first;
+            let rate = done as f64 / (elapsed_ms as f64 / 1_000.0).max(1e-9);
+            eprintln!(
+                "progress: {done}/{total} seeds, {rate:.1} seeds/s, {} failed",
+                failed.len()
+            );
+        }
         let outcome = run_seed(seed, &options);
         println!(
             "seed={seed} result={} trace={}",
