@@ -14,7 +14,8 @@
 //! - `idle` — resident memory of an idle `weir worker` process;
 //! - `report` — the tables and the goals;
 //! - `thread` — blocking work awaited from the async main;
-//! - `tuned` — an experiment: the Kafka broker with one reader setting changed.
+//! - `tuned` — the experiment that led weir's reader to set `fetch.queue.backoff.ms`;
+//!   kept to try other values (`--readers tuned`).
 
 pub mod control;
 pub mod e2e;
