@@ -6,7 +6,8 @@
 //! machine, `scheduler` and `lease` the leader's pure control logic, `node` ties them into a
 //! running coordinator, and `http` is its API surface.
 
-pub mod bugs;
+/// Planted bugs live in the core crate so that the worker can check them too.
+pub use weir_core::bugs;
 pub mod group_commit;
 pub mod http;
 pub mod lease;
@@ -18,3 +19,4 @@ pub mod scheduler;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod worker_calls;

@@ -2,6 +2,7 @@
 //! API's wire types, and the seams (clock, randomness) through which coordinator and worker
 //! logic reach the outside world, so the simulation can drive the same code.
 
+pub mod bugs;
 pub mod ids;
 pub mod seams;
 pub mod spec;

@@ -28,6 +28,16 @@ pub struct FaultClasses {
     pub lost_writes: bool,
     /// A node's wall clock jumping forwards or backwards.
     pub clock_jump: bool,
+    /// Worker processes crashing (and restarting), in-flight calls lost.
+    pub worker_crash: bool,
+    /// Worker processes pausing long enough to outlive their lease (zombies), and workers
+    /// cut off from the coordinators.
+    pub zombie: bool,
+    /// The broker unavailable, calls timing out, commit replies lost, transactions
+    /// expired by the broker.
+    pub broker: bool,
+    /// The checkpoint store stalling.
+    pub slow_disk: bool,
 }
 
 impl FaultClasses {
@@ -41,6 +51,10 @@ impl FaultClasses {
             delay: true,
             lost_writes: true,
             clock_jump: true,
+            worker_crash: true,
+            zombie: true,
+            broker: true,
+            slow_disk: true,
         }
     }
 
@@ -54,7 +68,46 @@ impl FaultClasses {
             delay: false,
             lost_writes: false,
             clock_jump: false,
+            worker_crash: false,
+            zombie: false,
+            broker: false,
+            slow_disk: false,
         }
+    }
+
+    /// The classes as `--faults` names them, in order.
+    pub const NAMES: [&'static str; 11] = [
+        "crash",
+        "partition",
+        "drop",
+        "duplicate",
+        "delay",
+        "lost-writes",
+        "clock-jump",
+        "worker-crash",
+        "zombie",
+        "broker",
+        "slow-disk",
+    ];
+
+    /// Switches on the class `--faults` calls `name`; false if there is no such class.
+    pub fn enable(&mut self, name: &str) -> bool {
+        let flag = match name {
+            "crash" => &mut self.crash,
+            "partition" => &mut self.partition,
+            "drop" => &mut self.drop,
+            "duplicate" => &mut self.duplicate,
+            "delay" => &mut self.delay,
+            "lost-writes" => &mut self.lost_writes,
+            "clock-jump" => &mut self.clock_jump,
+            "worker-crash" => &mut self.worker_crash,
+            "zombie" => &mut self.zombie,
+            "broker" => &mut self.broker,
+            "slow-disk" => &mut self.slow_disk,
+            _ => return false,
+        };
+        *flag = true;
+        true
     }
 }
 
@@ -76,6 +129,16 @@ const POWER_CUT_AFTER_OPS: (u64, u64) = (0, 40);
 const POWER_CUT_WINDOW_MS: (u64, u64) = (1, 300);
 /// How far a clock jumps, either way.
 const CLOCK_JUMP_MS: (i64, i64) = (1_000, 86_400_000);
+/// How long a crashed worker stays down.
+const WORKER_DOWN_MS: (u64, u64) = (50, 4_000);
+/// How long a worker pauses: from a hiccup to well past the 3 s lease.
+const WORKER_PAUSE_MS: (u64, u64) = (200, 9_000);
+/// How long the broker stays unreachable.
+const BROKER_OUTAGE_MS: (u64, u64) = (100, 3_000);
+/// Calls of one kind an injected broker failure hits.
+const BROKER_FAILED_CALLS: (usize, usize) = (1, 5);
+/// How long the checkpoint store stalls.
+const STORE_STALL_MS: (u64, u64) = (100, 4_000);
 
 /// Whom a fault hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +200,42 @@ pub enum FaultKind {
         /// The step, negative for backwards.
         delta_ms: i64,
     },
+    /// Kill a worker process and restart it `down_ms` later.
+    WorkerCrash {
+        /// How long the worker stays down.
+        down_ms: u64,
+    },
+    /// Freeze a worker process for `pause_ms` (past its lease, it comes back a zombie).
+    WorkerPause {
+        /// How long it is frozen.
+        pause_ms: u64,
+    },
+    /// Cut a worker off from every coordinator (not from the broker) for `heal_ms`.
+    WorkerIsolate {
+        /// How long the partition lasts.
+        heal_ms: u64,
+    },
+    /// Make every broker call fail as unreachable for `outage_ms`.
+    BrokerOutage {
+        /// How long the outage lasts.
+        outage_ms: u64,
+    },
+    /// Make the next `count` broker calls of one kind fail.
+    BrokerCallsFail {
+        /// Which kind of call (`pick` chooses it when the fault fires).
+        count: usize,
+        /// Timeouts (outcome unknown to the caller) rather than unavailability.
+        timeout: bool,
+    },
+    /// The broker commits the next transaction but its reply is lost.
+    BrokerCommitReplyLost,
+    /// The broker expires an open transaction (its timeout passed).
+    BrokerExpiresTransaction,
+    /// The checkpoint store hangs for `stall_ms`.
+    StoreStall {
+        /// How long it hangs.
+        stall_ms: u64,
+    },
 }
 
 /// A fault and when it fires.
@@ -167,11 +266,16 @@ enum KindClass {
     OneWay,
     Split,
     ClockJump,
+    WorkerCrash,
+    WorkerPause,
+    WorkerIsolate,
+    Broker,
+    StoreStall,
 }
 
 impl Swarm {
     /// Draws the classes and intensities of one seed from those `enabled`.
-    pub fn draw(rng: &mut impl Rng, enabled: &FaultClasses) -> Self {
+    pub fn draw(rng: &mut impl Rng, enabled: &FaultClasses, with_workers: bool) -> Self {
         let mut on = |enabled: bool| enabled && rng.gen_bool(SWARM_CLASS_PROBABILITY);
         let (crash, partition, drop, duplicate, delay, lost_writes, clock_jump) = (
             on(enabled.crash),
@@ -182,6 +286,18 @@ impl Swarm {
             on(enabled.lost_writes),
             on(enabled.clock_jump),
         );
+        // Worker-side classes exist only when the run has workers (a coordinator-only run
+        // draws exactly what it drew before they existed).
+        let (worker_crash, zombie, broker, slow_disk) = if with_workers {
+            (
+                on(enabled.worker_crash),
+                on(enabled.zombie),
+                on(enabled.broker),
+                on(enabled.slow_disk),
+            )
+        } else {
+            (false, false, false, false)
+        };
         let mut net = NetFaults::calm();
         net.delay_ms = (NET_DELAY_MIN_MS, rng.gen_range(NET_DELAY_MIN_MS..=5));
         if drop {
@@ -206,6 +322,18 @@ impl Swarm {
         }
         if clock_jump {
             kinds.push(KindClass::ClockJump);
+        }
+        if worker_crash {
+            kinds.push(KindClass::WorkerCrash);
+        }
+        if zombie {
+            kinds.extend([KindClass::WorkerPause, KindClass::WorkerIsolate]);
+        }
+        if broker {
+            kinds.push(KindClass::Broker);
+        }
+        if slow_disk {
+            kinds.push(KindClass::StoreStall);
         }
         Swarm { net, kinds }
     }
@@ -267,6 +395,27 @@ fn draw_kind(rng: &mut impl Rng, class: KindClass) -> FaultKind {
             heal_ms,
         },
         KindClass::Split => FaultKind::Split { heal_ms },
+        KindClass::WorkerCrash => FaultKind::WorkerCrash {
+            down_ms: rng.gen_range(WORKER_DOWN_MS.0..=WORKER_DOWN_MS.1),
+        },
+        KindClass::WorkerPause => FaultKind::WorkerPause {
+            pause_ms: rng.gen_range(WORKER_PAUSE_MS.0..=WORKER_PAUSE_MS.1),
+        },
+        KindClass::WorkerIsolate => FaultKind::WorkerIsolate { heal_ms },
+        KindClass::Broker => match rng.gen_range(0..4) {
+            0 => FaultKind::BrokerOutage {
+                outage_ms: rng.gen_range(BROKER_OUTAGE_MS.0..=BROKER_OUTAGE_MS.1),
+            },
+            1 => FaultKind::BrokerCallsFail {
+                count: rng.gen_range(BROKER_FAILED_CALLS.0..=BROKER_FAILED_CALLS.1),
+                timeout: rng.gen_bool(0.5),
+            },
+            2 => FaultKind::BrokerCommitReplyLost,
+            _ => FaultKind::BrokerExpiresTransaction,
+        },
+        KindClass::StoreStall => FaultKind::StoreStall {
+            stall_ms: rng.gen_range(STORE_STALL_MS.0..=STORE_STALL_MS.1),
+        },
         KindClass::ClockJump => {
             let magnitude = rng.gen_range(CLOCK_JUMP_MS.0..=CLOCK_JUMP_MS.1);
             FaultKind::ClockJump {
@@ -307,7 +456,7 @@ mod tests {
     fn a_seed_draws_the_same_swarm_and_schedule() {
         let draw = |seed| {
             let mut rng = StdRng::seed_from_u64(seed);
-            let swarm = Swarm::draw(&mut rng, &FaultClasses::all());
+            let swarm = Swarm::draw(&mut rng, &FaultClasses::all(), true);
             (swarm.to_string(), swarm.schedule(&mut rng, 20_000))
         };
         assert_eq!(draw(5), draw(5));
@@ -318,7 +467,7 @@ mod tests {
     #[test]
     fn no_enabled_class_means_no_faults() {
         let mut rng = StdRng::seed_from_u64(1);
-        let swarm = Swarm::draw(&mut rng, &FaultClasses::none());
+        let swarm = Swarm::draw(&mut rng, &FaultClasses::none(), true);
         assert!(swarm.schedule(&mut rng, 20_000).is_empty());
         assert_eq!(swarm.net.drop_probability, 0.0);
         assert_eq!(swarm.net.duplicate_probability, 0.0);

@@ -18,8 +18,12 @@
 use crate::checker::ElectionSafety;
 use crate::cluster::{ClusterSpec, ClusterView, SimCluster};
 use crate::context::SimContext;
+use crate::dataflow;
 use crate::disk::CrashMode;
 use crate::faults::{FaultClasses, FaultKind, ScheduledFault, Swarm, Victim};
+use crate::fleet::store::StoreService;
+use crate::fleet::SimFleet;
+use crate::jobs::{self, SimJob};
 use crate::network::{NetFaults, NetStats, Partition, SimNet};
 use crate::workload::{self, ClientPacing, Settled};
 use rand::rngs::StdRng;
@@ -31,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use weir_broker::memory::{BrokerCall, InjectedFailure, MemoryBroker};
 use weir_core::ids::{NodeId, TenantName};
 
 /// How often the liveness phase looks at whether the group has converged.
@@ -40,6 +45,59 @@ pub const PROBE_ATTEMPTS_MAX: usize = 1_000;
 /// Log entries between snapshots are drawn from this range, so runs exercise compaction and
 /// snapshot installation as well as plain replication.
 const SNAPSHOT_EVERY_ENTRIES: (u64, u64) = (50, 2_000);
+/// Records per processing step of each partition are drawn from this range (small steps
+/// interleave more).
+const POLL_BATCH_RECORDS: (usize, usize) = (8, 512);
+/// The broker calls an injected failure may aim at.
+const BROKER_CALLS: [BrokerCall; 9] = [
+    BrokerCall::PartitionCount,
+    BrokerCall::CommittedOffset,
+    BrokerCall::Reader,
+    BrokerCall::Writer,
+    BrokerCall::Poll,
+    BrokerCall::Begin,
+    BrokerCall::Send,
+    BrokerCall::Commit,
+    BrokerCall::Abort,
+];
+
+/// Creates the run's tenant, then submits every job; false if the group never took one.
+async fn submit_jobs(
+    ctx: Arc<SimContext>,
+    view: ClusterView,
+    nodes: Vec<NodeId>,
+    mut rng: StdRng,
+    jobs: Vec<SimJob>,
+) -> bool {
+    let tenant = TenantName(dataflow::SIM_TENANT.to_string());
+    let mut settled = Settled::Unknown;
+    for _ in 0..dataflow::SUBMIT_ATTEMPTS_MAX {
+        settled = workload::write_until_settled(
+            &ctx,
+            &view,
+            &nodes,
+            &mut rng,
+            &tenant,
+            workload::CLIENT_ATTEMPTS_MAX,
+            &|| true,
+        )
+        .await;
+        if settled == Settled::Yes {
+            break;
+        }
+    }
+    if settled != Settled::Yes {
+        ctx.violation("liveness: the tenant of the jobs was never created".to_string());
+        return false;
+    }
+    for job in &jobs {
+        if !dataflow::submit(&ctx, &view, &nodes, &mut rng, job).await {
+            return false;
+        }
+    }
+    true
+}
+
 /// Entries kept behind a snapshot are drawn from this range.
 const LOG_KEPT_AFTER_SNAPSHOT: (u64, u64) = (10, 500);
 
@@ -58,8 +116,18 @@ pub struct SimOptions {
     pub clients: usize,
     /// A client thinks for up to this long between writes.
     pub client_think_ms_max: u64,
-    /// A bug to plant in the coordinator code for this run (the simulation's self-test).
+    /// A bug to plant in the coordinator or worker code for this run (the simulation's
+    /// self-test).
     pub plant_bug: Option<weir_coordinator::bugs::PlantedBug>,
+    /// Worker processes (0: a coordinator group alone, with no jobs).
+    pub workers: usize,
+    /// Jobs the run submits and feeds (when it has workers).
+    pub jobs: usize,
+    /// Simulated time the healed fleet gets to commit every job's whole input.
+    pub catch_up_deadline_ms: u64,
+    /// Scheduled faults to leave out, by their index in the seed's schedule (shrinking a
+    /// failing seed to the fewest faults that still fail).
+    pub skip_faults: BTreeSet<usize>,
 }
 
 impl Default for SimOptions {
@@ -72,6 +140,10 @@ impl Default for SimOptions {
             clients: 3,
             client_think_ms_max: 100,
             plant_bug: None,
+            workers: 3,
+            jobs: 2,
+            catch_up_deadline_ms: 30_000,
+            skip_faults: BTreeSet::new(),
         }
     }
 }
@@ -151,17 +223,21 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SimOutcome {
     // openraft draws election timeouts from this thread's generator; the runtime below
     // polls every task on this thread.
     weir_coordinator::runtime::seed_thread_rng(seed);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
-        .build()
-        .expect("a current-thread runtime builds");
+    // actix's system runs on this very runtime (the worker fleet's actors are polled on
+    // this thread like every other task).
+    let system = actix::System::with_tokio_rt(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .rng_seed(tokio::runtime::RngSeed::from_bytes(&seed.to_le_bytes()))
+            .build()
+            .expect("a current-thread runtime builds")
+    });
     weir_coordinator::bugs::plant(options.plant_bug);
-    let outcome = runtime.block_on(run(seed, options.clone()));
+    let outcome = system.block_on(run(seed, options.clone()));
     // Dropping the runtime drops every task still parked on it (in-flight messages,
-    // duplicates), so nothing leaks into the next run.
-    drop(runtime);
+    // duplicates, dead workers' calls), so nothing leaks into the next run.
+    drop(system);
     weir_coordinator::bugs::plant(None);
     outcome
 }
@@ -179,6 +255,10 @@ enum Action {
     },
     Restart(NodeId),
     Heal(Partition),
+    RestartWorker(usize),
+    ResumeWorker(usize),
+    BrokerReachable,
+    StoreReleased,
 }
 
 /// The driver of one run.
@@ -196,12 +276,24 @@ struct Run {
     /// Nodes whose power was cut and that have not died yet; they count as down.
     doomed: BTreeSet<NodeId>,
     applied_though_not_leader: usize,
+    /// The data side: workers, broker, checkpoint store and jobs (none in a
+    /// coordinator-only run).
+    data: Option<DataSide>,
+}
+
+/// The worker fleet and what it works on.
+struct DataSide {
+    fleet: SimFleet,
+    broker: MemoryBroker,
+    store: StoreService,
+    jobs: Vec<SimJob>,
 }
 
 async fn run(seed: u64, options: SimOptions) -> SimOutcome {
     let mut master = StdRng::seed_from_u64(seed);
     let mut schedule_rng = StdRng::seed_from_u64(master.gen());
-    let swarm = Swarm::draw(&mut schedule_rng, &options.faults);
+    let with_workers = options.workers > 0;
+    let swarm = Swarm::draw(&mut schedule_rng, &options.faults, with_workers);
     let schedule = swarm.schedule(&mut schedule_rng, options.fault_phase_ms);
     let net = SimNet::new(master.gen(), swarm.net);
     let spec = ClusterSpec {
@@ -232,11 +324,65 @@ async fn run(seed: u64, options: SimOptions) -> SimOutcome {
         faults_injected: 0,
         doomed: BTreeSet::new(),
         applied_though_not_leader: 0,
+        data: None,
     };
     for node in run.nodes.clone() {
         run.start_node(node).await;
     }
     let stop = Arc::new(AtomicBool::new(false));
+    // The data side draws from its own generators, so a coordinator-only run draws what
+    // it always drew.
+    let mut data_rng = StdRng::seed_from_u64(master.gen());
+    let mut data_tasks = None;
+    if with_workers {
+        let jobs: Vec<SimJob> = (0..run.options.jobs.max(1))
+            .map(|i| jobs::draw_job(&mut data_rng, i))
+            .collect();
+        let broker = MemoryBroker::new();
+        dataflow::create_topics(&broker, &jobs).await;
+        let store = StoreService::new(data_rng.gen());
+        let mut fleet = SimFleet::new(
+            run.options.workers,
+            broker.clone(),
+            store.clone(),
+            run.nodes.clone(),
+            run.view.clone(),
+            run.cluster.net().clone(),
+            ctx.clone(),
+            data_rng.gen_range(POLL_BATCH_RECORDS.0..=POLL_BATCH_RECORDS.1),
+            data_rng.gen(),
+        );
+        for (i, job) in jobs.iter().enumerate() {
+            ctx.event(&format!(
+                "job {i} {}: {} source partitions, {} sink partitions",
+                job.name, job.source_partitions, job.sink_partitions
+            ));
+        }
+        for index in 0..fleet.len() {
+            fleet.start(index);
+        }
+        let submitter = tokio::spawn(submit_jobs(
+            ctx.clone(),
+            run.view.clone(),
+            run.nodes.clone(),
+            StdRng::seed_from_u64(data_rng.gen()),
+            jobs.clone(),
+        ));
+        let producer = tokio::spawn(dataflow::produce(
+            broker.clone(),
+            jobs.clone(),
+            StdRng::seed_from_u64(data_rng.gen()),
+            ctx.clone(),
+            stop.clone(),
+        ));
+        data_tasks = Some((submitter, producer));
+        run.data = Some(DataSide {
+            fleet,
+            broker,
+            store,
+            jobs,
+        });
+    }
     let clients: Vec<_> = (0..run.options.clients)
         .map(|client| {
             tokio::spawn(workload::run_client(
@@ -253,18 +399,36 @@ async fn run(seed: u64, options: SimOptions) -> SimOutcome {
         })
         .collect();
 
-    for fault in schedule {
-        run.at(fault.at_ms, Action::Fault(fault));
+    for (index, fault) in schedule.into_iter().enumerate() {
+        if !run.options.skip_faults.contains(&index) {
+            run.at(fault.at_ms, Action::Fault(fault));
+        }
     }
     run.fault_phase().await;
 
     stop.store(true, Ordering::Relaxed);
+    let mut submitted = false;
+    if let Some((submitter, producer)) = data_tasks {
+        if let Err(e) = producer.await {
+            ctx.violation(format!("the producer task failed: {e}"));
+        }
+        match submitter.await {
+            Ok(ok) => submitted = ok,
+            Err(e) => ctx.violation(format!("the job submitter failed: {e}")),
+        }
+    }
     run.heal().await;
     let accepted = run.probe().await;
     for client in clients {
         if let Err(e) = client.await {
             ctx.violation(format!("a client task failed: {e}"));
         }
+    }
+    if accepted && submitted {
+        run.check_data().await;
+    }
+    if let Some(data) = run.data.as_mut() {
+        data.fleet.shutdown();
     }
     if accepted {
         run.converge_and_check().await;
@@ -370,6 +534,28 @@ impl Run {
                 Action::Heal(partition) => {
                     self.cluster.net().heal(&partition);
                     self.ctx.event(&format!("heal {partition}"));
+                }
+                Action::RestartWorker(index) => {
+                    if let Some(data) = self.data.as_mut() {
+                        data.fleet.start(index);
+                    }
+                }
+                Action::ResumeWorker(index) => {
+                    if let Some(data) = self.data.as_mut() {
+                        data.fleet.resume(index);
+                    }
+                }
+                Action::BrokerReachable => {
+                    if let Some(data) = &self.data {
+                        data.broker.faults().set_unreachable(false);
+                        self.ctx.event("broker reachable again");
+                    }
+                }
+                Action::StoreReleased => {
+                    if let Some(data) = &self.data {
+                        data.store.set_stalled(false);
+                        self.ctx.event("checkpoint store released");
+                    }
                 }
             }
         }
@@ -502,6 +688,109 @@ impl Run {
                     &format!("split {minority:?}|{majority:?}"),
                 );
             }
+            FaultKind::WorkerCrash { down_ms } => {
+                let Some(data) = self.data.as_mut() else {
+                    return;
+                };
+                let index = (fault.pick % data.fleet.len() as u64) as usize;
+                if data.fleet.is_running(index) {
+                    data.fleet.crash(index);
+                    let restart_at = self.ctx.now_ms() + down_ms;
+                    self.at(restart_at, Action::RestartWorker(index));
+                    self.faults_injected += 1;
+                }
+            }
+            FaultKind::WorkerPause { pause_ms } => {
+                let Some(data) = self.data.as_mut() else {
+                    return;
+                };
+                let index = (fault.pick % data.fleet.len() as u64) as usize;
+                if data.fleet.is_running(index) && !data.fleet.is_paused(index) {
+                    data.fleet.pause(index);
+                    self.ctx
+                        .event(&format!("worker {index} frozen for {pause_ms}ms"));
+                    let resume_at = self.ctx.now_ms() + pause_ms;
+                    self.at(resume_at, Action::ResumeWorker(index));
+                    self.faults_injected += 1;
+                }
+            }
+            FaultKind::WorkerIsolate { heal_ms } => {
+                let Some(data) = self.data.as_ref() else {
+                    return;
+                };
+                let index = (fault.pick % data.fleet.len() as u64) as usize;
+                let worker = data.fleet.node(index);
+                self.partition(
+                    Partition::isolate(worker, &nodes),
+                    heal_ms,
+                    &format!("worker {index} from the coordinators"),
+                );
+            }
+            FaultKind::BrokerOutage { outage_ms } => {
+                let Some(data) = self.data.as_ref() else {
+                    return;
+                };
+                data.broker.faults().set_unreachable(true);
+                self.ctx
+                    .event(&format!("broker unreachable for {outage_ms}ms"));
+                let back_at = self.ctx.now_ms() + outage_ms;
+                self.at(back_at, Action::BrokerReachable);
+                self.faults_injected += 1;
+            }
+            FaultKind::BrokerCallsFail { count, timeout } => {
+                let Some(data) = self.data.as_ref() else {
+                    return;
+                };
+                let call = BROKER_CALLS[(fault.pick % BROKER_CALLS.len() as u64) as usize];
+                let failure = if timeout {
+                    InjectedFailure::Timeout
+                } else {
+                    InjectedFailure::Unavailable
+                };
+                data.broker.faults().fail_next(call, count, failure);
+                self.ctx.event(&format!(
+                    "broker fails the next {count} {call:?} calls: {failure:?}"
+                ));
+                self.faults_injected += 1;
+            }
+            FaultKind::BrokerCommitReplyLost => {
+                let Some(data) = self.data.as_ref() else {
+                    return;
+                };
+                data.broker.faults().commit_outcome_unknown_next(1);
+                self.ctx.event("broker loses the next commit's reply");
+                self.faults_injected += 1;
+            }
+            FaultKind::BrokerExpiresTransaction => {
+                let Some(data) = self.data.as_ref() else {
+                    return;
+                };
+                let open: Vec<String> = data
+                    .broker
+                    .faults()
+                    .open_transactions()
+                    .into_iter()
+                    .filter(|id| id.starts_with("weir-"))
+                    .collect();
+                if !open.is_empty() {
+                    let id = &open[(fault.pick % open.len() as u64) as usize];
+                    data.broker.faults().expire_transaction(id);
+                    self.ctx
+                        .event(&format!("broker expires the transaction of {id}"));
+                    self.faults_injected += 1;
+                }
+            }
+            FaultKind::StoreStall { stall_ms } => {
+                let Some(data) = self.data.as_ref() else {
+                    return;
+                };
+                data.store.set_stalled(true);
+                self.ctx
+                    .event(&format!("checkpoint store stalls for {stall_ms}ms"));
+                let back_at = self.ctx.now_ms() + stall_ms;
+                self.at(back_at, Action::StoreReleased);
+                self.faults_injected += 1;
+            }
             FaultKind::ClockJump { delta_ms } => {
                 let node = nodes[(fault.pick % nodes.len() as u64) as usize];
                 if let Some(clock) = self.cluster.clock(node) {
@@ -522,6 +811,12 @@ impl Run {
         }
         self.cluster.net().heal_all();
         self.cluster.net().set_faults(NetFaults::calm());
+        if let Some(data) = self.data.as_mut() {
+            data.broker.faults().heal();
+            data.store.set_stalled(false);
+            dataflow::close_producers(&data.broker, &data.jobs);
+            data.fleet.heal();
+        }
         self.ctx.event("heal everything");
         for node in self.nodes.clone() {
             if !self.cluster.is_running(node) {
@@ -552,6 +847,48 @@ impl Run {
             return false;
         }
         true
+    }
+
+    /// Once the group is healed: every job must commit its whole input within the catch-up
+    /// deadline, and what it committed must equal the reference evaluator's outputs.
+    async fn check_data(&mut self) {
+        let Some(data) = self.data.as_ref() else {
+            return;
+        };
+        let mut ids = Vec::new();
+        for job in &data.jobs {
+            let id = self.view.running().iter().find_map(|node| {
+                let state = node.coordinator.state().read();
+                state
+                    .control
+                    .jobs
+                    .values()
+                    .find(|j| j.name == job.name)
+                    .map(|j| j.id.0)
+            });
+            match id {
+                Some(id) => ids.push((job.clone(), id)),
+                None => {
+                    self.ctx.violation(format!(
+                        "job {} was accepted but is not in the state",
+                        job.name
+                    ));
+                    return;
+                }
+            }
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.options.catch_up_deadline_ms);
+        let behind = dataflow::await_caught_up(&data.broker, &ids, deadline).await;
+        if !behind.is_empty() {
+            self.ctx.violation(format!(
+                "liveness: within {}ms of healing, jobs did not catch up: {}",
+                self.options.catch_up_deadline_ms,
+                behind.join(", ")
+            ));
+        } else {
+            self.ctx.event("every job caught up");
+        }
+        dataflow::check_outputs(&self.ctx, &data.broker, &data.jobs).await;
     }
 
     /// Waits until every node has applied the same last entry under the same leader, then

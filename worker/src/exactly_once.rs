@@ -21,13 +21,16 @@
 
 use crate::checkpoint_store::{CheckpointStore, StoreError};
 use crate::control::{ControlError, ControlPlane};
-use crate::operators::{CompileError, Outputs, Pipeline, PipelineError, RestoreError};
+use crate::operators::{
+    CompileError, DeadLetterReason, Outputs, Pipeline, PipelineError, RestoreError,
+};
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use weir_broker::{
     Broker, BrokerError, OutgoingRecord, PartitionReader, SourceOffset, TransactionalWriter,
 };
+use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, WorkerId};
 use weir_core::spec::JobSpec;
 use weir_core::wire::{CheckpointPhase, CheckpointReport};
@@ -60,8 +63,8 @@ pub enum PartitionError {
     #[error("the snapshot cannot be restored: {0}")]
     Restore(#[from] RestoreError),
     /// Kafka committed an offset for which no snapshot exists: the store lost data.
-    #[error("no snapshot for committed offset {0}")]
-    MissingSnapshot(i64),
+    #[error("no snapshot for committed offset {committed} (newest stored: {newest:?})")]
+    MissingSnapshot { committed: i64, newest: Option<i64> },
 }
 
 impl From<BrokerError> for PartitionError {
@@ -90,6 +93,9 @@ impl PartitionConfig {
     /// The transactional id shared by every owner of this partition, so that a new owner
     /// fences the old one.
     pub fn transactional_id(&self) -> String {
+        if planted(PlantedBug::SkipFencing) {
+            return format!("weir-{}-{}-{}", self.job, self.partition, self.epoch);
+        }
         format!("weir-{}-{}", self.job, self.partition)
     }
 
@@ -180,12 +186,21 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         let committed = broker
             .committed_offset(&config.group(), &topic, partition)
             .await?;
+        let committed = match committed {
+            Some(_) if planted(PlantedBug::RestoreNewestSnapshot) => {
+                store.newest_offset(config.job, config.partition).await?
+            }
+            other => other,
+        };
         let (pipeline, next_offset, next_checkpoint) = match committed {
             Some(offset) => {
-                let bytes = store
-                    .get(config.job, config.partition, offset)
-                    .await?
-                    .ok_or(PartitionError::MissingSnapshot(offset))?;
+                let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
+                    let newest = store.newest_offset(config.job, config.partition).await?;
+                    return Err(PartitionError::MissingSnapshot {
+                        committed: offset,
+                        newest,
+                    });
+                };
                 let (checkpoint, state) = decode_snapshot(&bytes)?;
                 (
                     Pipeline::restore(&config.spec, state)?,
@@ -309,6 +324,10 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 .await?;
         }
         for d in self.outputs.dead_letters.drain(..) {
+            if d.reason == DeadLetterReason::ExpressionError && planted(PlantedBug::DropDeadLetter)
+            {
+                continue;
+            }
             self.writer
                 .send(OutgoingRecord {
                     topic: self.dead_letter_topic.clone(),
@@ -362,15 +381,19 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         let started = tokio::time::Instant::now();
         // 1. The snapshot, durable before anything refers to it.
         let snapshot = encode_snapshot(checkpoint, &self.pipeline.snapshot());
-        let location = self
-            .store
-            .put(
-                self.config.job,
-                self.config.partition,
-                self.next_offset,
-                &snapshot,
-            )
-            .await?;
+        let commit_first = planted(PlantedBug::CommitBeforeSnapshot);
+        let location = if commit_first {
+            String::from("(written after the commit)")
+        } else {
+            self.store
+                .put(
+                    self.config.job,
+                    self.config.partition,
+                    self.next_offset,
+                    &snapshot,
+                )
+                .await?
+        };
         // 2. Prepared, in the coordinator: refused unless we own the partition at our epoch.
         let prepared = self.report(checkpoint, CheckpointPhase::Prepared, &location);
         match self
@@ -401,6 +424,16 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         }];
         let commit_started = tokio::time::Instant::now();
         self.writer.commit(&self.config.group(), &offsets).await?;
+        if commit_first {
+            self.store
+                .put(
+                    self.config.job,
+                    self.config.partition,
+                    self.next_offset,
+                    &snapshot,
+                )
+                .await?;
+        }
         metrics::histogram!("weir_transaction_commit_seconds")
             .record(commit_started.elapsed().as_secs_f64());
         // 4. Committed, for visibility and garbage collection; losing it is harmless.

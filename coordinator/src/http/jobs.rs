@@ -5,6 +5,7 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::ApiState;
 use crate::state::{Command, CommandResult, Job};
+use crate::worker_calls;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -225,12 +226,6 @@ pub async fn report_partitions(
 ) -> Result<StatusCode, ApiError> {
     state.principal(&headers)?.require_admin()?;
     let id = parse_job_id(&id)?;
-    state
-        .coordinator
-        .write(Command::SetPartitionCount {
-            job: id,
-            partition_count: req.partition_count,
-        })
-        .await?;
+    worker_calls::report_partitions(&state.coordinator, id, req.partition_count).await?;
     Ok(StatusCode::NO_CONTENT)
 }

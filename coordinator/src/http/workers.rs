@@ -3,14 +3,16 @@
 
 use super::error::ApiError;
 use super::ApiState;
-use crate::state::{Command, CommandResult};
+use crate::node::WriteError;
+use crate::state::Refusal;
+use crate::worker_calls;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use weir_core::ids::WorkerId;
 use weir_core::wire::{
     AssignmentRef, Assignments, CheckpointReportBatch, CheckpointReportResults, Lease,
-    RegisterWorkerRequest, WorkerAssignment, WorkerStatus,
+    RegisterWorkerRequest, WorkerStatus,
 };
 
 /// Reports one worker may send in one batch.
@@ -36,16 +38,9 @@ pub async fn register(
             "a worker id is 1 to 128 of a-z, A-Z, 0-9, -, _ and .",
         ));
     }
-    let at_ms = state.coordinator.seams().clock.now_ms();
-    state
-        .coordinator
-        .write(Command::RegisterWorker {
-            worker: req.id.clone(),
-            addr: req.addr,
-            at_ms,
-        })
-        .await?;
-    Ok(Json(state.coordinator.heartbeat(&req.id)?))
+    Ok(Json(
+        worker_calls::register(&state.coordinator, &req.id, &req.addr).await?,
+    ))
 }
 
 /// `DELETE /v1/workers/{id}`: a worker leaving on purpose; its partitions move at once
@@ -56,13 +51,7 @@ pub async fn deregister(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     state.principal(&headers)?.require_admin()?;
-    state
-        .coordinator
-        .write(Command::RemoveWorker {
-            worker: WorkerId(id),
-            reason: "left".into(),
-        })
-        .await?;
+    worker_calls::deregister(&state.coordinator, &WorkerId(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -83,47 +72,14 @@ pub async fn assignments(
     Path(id): Path<String>,
 ) -> Result<Json<Assignments>, ApiError> {
     state.principal(&headers)?.require_admin()?;
-    state.coordinator.linearizable().await?;
     let worker = WorkerId(id);
-    let s = state.coordinator.state().read();
-    if !s.control.workers.contains_key(&worker) {
-        return Err(ApiError::not_found(format!("worker {worker}")));
+    match worker_calls::assignments(&state.coordinator, &worker).await {
+        Ok(assignments) => Ok(Json(assignments)),
+        Err(WriteError::Refused(Refusal::NotFound(_))) => {
+            Err(ApiError::not_found(format!("worker {worker}")))
+        }
+        Err(e) => Err(e.into()),
     }
-    let assignments = s
-        .control
-        .assignments_of(&worker)
-        .into_iter()
-        .map(|(job, partition, epoch)| {
-            let j = &s.control.jobs[&job];
-            WorkerAssignment {
-                job,
-                partition,
-                epoch,
-                job_version: j.version,
-                spec: j.spec.clone(),
-            }
-        })
-        .collect();
-    let unknown_partition_counts = s
-        .control
-        .jobs
-        .values()
-        .filter(|j| j.partition_count.is_none() && j.state == weir_core::wire::JobState::Pending)
-        .map(|j| {
-            (
-                j.id,
-                j.spec["source"]["topic"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        })
-        .collect();
-    Ok(Json(Assignments {
-        worker,
-        assignments,
-        unknown_partition_counts,
-    }))
 }
 
 /// `GET /v1/workers`.
@@ -170,22 +126,7 @@ pub async fn report_checkpoints(
             format!("at most {CHECKPOINT_REPORTS_PER_BATCH_MAX} reports per batch"),
         ));
     }
-    let at_ms = state.coordinator.seams().clock.now_ms();
-    let result = state
-        .coordinator
-        .write(Command::Checkpoint {
-            worker: batch.worker,
-            reports: batch.reports,
-            at_ms,
-        })
-        .await?;
-    match result {
-        CommandResult::CheckpointResults(results) => {
-            Ok((StatusCode::OK, Json(CheckpointReportResults { results })))
-        }
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected answer {other:?}"),
-        )),
-    }
+    let results =
+        worker_calls::report_checkpoints(&state.coordinator, &batch.worker, batch.reports).await?;
+    Ok((StatusCode::OK, Json(CheckpointReportResults { results })))
 }

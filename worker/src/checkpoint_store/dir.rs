@@ -109,6 +109,14 @@ impl CheckpointStore for DirCheckpointStore {
         Ok(Some(bytes))
     }
 
+    async fn newest_offset(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self.offsets(job, partition)?.last().copied())
+    }
+
     async fn prune(
         &self,
         job: JobId,

@@ -95,6 +95,15 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         }
     }
 
+    async fn newest_offset(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+    ) -> Result<Option<i64>, StoreError> {
+        // The checkpoint store is the source of truth; the local copy may lag behind it.
+        self.remote.newest_offset(job, partition).await
+    }
+
     async fn prune(
         &self,
         job: JobId,

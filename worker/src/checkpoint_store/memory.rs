@@ -63,6 +63,20 @@ impl CheckpointStore for MemoryCheckpointStore {
             .cloned())
     }
 
+    async fn newest_offset(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .range((job, partition, i64::MIN)..=(job, partition, i64::MAX))
+            .next_back()
+            .map(|((_, _, o), _)| *o))
+    }
+
     async fn prune(
         &self,
         job: JobId,

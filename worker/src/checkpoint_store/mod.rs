@@ -57,6 +57,15 @@ pub trait CheckpointStore: Clone + 'static {
         offset: i64,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>>;
 
+    /// The offset of the partition's newest stored snapshot, if any. Recovery names it when
+    /// the committed offset has no snapshot; it never restores from it (the newest snapshot
+    /// may belong to a checkpoint whose Kafka commit never happened).
+    fn newest_offset(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>>;
+
     /// Deletes every snapshot of the partition taken before `offset`, keeping at least
     /// `SNAPSHOTS_PER_PARTITION_KEPT`.
     fn prune(

@@ -10,4 +10,6 @@ mod partition_actor;
 mod supervisor;
 
 pub use partition_actor::PartitionActor;
-pub use supervisor::{FleetStatus, PartitionStatus, StatusBoard, Supervisor, SupervisorConfig};
+pub use supervisor::{
+    FleetStatus, PartitionStatus, StatusBoard, StopSupervisor, Supervisor, SupervisorConfig,
+};

@@ -113,6 +113,12 @@ impl StatusBoard {
     }
 }
 
+/// Stops a supervisor, and with it every partition actor it runs (each aborts its open
+/// transaction when it next gets the chance).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopSupervisor;
+
 /// A running partition: the epoch it runs at and its actor.
 type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>);
 
@@ -307,5 +313,15 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         self.stop_all();
         Running::Stop
+    }
+}
+
+impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Handler<StopSupervisor>
+    for Supervisor<B, S, C>
+{
+    type Result = ();
+
+    fn handle(&mut self, _: StopSupervisor, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }

@@ -13,17 +13,39 @@ pub enum PlantedBug {
     AckBeforeSync,
     /// The Raft vote is saved without an fsync, so a crash can forget whom a node voted for.
     VoteNotSynced,
+    /// The worker commits the Kafka transaction before the snapshot it names is durable.
+    CommitBeforeSnapshot,
+    /// Recovery restores the newest snapshot in the store instead of the one matching the
+    /// offset Kafka committed.
+    RestoreNewestSnapshot,
+    /// A new owner of a partition does not fence the previous one: its transactional id
+    /// includes the epoch, so the old producer is never fenced and its transaction never
+    /// aborted.
+    SkipFencing,
+    /// A dead letter for an expression error is dropped instead of written.
+    DropDeadLetter,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 2] = [PlantedBug::AckBeforeSync, PlantedBug::VoteNotSynced];
+    pub const ALL: [PlantedBug; 6] = [
+        PlantedBug::AckBeforeSync,
+        PlantedBug::VoteNotSynced,
+        PlantedBug::CommitBeforeSnapshot,
+        PlantedBug::RestoreNewestSnapshot,
+        PlantedBug::SkipFencing,
+        PlantedBug::DropDeadLetter,
+    ];
 
     /// The name `--plant-bug` takes.
     pub fn name(self) -> &'static str {
         match self {
             PlantedBug::AckBeforeSync => "ack-before-sync",
             PlantedBug::VoteNotSynced => "vote-not-synced",
+            PlantedBug::CommitBeforeSnapshot => "commit-before-snapshot",
+            PlantedBug::RestoreNewestSnapshot => "restore-newest-snapshot",
+            PlantedBug::SkipFencing => "skip-fencing",
+            PlantedBug::DropDeadLetter => "drop-dead-letter",
         }
     }
 

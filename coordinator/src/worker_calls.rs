@@ -1,0 +1,125 @@
+//! The calls a worker makes to the coordinator group, as plain functions over a
+//! `Coordinator`. The HTTP handlers (`http::workers`, `http::jobs`) and the simulation's
+//! control plane both call these, so the simulation runs the code production runs; only
+//! the transport differs.
+
+use crate::node::{Coordinator, WriteError};
+use crate::state::{Command, CommandResult, Refusal};
+use weir_core::ids::{JobId, WorkerId};
+use weir_core::wire::{Assignments, CheckpointReport, JobState, Lease, WorkerAssignment};
+
+/// Registers (or re-registers after a restart) a worker and grants it a lease.
+pub async fn register(
+    coordinator: &Coordinator,
+    worker: &WorkerId,
+    addr: &str,
+) -> Result<Lease, WriteError> {
+    let at_ms = coordinator.seams().clock.now_ms();
+    coordinator
+        .write(Command::RegisterWorker {
+            worker: worker.clone(),
+            addr: addr.to_string(),
+            at_ms,
+        })
+        .await?;
+    coordinator.heartbeat(worker)
+}
+
+/// A worker leaving on purpose: its partitions move at once (with epoch + 1).
+pub async fn deregister(coordinator: &Coordinator, worker: &WorkerId) -> Result<(), WriteError> {
+    coordinator
+        .write(Command::RemoveWorker {
+            worker: worker.clone(),
+            reason: "left".into(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// What `worker` should run now, read linearizably from the leader, and the pending jobs
+/// whose source partition count nobody has reported yet.
+pub async fn assignments(
+    coordinator: &Coordinator,
+    worker: &WorkerId,
+) -> Result<Assignments, WriteError> {
+    coordinator.linearizable().await?;
+    let s = coordinator.state().read();
+    if !s.control.workers.contains_key(worker) {
+        return Err(WriteError::Refused(Refusal::NotFound(format!(
+            "worker {worker}"
+        ))));
+    }
+    let assignments = s
+        .control
+        .assignments_of(worker)
+        .into_iter()
+        .filter_map(|(job, partition, epoch)| {
+            let j = s.control.jobs.get(&job)?;
+            Some(WorkerAssignment {
+                job,
+                partition,
+                epoch,
+                job_version: j.version,
+                spec: j.spec.clone(),
+            })
+        })
+        .collect();
+    let unknown_partition_counts = s
+        .control
+        .jobs
+        .values()
+        .filter(|j| j.partition_count.is_none() && j.state == JobState::Pending)
+        .map(|j| {
+            (
+                j.id,
+                j.spec["source"]["topic"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    Ok(Assignments {
+        worker: worker.clone(),
+        assignments,
+        unknown_partition_counts,
+    })
+}
+
+/// Records a job's source partition count, learned from Kafka by a worker.
+pub async fn report_partitions(
+    coordinator: &Coordinator,
+    job: JobId,
+    partition_count: u32,
+) -> Result<(), WriteError> {
+    coordinator
+        .write(Command::SetPartitionCount {
+            job,
+            partition_count,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Applies a worker's batch of checkpoint reports; one result per report, in order. A
+/// report from anyone but the partition's current owner at its current epoch is refused.
+pub async fn report_checkpoints(
+    coordinator: &Coordinator,
+    worker: &WorkerId,
+    reports: Vec<CheckpointReport>,
+) -> Result<Vec<Result<(), String>>, WriteError> {
+    let at_ms = coordinator.seams().clock.now_ms();
+    let result = coordinator
+        .write(Command::Checkpoint {
+            worker: worker.clone(),
+            reports,
+            at_ms,
+        })
+        .await?;
+    match result {
+        CommandResult::CheckpointResults(results) => Ok(results),
+        other => Err(WriteError::Unavailable(format!(
+            "unexpected answer {other:?}"
+        ))),
+    }
+}

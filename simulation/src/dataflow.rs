@@ -1,0 +1,365 @@
+//! The data side of a simulated run: the topics, the jobs submitted to the coordinator
+//! group, the producers feeding the source topics, and the end-of-run checks — every job
+//! caught up with its input (liveness), and what a `read_committed` consumer sees on each
+//! sink and dead-letter topic equal, exactly once, to what the reference evaluator
+//! computes from the committed input (safety).
+
+use crate::cluster::ClusterView;
+use crate::context::SimContext;
+use crate::jobs::{EventGen, SimJob};
+use crate::reference_stub::{self as reference, RefDeadLetter, RefOutput, RefRecord};
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use weir_broker::memory::MemoryBroker;
+use weir_broker::{Broker, BrokerRecord, TransactionalWriter};
+use weir_coordinator::node::WriteError;
+use weir_coordinator::state::{Command, Refusal};
+use weir_core::ids::{NodeId, TenantName};
+
+/// The tenant owning the run's jobs.
+pub const SIM_TENANT: &str = "sim";
+/// Attempts at submitting one job before the run gives up on it (a liveness failure).
+pub const SUBMIT_ATTEMPTS_MAX: usize = 200;
+/// How long one submit attempt may take.
+const SUBMIT_TIMEOUT_MS: u64 = 2_000;
+/// Producer rounds: one batch per source topic every this long...
+pub const PRODUCE_EVERY_MS: (u64, u64) = (20, 120);
+/// ...of this many records.
+pub const PRODUCE_BATCH: (usize, usize) = (1, 12);
+/// Records read back per call when checking.
+const READ_CHUNK: usize = 10_000;
+/// Mismatches shown per job and kind in a violation.
+const EXAMPLES_SHOWN: usize = 3;
+/// How often the liveness phase looks at the jobs' committed offsets.
+const CATCH_UP_POLL_MS: u64 = 50;
+
+/// The transactional id of the producer feeding `topic`.
+fn producer_id(topic: &str) -> String {
+    format!("sim-producer-{topic}")
+}
+
+/// Creates every topic of the run's jobs.
+pub async fn create_topics(broker: &MemoryBroker, jobs: &[SimJob]) {
+    for job in jobs {
+        for (topic, partitions) in [
+            (&job.source, job.source_partitions),
+            (&job.sink, job.sink_partitions),
+            (&job.dead_letters, 1),
+        ] {
+            broker
+                .create_topic(topic, partitions)
+                .await
+                .unwrap_or_else(|e| panic!("the in-memory broker creates {topic}: {e}"));
+        }
+    }
+}
+
+/// Submits `job` until the group accepts it (a conflict means an earlier attempt did).
+pub async fn submit(
+    ctx: &SimContext,
+    view: &ClusterView,
+    nodes: &[NodeId],
+    rng: &mut StdRng,
+    job: &SimJob,
+) -> bool {
+    let spec = match serde_json::to_value(&job.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.violation(format!("cannot encode the spec of {}: {e}", job.name));
+            return false;
+        }
+    };
+    let mut hint: Option<NodeId> = None;
+    for attempt in 1..=SUBMIT_ATTEMPTS_MAX {
+        let target = hint
+            .take()
+            .unwrap_or_else(|| nodes[rng.gen_range(0..nodes.len())]);
+        if let Some(node) = view.get(target) {
+            let command = Command::SubmitJob {
+                tenant: TenantName(SIM_TENANT.to_string()),
+                name: job.name.clone(),
+                spec: spec.clone(),
+                at_ms: node.coordinator.seams().clock.now_ms(),
+            };
+            let answer = tokio::time::timeout(
+                Duration::from_millis(SUBMIT_TIMEOUT_MS),
+                node.coordinator.write(command),
+            )
+            .await;
+            match answer {
+                Ok(Ok(_)) | Ok(Err(WriteError::Refused(Refusal::Conflict(_)))) => {
+                    ctx.event(&format!("submitted {} (attempt {attempt})", job.name));
+                    return true;
+                }
+                Ok(Err(WriteError::NotLeader { leader_id, .. })) => hint = leader_id,
+                Ok(Err(WriteError::Refused(other))) => {
+                    ctx.violation(format!("job {} refused: {other}", job.name));
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(10..=100))).await;
+    }
+    ctx.violation(format!(
+        "liveness: job {} not accepted in {SUBMIT_ATTEMPTS_MAX} attempts",
+        job.name
+    ));
+    false
+}
+
+/// Feeds every job's source topic until `stop` is set: small transactions of generated
+/// events. Whatever the broker's faults let through is the input; the checks read the
+/// input back rather than trusting the producer.
+pub async fn produce(
+    broker: MemoryBroker,
+    jobs: Vec<SimJob>,
+    mut rng: StdRng,
+    ctx: Arc<SimContext>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut gens: Vec<EventGen> = jobs.iter().map(|_| EventGen::new()).collect();
+    let mut writers = BTreeMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let pause = rng.gen_range(PRODUCE_EVERY_MS.0..=PRODUCE_EVERY_MS.1);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        for (job, gen) in jobs.iter().zip(gens.iter_mut()) {
+            let id = producer_id(&job.source);
+            if !writers.contains_key(&id) {
+                match broker.writer(&id).await {
+                    Ok(w) => {
+                        writers.insert(id.clone(), w);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let Some(writer) = writers.get_mut(&id) else {
+                continue;
+            };
+            let n = rng.gen_range(PRODUCE_BATCH.0..=PRODUCE_BATCH.1);
+            let now_ms = ctx.now_ms();
+            let mut sent = writer.begin().is_ok();
+            for _ in 0..n {
+                if !sent {
+                    break;
+                }
+                let record = gen.next(&mut rng, &job.source, now_ms);
+                sent = writer.send(record).await.is_ok();
+            }
+            let done = sent && writer.commit("sim-producer", &[]).await.is_ok();
+            if !done && writer.abort().await.is_err() {
+                // A writer in a state it cannot leave is replaced (fencing its open
+                // transaction).
+                writers.remove(&id);
+            }
+        }
+    }
+}
+
+/// Aborts whatever transaction a producer left open (the end of the fault phase), so the
+/// sources' last stable offsets reach their ends.
+pub fn close_producers(broker: &MemoryBroker, jobs: &[SimJob]) {
+    for job in jobs {
+        broker
+            .faults()
+            .expire_transaction(&producer_id(&job.source));
+    }
+}
+
+/// Waits until every job has committed its whole input, or the deadline passes. Returns
+/// the jobs (and partitions) still behind.
+pub async fn await_caught_up(
+    broker: &MemoryBroker,
+    jobs: &[(SimJob, u64)],
+    deadline: tokio::time::Instant,
+) -> Vec<String> {
+    loop {
+        let mut behind = Vec::new();
+        for (job, id) in jobs {
+            let group = format!("weir-job-{id}");
+            for p in 0..job.source_partitions as i32 {
+                let end = broker
+                    .partition_offsets(&job.source, p)
+                    .map(|o| o.last_stable_offset)
+                    .unwrap_or(-1);
+                let committed = broker
+                    .committed_offset(&group, &job.source, p)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                if committed < end {
+                    behind.push(format!(
+                        "{} partition {p} at {committed} of {end}",
+                        job.name
+                    ));
+                }
+            }
+        }
+        if behind.is_empty() || tokio::time::Instant::now() >= deadline {
+            return behind;
+        }
+        tokio::time::sleep(Duration::from_millis(CATCH_UP_POLL_MS)).await;
+    }
+}
+
+async fn read_all(broker: &MemoryBroker, topic: &str, partitions: u32) -> Vec<BrokerRecord> {
+    let mut out = Vec::new();
+    for p in 0..partitions as i32 {
+        let mut offset = 0;
+        loop {
+            let chunk = broker
+                .read_committed(topic, p, offset, READ_CHUNK)
+                .await
+                .unwrap_or_default();
+            let Some(last) = chunk.last() else { break };
+            offset = last.offset + 1;
+            out.extend(chunk);
+        }
+    }
+    out
+}
+
+/// What a check of one job found.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JobTally {
+    pub input: usize,
+    pub outputs: usize,
+    pub dead_letters: usize,
+}
+
+/// Compares `got` with `expected` as multisets; returns a description of the difference.
+fn compare<T: Ord + Clone + std::fmt::Debug>(
+    what: &str,
+    expected: &[T],
+    got: &[T],
+) -> Option<String> {
+    let mut counts: BTreeMap<T, i64> = BTreeMap::new();
+    for e in expected {
+        *counts.entry(e.clone()).or_default() += 1;
+    }
+    for g in got {
+        *counts.entry(g.clone()).or_default() -= 1;
+    }
+    let missing: Vec<_> = counts.iter().filter(|(_, c)| **c > 0).collect();
+    let extra: Vec<_> = counts.iter().filter(|(_, c)| **c < 0).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return None;
+    }
+    let show = |v: &[(&T, &i64)]| {
+        v.iter()
+            .take(EXAMPLES_SHOWN)
+            .map(|(t, c)| format!("{}x {t:?}", c.abs()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Some(format!(
+        "{what}: {} expected, {} committed; {} missing [{}], {} extra or duplicated [{}]",
+        expected.len(),
+        got.len(),
+        missing.len(),
+        show(&missing),
+        extra.len(),
+        show(&extra)
+    ))
+}
+
+/// A sink record, as compared: key and value as text where they are UTF-8.
+type SinkEntry = (Option<String>, String);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Checks every job's committed outputs and dead letters against the reference evaluator
+/// over the committed input. Returns per-job tallies for the trace.
+pub async fn check_outputs(
+    ctx: &SimContext,
+    broker: &MemoryBroker,
+    jobs: &[SimJob],
+) -> Vec<JobTally> {
+    let mut tallies = Vec::new();
+    for job in jobs {
+        let input = read_all(broker, &job.source, job.source_partitions).await;
+        let mut expected_out: Vec<SinkEntry> = Vec::new();
+        let mut expected_dead: Vec<RefDeadLetter> = Vec::new();
+        for p in 0..job.source_partitions as i32 {
+            let records: Vec<RefRecord> = input
+                .iter()
+                .filter(|r| r.partition == p)
+                .map(|r| RefRecord {
+                    partition: r.partition,
+                    offset: r.offset,
+                    timestamp_ms: r.timestamp_ms.unwrap_or(0),
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                })
+                .collect();
+            match reference::evaluate_partition(&job.spec, &job.source, &records) {
+                Ok(outs) => {
+                    expected_out.extend(
+                        outs.outputs.into_iter().map(|RefOutput { key, value }| {
+                            (key.as_deref().map(text), text(&value))
+                        }),
+                    );
+                    expected_dead.extend(outs.dead_letters);
+                }
+                Err(e) => ctx.violation(format!(
+                    "the reference cannot evaluate {} partition {p}: {e}",
+                    job.name
+                )),
+            }
+        }
+        let got_out: Vec<SinkEntry> = read_all(broker, &job.sink, job.sink_partitions)
+            .await
+            .into_iter()
+            .map(|r| {
+                (
+                    r.key.as_deref().map(text),
+                    text(r.value.as_deref().unwrap_or_default()),
+                )
+            })
+            .collect();
+        let mut got_dead = Vec::new();
+        let mut unreadable = Vec::new();
+        for r in read_all(broker, &job.dead_letters, 1).await {
+            match reference::parse_dead_letter(r.value.as_deref().unwrap_or_default()) {
+                Ok(d) => got_dead.push(d),
+                Err(e) => unreadable.push(format!("offset {}: {e}", r.offset)),
+            }
+        }
+        if !unreadable.is_empty() {
+            ctx.violation(format!(
+                "{}: {} unreadable dead letters, e.g. {}",
+                job.name,
+                unreadable.len(),
+                unreadable[0]
+            ));
+        }
+        if let Some(diff) = compare(&format!("{} outputs", job.name), &expected_out, &got_out) {
+            ctx.violation(diff);
+        }
+        if let Some(diff) = compare(
+            &format!("{} dead letters", job.name),
+            &expected_dead,
+            &got_dead,
+        ) {
+            ctx.violation(diff);
+        }
+        let tally = JobTally {
+            input: input.len(),
+            outputs: got_out.len(),
+            dead_letters: got_dead.len(),
+        };
+        ctx.event(&format!(
+            "{}: {} input records, {} outputs, {} dead letters",
+            job.name, tally.input, tally.outputs, tally.dead_letters
+        ));
+        tallies.push(tally);
+    }
+    tallies
+}

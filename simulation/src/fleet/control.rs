@@ -1,0 +1,247 @@
+//! The worker's control-plane seam in the simulation. Each call goes to a coordinator of
+//! the simulated group over the simulated network's links (a partition between the worker
+//! and a coordinator blocks it; a request's latency is drawn per call), and runs the very
+//! functions the HTTP handlers run (`weir_coordinator::worker_calls`). Production's
+//! followers forward to the leader; here a "not the leader" answer sends the next attempt
+//! to the leader it names, which is the same round trip without the extra hop.
+//!
+//! It also watches what the group answers: the epoch of a (job, partition) read from a
+//! linearizable assignments call must never go back (checked across every worker).
+
+use super::gate::Gate;
+use crate::cluster::ClusterView;
+use crate::context::SimContext;
+use crate::network::SimNet;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weir_coordinator::node::{Coordinator, WriteError};
+use weir_coordinator::state::Refusal;
+use weir_coordinator::worker_calls;
+use weir_core::ids::{Epoch, JobId, NodeId, PartitionId, WorkerId};
+use weir_core::wire::{Assignments, CheckpointReport, CheckpointReportResults, Lease};
+use weir_worker::control::{
+    ControlError, ControlPlane, CONTROL_ATTEMPTS_MAX, CONTROL_RETRY_BACKOFF_MS, CONTROL_TIMEOUT_MS,
+};
+
+/// One-way latency of a control request or reply.
+pub const CONTROL_LATENCY_MS: (u64, u64) = (1, 5);
+/// How long a request to a coordinator behind a partition hangs before it fails (the
+/// production client's connect timeout).
+pub const CONTROL_CONNECT_TIMEOUT_MS: u64 = 300;
+
+/// The highest epoch each (job, partition) was seen at, across the whole fleet.
+pub type EpochsSeen = Arc<Mutex<BTreeMap<(JobId, PartitionId), Epoch>>>;
+
+/// One worker process's control plane.
+pub struct SimControlPlane {
+    node: NodeId,
+    coordinators: Vec<NodeId>,
+    view: ClusterView,
+    net: SimNet,
+    gate: Gate,
+    ctx: Arc<SimContext>,
+    epochs: EpochsSeen,
+    rng: Mutex<StdRng>,
+}
+
+impl SimControlPlane {
+    /// The control plane of the worker on network node `node`, behind `gate`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node: NodeId,
+        coordinators: Vec<NodeId>,
+        view: ClusterView,
+        net: SimNet,
+        gate: Gate,
+        ctx: Arc<SimContext>,
+        epochs: EpochsSeen,
+        seed: u64,
+    ) -> Self {
+        SimControlPlane {
+            node,
+            coordinators,
+            view,
+            net,
+            gate,
+            ctx,
+            epochs,
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        }
+    }
+
+    fn draw(&self, range: (u64, u64)) -> u64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .gen_range(range.0..=range.1)
+    }
+
+    /// Sends `call` to coordinators until one answers, as the HTTP control plane does.
+    async fn call<T, F, Fut>(&self, worker: Option<&WorkerId>, call: F) -> Result<T, ControlError>
+    where
+        F: Fn(Arc<Coordinator>) -> Fut,
+        Fut: Future<Output = Result<T, WriteError>>,
+    {
+        let first = self.draw((0, self.coordinators.len() as u64 - 1)) as usize;
+        let mut target = self.coordinators[first];
+        let mut last = String::from("no attempt");
+        for attempt in 0..CONTROL_ATTEMPTS_MAX {
+            self.gate.pass().await;
+            let next = self.coordinators[(first + attempt as usize + 1) % self.coordinators.len()];
+            let node = self.view.get(target);
+            match node {
+                Some(node) if !self.net.is_blocked(self.node, target) => {
+                    tokio::time::sleep(Duration::from_millis(self.draw(CONTROL_LATENCY_MS))).await;
+                    let answer = tokio::time::timeout(
+                        Duration::from_millis(CONTROL_TIMEOUT_MS),
+                        call(node.coordinator.clone()),
+                    )
+                    .await;
+                    tokio::time::sleep(Duration::from_millis(self.draw(CONTROL_LATENCY_MS))).await;
+                    self.gate.pass().await;
+                    if self.net.is_blocked(target, self.node) {
+                        last = format!("n{target}: the reply was lost");
+                        target = next;
+                    } else {
+                        match answer {
+                            Ok(Ok(value)) => return Ok(value),
+                            Ok(Err(WriteError::NotLeader { leader_id, .. })) => {
+                                last = format!("n{target}: not the leader");
+                                target = leader_id.unwrap_or(next);
+                            }
+                            Ok(Err(WriteError::Refused(refusal))) => {
+                                return Err(refused(worker, refusal));
+                            }
+                            Ok(Err(WriteError::Unavailable(e))) => {
+                                last = format!("n{target}: {e}");
+                                target = next;
+                            }
+                            Err(_) => {
+                                last = format!("n{target}: timed out");
+                                target = next;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(CONTROL_CONNECT_TIMEOUT_MS)).await;
+                    last = format!("n{target}: unreachable");
+                    target = next;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(CONTROL_RETRY_BACKOFF_MS)).await;
+        }
+        Err(ControlError::Unavailable(last))
+    }
+}
+
+/// Checks that no epoch went back since any worker last read it. Called in the same step
+/// as the linearizable read, so checks happen in the order of the reads.
+fn check_epochs(epochs: &EpochsSeen, ctx: &SimContext, assignments: &Assignments) {
+    let mut seen = epochs.lock().unwrap_or_else(|e| e.into_inner());
+    for a in &assignments.assignments {
+        let key = (a.job, a.partition);
+        match seen.get(&key) {
+            Some(before) if a.epoch < *before => ctx.violation(format!(
+                "epoch of job {} partition {} went back from {} to {} (read by {})",
+                a.job, a.partition, before, a.epoch, assignments.worker
+            )),
+            _ => {
+                seen.insert(key, a.epoch);
+            }
+        }
+    }
+}
+
+/// The error the HTTP control plane would return for a refusal.
+fn refused(worker: Option<&WorkerId>, refusal: Refusal) -> ControlError {
+    match (refusal, worker) {
+        (Refusal::NotFound(m), Some(w)) if m.contains("worker") => {
+            ControlError::UnknownWorker(w.clone())
+        }
+        (refusal, _) => {
+            let status = match refusal {
+                Refusal::NotFound(_) => 404,
+                Refusal::Invalid(_) => 400,
+                _ => 409,
+            };
+            ControlError::Refused {
+                status,
+                message: refusal.to_string(),
+            }
+        }
+    }
+}
+
+impl ControlPlane for SimControlPlane {
+    async fn register(&self, id: &WorkerId, addr: &str) -> Result<Lease, ControlError> {
+        let (id, addr) = (id.clone(), addr.to_string());
+        self.call(None, |c| {
+            let (id, addr) = (id.clone(), addr.clone());
+            async move { worker_calls::register(&c, &id, &addr).await }
+        })
+        .await
+    }
+
+    async fn deregister(&self, id: &WorkerId) -> Result<(), ControlError> {
+        let id = id.clone();
+        self.call(Some(&id), |c| {
+            let id = id.clone();
+            async move { worker_calls::deregister(&c, &id).await }
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, id: &WorkerId) -> Result<Lease, ControlError> {
+        let id = id.clone();
+        self.call(Some(&id), |c| {
+            let id = id.clone();
+            async move { c.heartbeat(&id) }
+        })
+        .await
+    }
+
+    async fn assignments(&self, id: &WorkerId) -> Result<Assignments, ControlError> {
+        let id = id.clone();
+        self.call(Some(&id), |c| {
+            let id = id.clone();
+            let (epochs, ctx) = (self.epochs.clone(), self.ctx.clone());
+            async move {
+                let assignments = worker_calls::assignments(&c, &id).await?;
+                check_epochs(&epochs, &ctx, &assignments);
+                Ok(assignments)
+            }
+        })
+        .await
+    }
+
+    async fn report_partitions(
+        &self,
+        job: JobId,
+        partition_count: u32,
+    ) -> Result<(), ControlError> {
+        self.call(None, |c| async move {
+            worker_calls::report_partitions(&c, job, partition_count).await
+        })
+        .await
+    }
+
+    async fn report_checkpoints(
+        &self,
+        id: &WorkerId,
+        reports: Vec<CheckpointReport>,
+    ) -> Result<CheckpointReportResults, ControlError> {
+        let id = id.clone();
+        let results = self
+            .call(Some(&id), |c| {
+                let (id, reports) = (id.clone(), reports.clone());
+                async move { worker_calls::report_checkpoints(&c, &id, reports).await }
+            })
+            .await?;
+        Ok(CheckpointReportResults { results })
+    }
+}
