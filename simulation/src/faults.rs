@@ -90,6 +90,29 @@ impl FaultClasses {
         "slow-disk",
     ];
 
+    /// The names of the classes switched on, in `NAMES` order.
+    pub fn names(&self) -> Vec<&'static str> {
+        let on = [
+            self.crash,
+            self.partition,
+            self.drop,
+            self.duplicate,
+            self.delay,
+            self.lost_writes,
+            self.clock_jump,
+            self.worker_crash,
+            self.zombie,
+            self.broker,
+            self.slow_disk,
+        ];
+        Self::NAMES
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
     /// Switches on the class `--faults` calls `name`; false if there is no such class.
     pub fn enable(&mut self, name: &str) -> bool {
         let flag = match name {

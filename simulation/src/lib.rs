@@ -26,8 +26,10 @@ pub mod jobs;
 pub mod network;
 pub mod reference_stub;
 pub mod scenario;
+pub mod shrink;
 pub mod trace;
 pub mod workload;
 
 pub use faults::FaultClasses;
-pub use scenario::{run_seed, SimOptions, SimOutcome};
+pub use scenario::{fault_schedule, run_seed, SimOptions, SimOutcome};
+pub use shrink::{shrink, trace_to_first_violation, Shrunk};

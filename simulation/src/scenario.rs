@@ -130,6 +130,43 @@ pub struct SimOptions {
     pub skip_faults: BTreeSet<usize>,
 }
 
+impl SimOptions {
+    /// The `weir sim` command that runs `seed` with these options.
+    pub fn replay_command(&self, seed: u64) -> String {
+        let defaults = SimOptions::default();
+        let mut cmd = format!("weir sim --seed {seed}");
+        if self.coordinators != defaults.coordinators {
+            cmd.push_str(&format!(" --coordinators {}", self.coordinators));
+        }
+        if self.workers != defaults.workers {
+            cmd.push_str(&format!(" --workers {}", self.workers));
+        }
+        if self.jobs != defaults.jobs {
+            cmd.push_str(&format!(" --jobs {}", self.jobs));
+        }
+        if self.fault_phase_ms != defaults.fault_phase_ms {
+            cmd.push_str(&format!(" --fault-phase-ms {}", self.fault_phase_ms));
+        }
+        if self.faults != defaults.faults {
+            let names = self.faults.names();
+            let list = if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(",")
+            };
+            cmd.push_str(&format!(" --faults {list}"));
+        }
+        if let Some(bug) = self.plant_bug {
+            cmd.push_str(&format!(" --plant-bug {}", bug.name()));
+        }
+        if !self.skip_faults.is_empty() {
+            let list: Vec<String> = self.skip_faults.iter().map(|i| i.to_string()).collect();
+            cmd.push_str(&format!(" --skip-faults {}", list.join(",")));
+        }
+        cmd
+    }
+}
+
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
@@ -153,6 +190,8 @@ impl Default for SimOptions {
 pub struct SimOutcome {
     /// The seed that drew the run.
     pub seed: u64,
+    /// The `weir sim` command that replays this run exactly.
+    pub replay: String,
     /// No invariant was violated.
     pub ok: bool,
     /// SHA-256 (hex) of the trace; equal for equal seeds and options.
@@ -180,15 +219,18 @@ pub struct SimOutcome {
     pub election_safety: ElectionSafety,
     /// What the network did.
     pub net: NetStats,
+    /// Records in the jobs' source topics, summed over jobs.
+    pub job_input_records: usize,
+    /// Records committed to the jobs' sink topics.
+    pub job_outputs: usize,
+    /// Records committed to the jobs' dead-letter topics.
+    pub job_dead_letters: usize,
 }
 
 impl SimOutcome {
     /// The command that replays this seed.
     pub fn reproduce(&self) -> String {
-        format!(
-            "WEIR_SIM_SEED={} cargo test -p weir-simulation --test coordinator_group replay_seed_from_env -- --nocapture",
-            self.seed
-        )
+        self.replay.clone()
     }
 }
 
@@ -242,10 +284,24 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SimOutcome {
     outcome
 }
 
+/// The seed's swarm and fault schedule, drawn from the run's master generator first.
+fn draw_schedule(master: &mut StdRng, options: &SimOptions) -> (Swarm, Vec<ScheduledFault>) {
+    let mut schedule_rng = StdRng::seed_from_u64(master.gen());
+    let swarm = Swarm::draw(&mut schedule_rng, &options.faults, options.workers > 0);
+    let schedule = swarm.schedule(&mut schedule_rng, options.fault_phase_ms);
+    (swarm, schedule)
+}
+
+/// The faults `seed` schedules with `options` (before `skip_faults` leaves any out).
+pub fn fault_schedule(seed: u64, options: &SimOptions) -> Vec<ScheduledFault> {
+    draw_schedule(&mut StdRng::seed_from_u64(seed), options).1
+}
+
 /// Something the fault phase does at a given time.
 #[derive(Debug, Clone)]
 enum Action {
-    Fault(ScheduledFault),
+    /// The schedule's fault with this index.
+    Fault(usize, ScheduledFault),
     /// The machine whose power was cut dies (if that process still runs).
     PowerDown {
         node: NodeId,
@@ -276,6 +332,8 @@ struct Run {
     /// Nodes whose power was cut and that have not died yet; they count as down.
     doomed: BTreeSet<NodeId>,
     applied_though_not_leader: usize,
+    /// What the output check counted, over all jobs.
+    tally: dataflow::JobTally,
     /// The data side: workers, broker, checkpoint store and jobs (none in a
     /// coordinator-only run).
     data: Option<DataSide>,
@@ -291,10 +349,8 @@ struct DataSide {
 
 async fn run(seed: u64, options: SimOptions) -> SimOutcome {
     let mut master = StdRng::seed_from_u64(seed);
-    let mut schedule_rng = StdRng::seed_from_u64(master.gen());
     let with_workers = options.workers > 0;
-    let swarm = Swarm::draw(&mut schedule_rng, &options.faults, with_workers);
-    let schedule = swarm.schedule(&mut schedule_rng, options.fault_phase_ms);
+    let (swarm, schedule) = draw_schedule(&mut master, &options);
     let net = SimNet::new(master.gen(), swarm.net);
     let spec = ClusterSpec {
         nodes: options.coordinators,
@@ -324,6 +380,7 @@ async fn run(seed: u64, options: SimOptions) -> SimOutcome {
         faults_injected: 0,
         doomed: BTreeSet::new(),
         applied_though_not_leader: 0,
+        tally: dataflow::JobTally::default(),
         data: None,
     };
     for node in run.nodes.clone() {
@@ -401,7 +458,7 @@ async fn run(seed: u64, options: SimOptions) -> SimOutcome {
 
     for (index, fault) in schedule.into_iter().enumerate() {
         if !run.options.skip_faults.contains(&index) {
-            run.at(fault.at_ms, Action::Fault(fault));
+            run.at(fault.at_ms, Action::Fault(index, fault));
         }
     }
     run.fault_phase().await;
@@ -446,6 +503,7 @@ async fn run(seed: u64, options: SimOptions) -> SimOutcome {
     let violations = checker.violations().to_vec();
     SimOutcome {
         seed,
+        replay: run.options.replay_command(seed),
         ok: violations.is_empty(),
         trace_hash,
         violations,
@@ -459,6 +517,9 @@ async fn run(seed: u64, options: SimOptions) -> SimOutcome {
         terms_with_several_leaders: checker.election().terms_with_several_leaders(),
         election_safety: checker.election().safety(),
         net,
+        job_input_records: run.tally.input,
+        job_outputs: run.tally.outputs,
+        job_dead_letters: run.tally.dead_letters,
     }
 }
 
@@ -508,7 +569,10 @@ impl Run {
             let action = entry.remove();
             tokio::time::sleep_until(self.instant(at_ms)).await;
             match action {
-                Action::Fault(fault) => self.inject(fault).await,
+                Action::Fault(index, fault) => {
+                    self.ctx.event(&format!("fault #{index}: {:?}", fault.kind));
+                    self.inject(fault).await
+                }
                 Action::PowerDown {
                     node,
                     incarnation,
@@ -888,7 +952,11 @@ impl Run {
         } else {
             self.ctx.event("every job caught up");
         }
-        dataflow::check_outputs(&self.ctx, &data.broker, &data.jobs).await;
+        for t in dataflow::check_outputs(&self.ctx, &data.broker, &data.jobs).await {
+            self.tally.input += t.input;
+            self.tally.outputs += t.outputs;
+            self.tally.dead_letters += t.dead_letters;
+        }
     }
 
     /// Waits until every node has applied the same last entry under the same leader, then

@@ -1,5 +1,6 @@
-//! The coordinator group under the fault simulation: a fixed sample of seeds must all
-//! keep every invariant. A failing seed prints the command that replays it.
+//! The coordinator group alone (no workers, no jobs) under the fault simulation: a fixed
+//! sample of seeds must all keep every invariant. A failing seed prints the command that
+//! replays it. The whole system is simulated in `whole_system.rs` and `sweep.rs`.
 
 use weir_simulation::{run_seed, SimOptions, SimOutcome};
 
@@ -20,8 +21,16 @@ fn assert_seeds_pass(seeds: std::ops::Range<u64>, options: &SimOptions) {
     );
 }
 
+/// A coordinator group without workers.
+fn group_only() -> SimOptions {
+    SimOptions {
+        workers: 0,
+        ..SimOptions::default()
+    }
+}
+
 fn three_nodes(first: u64) {
-    assert_seeds_pass(first..first + SEEDS_PER_TEST, &SimOptions::default());
+    assert_seeds_pass(first..first + SEEDS_PER_TEST, &group_only());
 }
 
 #[test]
@@ -49,7 +58,7 @@ fn five_nodes_seeds_1000_to_1002() {
     let options = SimOptions {
         coordinators: 5,
         fault_phase_ms: 10_000,
-        ..SimOptions::default()
+        ..group_only()
     };
     assert_seeds_pass(1_000..1_003, &options);
 }
@@ -59,7 +68,7 @@ fn without_faults_every_write_is_acknowledged() {
     let options = SimOptions {
         faults: weir_simulation::FaultClasses::none(),
         fault_phase_ms: 5_000,
-        ..SimOptions::default()
+        ..group_only()
     };
     let outcome = run_seed(42, &options);
     assert!(outcome.ok, "{outcome}");
@@ -95,7 +104,7 @@ fn replay_seed_from_env() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3),
-        ..SimOptions::default()
+        ..group_only()
     };
     let outcome = run_seed(seed, &options);
     for line in &outcome.trace {

@@ -32,8 +32,26 @@ fn assert_replays(seed: u64, options: &SimOptions) -> SimOutcome {
 }
 
 #[test]
+fn whole_system_seeds_replay_exactly() {
+    // Coordinators, workers, broker, checkpoint store and jobs, every fault class.
+    let options = SimOptions {
+        fault_phase_ms: 8_000,
+        ..SimOptions::default()
+    };
+    let x = assert_replays(7, &options);
+    let y = assert_replays(8, &options);
+    assert_ne!(
+        x.trace_hash, y.trace_hash,
+        "different seeds, different runs"
+    );
+}
+
+#[test]
 fn three_node_seeds_replay_exactly() {
-    let options = SimOptions::default();
+    let options = SimOptions {
+        workers: 0,
+        ..SimOptions::default()
+    };
     let x = assert_replays(3, &options);
     let y = assert_replays(11, &options);
     assert_ne!(
@@ -47,6 +65,7 @@ fn a_five_node_seed_replays_exactly() {
     let options = SimOptions {
         coordinators: 5,
         fault_phase_ms: 8_000,
+        workers: 0,
         ..SimOptions::default()
     };
     assert_replays(1_001, &options);

@@ -1,10 +1,17 @@
-//! `weir sim`: run deterministic simulations of a coordinator group, one seed or a range,
-//! and print `seed=N result=ok|fail trace=<hex>` per seed (CONTRACT.md).
+//! `weir sim`: run deterministic simulations of whole clusters (coordinator group, worker
+//! fleet, broker, checkpoint store, jobs), one seed or a range, and print
+//! `seed=N result=ok|fail trace=<hex>` per seed (CONTRACT.md). A failing seed is shrunk to
+//! the fewest scheduled faults that still fail it, and printed with the command that
+//! replays it and the trace that led to its first violation.
 
 use anyhow::{bail, Context};
 use clap::Args;
+use std::collections::BTreeSet;
 use weir_coordinator::bugs::PlantedBug;
-use weir_simulation::{run_seed, FaultClasses, SimOptions};
+use weir_simulation::{run_seed, shrink, trace_to_first_violation, FaultClasses, SimOptions};
+
+/// Trace lines shown before a failing seed's first violation.
+pub const TRACE_LINES_SHOWN: usize = 40;
 
 /// Seeds one `--seeds` range may hold.
 pub const SEEDS_PER_RUN_MAX: u64 = 1_000_000;
@@ -19,12 +26,29 @@ pub struct SimArgs {
     #[arg(long)]
     pub seeds: Option<String>,
     /// Fault classes to switch on, comma-separated (default: all): crash, partition, drop,
-    /// duplicate, delay, lost-writes, clock-jump; or `none`.
+    /// duplicate, delay, lost-writes, clock-jump, worker-crash, zombie, broker, slow-disk;
+    /// or `none`.
     #[arg(long, value_delimiter = ',')]
     pub faults: Option<Vec<String>>,
     /// Coordinators in the simulated group (3 or 5).
     #[arg(long, default_value_t = 3)]
     pub coordinators: usize,
+    /// Worker processes (0 to 5; 0 simulates the coordinator group alone).
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Jobs the run submits (1 to 4), drawn from the job family.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Simulated milliseconds of the fault phase.
+    #[arg(long, default_value_t = 20_000)]
+    pub fault_phase_ms: u64,
+    /// Leave out these faults of the seed's schedule (comma-separated indices, as a shrunk
+    /// failure's replay command gives them).
+    #[arg(long, value_delimiter = ',')]
+    pub skip_faults: Option<Vec<usize>>,
+    /// Do not shrink failing seeds.
+    #[arg(long)]
+    pub no_shrink: bool,
     /// Print the trace of every failing seed.
     #[arg(long)]
     pub trace: bool,
@@ -42,14 +66,14 @@ fn parse_faults(list: &[String]) -> anyhow::Result<FaultClasses> {
         match name.trim() {
             "none" => {}
             "all" => f = FaultClasses::all(),
-            "crash" => f.crash = true,
-            "partition" => f.partition = true,
-            "drop" => f.drop = true,
-            "duplicate" => f.duplicate = true,
-            "delay" => f.delay = true,
-            "lost-writes" => f.lost_writes = true,
-            "clock-jump" => f.clock_jump = true,
-            other => bail!("unknown fault class {other:?}; see weir sim --help"),
+            other => {
+                if !f.enable(other) {
+                    bail!(
+                        "unknown fault class {other:?}; the classes are {}",
+                        FaultClasses::NAMES.join(", ")
+                    );
+                }
+            }
         }
     }
     Ok(f)
@@ -82,8 +106,26 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if args.coordinators != 3 && args.coordinators != 5 {
         bail!("--coordinators must be 3 or 5");
     }
+    if args.workers > 5 {
+        bail!("--workers must be 0 to 5");
+    }
+    if !(1..=4).contains(&args.jobs) {
+        bail!("--jobs must be 1 to 4");
+    }
+    if !(1_000..=600_000).contains(&args.fault_phase_ms) {
+        bail!("--fault-phase-ms must be 1000 to 600000");
+    }
     let mut options = SimOptions {
         coordinators: args.coordinators,
+        workers: args.workers,
+        jobs: args.jobs,
+        fault_phase_ms: args.fault_phase_ms,
+        skip_faults: args
+            .skip_faults
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect::<BTreeSet<usize>>(),
         ..SimOptions::default()
     };
     if let Some(name) = &args.plant_bug {
@@ -127,10 +169,31 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
             for v in &outcome.violations {
                 eprintln!("  violation: {v}");
             }
-            eprintln!("  replay: weir sim --seed {seed}");
+            eprintln!("  replay: {}", outcome.reproduce());
+            let mut shown = outcome.clone();
+            if !args.no_shrink {
+                if let Some(shrunk) = shrink(seed, &options, &outcome) {
+                    eprintln!(
+                        "  shrunk to {} of {} scheduled faults in {} runs; replay: {}",
+                        shrunk.kept(),
+                        shrunk.scheduled,
+                        shrunk.runs,
+                        shrunk.outcome.reproduce()
+                    );
+                    for v in &shrunk.outcome.violations {
+                        eprintln!("    violation: {v}");
+                    }
+                    shown = shrunk.outcome;
+                }
+            }
             if args.trace {
-                for line in &outcome.trace {
+                for line in &shown.trace {
                     eprintln!("  {line}");
+                }
+            } else {
+                eprintln!("  trace up to the first violation:");
+                for line in trace_to_first_violation(&shown, TRACE_LINES_SHOWN) {
+                    eprintln!("    {line}");
                 }
             }
             failed.push(seed);

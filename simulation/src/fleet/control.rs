@@ -46,6 +46,8 @@ pub struct SimControlPlane {
     ctx: Arc<SimContext>,
     epochs: EpochsSeen,
     rng: Mutex<StdRng>,
+    /// What this process last learned it runs, to trace changes.
+    running: Arc<Mutex<Vec<(JobId, PartitionId, Epoch)>>>,
 }
 
 impl SimControlPlane {
@@ -70,6 +72,7 @@ impl SimControlPlane {
             ctx,
             epochs,
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            running: Arc::default(),
         }
     }
 
@@ -209,10 +212,25 @@ impl ControlPlane for SimControlPlane {
         let id = id.clone();
         self.call(Some(&id), |c| {
             let id = id.clone();
-            let (epochs, ctx) = (self.epochs.clone(), self.ctx.clone());
+            let (epochs, ctx, running) =
+                (self.epochs.clone(), self.ctx.clone(), self.running.clone());
             async move {
                 let assignments = worker_calls::assignments(&c, &id).await?;
                 check_epochs(&epochs, &ctx, &assignments);
+                let now: Vec<_> = assignments
+                    .assignments
+                    .iter()
+                    .map(|a| (a.job, a.partition, a.epoch))
+                    .collect();
+                let mut last = running.lock().unwrap_or_else(|e| e.into_inner());
+                if *last != now {
+                    let list: Vec<String> = now
+                        .iter()
+                        .map(|(j, p, e)| format!("j{j}/p{p}@e{e}"))
+                        .collect();
+                    ctx.event(&format!("{id} assigned [{}]", list.join(" ")));
+                    *last = now;
+                }
                 Ok(assignments)
             }
         })
@@ -236,10 +254,25 @@ impl ControlPlane for SimControlPlane {
         reports: Vec<CheckpointReport>,
     ) -> Result<CheckpointReportResults, ControlError> {
         let id = id.clone();
+        let ctx = self.ctx.clone();
         let results = self
             .call(Some(&id), |c| {
-                let (id, reports) = (id.clone(), reports.clone());
-                async move { worker_calls::report_checkpoints(&c, &id, reports).await }
+                let (id, reports, ctx) = (id.clone(), reports.clone(), ctx.clone());
+                async move {
+                    let results =
+                        worker_calls::report_checkpoints(&c, &id, reports.clone()).await?;
+                    for (r, result) in reports.iter().zip(&results) {
+                        let answer = match result {
+                            Ok(()) => "ok".to_string(),
+                            Err(reason) => format!("refused: {reason}"),
+                        };
+                        ctx.event(&format!(
+                            "{id} {:?} j{}/p{} c{} e{} offset {}: {answer}",
+                            r.phase, r.job, r.partition, r.checkpoint, r.epoch, r.offset
+                        ));
+                    }
+                    Ok(results)
+                }
             })
             .await?;
         Ok(CheckpointReportResults { results })
