@@ -41,4 +41,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test (unit, integration across processes, simulation)"
 cargo test --workspace --locked
 
+# The simulation's seed sweep (500 whole-cluster seeds, a determinism double run among the
+# debug tests above) and the planted-bug tests run many seeds: they are #[ignore]d in the
+# debug build and run here, optimised.
+log "simulation: 500-seed sweep and planted bugs (release)"
+cargo test --release --locked -p weir-simulation --test sweep --test planted_bugs -- --ignored
+
 log "all tests passed"

@@ -192,7 +192,15 @@ pub async fn await_caught_up(
                     .ok()
                     .flatten()
                     .unwrap_or(0);
-                if committed < end {
+                // Caught up: no committed record at or after the committed offset. (The
+                // offset may stop short of the end by transaction markers, which hold no
+                // record.)
+                let unread = broker
+                    .read_committed(&job.source, p, committed, 1)
+                    .await
+                    .map(|r| r.len())
+                    .unwrap_or(1);
+                if unread > 0 {
                     behind.push(format!(
                         "{} partition {p} at {committed} of {end}",
                         job.name
