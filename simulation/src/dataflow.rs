@@ -7,7 +7,7 @@
 use crate::cluster::ClusterView;
 use crate::context::SimContext;
 use crate::jobs::{EventGen, SimJob};
-use crate::reference_stub::{self as reference, RefDeadLetter, RefOutput, RefRecord};
+use crate::reference::{self, RefDeadLetter, RefOutput, RefRecord};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::BTreeMap;

@@ -135,6 +135,11 @@ checkpoint_interval: {checkpoint_ms}ms
 
 /// Cards (keys) events are spread over.
 const CARDS: u64 = 12;
+/// Each card falls quiet for one span in every `QUIET_CYCLE` spans of this length, staggered
+/// by card, so that session windows (gap 3 s) close during a run instead of growing forever.
+const QUIET_SPAN_MS: u64 = 6_000;
+/// Spans in one cycle of a card's activity.
+const QUIET_CYCLE: u64 = 3;
 /// Event time of the first event (a fixed instant, so runs replay).
 const EVENT_TIME_START_MS: i64 = 1_700_000_000_000;
 /// How far an ordinary event's time strays from the run's clock.
@@ -169,7 +174,12 @@ impl EventGen {
 
     /// One record for `topic` at simulated time `now_ms`.
     pub fn next(&mut self, rng: &mut impl Rng, topic: &str, now_ms: u64) -> OutgoingRecord {
-        let card = format!("c{}", rng.gen_range(0..CARDS));
+        let span = now_ms / QUIET_SPAN_MS;
+        let active: Vec<u64> = (0..CARDS)
+            .filter(|c| !(span + c).is_multiple_of(QUIET_CYCLE))
+            .collect();
+        debug_assert!(!active.is_empty());
+        let card = format!("c{}", active[rng.gen_range(0..active.len())]);
         let record = |key: Option<&str>, value: Option<Vec<u8>>| OutgoingRecord {
             topic: topic.to_string(),
             partition: None,

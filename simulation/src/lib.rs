@@ -24,7 +24,7 @@ pub mod faults;
 pub mod fleet;
 pub mod jobs;
 pub mod network;
-pub mod reference_stub;
+pub mod reference;
 pub mod scenario;
 pub mod shrink;
 pub mod trace;

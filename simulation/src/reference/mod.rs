@@ -1,0 +1,115 @@
+//! The simulation's oracle: an independent, sequential evaluator of weir job specs over
+//! one source partition's records. The simulation compares what the real workers
+//! committed against what this computes from the same input.
+//!
+//! It is written from the engine's specification alone — the module comment of
+//! `weir_worker::operators` — plus the spec types of `weir_core::spec` and the dead-letter
+//! wire form of `DeadLetter::to_json`; none of the engine's implementation is reused, so a
+//! bug there is not copied here. Clarity beats speed: BTreeMaps, plain loops, one record
+//! at a time.
+//!
+//! - `json`: decoding with the spec's rules, and compact writing.
+//! - `event_time`: the event-time field and RFC 3339.
+//! - `expr`: CEL over the current object, JSON to CEL and back, key texts.
+//! - `exact_sum` and `aggregate`: accumulators and the values windows write.
+//! - `windows`: tumbling, sliding and session windows, lateness and firing.
+//! - `plan` and `evaluator`: the spec read into stages, and the per-record loop.
+//! - `dead_letter`: reading a dead-letter record back for comparison.
+//!
+//! # Where it stops short of the specification
+//!
+//! - Expressions are compiled with `weir_core::spec::compile_expression`, the function
+//!   spec validation uses; the engine's own syntax-tree depth bound
+//!   (`EXPRESSION_DEPTH_MAX`) is not modelled, as validated specs stay within it.
+//! - The `a.b` rule (a field literally named `a.b` wins over field `b` of field `a`) is the
+//!   `cel` crate's own qualified-name resolution: every field is bound under its full name.
+//! - The state bounds (`KEYS_PER_PARTITION_MAX` and the others) are not modelled: the
+//!   simulation stays far below them, and reaching one stops the worker's pipeline.
+//! - Window bounds beyond i64 (impossible with validated window sizes and event times
+//!   within ±8.64e15 ms) are reported as [`ReferenceError::Unsupported`].
+//! - Ambiguity resolved here: when a stage after the aggregate fails on a result that an
+//!   earlier `map` after the aggregate already rewrote, the dead letter's payload is the
+//!   result as fired (the spec: "the result's JSON as payload"); the worker agrees (see
+//!   the differential tests' families).
+
+mod aggregate;
+mod dead_letter;
+mod evaluator;
+mod event_time;
+mod exact_sum;
+mod expr;
+mod json;
+mod plan;
+mod windows;
+
+#[cfg(test)]
+mod tests;
+
+pub use dead_letter::parse_dead_letter;
+
+use weir_core::spec::JobSpec;
+
+/// One source record as the broker stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// One output the evaluator expects on the sink topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RefOutput {
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+}
+
+/// One expected dead letter, without the free-text `detail`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RefDeadLetter {
+    pub reason: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Everything one partition's records produce, each list in emission order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefOutputs {
+    pub outputs: Vec<RefOutput>,
+    pub dead_letters: Vec<RefDeadLetter>,
+}
+
+/// Why the reference cannot evaluate a spec or read a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    /// An expression the spec carries does not compile.
+    #[error("expression `{expression}` does not compile: {message}")]
+    BadExpression { expression: String, message: String },
+    /// The pipeline's shape is not one validation accepts.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// The spec or input uses something the reference does not model.
+    #[error("not supported by the reference evaluator: {0}")]
+    Unsupported(String),
+    /// A dead-letter record is not in the form the worker writes.
+    #[error("malformed dead letter: {0}")]
+    BadDeadLetter(String),
+}
+
+/// Evaluates `spec` over one source partition's records of `topic`, in offset order.
+pub fn evaluate_partition(
+    spec: &JobSpec,
+    topic: &str,
+    records: &[RefRecord],
+) -> Result<RefOutputs, ReferenceError> {
+    let plan = plan::Plan::compile(spec)?;
+    let mut evaluator = evaluator::Evaluator::new(plan, topic);
+    for record in records {
+        evaluator.process(record)?;
+    }
+    Ok(evaluator.finish())
+}

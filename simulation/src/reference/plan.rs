@@ -1,0 +1,154 @@
+//! A job spec read into what the evaluator runs: the stages before the window, the
+//! window with its aggregates, and the stages after them, every expression compiled.
+
+use super::expr::Expr;
+use super::windows::Shape;
+use super::ReferenceError;
+use weir_core::spec::SpecDuration;
+use weir_core::spec::{parse_aggregate_call, AggregateFunction, JobSpec, Stage, WindowKind};
+
+/// A stage that runs on one event (or one window result).
+pub(crate) enum StageOp {
+    Filter(Expr),
+    /// Output name and expression, in name order.
+    Map(Vec<(String, Expr)>),
+    Dedupe {
+        key: Expr,
+        ttl_ms: i128,
+    },
+    KeyBy(Expr),
+}
+
+/// One aggregate output: its name, function and argument (none for `count()`).
+pub(crate) struct AggregateOp {
+    pub(crate) name: String,
+    pub(crate) function: AggregateFunction,
+    pub(crate) argument: Option<Expr>,
+}
+
+/// The window and its aggregate stage.
+pub(crate) struct WindowOp {
+    pub(crate) shape: Shape,
+    pub(crate) lateness_ms: i128,
+    /// In name order, the order results write them.
+    pub(crate) aggregates: Vec<AggregateOp>,
+}
+
+pub(crate) struct Plan {
+    pub(crate) event_time_field: Option<String>,
+    pub(crate) max_out_of_orderness_ms: i128,
+    /// The stages before the window, or all of them for a stateless job.
+    pub(crate) before: Vec<StageOp>,
+    pub(crate) window: Option<WindowOp>,
+    /// The stages after the aggregate, run on each window result.
+    pub(crate) after: Vec<StageOp>,
+}
+
+impl Plan {
+    pub(crate) fn compile(spec: &JobSpec) -> Result<Plan, ReferenceError> {
+        let mut plan = Plan {
+            event_time_field: spec.source.event_time.clone(),
+            max_out_of_orderness_ms: ms(spec.source.max_out_of_orderness_or_zero()),
+            before: Vec::new(),
+            window: None,
+            after: Vec::new(),
+        };
+        let mut stages = spec.pipeline.iter().peekable();
+        let mut keyed = false;
+        while let Some(stage) = stages.next() {
+            let op = match stage {
+                Stage::Filter(source) => StageOp::Filter(Expr::compile(source)?),
+                Stage::Map(outputs) => StageOp::Map(
+                    outputs
+                        .iter()
+                        .map(|(name, source)| Ok((name.clone(), Expr::compile(source)?)))
+                        .collect::<Result<_, ReferenceError>>()?,
+                ),
+                Stage::Dedupe(dedupe) => StageOp::Dedupe {
+                    key: Expr::compile(&dedupe.key)?,
+                    ttl_ms: ms(dedupe.ttl),
+                },
+                Stage::KeyBy(source) => {
+                    keyed = true;
+                    StageOp::KeyBy(Expr::compile(source)?)
+                }
+                Stage::Window(window) => {
+                    let Some(Stage::Aggregate(outputs)) = stages.next() else {
+                        return Err(invalid("a window must be followed by an aggregate"));
+                    };
+                    if plan.window.is_some() || !keyed {
+                        return Err(invalid("one window, after a key_by"));
+                    }
+                    plan.window = Some(WindowOp {
+                        shape: shape(&window.kind)?,
+                        lateness_ms: ms(window.allowed_lateness_or_zero()),
+                        aggregates: aggregates(outputs)?,
+                    });
+                    continue;
+                }
+                Stage::Aggregate(_) => return Err(invalid("an aggregate without its window")),
+            };
+            match plan.window {
+                None => plan.before.push(op),
+                Some(_) => plan.after.push(op),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn shape(kind: &WindowKind) -> Result<Shape, ReferenceError> {
+    Ok(match kind {
+        WindowKind::Tumbling(size) => Shape::Tumbling {
+            size: positive(*size)?,
+        },
+        WindowKind::Sliding(sliding) => {
+            let size = positive(sliding.size)?;
+            let slide = positive(sliding.slide)?;
+            // The spec's compile-time refusal; the bound's value is the worker's constant.
+            let per_event = (size + slide - 1) / slide;
+            if per_event > weir_worker::operators::WINDOWS_PER_EVENT_MAX as i128 {
+                return Err(invalid("a sliding window has too many windows per event"));
+            }
+            Shape::Sliding { size, slide }
+        }
+        WindowKind::Session(session) => Shape::Session {
+            gap: positive(session.gap)?,
+        },
+    })
+}
+
+fn aggregates(
+    outputs: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<AggregateOp>, ReferenceError> {
+    outputs
+        .iter()
+        .map(|(name, call)| {
+            let call =
+                parse_aggregate_call(call).map_err(|message| ReferenceError::BadExpression {
+                    expression: call.clone(),
+                    message,
+                })?;
+            Ok(AggregateOp {
+                name: name.clone(),
+                function: call.function,
+                argument: call.argument.as_deref().map(Expr::compile).transpose()?,
+            })
+        })
+        .collect()
+}
+
+fn ms(duration: SpecDuration) -> i128 {
+    i128::from(duration.as_millis())
+}
+
+fn positive(duration: SpecDuration) -> Result<i128, ReferenceError> {
+    match ms(duration) {
+        0 => Err(invalid("a window duration is zero")),
+        ms => Ok(ms),
+    }
+}
+
+fn invalid(message: &str) -> ReferenceError {
+    ReferenceError::InvalidSpec(message.to_string())
+}
