@@ -1,5 +1,7 @@
-//! The Raft log and vote in redb (openraft's `RaftLogStorage`).
+//! The Raft log and vote in redb (openraft's `RaftLogStorage`), with the newest entries
+//! also kept decoded in memory (`EntryCache`).
 
+use super::entry_cache::EntryCache;
 use super::{read_err, write_err, LOG, META};
 use crate::raft_types::{Entry, LogId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -7,16 +9,24 @@ use openraft::{LogState, RaftLogReader, Vote};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
+/// The committed index is saved (a hint that lets a restart apply committed entries before
+/// hearing from a leader) only once it has moved this many entries past the saved one. A
+/// stale hint is safe, since every entry below it was committed; saving each advance would
+/// cost one redb transaction per write.
+pub const COMMITTED_HINT_EVERY: u64 = 64;
 
-/// The log store; cheap to clone, every clone sees the same database.
+/// The log store; cheap to clone, every clone sees the same database and cache.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    cache: Arc<Mutex<EntryCache>>,
+    /// The committed index last saved, shared by every clone.
+    committed_saved: Arc<Mutex<Option<u64>>>,
 }
 
 impl LogStore {
@@ -26,7 +36,17 @@ impl LogStore {
         txn.open_table(LOG).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
-        Ok(LogStore { db })
+        Ok(LogStore {
+            db,
+            cache: Arc::default(),
+            committed_saved: Arc::default(),
+        })
+    }
+
+    fn cache(&self) -> MutexGuard<'_, EntryCache> {
+        // The cache is consistent after every call that holds the lock; a panic elsewhere
+        // cannot leave it half-updated.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -63,6 +83,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        if let Some(entries) = self.cache().get(&range) {
+            return Ok(entries);
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(LOG).map_err(read_err)?;
         let mut entries = Vec::new();
@@ -113,7 +136,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // A hint for faster restarts, not needed for safety: no fsync of its own.
+        // A hint for faster restarts, not needed for safety: no fsync of its own, and only
+        // every `COMMITTED_HINT_EVERY` entries.
+        let index = committed.map(|c| c.index);
+        {
+            let mut saved = self
+                .committed_saved
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due = match (*saved, index) {
+                (Some(s), Some(i)) => i < s || i - s >= COMMITTED_HINT_EVERY,
+                (None, Some(_)) => true,
+                (_, None) => saved.is_some(),
+            };
+            if !due {
+                return Ok(());
+            }
+            *saved = index;
+        }
         self.write_meta(COMMITTED, &committed, Durability::None)
     }
 
@@ -138,21 +178,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Durability::Immediate
         };
         txn.set_durability(durability).map_err(write_err)?;
-        let mut count: u64 = 0;
+        let entries: Vec<Entry> = entries.into_iter().collect();
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
+            for entry in &entries {
+                let bytes = serde_json::to_vec(entry).map_err(write_err)?;
                 table
                     .insert(entry.log_id.index, bytes.as_slice())
                     .map_err(write_err)?;
-                count += 1;
             }
         }
         let result = txn
             .commit()
             .map_err(|e| std::io::Error::other(e.to_string()));
-        metrics::histogram!("weir_raft_append_batch_entries").record(count as f64);
+        if result.is_ok() {
+            self.cache().appended(&entries);
+        }
+        metrics::histogram!("weir_raft_append_batch_entries").record(entries.len() as f64);
         let failed = result.as_ref().err().map(|e| e.to_string());
         callback.log_io_completed(result);
         match failed {
@@ -171,6 +213,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .retain_in(log_id.index.., |_, _| false)
                 .map_err(write_err)?;
         }
+        // Forget the entries first: whether or not the commit lands, none of them may be
+        // served again.
+        self.cache().truncated(log_id.index);
         txn.commit().map_err(write_err)
     }
 
@@ -188,6 +233,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .retain_in(..=log_id.index, |_, _| false)
                 .map_err(write_err)?;
         }
+        self.cache().purged(log_id.index);
         txn.commit().map_err(write_err)
     }
 }

@@ -13,6 +13,7 @@
 // move the allocation.
 #![allow(clippy::result_large_err)]
 
+mod entry_cache;
 mod log_store;
 mod state_machine;
 
