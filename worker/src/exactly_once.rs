@@ -19,7 +19,7 @@
 //! Everything outside goes through seams: the broker, the checkpoint store, the control
 //! plane, and `now_ms` given by the caller.
 
-use crate::checkpoint_store::{CheckpointStore, StoreError};
+use crate::checkpoint_store::{Checkpoint, CheckpointStore, StoreError};
 use crate::control::{ControlError, ControlPlane};
 use crate::operators::{
     CompileError, DeadLetterReason, Outputs, Pipeline, PipelineError, RestoreError,
@@ -129,6 +129,9 @@ pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
     last_checkpoint_ms: u64,
     /// Whether the open transaction holds anything not yet committed.
     dirty: bool,
+    /// The offset of this runner's last checkpoint in the store: where the state changes
+    /// of its next checkpoint start.
+    stored_at: Option<i64>,
     outputs: Outputs,
     counters: PartitionCounters,
     sink_topic: String,
@@ -192,8 +195,21 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             }
             other => other,
         };
-        let (pipeline, next_offset, next_checkpoint) = match committed {
+        let local = match committed {
             Some(offset) => {
+                store
+                    .get_local(config.job, config.partition, offset)
+                    .await?
+            }
+            None => None,
+        };
+        let (pipeline, next_offset, next_checkpoint) = match (committed, local) {
+            (Some(offset), Some(local)) => (
+                Pipeline::restore_entries(&config.spec, &local.header, &local.entries)?,
+                offset,
+                CheckpointId(local.checkpoint + 1),
+            ),
+            (Some(offset), None) => {
                 let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
                     let newest = store.newest_offset(config.job, config.partition).await?;
                     return Err(PartitionError::MissingSnapshot {
@@ -208,7 +224,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                     CheckpointId(checkpoint.0 + 1),
                 )
             }
-            None => (Pipeline::compile(&config.spec)?, 0, CheckpointId(1)),
+            (None, _) => (Pipeline::compile(&config.spec)?, 0, CheckpointId(1)),
         };
         let reader = broker.reader(&topic, partition, next_offset).await?;
         // Keyless outputs stay on the sink partition numbered like their source partition
@@ -236,6 +252,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             next_checkpoint,
             last_checkpoint_ms: now_ms,
             dirty: false,
+            stored_at: None,
             outputs: Outputs::new(),
             counters: PartitionCounters::default(),
         })
@@ -381,18 +398,26 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         let started = tokio::time::Instant::now();
         // 1. The snapshot, durable before anything refers to it.
         let snapshot = encode_snapshot(checkpoint, &self.pipeline.snapshot());
+        let changes = self.pipeline.take_changes();
         let commit_first = planted(PlantedBug::CommitBeforeSnapshot);
         let location = if commit_first {
             String::from("(written after the commit)")
         } else {
-            self.store
-                .put(
-                    self.config.job,
-                    self.config.partition,
-                    self.next_offset,
-                    &snapshot,
-                )
-                .await?
+            // Changes not stored leave the next checkpoint with nothing to build on: the
+            // error ends this runner, and the next one starts with a full write.
+            let stored = Checkpoint {
+                checkpoint: checkpoint.0,
+                offset: self.next_offset,
+                snapshot: &snapshot,
+                changes: &changes,
+                base_offset: self.stored_at,
+            };
+            let location = self
+                .store
+                .put_checkpoint(self.config.job, self.config.partition, stored)
+                .await?;
+            self.stored_at = Some(self.next_offset);
+            location
         };
         // 2. Prepared, in the coordinator: refused unless we own the partition at our epoch.
         let prepared = self.report(checkpoint, CheckpointPhase::Prepared, &location);
@@ -465,6 +490,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         metrics::gauge!("weir_checkpoint_bytes", "job" => job.clone(), "partition" => partition.clone()).set(snapshot.len() as f64);
         metrics::gauge!("weir_state_bytes", "job" => job.clone(), "partition" => partition.clone())
             .set(self.state_bytes() as f64);
+        metrics::gauge!("weir_checkpoint_changed_keys", "job" => job.clone(), "partition" => partition.clone())
+            .set(changes.entries.len() as f64);
         if let Some(lag) = self.lag() {
             metrics::gauge!("weir_consumer_lag_records", "job" => job, "partition" => partition)
                 .set(lag as f64);

@@ -299,3 +299,38 @@ async fn a_stateless_job_commits_each_result_once_through_crash_reassignment_and
     let actual = with_crash_reassignment_and_zombie(STATELESS, &inputs).await;
     assert_eq!(actual, expected);
 }
+
+#[tokio::test]
+async fn a_restart_on_the_same_machine_recovers_from_the_local_copy_alone() {
+    use weir_worker::checkpoint_store::LocalFirst;
+    let inputs = events(3_000);
+    let expected = failure_free(WINDOWED, &inputs).await;
+    let (broker, spec, control) = setup(WINDOWED, &inputs).await;
+    place(&control, "w1", 1);
+    let disk = tempfile::tempdir().unwrap();
+    let store = LocalFirst::open(disk.path(), MemoryCheckpointStore::new()).unwrap();
+    let mut now = 0;
+    let mut a =
+        PartitionRunner::recover(config(&spec, "w1", 1), &broker, store, control.clone(), now)
+            .await
+            .unwrap();
+    drain(&mut a, &mut now, inputs.len() as i64 / 2)
+        .await
+        .unwrap();
+    assert!(a.counters().checkpoints > 1, "{:?}", a.counters());
+    // A crash with a transaction open; the restarted worker's checkpoint store has lost
+    // every snapshot, so only the local copy (kept from changes) can restore the state.
+    drop(a);
+    let store = LocalFirst::open(disk.path(), MemoryCheckpointStore::new()).unwrap();
+    let mut a =
+        PartitionRunner::recover(config(&spec, "w1", 1), &broker, store, control.clone(), now)
+            .await
+            .unwrap();
+    drain(&mut a, &mut now, inputs.len() as i64).await.unwrap();
+    a.checkpoint(now + 10_000).await.unwrap();
+    let actual = (
+        committed(&broker, "alerts").await,
+        committed(&broker, "dlq").await,
+    );
+    assert_eq!(actual, expected);
+}

@@ -1,28 +1,81 @@
 //! A worker's local copy of its partitions' state, in redb under `--data-dir`, in front of
-//! the checkpoint store. At each checkpoint the snapshot is committed to the local redb
-//! (fsynced) and then to the checkpoint store; recovery on the same machine reads the local
-//! copy and goes to the checkpoint store only when the local one is missing (a new machine,
-//! or a lost disk). The checkpoint store stays the source of truth: a snapshot counts as
-//! durable only once `put` has returned from both.
+//! the checkpoint store. At each checkpoint the keys that changed since the previous one
+//! are written to the local redb (one fsynced transaction, with the offset and checkpoint
+//! they belong to), and then the whole snapshot to the checkpoint store. Recovery on the
+//! same machine rebuilds the state from the local copy when it is at exactly the committed
+//! offset, and goes to the checkpoint store otherwise (a new machine, a lost disk, or a
+//! local copy ahead of the last Kafka commit). The checkpoint store stays the source of
+//! truth: a checkpoint counts as durable only once both writes returned.
 
-use super::{prunable, CheckpointStore, StoreError};
-use redb::{Database, Durability, ReadableDatabase, TableDefinition};
+use super::{Checkpoint, CheckpointStore, LocalState, StoreError};
+use crate::operators::StateEntry;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use weir_core::ids::{JobId, PartitionId};
 
-/// Snapshots by (job, partition, offset).
-const SNAPSHOTS: TableDefinition<(u64, u32, i64), &[u8]> = TableDefinition::new("snapshots");
+/// Per (job, partition): the offset and checkpoint of the local state, and its header.
+const STATE_META: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("state_meta");
+/// Per (job, partition, section, key): the key's state.
+const STATE_KEYS: TableDefinition<(u64, u32, u32, &str), &[u8]> =
+    TableDefinition::new("state_keys");
+/// Bytes of a meta value before the header: offset and checkpoint.
+const META_FIXED_BYTES: usize = 16;
 
 fn local(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("local state database: {e}"))
 }
 
-/// The checkpoint store `S` with a local redb copy in front of it.
+/// The checkpoint store `S` with a local redb copy of the state in front of it.
 #[derive(Debug, Clone)]
 pub struct LocalFirst<S> {
     db: Arc<Database>,
     remote: S,
+}
+
+/// The local state's place: its offset, checkpoint and header.
+struct Meta {
+    offset: i64,
+    checkpoint: u64,
+    header: Vec<u8>,
+}
+
+impl Meta {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(META_FIXED_BYTES + self.header.len());
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.checkpoint.to_le_bytes());
+        out.extend_from_slice(&self.header);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Meta, StoreError> {
+        if bytes.len() < META_FIXED_BYTES {
+            return Err(StoreError::Corrupt("local state meta is truncated".into()));
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[..8]);
+        let offset = i64::from_le_bytes(word);
+        word.copy_from_slice(&bytes[8..16]);
+        Ok(Meta {
+            offset,
+            checkpoint: u64::from_le_bytes(word),
+            header: bytes[META_FIXED_BYTES..].to_vec(),
+        })
+    }
+}
+
+/// The keys of one partition in `STATE_KEYS`: from its first key up to the next
+/// partition's first.
+fn partition_keys(
+    job: JobId,
+    partition: PartitionId,
+) -> std::ops::Range<(u64, u32, u32, &'static str)> {
+    let end = match partition.0.checked_add(1) {
+        Some(next) => (job.0, next, 0, ""),
+        None => (job.0.saturating_add(1), 0, 0, ""),
+    };
+    (job.0, partition.0, 0, "")..end
 }
 
 impl<S: CheckpointStore> LocalFirst<S> {
@@ -34,7 +87,8 @@ impl<S: CheckpointStore> LocalFirst<S> {
         })?;
         let db = Database::create(data_dir.join("state.redb")).map_err(local)?;
         let txn = db.begin_write().map_err(local)?;
-        txn.open_table(SNAPSHOTS).map_err(local)?;
+        txn.open_table(STATE_META).map_err(local)?;
+        txn.open_table(STATE_KEYS).map_err(local)?;
         txn.commit().map_err(local)?;
         Ok(LocalFirst {
             db: Arc::new(db),
@@ -42,18 +96,56 @@ impl<S: CheckpointStore> LocalFirst<S> {
         })
     }
 
-    fn offsets(&self, job: JobId, partition: PartitionId) -> Result<Vec<i64>, StoreError> {
-        let txn = self.db.begin_read().map_err(local)?;
-        let table = txn.open_table(SNAPSHOTS).map_err(local)?;
-        let mut out = Vec::new();
-        for item in table
-            .range((job.0, partition.0, i64::MIN)..=(job.0, partition.0, i64::MAX))
-            .map_err(local)?
+    /// Applies a checkpoint's changes to the local copy, in one fsynced transaction.
+    fn write_local(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        checkpoint: &Checkpoint<'_>,
+    ) -> Result<(), StoreError> {
+        let changes = checkpoint.changes;
+        let mut txn = self.db.begin_write().map_err(local)?;
+        txn.set_durability(Durability::Immediate).map_err(local)?;
         {
-            let (k, _) = item.map_err(local)?;
-            out.push(k.value().2);
+            let mut meta = txn.open_table(STATE_META).map_err(local)?;
+            let mut keys = txn.open_table(STATE_KEYS).map_err(local)?;
+            let current = match meta.get((job.0, partition.0)).map_err(local)? {
+                Some(v) => Some(Meta::decode(v.value())?),
+                None => None,
+            };
+            if changes.full {
+                keys.retain_in(partition_keys(job, partition), |_, _| false)
+                    .map_err(local)?;
+            } else {
+                let at = current.as_ref().map(|m| m.offset);
+                if at.is_none() || at != checkpoint.base_offset {
+                    return Err(StoreError::Unavailable(format!(
+                        "the local state of job {job} partition {partition} is at offset {at:?}, \
+                         not at {:?} where these changes start",
+                        checkpoint.base_offset
+                    )));
+                }
+            }
+            for entry in &changes.entries {
+                let key = (job.0, partition.0, entry.section, entry.key.as_str());
+                match &entry.value {
+                    Some(value) => {
+                        keys.insert(key, value.as_slice()).map_err(local)?;
+                    }
+                    None => {
+                        keys.remove(key).map_err(local)?;
+                    }
+                }
+            }
+            let new_meta = Meta {
+                offset: checkpoint.offset,
+                checkpoint: checkpoint.checkpoint,
+                header: changes.header.clone(),
+            };
+            meta.insert((job.0, partition.0), new_meta.encode().as_slice())
+                .map_err(local)?;
         }
-        Ok(out)
+        txn.commit().map_err(local)
     }
 }
 
@@ -65,16 +157,19 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         offset: i64,
         snapshot: &[u8],
     ) -> Result<String, StoreError> {
-        let mut txn = self.db.begin_write().map_err(local)?;
-        txn.set_durability(Durability::Immediate).map_err(local)?;
-        {
-            let mut table = txn.open_table(SNAPSHOTS).map_err(local)?;
-            table
-                .insert((job.0, partition.0, offset), snapshot)
-                .map_err(local)?;
-        }
-        txn.commit().map_err(local)?;
         self.remote.put(job, partition, offset, snapshot).await
+    }
+
+    async fn put_checkpoint(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        checkpoint: Checkpoint<'_>,
+    ) -> Result<String, StoreError> {
+        self.write_local(job, partition, &checkpoint)?;
+        self.remote
+            .put(job, partition, checkpoint.offset, checkpoint.snapshot)
+            .await
     }
 
     async fn get(
@@ -83,16 +178,40 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         offset: i64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let found = {
-            let txn = self.db.begin_read().map_err(local)?;
-            let table = txn.open_table(SNAPSHOTS).map_err(local)?;
-            let value = table.get((job.0, partition.0, offset)).map_err(local)?;
-            value.map(|v| v.value().to_vec())
+        self.remote.get(job, partition, offset).await
+    }
+
+    async fn get_local(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+    ) -> Result<Option<LocalState>, StoreError> {
+        let txn = self.db.begin_read().map_err(local)?;
+        let meta = txn.open_table(STATE_META).map_err(local)?;
+        let Some(found) = meta.get((job.0, partition.0)).map_err(local)? else {
+            return Ok(None);
         };
-        match found {
-            Some(bytes) => Ok(Some(bytes)),
-            None => self.remote.get(job, partition, offset).await,
+        let found = Meta::decode(found.value())?;
+        if found.offset != offset {
+            return Ok(None);
         }
+        let keys = txn.open_table(STATE_KEYS).map_err(local)?;
+        let mut entries = Vec::new();
+        for item in keys.range(partition_keys(job, partition)).map_err(local)? {
+            let (k, v) = item.map_err(local)?;
+            let (_, _, section, key) = k.value();
+            entries.push(StateEntry {
+                section,
+                key: key.to_string(),
+                value: Some(v.value().to_vec()),
+            });
+        }
+        Ok(Some(LocalState {
+            checkpoint: found.checkpoint,
+            header: found.header,
+            entries,
+        }))
     }
 
     async fn newest_offset(
@@ -110,18 +229,6 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         offset: i64,
     ) -> Result<(), StoreError> {
-        let offsets = self.offsets(job, partition)?;
-        let doomed: Vec<i64> = prunable(&offsets, offset).collect();
-        if !doomed.is_empty() {
-            let txn = self.db.begin_write().map_err(local)?;
-            {
-                let mut table = txn.open_table(SNAPSHOTS).map_err(local)?;
-                for o in doomed {
-                    table.remove((job.0, partition.0, o)).map_err(local)?;
-                }
-            }
-            txn.commit().map_err(local)?;
-        }
         self.remote.prune(job, partition, offset).await
     }
 }

@@ -4,9 +4,10 @@
 //! committed outputs were computed from.
 //!
 //! `put` returns only once the snapshot is durable (step 1 of the exactly-once protocol
-//! must finish before the Kafka commit). Production uses a directory (`dir`); the
-//! simulation and unit tests use memory (`memory`); object stores can implement the same
-//! trait.
+//! must finish before the Kafka commit). Production uses a directory (`dir`) behind a
+//! worker-local redb copy of the state that each checkpoint updates key by key
+//! (`local_first`); the simulation and unit tests use memory (`memory`); object stores can
+//! implement the same trait.
 
 mod dir;
 mod local_first;
@@ -16,9 +17,38 @@ pub use dir::DirCheckpointStore;
 pub use local_first::LocalFirst;
 pub use memory::MemoryCheckpointStore;
 
+use crate::operators::{StateChanges, StateEntry};
 use std::future::Future;
 use thiserror::Error;
 use weir_core::ids::{JobId, PartitionId};
+
+/// A partition's state as a worker-local copy holds it, key by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalState {
+    /// The checkpoint the state was taken at.
+    pub checkpoint: u64,
+    /// The parts of the state that are not per key.
+    pub header: Vec<u8>,
+    /// Every key's entry, in (section, key) order.
+    pub entries: Vec<StateEntry>,
+}
+
+/// A checkpoint as the runner hands it to the store: the whole snapshot, and what changed
+/// in the state since the previous checkpoint of the same runner.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'a> {
+    /// The checkpoint's id.
+    pub checkpoint: u64,
+    /// The next source offset: what the snapshot is named by.
+    pub offset: i64,
+    /// The snapshot, as `put` takes it.
+    pub snapshot: &'a [u8],
+    /// The state's changes since `base_offset`.
+    pub changes: &'a StateChanges,
+    /// The offset of the previous checkpoint these changes build on (`None` for the first
+    /// checkpoint of a runner, whose changes are full).
+    pub base_offset: Option<i64>,
+}
 
 /// Snapshots kept per partition; older ones are deleted after a newer commit.
 pub const SNAPSHOTS_PER_PARTITION_KEPT: usize = 4;
@@ -74,6 +104,29 @@ pub trait CheckpointStore: Clone + 'static {
         partition: PartitionId,
         offset: i64,
     ) -> impl Future<Output = Result<(), StoreError>>;
+
+    /// Stores a checkpoint durably, as `put` does with its snapshot; a store with a local
+    /// copy of the state also applies the checkpoint's changes to it.
+    fn put_checkpoint(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        checkpoint: Checkpoint<'_>,
+    ) -> impl Future<Output = Result<String, StoreError>> {
+        self.put(job, partition, checkpoint.offset, checkpoint.snapshot)
+    }
+
+    /// The partition's state at exactly `offset` from a worker-local copy, if this store
+    /// keeps one and it is at that offset; recovery then needs no snapshot.
+    fn get_local(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+    ) -> impl Future<Output = Result<Option<LocalState>, StoreError>> {
+        let _ = (job, partition, offset);
+        async { Ok(None) }
+    }
 }
 
 /// The offsets `prune(.., offset)` deletes from a partition's sorted snapshot offsets: the

@@ -64,28 +64,170 @@ async fn the_local_first_store_keeps_and_prunes() {
 
 #[tokio::test]
 async fn the_local_copy_serves_recovery_and_the_remote_one_a_new_machine() {
-    let (j, p) = (JobId(3), PartitionId(1));
+    let (j, p) = (JobId(1), PartitionId(1));
     let remote = MemoryCheckpointStore::new();
     let disk = tempfile::tempdir().unwrap();
     let store = LocalFirst::open(disk.path(), remote.clone()).unwrap();
-    store.put(j, p, 100, b"state").await.unwrap();
+    let full = changes(true, "h", vec![entry(0, "a", Some("1"))]);
+    put_changes(&store, 1, 100, None, &full).await.unwrap();
     assert_eq!(
         remote.get(j, p, 100).await.unwrap().as_deref(),
-        Some(&b"state"[..]),
+        Some(&b"snapshot@100"[..]),
         "durable remotely too"
     );
     drop(store);
     // The same machine after a restart: served from its disk even if the remote is gone.
     let reopened = LocalFirst::open(disk.path(), MemoryCheckpointStore::new()).unwrap();
-    assert_eq!(
-        reopened.get(j, p, 100).await.unwrap().as_deref(),
-        Some(&b"state"[..])
-    );
-    // A new machine (empty disk): served from the checkpoint store.
+    let local = reopened.get_local(j, p, 100).await.unwrap().unwrap();
+    assert_eq!(keys_of(&local), [(0, "a", "1")]);
+    // A new machine (empty disk): no local copy; the snapshot from the checkpoint store.
     let fresh = tempfile::tempdir().unwrap();
     let elsewhere = LocalFirst::open(fresh.path(), remote).unwrap();
+    assert_eq!(elsewhere.get_local(j, p, 100).await.unwrap(), None);
     assert_eq!(
         elsewhere.get(j, p, 100).await.unwrap().as_deref(),
-        Some(&b"state"[..])
+        Some(&b"snapshot@100"[..])
+    );
+}
+
+fn entry(section: u32, key: &str, value: Option<&str>) -> StateEntry {
+    StateEntry {
+        section,
+        key: key.to_string(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+fn changes(full: bool, header: &str, entries: Vec<StateEntry>) -> StateChanges {
+    StateChanges {
+        full,
+        header: header.as_bytes().to_vec(),
+        entries,
+    }
+}
+
+async fn put_changes<S: CheckpointStore>(
+    store: &S,
+    partition: u32,
+    offset: i64,
+    base_offset: Option<i64>,
+    changes: &StateChanges,
+) -> Result<String, StoreError> {
+    let snapshot = format!("snapshot@{offset}");
+    store
+        .put_checkpoint(
+            JobId(1),
+            PartitionId(partition),
+            Checkpoint {
+                checkpoint: offset as u64 / 10,
+                offset,
+                snapshot: snapshot.as_bytes(),
+                changes,
+                base_offset,
+            },
+        )
+        .await
+}
+
+fn keys_of(state: &LocalState) -> Vec<(u32, &str, &str)> {
+    state
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.section,
+                e.key.as_str(),
+                std::str::from_utf8(e.value.as_deref().unwrap_or_default()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_local_copy_follows_changes_key_by_key() {
+    use crate::operators::WINDOWS_SECTION as W;
+    let dir = tempfile::tempdir().unwrap();
+    let remote = MemoryCheckpointStore::new();
+    let store = LocalFirst::open(dir.path(), remote.clone()).unwrap();
+    let (j, p0) = (JobId(1), PartitionId(0));
+    assert_eq!(store.get_local(j, p0, 10).await.unwrap(), None);
+
+    let first = changes(
+        true,
+        "h1",
+        vec![entry(0, "a", Some("1")), entry(W, "k", Some("w1"))],
+    );
+    put_changes(&store, 0, 10, None, &first).await.unwrap();
+    let at_10 = store.get_local(j, p0, 10).await.unwrap().unwrap();
+    assert_eq!(at_10.checkpoint, 1);
+    assert_eq!(at_10.header, b"h1");
+    assert_eq!(keys_of(&at_10), [(0, "a", "1"), (W, "k", "w1")]);
+    assert_eq!(
+        store.get_local(j, p0, 9).await.unwrap(),
+        None,
+        "another offset"
+    );
+
+    // Another partition's full write leaves partition 0 alone.
+    let other = changes(true, "h", vec![entry(0, "z", Some("9"))]);
+    put_changes(&store, 1, 5, None, &other).await.unwrap();
+
+    let second = changes(
+        false,
+        "h2",
+        vec![entry(0, "a", None), entry(0, "b", Some("2"))],
+    );
+    put_changes(&store, 0, 20, Some(10), &second).await.unwrap();
+    let at_20 = store.get_local(j, p0, 20).await.unwrap().unwrap();
+    assert_eq!(at_20.header, b"h2");
+    assert_eq!(keys_of(&at_20), [(0, "b", "2"), (W, "k", "w1")]);
+    assert_eq!(store.get_local(j, p0, 10).await.unwrap(), None, "moved on");
+
+    // Changes that do not start where the copy is are refused, and change nothing.
+    let stray = changes(false, "hx", vec![entry(0, "c", Some("3"))]);
+    assert!(put_changes(&store, 0, 30, Some(10), &stray).await.is_err());
+    assert!(put_changes(&store, 1, 30, None, &stray).await.is_err());
+    assert_eq!(
+        keys_of(&store.get_local(j, p0, 20).await.unwrap().unwrap()),
+        [(0, "b", "2"), (W, "k", "w1")]
+    );
+
+    // The snapshots went to the checkpoint store as well.
+    assert_eq!(
+        remote.get(j, p0, 20).await.unwrap().as_deref(),
+        Some(&b"snapshot@20"[..])
+    );
+
+    // A full write replaces whatever was there; the copy survives reopening.
+    let third = changes(true, "h3", vec![entry(W, "m", Some("w2"))]);
+    put_changes(&store, 0, 30, Some(20), &third).await.unwrap();
+    drop(store);
+    let reopened = LocalFirst::open(dir.path(), remote).unwrap();
+    let at_30 = reopened.get_local(j, p0, 30).await.unwrap().unwrap();
+    assert_eq!(keys_of(&at_30), [(W, "m", "w2")]);
+    let p1 = reopened
+        .get_local(j, PartitionId(1), 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(keys_of(&p1), [(0, "z", "9")]);
+}
+
+#[tokio::test]
+async fn stores_without_a_local_copy_take_the_snapshot_alone() {
+    let store = MemoryCheckpointStore::new();
+    let full = changes(true, "h", vec![entry(0, "a", Some("1"))]);
+    put_changes(&store, 0, 10, None, &full).await.unwrap();
+    assert_eq!(
+        store
+            .get(JobId(1), PartitionId(0), 10)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"snapshot@10"[..])
+    );
+    assert_eq!(
+        store.get_local(JobId(1), PartitionId(0), 10).await.unwrap(),
+        None
     );
 }

@@ -3,7 +3,7 @@
 //! that time lets the watermark's advance forget keys in order, so memory follows the
 //! watermark instead of growing with every key ever seen.
 
-use super::hash::FxHashMap;
+use super::hash::{FxHashMap, FxHashSet};
 use super::limits::{PipelineError, StateLimit, DEDUPE_KEYS_MAX};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,7 +18,15 @@ pub(crate) struct DedupeMemory {
     last_kept_ms: FxHashMap<Arc<str>, i64>,
     by_time: BTreeSet<(i64, Arc<str>)>,
     key_bytes: usize,
+    /// Keys kept or forgotten since the changes were last taken, unless
+    /// `changes_overflowed`.
+    changed: FxHashSet<Arc<str>>,
+    changes_overflowed: bool,
 }
+
+/// Keys whose changes one dedupe stage tracks between checkpoints; past this many the next
+/// checkpoint rewrites the local copy whole.
+pub(crate) const CHANGED_KEYS_TRACKED_MAX: usize = 2 * DEDUPE_KEYS_MAX;
 
 impl DedupeMemory {
     /// Decides on an event with `key` at `event_ms`: `Ok(true)` to keep it (and remember
@@ -39,6 +47,7 @@ impl DedupeMemory {
             let key = Arc::clone(key);
             self.by_time.remove(&(last_ms, Arc::clone(&key)));
             self.by_time.insert((event_ms, Arc::clone(&key)));
+            self.mark_changed(&key);
             self.last_kept_ms.insert(key, event_ms);
             return Ok(true);
         }
@@ -50,8 +59,39 @@ impl DedupeMemory {
                 return Err(PipelineError::StateLimit(StateLimit::DedupeKeys));
             }
         }
-        self.insert(Arc::from(key), event_ms);
+        let key: Arc<str> = Arc::from(key);
+        self.mark_changed(&key);
+        self.insert(key, event_ms);
         Ok(true)
+    }
+
+    fn mark_changed(&mut self, key: &Arc<str>) {
+        if self.changes_overflowed || self.changed.contains(key) {
+            return;
+        }
+        if self.changed.len() >= CHANGED_KEYS_TRACKED_MAX {
+            self.changes_overflowed = true;
+            self.changed = FxHashSet::default();
+            return;
+        }
+        self.changed.insert(Arc::clone(key));
+    }
+
+    /// The keys kept or forgotten since the last call, in key order; `None` if more
+    /// changed than are tracked.
+    pub(crate) fn take_changed(&mut self) -> Option<Vec<Arc<str>>> {
+        let changed = std::mem::take(&mut self.changed);
+        if std::mem::take(&mut self.changes_overflowed) {
+            return None;
+        }
+        let mut changed: Vec<Arc<str>> = changed.into_iter().collect();
+        changed.sort_unstable();
+        Some(changed)
+    }
+
+    /// When `key`'s last kept occurrence was, if it is remembered.
+    pub(crate) fn last_kept_ms(&self, key: &str) -> Option<i64> {
+        self.last_kept_ms.get(key).copied()
     }
 
     fn insert(&mut self, key: Arc<str>, last_ms: i64) {
@@ -69,6 +109,7 @@ impl DedupeMemory {
             if let Some((_, key)) = self.by_time.pop_first() {
                 self.key_bytes -= key.len();
                 self.last_kept_ms.remove(&key);
+                self.mark_changed(&key);
             }
         }
     }

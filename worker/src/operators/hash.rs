@@ -3,11 +3,14 @@
 //! and fixed so that nothing about a run depends on a random seed. The tables are only
 //! looked up, never iterated where order could leak: snapshots sort their keys.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A map keyed with the Fx hash.
 pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A set hashed with the Fx hash (iterated only to be sorted).
+pub(crate) type FxHashSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 

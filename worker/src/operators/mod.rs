@@ -141,6 +141,7 @@
 //! same spec (same stages and event-time settings) continues exactly as if never stopped.
 
 mod aggregate;
+mod changes;
 mod datum;
 mod dedupe;
 mod event_time;
@@ -158,6 +159,7 @@ mod window;
 #[cfg(test)]
 mod tests;
 
+pub use changes::{StateChanges, StateEntry, WINDOWS_SECTION};
 pub use event_time::{parse_rfc3339_ms, EVENT_TIME_ABS_MAX_MS};
 pub use expr::EXPRESSION_DEPTH_MAX;
 pub use json::JSON_NESTING_MAX;

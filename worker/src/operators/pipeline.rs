@@ -3,6 +3,7 @@
 //! every record moves forward. See the module doc of `operators` for the semantics.
 
 use super::aggregate::Input;
+use super::changes::{StateChanges, StateEntry, WINDOWS_SECTION};
 use super::datum::write_i64;
 use super::datum::Datum;
 use super::dedupe::DedupeMemory;
@@ -17,6 +18,7 @@ use super::record::{
 use super::snapshot;
 use super::window::{Assigner, Fired, Windows};
 use std::borrow::Cow;
+use std::sync::Arc;
 use weir_core::spec::{
     parse_aggregate_call, validate, AggregateFunction, JobSpec, SpecError, Stage,
 };
@@ -183,6 +185,9 @@ pub(crate) struct State {
     pub(crate) dedupe: Vec<DedupeMemory>,
     pub(crate) windows: Option<Windows>,
     failed: Option<PipelineError>,
+    /// Whether the changes tracked since they were last taken are every difference from
+    /// the state as then written (false for a new or restored state: write it whole).
+    changes_complete: bool,
     // Buffers kept across records so the hot path does not allocate.
     field_spans: Vec<FieldSpan>,
     fired: Vec<Fired>,
@@ -211,6 +216,79 @@ impl Pipeline {
         let mut pipeline = Pipeline::compile(spec)?;
         snapshot::read(&pipeline.plan, &mut pipeline.state, bytes)?;
         Ok(pipeline)
+    }
+
+    /// Restores a pipeline for `spec` from its state as [`take_changes`](Pipeline::take_changes)
+    /// gave it: a header and every key's entry. The same checks as [`restore`](Pipeline::restore).
+    pub fn restore_entries(
+        spec: &JobSpec,
+        header: &[u8],
+        entries: &[StateEntry],
+    ) -> Result<Pipeline, RestoreError> {
+        let bytes = snapshot::assemble(header, entries)?;
+        Pipeline::restore(spec, &bytes)
+    }
+
+    /// The state's entries that changed since the last call (or every entry, the first
+    /// time and whenever more changed than are tracked), for a checkpoint's local copy.
+    pub fn take_changes(&mut self) -> StateChanges {
+        let state = &mut self.state;
+        let dedupe_changed: Vec<Option<Vec<Arc<str>>>> = state
+            .dedupe
+            .iter_mut()
+            .map(DedupeMemory::take_changed)
+            .collect();
+        let windows_changed = state.windows.as_mut().map(Windows::take_changed);
+        let full = !std::mem::replace(&mut state.changes_complete, true)
+            || dedupe_changed.iter().any(Option::is_none)
+            || matches!(windows_changed, Some(None));
+        let mut entries = Vec::new();
+        if full {
+            for (stage, memory) in state.dedupe.iter().enumerate() {
+                for (key, last_ms) in memory.entries_sorted() {
+                    entries.push(StateEntry {
+                        section: stage as u32,
+                        key: key.to_string(),
+                        value: Some(snapshot::dedupe_value(last_ms)),
+                    });
+                }
+            }
+            if let Some(windows) = &state.windows {
+                for (key, panes) in windows.keys_sorted() {
+                    entries.push(StateEntry {
+                        section: WINDOWS_SECTION,
+                        key: key.to_string(),
+                        value: Some(snapshot::panes_value(panes)),
+                    });
+                }
+            }
+        } else {
+            for (stage, keys) in dedupe_changed.into_iter().enumerate() {
+                let memory = &state.dedupe[stage];
+                for key in keys.unwrap_or_default() {
+                    entries.push(StateEntry {
+                        section: stage as u32,
+                        value: memory.last_kept_ms(&key).map(snapshot::dedupe_value),
+                        key: key.to_string(),
+                    });
+                }
+            }
+            if let (Some(windows), Some(Some(keys))) = (&state.windows, windows_changed) {
+                for key in keys {
+                    let panes = windows.panes_of(&key);
+                    entries.push(StateEntry {
+                        section: WINDOWS_SECTION,
+                        value: (!panes.is_empty()).then(|| snapshot::panes_value(panes)),
+                        key: key.to_string(),
+                    });
+                }
+            }
+        }
+        StateChanges {
+            full,
+            header: snapshot::header(&self.plan, state),
+            entries,
+        }
     }
 
     /// The pipeline's state at this record boundary, in a deterministic binary form: the
@@ -356,6 +434,7 @@ impl State {
                 )
             }),
             failed: None,
+            changes_complete: false,
             field_spans: Vec::new(),
             fired: Vec::new(),
             inputs: Vec::new(),

@@ -15,6 +15,7 @@
 //! An accumulator is a tag (0 count, 1 sum, 2 avg, 3 min, 4 max) and its fields.
 
 use super::aggregate::{Accumulator, ExactSum, Extreme};
+use super::changes::{StateEntry, WINDOWS_SECTION};
 use super::dedupe::DedupeMemory;
 use super::event_time::EVENT_TIME_ABS_MAX_MS;
 use super::exact::{ExactFloatSum, LIMBS_MAX};
@@ -42,16 +43,7 @@ pub(crate) fn fingerprint(spec: &JobSpec) -> [u8; 32] {
 
 pub(crate) fn write(plan: &Plan, state: &State) -> Vec<u8> {
     let mut w = Writer::default();
-    w.bytes(MAGIC);
-    w.u32(VERSION);
-    w.bytes(&plan.fingerprint);
-    match state.max_event_ms {
-        None => w.u8(0),
-        Some(ms) => {
-            w.u8(1);
-            w.i64(ms);
-        }
-    }
+    w.prefix(plan, state);
     w.len(state.dedupe.len());
     for memory in &state.dedupe {
         let entries = memory.entries_sorted();
@@ -69,16 +61,83 @@ pub(crate) fn write(plan: &Plan, state: &State) -> Vec<u8> {
             w.len(keys.len());
             for (key, panes) in keys {
                 w.str(key);
-                w.len(panes.len());
-                for pane in panes {
-                    w.i64(pane.start_ms);
-                    w.i64(pane.end_ms);
-                    pane.accumulators.iter().for_each(|acc| w.accumulator(acc));
-                }
+                w.panes(panes);
             }
         }
     }
     w.out
+}
+
+/// The parts of a snapshot that are not per key, as [`assemble`] takes them: the prefix
+/// (magic, version, fingerprint, largest event time), then the number of dedupe stages
+/// (u32) and whether there are windows (u8).
+pub(crate) fn header(plan: &Plan, state: &State) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.prefix(plan, state);
+    w.len(state.dedupe.len());
+    w.u8(u8::from(state.windows.is_some()));
+    w.out
+}
+
+/// A dedupe entry's value: the last kept event time.
+pub(crate) fn dedupe_value(last_kept_ms: i64) -> Vec<u8> {
+    last_kept_ms.to_le_bytes().to_vec()
+}
+
+/// A window key's value: its open windows.
+pub(crate) fn panes_value(panes: &[Pane]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.panes(panes);
+    w.out
+}
+
+/// The snapshot that [`write`] gives for the state whose [`header`] and entries (every
+/// key, with its value, by section) these are. Refuses entries it cannot place; the
+/// snapshot's own reading checks the rest.
+pub(crate) fn assemble(header: &[u8], entries: &[StateEntry]) -> Result<Vec<u8>, RestoreError> {
+    let split = header
+        .len()
+        .checked_sub(5)
+        .ok_or_else(|| corrupt("a state header is too short".into()))?;
+    let (prefix, tail) = header.split_at(split);
+    let mut stage_count = [0u8; 4];
+    stage_count.copy_from_slice(&tail[..4]);
+    let stages = u32::from_le_bytes(stage_count);
+    let has_windows = tail[4];
+    let mut sorted: Vec<&StateEntry> = entries.iter().collect();
+    sorted.sort_unstable_by(|a, b| (a.section, &a.key).cmp(&(b.section, &b.key)));
+    let mut w = Writer::default();
+    w.bytes(prefix);
+    w.u32(stages);
+    let mut rest = sorted.as_slice();
+    let section = |rest: &mut &[&StateEntry], id: u32, w: &mut Writer| {
+        let count = rest.iter().take_while(|e| e.section == id).count();
+        let (these, after) = rest.split_at(count);
+        *rest = after;
+        w.len(these.len());
+        for entry in these {
+            let Some(value) = &entry.value else {
+                return Err(corrupt(format!("entry {:?} has no value", entry.key)));
+            };
+            w.str(&entry.key);
+            w.bytes(value);
+        }
+        Ok(())
+    };
+    for stage in 0..stages {
+        section(&mut rest, stage, &mut w)?;
+    }
+    w.u8(has_windows);
+    if has_windows == 1 {
+        section(&mut rest, WINDOWS_SECTION, &mut w)?;
+    }
+    if let Some(entry) = rest.first() {
+        return Err(corrupt(format!(
+            "an entry in section {} that the state does not have",
+            entry.section
+        )));
+    }
+    Ok(w.out)
 }
 
 pub(crate) fn read(plan: &Plan, state: &mut State, bytes: &[u8]) -> Result<(), RestoreError> {
@@ -172,6 +231,28 @@ struct Writer {
 }
 
 impl Writer {
+    fn prefix(&mut self, plan: &Plan, state: &State) {
+        self.bytes(MAGIC);
+        self.u32(VERSION);
+        self.bytes(&plan.fingerprint);
+        match state.max_event_ms {
+            None => self.u8(0),
+            Some(ms) => {
+                self.u8(1);
+                self.i64(ms);
+            }
+        }
+    }
+    fn panes(&mut self, panes: &[Pane]) {
+        self.len(panes.len());
+        for pane in panes {
+            self.i64(pane.start_ms);
+            self.i64(pane.end_ms);
+            pane.accumulators
+                .iter()
+                .for_each(|acc| self.accumulator(acc));
+        }
+    }
     fn bytes(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
     }

@@ -779,6 +779,120 @@ fn snapshot_restore_continue_equals_an_uninterrupted_run() {
     }
 }
 
+/// A local copy of a pipeline's state kept only from its changes, as a worker's redb
+/// copy is: full changes replace it, others update and delete keys.
+#[derive(Default)]
+struct CopyFromChanges {
+    header: Vec<u8>,
+    entries: std::collections::BTreeMap<(u32, String), Vec<u8>>,
+}
+
+impl CopyFromChanges {
+    fn apply(&mut self, changes: StateChanges) {
+        if changes.full {
+            self.entries.clear();
+        }
+        self.header = changes.header;
+        for entry in changes.entries {
+            match entry.value {
+                Some(value) => self.entries.insert((entry.section, entry.key), value),
+                None => self.entries.remove(&(entry.section, entry.key)),
+            };
+        }
+    }
+
+    fn entries(&self) -> Vec<StateEntry> {
+        self.entries
+            .iter()
+            .map(|((section, key), value)| StateEntry {
+                section: *section,
+                key: key.clone(),
+                value: Some(value.clone()),
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn state_kept_from_changes_alone_restores_the_same_pipeline() {
+    let mut rng = SmallRng::seed_from_u64(7);
+    for spec in checkpoint_specs() {
+        for _ in 0..8 {
+            let input = random_records(&mut rng, 400);
+            let mut pipeline = Pipeline::compile(&spec).unwrap();
+            let mut copy = CopyFromChanges::default();
+            let mut out = Outputs::new();
+            let mut at = 0;
+            let mut partial = 0;
+            while at < input.len() {
+                let cut = (at + rng.gen_range(1..60)).min(input.len());
+                pipeline.process_batch(&input[at..cut], &mut out).unwrap();
+                at = cut;
+                let changes = pipeline.take_changes();
+                assert_eq!(changes.full, copy.header.is_empty());
+                if !changes.full {
+                    partial += 1;
+                }
+                copy.apply(changes);
+                let restored =
+                    Pipeline::restore_entries(&spec, &copy.header, &copy.entries()).unwrap();
+                assert_eq!(restored.snapshot(), pipeline.snapshot());
+                // A restored pipeline's first changes are full again.
+                if rng.gen_bool(0.2) {
+                    pipeline = restored;
+                    copy = CopyFromChanges::default();
+                }
+            }
+            assert!(partial > 0);
+        }
+    }
+}
+
+#[test]
+fn changes_name_only_the_keys_that_changed() {
+    let spec = spec(
+        r#"key_by: "k"
+        window: { tumbling: 100ms }
+        aggregate: { n: "count()" }"#,
+    );
+    let mut pipeline = Pipeline::compile(&spec).unwrap();
+    let mut out = Outputs::new();
+    let event = |ts: i64, k: &str| json!({"ts": ts, "k": k}).to_string();
+    let input: Vec<SourceRecord> = [(1, "a"), (2, "b"), (3, "c")]
+        .iter()
+        .enumerate()
+        .map(|(i, (ts, k))| record(i as i64, &event(*ts, k)))
+        .collect();
+    pipeline.process_batch(&input, &mut out).unwrap();
+    let first = pipeline.take_changes();
+    assert!(first.full);
+    assert_eq!(first.entries.len(), 3);
+    assert!(!pipeline.take_changes().full, "nothing changed");
+    pipeline
+        .process(&record(3, &event(4, "b")), &mut out)
+        .unwrap();
+    let second = pipeline.take_changes();
+    assert!(!second.full);
+    let keys: Vec<&str> = second.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["b"]);
+    // The watermark passes the window's end: every key's window fires and is deleted.
+    pipeline
+        .process(&record(4, &event(250, "d")), &mut out)
+        .unwrap();
+    let third = pipeline.take_changes();
+    let deleted: Vec<&str> = third
+        .entries
+        .iter()
+        .filter(|e| e.value.is_none())
+        .map(|e| e.key.as_str())
+        .collect();
+    assert_eq!(deleted, ["a", "b", "c"]);
+    assert!(third
+        .entries
+        .iter()
+        .any(|e| e.key == "d" && e.value.is_some()));
+}
+
 #[test]
 fn snapshots_are_deterministic() {
     let spec = &checkpoint_specs()[0];

@@ -94,7 +94,14 @@ struct KeyWindows {
     panes: Vec<Pane>,
     /// The watermark at which the key's last window fired, while it has none open.
     idle_since_ms: Option<i64>,
+    /// Whether the key is in `Windows::changed` already.
+    changed: bool,
 }
+
+/// Keys whose changes a partition tracks between checkpoints; past this many the next
+/// checkpoint rewrites the local copy whole (a key can be counted again after being
+/// forgotten and seen anew, so this is above the key limit).
+pub(crate) const CHANGED_KEYS_TRACKED_MAX: usize = 2 * KEYS_PER_PARTITION_MAX;
 
 /// The open windows of one partition.
 #[derive(Debug, Clone)]
@@ -113,6 +120,10 @@ pub(crate) struct Windows {
     /// How long an idle key is kept: one window length.
     idle_grace_ms: i64,
     key_bytes: usize,
+    /// Keys whose open windows changed since the changes were last taken (a key may
+    /// appear more than once), unless `changes_overflowed`.
+    changed: Vec<Arc<str>>,
+    changes_overflowed: bool,
 }
 
 impl Windows {
@@ -136,6 +147,8 @@ impl Windows {
                 Assigner::Session { gap_ms } => gap_ms,
             },
             key_bytes: 0,
+            changed: Vec::new(),
+            changes_overflowed: false,
         }
     }
 
@@ -179,6 +192,7 @@ impl Windows {
         inputs: &[Option<Input>],
     ) -> Result<(), PipelineError> {
         let slot = self.slot_for(key)?;
+        self.mark_changed(slot);
         match self.assigner {
             Assigner::Session { gap_ms } => self.add_to_session(slot, event_ms, gap_ms, inputs),
             Assigner::Tumbling { size_ms } => self.add_to_window(
@@ -227,6 +241,7 @@ impl Windows {
             key: Arc::clone(&key),
             panes: Vec::new(),
             idle_since_ms: None,
+            changed: false,
         };
         let slot = match self.free_slots.pop() {
             Some(slot) => {
@@ -337,6 +352,7 @@ impl Windows {
                 break;
             }
             self.timers.pop_first();
+            self.mark_changed(slot);
             let windows = &mut self.slots[slot as usize];
             let Ok(index) = windows
                 .panes
@@ -364,6 +380,47 @@ impl Windows {
         fired[first_fired..].sort_unstable_by(|a, b| {
             (a.end_ms, a.start_ms, &a.key).cmp(&(b.end_ms, b.start_ms, &b.key))
         });
+    }
+
+    /// Notes that `slot`'s key's windows change (or may), for the next checkpoint's changes.
+    fn mark_changed(&mut self, slot: u32) {
+        let windows = &mut self.slots[slot as usize];
+        if windows.changed || self.changes_overflowed {
+            return;
+        }
+        if self.changed.len() >= CHANGED_KEYS_TRACKED_MAX {
+            self.changes_overflowed = true;
+            self.changed = Vec::new();
+            return;
+        }
+        windows.changed = true;
+        self.changed.push(Arc::clone(&windows.key));
+    }
+
+    /// The keys whose open windows may have changed since the last call, each once, in
+    /// key order; `None` if more changed than are tracked.
+    pub(crate) fn take_changed(&mut self) -> Option<Vec<Arc<str>>> {
+        let overflowed = std::mem::take(&mut self.changes_overflowed);
+        let mut changed = std::mem::take(&mut self.changed);
+        if overflowed {
+            self.slots.iter_mut().for_each(|w| w.changed = false);
+            return None;
+        }
+        for key in &changed {
+            if let Some(&slot) = self.slot_of_key.get(key) {
+                self.slots[slot as usize].changed = false;
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        Some(changed)
+    }
+
+    /// The open windows of `key` (empty if it has none).
+    pub(crate) fn panes_of(&self, key: &str) -> &[Pane] {
+        self.slot_of_key
+            .get(key)
+            .map_or(&[], |&slot| self.slots[slot as usize].panes.as_slice())
     }
 
     /// Forgets the keys idle since `up_to_ms` or before.
