@@ -758,7 +758,14 @@ impl Run {
                 };
                 let index = (fault.pick % data.fleet.len() as u64) as usize;
                 if data.fleet.is_running(index) {
-                    data.fleet.crash(index);
+                    let modes = [
+                        CrashMode::KeepUnsynced,
+                        CrashMode::DropUnsynced,
+                        CrashMode::KeepUnsyncedPrefix,
+                    ];
+                    let mode = modes[((fault.pick >> 8) % modes.len() as u64) as usize];
+                    data.fleet
+                        .crash(index, mode, &mut StdRng::seed_from_u64(fault.pick));
                     let restart_at = self.ctx.now_ms() + down_ms;
                     self.at(restart_at, Action::RestartWorker(index));
                     self.faults_injected += 1;

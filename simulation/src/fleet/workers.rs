@@ -6,17 +6,20 @@ use super::gate::Gate;
 use super::store::{GatedStore, StoreService};
 use crate::cluster::ClusterView;
 use crate::context::SimContext;
+use crate::disk::{CrashMode, SimDisk};
 use crate::network::SimNet;
 use actix::{Actor, Addr};
+use rand::Rng;
 use std::sync::Arc;
 use weir_broker::memory::MemoryBroker;
 use weir_core::ids::{NodeId, WorkerId};
+use weir_worker::checkpoint_store::LocalFirst;
 use weir_worker::fleet::{StatusBoard, StopSupervisor, Supervisor, SupervisorConfig};
 
 /// Network node ids of workers start here (coordinators are 1..=7).
 pub const WORKER_NODE_BASE: NodeId = 100;
 
-type SimSupervisor = Supervisor<GatedBroker, GatedStore, SimControlPlane>;
+type SimSupervisor = Supervisor<GatedBroker, LocalFirst<GatedStore>, SimControlPlane>;
 
 /// One worker machine: its identity, and its process when one runs.
 struct Machine {
@@ -24,6 +27,9 @@ struct Machine {
     node: NodeId,
     incarnations: u64,
     process: Option<(Gate, Addr<SimSupervisor>)>,
+    /// The machine's disk, under its local copy of partition state (the production
+    /// `LocalFirst` store over redb); it outlives the process.
+    disk: SimDisk,
 }
 
 /// The workers of a run.
@@ -60,6 +66,7 @@ impl SimFleet {
                 node: WORKER_NODE_BASE + i as NodeId + 1,
                 incarnations: 0,
                 process: None,
+                disk: SimDisk::new(),
             })
             .collect();
         SimFleet {
@@ -125,10 +132,18 @@ impl SimFleet {
         );
         let mut config = SupervisorConfig::new(m.id.clone(), format!("sim-{}", m.id));
         config.poll_batch_records = self.poll_batch_records;
+        let store = match LocalFirst::with_backend(m.disk.open(), self.store.handle(gate.clone())) {
+            Ok(store) => store,
+            Err(e) => {
+                self.ctx
+                    .violation(format!("{} cannot open its local state: {e}", m.id));
+                return;
+            }
+        };
         let supervisor = Supervisor::new(
             config,
             GatedBroker::new(self.broker.clone(), gate.clone()),
-            self.store.handle(gate.clone()),
+            store,
             Arc::new(control),
             StatusBoard::default(),
         )
@@ -138,13 +153,18 @@ impl SimFleet {
         m.process = Some((gate, supervisor));
     }
 
-    /// Kills worker `index`'s process at once: nothing it has in flight reports back.
-    pub fn crash(&mut self, index: usize) {
+    /// Kills worker `index`'s process at once: nothing it has in flight reports back, and
+    /// its disk keeps what `mode` says of the writes not yet synced.
+    pub fn crash(&mut self, index: usize, mode: CrashMode, rng: &mut impl Rng) {
         let m = &mut self.machines[index];
         if let Some((gate, supervisor)) = m.process.take() {
             gate.kill();
             supervisor.do_send(StopSupervisor);
-            self.ctx.event(&format!("crash {}", m.id));
+            let report = m.disk.crash(mode, rng);
+            self.ctx.event(&format!(
+                "crash {} {mode:?}: kept {} of {} unsynced writes",
+                m.id, report.kept, report.pending
+            ));
         }
     }
 
@@ -178,8 +198,10 @@ impl SimFleet {
 
     /// Kills every process (the end of a run).
     pub fn shutdown(&mut self) {
+        // Every later operation fails anyway; nothing is drawn from the run's generators.
+        let mut no_draws = rand::rngs::mock::StepRng::new(0, 0);
         for index in 0..self.machines.len() {
-            self.crash(index);
+            self.crash(index, CrashMode::KeepUnsynced, &mut no_draws);
         }
     }
 }

@@ -86,6 +86,19 @@ impl<S: CheckpointStore> LocalFirst<S> {
             source,
         })?;
         let db = Database::create(data_dir.join("state.redb")).map_err(local)?;
+        Self::with_database(db, remote)
+    }
+
+    /// Opens (or creates) the local copy over any redb storage backend: the disk seam the
+    /// simulation drives (a disk that loses unsynced writes when its machine crashes).
+    pub fn with_backend(backend: impl redb::StorageBackend, remote: S) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(local)?;
+        Self::with_database(db, remote)
+    }
+
+    fn with_database(db: Database, remote: S) -> Result<Self, StoreError> {
         let txn = db.begin_write().map_err(local)?;
         txn.open_table(STATE_META).map_err(local)?;
         txn.open_table(STATE_KEYS).map_err(local)?;
