@@ -24,17 +24,22 @@ pub enum PlantedBug {
     SkipFencing,
     /// A dead letter for an expression error is dropped instead of written.
     DropDeadLetter,
+    /// Recovery takes the worker's local copy of the state without checking that it is at
+    /// the committed offset (it may be ahead, from a checkpoint whose commit never
+    /// happened).
+    LocalCopyAnyOffset,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 6] = [
+    pub const ALL: [PlantedBug; 7] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
         PlantedBug::RestoreNewestSnapshot,
         PlantedBug::SkipFencing,
         PlantedBug::DropDeadLetter,
+        PlantedBug::LocalCopyAnyOffset,
     ];
 
     /// The name `--plant-bug` takes.
@@ -46,6 +51,7 @@ impl PlantedBug {
             PlantedBug::RestoreNewestSnapshot => "restore-newest-snapshot",
             PlantedBug::SkipFencing => "skip-fencing",
             PlantedBug::DropDeadLetter => "drop-dead-letter",
+            PlantedBug::LocalCopyAnyOffset => "local-copy-any-offset",
         }
     }
 

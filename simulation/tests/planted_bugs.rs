@@ -79,10 +79,16 @@ fn dropping_a_dead_letter_is_caught() {
 }
 
 #[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn trusting_the_local_copy_at_any_offset_is_caught() {
+    assert_caught(PlantedBug::LocalCopyAnyOffset, SimOptions::default());
+}
+
+#[test]
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        6,
+        7,
         "a new planted bug needs its test here"
     );
 }
