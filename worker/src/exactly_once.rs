@@ -132,6 +132,10 @@ pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
     /// The offset of this runner's last checkpoint in the store: where the state changes
     /// of its next checkpoint start.
     stored_at: Option<i64>,
+    /// Until this runner's first commit: checkpoint as soon as a batch was processed
+    /// rather than a whole interval after recovery, so that a partition's outputs flow
+    /// again right after a failover.
+    first_commit_pending: bool,
     outputs: Outputs,
     counters: PartitionCounters,
     sink_topic: String,
@@ -253,6 +257,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             last_checkpoint_ms: now_ms,
             dirty: false,
             stored_at: None,
+            first_commit_pending: true,
             outputs: Outputs::new(),
             counters: PartitionCounters::default(),
         })
@@ -300,9 +305,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             .await?;
         let n = batch.len();
         if n > 0 {
+            let started = tokio::time::Instant::now();
             self.outputs.clear();
             self.pipeline.process_batch(&batch, &mut self.outputs)?;
             self.produce_outputs().await?;
+            metrics::histogram!("weir_batch_processing_seconds", "job" => self.config.job.to_string())
+                .record(started.elapsed().as_secs_f64());
             self.next_offset = self.reader.position();
             self.counters.records_in += n as u64;
             self.dirty = true;
@@ -314,7 +322,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 .increment(n as u64);
         }
         let interval_ms = self.config.spec.checkpoint_interval.as_millis();
-        if now_ms.saturating_sub(self.last_checkpoint_ms) >= interval_ms {
+        let first_due = self.first_commit_pending && self.dirty;
+        if first_due || now_ms.saturating_sub(self.last_checkpoint_ms) >= interval_ms {
             self.checkpoint(now_ms).await?;
         }
         Ok(n)
@@ -473,6 +482,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         self.next_checkpoint = CheckpointId(checkpoint.0 + 1);
         self.counters.checkpoints += 1;
         self.dirty = false;
+        self.first_commit_pending = false;
         self.writer.begin()?;
         if let Err(e) = self
             .store

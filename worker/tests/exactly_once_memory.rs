@@ -334,3 +334,39 @@ async fn a_restart_on_the_same_machine_recovers_from_the_local_copy_alone() {
     );
     assert_eq!(actual, expected);
 }
+
+#[tokio::test]
+async fn a_recovered_runner_commits_right_after_its_first_batch() {
+    let inputs = events(500);
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    place(&control, "w1", 1);
+    let interval_ms = spec.checkpoint_interval.as_millis();
+    assert!(
+        interval_ms >= 100,
+        "the test needs steps well inside one interval"
+    );
+    let mut r = PartitionRunner::recover(
+        config(&spec, "w1", 1),
+        &broker,
+        MemoryCheckpointStore::new(),
+        control.clone(),
+        0,
+    )
+    .await
+    .unwrap();
+    let mut now = 0;
+    while r.counters().records_in == 0 {
+        now += 1;
+        assert!(now < interval_ms / 2, "no batch arrived");
+        r.step(now).await.unwrap();
+    }
+    assert_eq!(
+        r.counters().checkpoints,
+        1,
+        "committed with the first batch"
+    );
+    assert!(!committed(&broker, "alerts").await.is_empty());
+    // Later batches wait for the interval.
+    r.step(now + 1).await.unwrap();
+    assert_eq!(r.counters().checkpoints, 1);
+}
