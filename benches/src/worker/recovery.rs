@@ -3,7 +3,7 @@
 //! recovers: creating its writer fences the old producer and aborts the open transaction,
 //! the committed offset names the commit point, the snapshot stored there is restored.
 //! Measured from the kill to the end of `recover`, and to the new runner's first commit
-//! point (which, as in production, comes one checkpoint interval after recovery).
+//! point (which, as in production, comes right after its first batch).
 //!
 //! The source is live: a producer thread appends bids to a one-partition topic at a fixed
 //! rate, with event time following the wall clock, so the runner is caught up when killed
