@@ -6,15 +6,25 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use weir_coordinator::bugs::PlantedBug;
-use weir_simulation::{run_seed, shrink, trace_to_first_violation, FaultClasses, SimOptions};
+use weir_simulation::{
+    run_seed, shrink, trace_to_first_violation, FaultClasses, SimOptions, SimOutcome,
+};
 
 /// Trace lines shown before a failing seed's first violation.
 pub const TRACE_LINES_SHOWN: usize = 40;
 
 /// Seeds one `--seeds` range may hold.
 pub const SEEDS_PER_RUN_MAX: u64 = 1_000_000;
+
+/// Threads `--threads` may ask for.
+pub const THREADS_MAX: usize = 64;
+
+/// Stack of a thread that runs seeds (a whole cluster's futures nest deeply).
+const SEED_THREAD_STACK_BYTES: usize = 16 * 1024 * 1024;
 
 /// Flags of `weir sim`.
 #[derive(Debug, Clone, Args)]
@@ -58,6 +68,10 @@ pub struct SimArgs {
     /// Print the names of the bugs --plant-bug can switch on, one per line.
     #[arg(long)]
     pub list_bugs: bool,
+    /// Seeds run at once, one per thread (default: one per core). Each seed replays
+    /// exactly whatever thread runs it; results print in seed order.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 fn parse_faults(list: &[String]) -> anyhow::Result<FaultClasses> {
@@ -115,6 +129,13 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     if !(1_000..=600_000).contains(&args.fault_phase_ms) {
         bail!("--fault-phase-ms must be 1000 to 600000");
     }
+    let threads = match args.threads {
+        Some(n) if !(1..=THREADS_MAX).contains(&n) => {
+            bail!("--threads must be 1 to {THREADS_MAX}")
+        }
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let mut options = SimOptions {
         coordinators: args.coordinators,
         workers: args.workers,
@@ -146,59 +167,30 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     let total = end - first;
     let mut last_progress_ms = 0u128;
-    for seed in first..end {
-        // Progress on stderr (seeds/s, failures so far) about once a second; stdout keeps
-        // exactly one line per seed for scripts.
-        let elapsed_ms = started.elapsed().as_millis();
-        if total > 1 && elapsed_ms >= last_progress_ms + 1_000 {
-            last_progress_ms = elapsed_ms;
-            let done = seed - first;
-            let rate = done as f64 / (elapsed_ms as f64 / 1_000.0).max(1e-9);
-            eprintln!(
-                "progress: {done}/{total} seeds, {rate:.1} seeds/s, {} failed",
-                failed.len()
-            );
-        }
-        let outcome = run_seed(seed, &options);
+    let mut done: u64 = 0;
+    run_seeds(first..end, &options, threads, |seed, outcome| {
+        done += 1;
         println!(
             "seed={seed} result={} trace={}",
             if outcome.ok { "ok" } else { "fail" },
             outcome.trace_hash
         );
         if !outcome.ok {
-            for v in &outcome.violations {
-                eprintln!("  violation: {v}");
-            }
-            eprintln!("  replay: {}", outcome.reproduce());
-            let mut shown = outcome.clone();
-            if !args.no_shrink {
-                if let Some(shrunk) = shrink(seed, &options, &outcome) {
-                    eprintln!(
-                        "  shrunk to {} of {} scheduled faults in {} runs; replay: {}",
-                        shrunk.kept(),
-                        shrunk.scheduled,
-                        shrunk.runs,
-                        shrunk.outcome.reproduce()
-                    );
-                    for v in &shrunk.outcome.violations {
-                        eprintln!("    violation: {v}");
-                    }
-                    shown = shrunk.outcome;
-                }
-            }
-            if args.trace {
-                for line in &shown.trace {
-                    eprintln!("  {line}");
-                }
-            } else {
-                eprintln!("  trace up to the first violation:");
-                for line in trace_to_first_violation(&shown, TRACE_LINES_SHOWN) {
-                    eprintln!("    {line}");
-                }
-            }
+            report_failure(&args, &options, seed, &outcome);
             failed.push(seed);
         }
-    }
+        // Progress on stderr (seeds/s, failures so far) about once a second; stdout keeps
+        // exactly one line per seed for scripts.
+        let elapsed_ms = started.elapsed().as_millis();
+        if total > 1 && elapsed_ms >= last_progress_ms + 1_000 {
+            last_progress_ms = elapsed_ms;
+            let rate = done as f64 / (elapsed_ms as f64 / 1_000.0).max(1e-9);
+            eprintln!(
+                "progress: {done}/{total} seeds, {rate:.1} seeds/s, {} failed",
+                failed.len()
+            );
+        }
+    })?;
     if end - first > 1 {
         let secs = started.elapsed().as_secs_f64();
         println!(
@@ -222,4 +214,86 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `seeds` on `threads` threads and hands each outcome to `each`, in seed order, on
+/// the calling thread. Passing outcomes travel without their trace, so the results waiting
+/// for an earlier seed stay small.
+fn run_seeds(
+    seeds: std::ops::Range<u64>,
+    options: &SimOptions,
+    threads: usize,
+    mut each: impl FnMut(u64, SimOutcome),
+) -> anyhow::Result<()> {
+    let next = AtomicU64::new(seeds.start);
+    let threads = threads.min((seeds.end - seeds.start).max(1) as usize);
+    let (tx, rx) = mpsc::sync_channel::<(u64, SimOutcome)>(2 * threads);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for i in 0..threads {
+            let (tx, next) = (tx.clone(), &next);
+            std::thread::Builder::new()
+                .name(format!("sim-{i}"))
+                .stack_size(SEED_THREAD_STACK_BYTES)
+                .spawn_scoped(scope, move || loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= seeds.end {
+                        break;
+                    }
+                    let mut outcome = run_seed(seed, options);
+                    if outcome.ok {
+                        outcome.trace = Vec::new();
+                    }
+                    if tx.send((seed, outcome)).is_err() {
+                        break;
+                    }
+                })
+                .context("cannot start a simulation thread")?;
+        }
+        drop(tx);
+        let mut waiting: BTreeMap<u64, SimOutcome> = BTreeMap::new();
+        let mut expected = seeds.start;
+        for (seed, outcome) in rx {
+            waiting.insert(seed, outcome);
+            while let Some(outcome) = waiting.remove(&expected) {
+                each(expected, outcome);
+                expected += 1;
+            }
+        }
+        debug_assert!(waiting.is_empty());
+        Ok(())
+    })
+}
+
+/// Prints a failing seed's violations, replay command, shrunk schedule and trace.
+fn report_failure(args: &SimArgs, options: &SimOptions, seed: u64, outcome: &SimOutcome) {
+    for v in &outcome.violations {
+        eprintln!("  violation: {v}");
+    }
+    eprintln!("  replay: {}", outcome.reproduce());
+    let mut shown = outcome.clone();
+    if !args.no_shrink {
+        if let Some(shrunk) = shrink(seed, options, outcome) {
+            eprintln!(
+                "  shrunk to {} of {} scheduled faults in {} runs; replay: {}",
+                shrunk.kept(),
+                shrunk.scheduled,
+                shrunk.runs,
+                shrunk.outcome.reproduce()
+            );
+            for v in &shrunk.outcome.violations {
+                eprintln!("    violation: {v}");
+            }
+            shown = shrunk.outcome;
+        }
+    }
+    if args.trace {
+        for line in &shown.trace {
+            eprintln!("  {line}");
+        }
+    } else {
+        eprintln!("  trace up to the first violation:");
+        for line in trace_to_first_violation(&shown, TRACE_LINES_SHOWN) {
+            eprintln!("    {line}");
+        }
+    }
 }
