@@ -20,6 +20,12 @@ pub const CONTROL_ATTEMPTS_MAX: u32 = 12;
 pub const CONTROL_RETRY_BACKOFF_MS: u64 = 50;
 /// Time one attempt may take.
 pub const CONTROL_TIMEOUT_MS: u64 = 2_000;
+/// Time one heartbeat attempt may take: well below the lease, so that a hung coordinator
+/// costs a heartbeat round one attempt, not the lease.
+pub const HEARTBEAT_ATTEMPT_TIMEOUT_MS: u64 = 400;
+/// Heartbeat attempts per round: every coordinator twice at most (the next round comes
+/// one heartbeat interval later anyway).
+pub const HEARTBEAT_ATTEMPTS_PER_COORDINATOR: u32 = 2;
 
 /// Why a control call failed.
 #[derive(Debug, Error)]
@@ -72,16 +78,40 @@ pub struct HttpControlPlane {
     client: reqwest::Client,
     coordinators: Vec<String>,
     token: String,
+    attempts: u32,
 }
 
 impl HttpControlPlane {
     /// A control plane over the coordinators at `coordinators` (host:port), authenticating
     /// with the cluster's administrator token.
     pub fn new(coordinators: Vec<String>, token: String) -> Self {
+        Self::with_limits(
+            coordinators,
+            token,
+            CONTROL_TIMEOUT_MS,
+            CONTROL_ATTEMPTS_MAX,
+        )
+    }
+
+    /// A control plane for a [`HeartbeatThread`](crate::fleet::HeartbeatThread): its own
+    /// connections, short attempts, few of them.
+    pub fn for_heartbeats(coordinators: Vec<String>, token: String) -> Self {
+        let attempts = (coordinators.len() as u32)
+            .saturating_mul(HEARTBEAT_ATTEMPTS_PER_COORDINATOR)
+            .clamp(1, CONTROL_ATTEMPTS_MAX);
+        Self::with_limits(coordinators, token, HEARTBEAT_ATTEMPT_TIMEOUT_MS, attempts)
+    }
+
+    fn with_limits(
+        coordinators: Vec<String>,
+        token: String,
+        timeout_ms: u64,
+        attempts: u32,
+    ) -> Self {
         assert!(!coordinators.is_empty(), "at least one coordinator");
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(CONTROL_TIMEOUT_MS))
-            .connect_timeout(Duration::from_millis(300))
+            .timeout(Duration::from_millis(timeout_ms))
+            .connect_timeout(Duration::from_millis(300.min(timeout_ms)))
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
@@ -89,6 +119,7 @@ impl HttpControlPlane {
             client,
             coordinators,
             token,
+            attempts,
         }
     }
 
@@ -99,7 +130,7 @@ impl HttpControlPlane {
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, (u16, String)> {
         let mut last = String::new();
-        for attempt in 0..CONTROL_ATTEMPTS_MAX {
+        for attempt in 0..self.attempts {
             let addr = &self.coordinators[attempt as usize % self.coordinators.len()];
             let mut req = self
                 .client

@@ -25,8 +25,9 @@ pub struct CoordinatorArgs {
     /// The administrator's token; the same on every member.
     #[arg(long, env = "WEIR_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,
-    /// How long a worker lease lasts after each heartbeat, in milliseconds.
-    #[arg(long, default_value_t = 3000)]
+    /// How long a worker lease lasts after each heartbeat, in milliseconds: how soon a dead
+    /// worker's partitions move to another.
+    #[arg(long, default_value_t = 1500)]
     pub lease_timeout_ms: u64,
     /// How often the leader sends Raft heartbeats, in milliseconds.
     #[arg(long, default_value_t = 30)]

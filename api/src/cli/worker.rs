@@ -9,7 +9,9 @@ use weir_broker::kafka::KafkaBroker;
 use weir_core::ids::WorkerId;
 use weir_worker::checkpoint_store::{DirCheckpointStore, LocalFirst};
 use weir_worker::control::HttpControlPlane;
-use weir_worker::fleet::{StatusBoard, Supervisor, SupervisorConfig};
+use weir_worker::fleet::{
+    HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig, PROCESSING_STALL_MAX_MS,
+};
 
 /// Flags of `weir worker` (CONTRACT.md).
 #[derive(Debug, Clone, Args)]
@@ -71,6 +73,12 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         args.coordinators.clone(),
         args.token.clone(),
     ));
+    let heartbeats = HeartbeatThread::spawn(
+        HttpControlPlane::for_heartbeats(args.coordinators.clone(), args.token.clone()),
+        WorkerId(args.id.clone()),
+        PROCESSING_STALL_MAX_MS,
+    )
+    .context("cannot start the heartbeat thread")?;
     let config = SupervisorConfig::new(WorkerId(args.id.clone()), args.id.clone());
     let system = actix::System::new();
     let metrics_listen = args.metrics_listen.clone();
@@ -82,8 +90,10 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             actix::spawn(serve_metrics(listener));
         }
         let board = StatusBoard::default();
-        let supervisor =
-            actix::Actor::start(Supervisor::new(config, broker, store, control, board));
+        let supervisor = actix::Actor::start(
+            Supervisor::new(config, broker, store, control, board)
+                .with_heartbeat_thread(heartbeats),
+        );
         tracing::info!(worker = %args.id, "worker running");
         super::coordinator::shutdown_signal().await;
         tracing::info!("worker shutting down");

@@ -479,6 +479,10 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     for id in ids {
         group.kill(id).await;
     }
+    if ok {
+        println!("ok: every expected alert committed exactly once");
+    }
+    // With --json the summary is the last line on stdout (CONTRACT.md), pass or fail.
     if args.json {
         println!(
             "{}",
@@ -495,6 +499,5 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     if !ok {
         bail!("the closing check failed: {missing} missing, {duplicated} duplicated, {unexpected} unexpected, {} dead letters against {expected_dead} expected", c.dead_letters);
     }
-    println!("ok: every expected alert committed exactly once");
     Ok(())
 }

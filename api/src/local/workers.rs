@@ -8,7 +8,10 @@ use weir_broker::Broker;
 use weir_core::ids::WorkerId;
 use weir_worker::checkpoint_store::CheckpointStore;
 use weir_worker::control::HttpControlPlane;
-use weir_worker::fleet::{FleetStatus, StatusBoard, Supervisor, SupervisorConfig};
+use weir_worker::fleet::{
+    FleetStatus, HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig,
+    PROCESSING_STALL_MAX_MS,
+};
 
 /// A running worker.
 pub struct LocalWorker {
@@ -40,6 +43,11 @@ impl LocalWorker {
         let board = StatusBoard::default();
         let (tx, rx) = mpsc::channel();
         let (b, worker_id, token) = (board.clone(), id.to_string(), token.to_string());
+        let heartbeats = HeartbeatThread::spawn(
+            HttpControlPlane::for_heartbeats(coordinators.clone(), token.clone()),
+            WorkerId(worker_id.clone()),
+            PROCESSING_STALL_MAX_MS,
+        )?;
         let thread = std::thread::Builder::new()
             .name(format!("worker-{id}"))
             .spawn(move || {
@@ -47,7 +55,9 @@ impl LocalWorker {
                 system.block_on(async move {
                     let control = Arc::new(HttpControlPlane::new(coordinators, token));
                     let config = SupervisorConfig::new(WorkerId(worker_id.clone()), worker_id);
-                    actix::Actor::start(Supervisor::new(config, broker, store, control, b));
+                    let supervisor = Supervisor::new(config, broker, store, control, b)
+                        .with_heartbeat_thread(heartbeats);
+                    actix::Actor::start(supervisor);
                     let _ = tx.send(actix::System::current());
                 });
                 let _ = system.run();

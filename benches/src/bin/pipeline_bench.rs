@@ -15,6 +15,7 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use weir_benches::process::{clock_ticks_per_s, cpu_ms};
+use weir_benches::worker::cluster_recovery;
 use weir_benches::worker::e2e::{self, Source};
 use weir_benches::worker::idle;
 use weir_benches::worker::jobs::Job;
@@ -72,6 +73,9 @@ struct Args {
     /// Skip the idle-memory bench.
     #[arg(long)]
     no_idle: bool,
+    /// Kills of a worker process in a real cluster (0 skips the cluster recovery bench).
+    #[arg(long, default_value_t = 3)]
+    cluster_recovery_trials: usize,
     /// How long the idle worker settles before its memory is read.
     #[arg(long, default_value_t = 5_000)]
     settle_ms: u64,
@@ -81,6 +85,9 @@ struct Args {
 const EVENTS_MAX: usize = 10_000_000;
 const PARTITIONS_MAX: u32 = 64;
 const RECOVERY_TRIALS_MAX: usize = 20;
+/// Topics of the cluster recovery bench.
+const CLUSTER_SOURCE: &str = "crec-bids";
+const CLUSTER_SINK: &str = "crec-out";
 const LIVE_RATE_MAX: u64 = 200_000;
 /// Job ids of the recovery bench, apart from the end-to-end runs' 1, 2, ...
 const RECOVERY_JOB_ID_FIRST: u64 = 1_001;
@@ -140,6 +147,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "--recovery-trials must be at most {RECOVERY_TRIALS_MAX}"
     );
     anyhow::ensure!(
+        args.cluster_recovery_trials <= RECOVERY_TRIALS_MAX,
+        "--cluster-recovery-trials must be at most {RECOVERY_TRIALS_MAX}"
+    );
+    anyhow::ensure!(
         (1..=LIVE_RATE_MAX).contains(&args.live_rate),
         "--live-rate must be 1..={LIVE_RATE_MAX}"
     );
@@ -161,6 +172,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("warmup-out".into(), p),
         ("live".into(), 1),
         ("idle-bids".into(), 4),
+        (CLUSTER_SOURCE.into(), cluster_recovery::PARTITIONS),
+        (CLUSTER_SINK.into(), cluster_recovery::PARTITIONS),
+        (format!("{CLUSTER_SINK}-dlq"), 1),
         ("idle-out".into(), 4),
         ("idle-out-dlq".into(), 1),
     ];
@@ -319,11 +333,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     };
 
+    let cluster_trials = match (
+        args.cluster_recovery_trials,
+        idle::check_binary(&args.weir_bin),
+    ) {
+        (0, _) => Vec::new(),
+        (_, Err(e)) => {
+            eprintln!("pipeline-bench: skipping the cluster recovery bench: {e:#}");
+            Vec::new()
+        }
+        (trials, Ok(())) => {
+            eprintln!("pipeline-bench: recovery in a cluster");
+            cluster_recovery::measure(
+                &args.weir_bin,
+                &bootstrap,
+                CLUSTER_SOURCE,
+                CLUSTER_SINK,
+                args.live_rate,
+                trials,
+            )
+            .await?
+        }
+    };
+
     println!("### End to end\n");
     println!("{}", report::e2e(&rows, p, args.driver_threads));
     if !recovery_trials.is_empty() {
         println!("### Recovery\n");
         println!("{}", report::recovery(&recovery_trials));
+    }
+    if !cluster_trials.is_empty() {
+        println!("### Recovery in a cluster\n");
+        println!("{}", report::cluster_recovery(&cluster_trials));
     }
     if let Some(memory) = idle_memory {
         println!("### Idle worker memory\n");

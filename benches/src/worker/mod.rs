@@ -17,6 +17,7 @@
 //! - `tuned` — the experiment that led weir's reader to set `fetch.queue.backoff.ms`;
 //!   kept to try other values (`--readers tuned`).
 
+pub mod cluster_recovery;
 pub mod control;
 pub mod e2e;
 pub mod idle;

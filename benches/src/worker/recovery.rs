@@ -30,7 +30,7 @@ use weir_worker::exactly_once::PartitionRunner;
 
 /// How long a killed runner's partition waits in a cluster before the leader places it
 /// again: the coordinator's default lease timeout.
-pub const CLUSTER_LEASE_TIMEOUT_MS: u64 = 3_000;
+pub const CLUSTER_LEASE_TIMEOUT_MS: u64 = 1_500;
 /// And then up to one assignment poll of the supervisor that receives it.
 pub const CLUSTER_ASSIGNMENT_POLL_MS: u64 = 250;
 /// How long after its second commit point a runner is killed, cycled through the trials
@@ -69,6 +69,16 @@ impl LiveProducer {
     /// Starts producing `rate_per_s` bids per second to `topic`; event time is the time since
     /// start, from [`DATE_TIME_START_MS`].
     pub fn start(bootstrap: &str, topic: &str, rate_per_s: u64) -> anyhow::Result<LiveProducer> {
+        Self::start_partitioned(bootstrap, topic, rate_per_s, 1)
+    }
+
+    /// The same, spreading the bids round robin over `partitions` partitions of `topic`.
+    pub fn start_partitioned(
+        bootstrap: &str,
+        topic: &str,
+        rate_per_s: u64,
+        partitions: u32,
+    ) -> anyhow::Result<LiveProducer> {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("client.id", "bench-live")
@@ -84,7 +94,7 @@ impl LiveProducer {
         let stopping = stop.clone();
         let handle = std::thread::Builder::new()
             .name("live-producer".into())
-            .spawn(move || produce(producer, &topic, rate_per_s, &stopping))
+            .spawn(move || produce(producer, &topic, rate_per_s, partitions.max(1), &stopping))
             .context("cannot start the live producer")?;
         Ok(LiveProducer {
             stop,
@@ -116,6 +126,7 @@ fn produce(
     producer: ThreadedProducer<DefaultProducerContext>,
     topic: &str,
     rate_per_s: u64,
+    partitions: u32,
     stop: &AtomicBool,
 ) -> anyhow::Result<u64> {
     let bids = Bids::generate(LIVE_BIDS, 99);
@@ -131,7 +142,7 @@ fn produce(
             rewrite_date_time(&mut value, date_time_ms);
             let key = bids.bidders[index].to_string();
             let mut record = BaseRecord::to(topic)
-                .partition(0)
+                .partition((sent % u64::from(partitions)) as i32)
                 .key(key.as_bytes())
                 .payload(value.as_slice());
             loop {

@@ -6,9 +6,11 @@
 //! (`weir_broker::Broker`), the checkpoint store, the control plane, and the clock (actix's
 //! timers run on tokio's clock, paused in the simulation).
 
+mod heartbeat_thread;
 mod partition_actor;
 mod supervisor;
 
+pub use heartbeat_thread::{HeartbeatThread, PROCESSING_STALL_MAX_MS};
 pub use partition_actor::PartitionActor;
 pub use supervisor::{
     FleetStatus, PartitionStatus, StatusBoard, StopSupervisor, Supervisor, SupervisorConfig,

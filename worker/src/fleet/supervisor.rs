@@ -4,6 +4,7 @@
 //! taken away or moved to a newer epoch. A coordinator failover is invisible here: the
 //! control plane retries the other coordinators, and running partitions go on meanwhile.
 
+use super::heartbeat_thread::HeartbeatThread;
 use super::partition_actor::{PartitionActor, StopPartition};
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::{ControlError, ControlPlane};
@@ -133,6 +134,8 @@ pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlP
     running: BTreeMap<(JobId, PartitionId), RunningPartition<B, S, C>>,
     reconciling: bool,
     heartbeating: bool,
+    /// Renews the lease from its own thread when set; otherwise this actor does.
+    heartbeat_thread: Option<HeartbeatThread>,
 }
 
 impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<B, S, C> {
@@ -154,7 +157,25 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             running: BTreeMap::new(),
             reconciling: false,
             heartbeating: false,
+            heartbeat_thread: None,
         }
+    }
+
+    /// Renews the lease from `thread` instead of from this actor, so that a long stretch
+    /// of processing on the actors' thread cannot delay a heartbeat (production).
+    pub fn with_heartbeat_thread(mut self, thread: HeartbeatThread) -> Self {
+        self.heartbeat_thread = Some(thread);
+        self
+    }
+
+    /// The group no longer knows this worker: stop everything and register again.
+    fn lease_lost(&mut self) {
+        tracing::warn!(worker = %self.config.worker, "lease lost; stopping partitions and registering again");
+        self.lease = None;
+        if let Some(thread) = &self.heartbeat_thread {
+            thread.deactivate();
+        }
+        self.stop_all();
     }
 
     fn stop_all(&mut self) {
@@ -271,15 +292,14 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                     Ok((lease, assignments)) => {
                         if let Some(lease) = lease {
                             tracing::info!(worker = %act.config.worker, "registered");
+                            if let Some(thread) = &act.heartbeat_thread {
+                                thread.activate(lease.heartbeat_interval_ms);
+                            }
                             act.lease = Some(lease);
                         }
                         act.apply(assignments);
                     }
-                    Err(ControlError::UnknownWorker(_)) => {
-                        tracing::warn!(worker = %act.config.worker, "the group forgot this worker; registering again");
-                        act.lease = None;
-                        act.stop_all();
-                    }
+                    Err(ControlError::UnknownWorker(_)) => act.lease_lost(),
                     Err(e) => tracing::warn!(error = %e, "reconcile failed; keeping partitions running"),
                 }
             }));
@@ -287,26 +307,35 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
         // Heartbeats at the interval the lease asks for (checked often, sent when due).
         let mut last_beat = tokio::time::Instant::now();
         ctx.run_interval(Duration::from_millis(50), move |act, ctx| {
+            if let Some(thread) = &act.heartbeat_thread {
+                thread.tick();
+                if thread.take_lease_lost() {
+                    act.lease_lost();
+                }
+                return;
+            }
             let Some(lease) = &act.lease else { return };
-            if act.heartbeating || last_beat.elapsed() < Duration::from_millis(lease.heartbeat_interval_ms) {
+            if act.heartbeating
+                || last_beat.elapsed() < Duration::from_millis(lease.heartbeat_interval_ms)
+            {
                 return;
             }
             last_beat = tokio::time::Instant::now();
             act.heartbeating = true;
             let control = act.control.clone();
             let worker = act.config.worker.clone();
-            ctx.spawn(async move { control.heartbeat(&worker).await }.into_actor(act).map(|result, act, _| {
-                act.heartbeating = false;
-                match result {
-                    Ok(_) => {}
-                    Err(ControlError::UnknownWorker(_)) => {
-                        tracing::warn!(worker = %act.config.worker, "lease lost; stopping partitions and registering again");
-                        act.lease = None;
-                        act.stop_all();
-                    }
-                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
-                }
-            }));
+            ctx.spawn(
+                async move { control.heartbeat(&worker).await }
+                    .into_actor(act)
+                    .map(|result, act, _| {
+                        act.heartbeating = false;
+                        match result {
+                            Ok(_) => {}
+                            Err(ControlError::UnknownWorker(_)) => act.lease_lost(),
+                            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                        }
+                    }),
+            );
         });
     }
 

@@ -1,0 +1,283 @@
+//! Lease renewal on a thread of its own, as Kafka's consumer renews its group session from
+//! a background heartbeat thread. A worker's actors share one thread, and a checkpoint of
+//! a large state (encoding, an fsync) can hold it for a while; heartbeats sent from there
+//! would then be late, and a lease short enough for fast failover would lapse on a healthy
+//! worker. The thread renews the lease at the interval the group asks for, as long as the
+//! supervisor shows it is alive (it ticks at least every `PROCESSING_STALL_MAX_MS`, the
+//! counterpart of Kafka's `max.poll.interval.ms`): a worker whose processing thread is
+//! wedged stops renewing and its partitions move elsewhere.
+//!
+//! Production only: the simulation keeps heartbeats inside the supervisor actor, on its
+//! one seeded thread.
+
+use crate::control::{ControlError, ControlPlane};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use weir_core::ids::WorkerId;
+
+/// How long the supervisor may go without ticking before the thread stops renewing.
+pub const PROCESSING_STALL_MAX_MS: u64 = 10_000;
+/// How often the thread wakes to see whether a heartbeat is due or it should stop.
+const WAKE_MS: u64 = 20;
+
+/// What the supervisor and the thread share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The longest the supervisor may go without ticking while the lease is renewed.
+    stall_max_ms: u64,
+    stop: AtomicBool,
+    /// Renew while set, every `interval_ms`.
+    active: AtomicBool,
+    interval_ms: AtomicU64,
+    /// The thread's clock (ms since it started) at the supervisor's last tick.
+    last_tick_ms: AtomicU64,
+    /// Set by the thread when the group no longer knows the worker.
+    lease_lost: AtomicBool,
+    /// Milliseconds since the thread started, as the thread last read its clock.
+    now_ms: AtomicU64,
+}
+
+/// The handle the supervisor holds on its heartbeat thread; dropping it stops the thread
+/// (within one wake-up, or once a heartbeat under way times out).
+#[derive(Debug)]
+pub struct HeartbeatThread {
+    shared: Arc<Shared>,
+}
+
+impl HeartbeatThread {
+    /// Starts the thread for `worker`, renewing through `control` (which should be its own
+    /// client, with attempt timeouts well below the lease, so that no call waits on the
+    /// processing thread's connections).
+    /// It stops renewing once the supervisor has not ticked for `stall_max_ms`
+    /// ([`PROCESSING_STALL_MAX_MS`] in production).
+    pub fn spawn<C: ControlPlane>(
+        control: C,
+        worker: WorkerId,
+        stall_max_ms: u64,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            stall_max_ms,
+            ..Shared::default()
+        });
+        let thread_shared = shared.clone();
+        let _detached: JoinHandle<()> = std::thread::Builder::new()
+            .name(format!("heartbeat-{worker}"))
+            .spawn(move || run(control, worker, thread_shared))?;
+        Ok(HeartbeatThread { shared })
+    }
+
+    /// The supervisor is alive (call it from the supervisor's own timer).
+    pub fn tick(&self) {
+        let now = self.shared.now_ms.load(Ordering::Acquire);
+        self.shared.last_tick_ms.store(now, Ordering::Release);
+    }
+
+    /// Renew every `interval_ms` from now on (the worker is registered).
+    pub fn activate(&self, interval_ms: u64) {
+        self.shared
+            .interval_ms
+            .store(interval_ms.max(1), Ordering::Release);
+        self.shared.lease_lost.store(false, Ordering::Release);
+        self.tick();
+        self.shared.active.store(true, Ordering::Release);
+    }
+
+    /// Stop renewing (the worker is registering again).
+    pub fn deactivate(&self) {
+        self.shared.active.store(false, Ordering::Release);
+    }
+
+    /// Whether the group answered that it no longer knows the worker, since the last call.
+    pub fn take_lease_lost(&self) -> bool {
+        self.shared.lease_lost.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Drop for HeartbeatThread {
+    fn drop(&mut self) {
+        // Not joined: an actor's thread must not wait on a heartbeat under way.
+        self.shared.stop.store(true, Ordering::Release);
+    }
+}
+
+fn run<C: ControlPlane>(control: C, worker: WorkerId, shared: Arc<Shared>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "the heartbeat thread cannot start a runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        // The production side of the clock seam: this thread exists only in production.
+        #[allow(clippy::disallowed_methods)]
+        let started = std::time::Instant::now();
+        let now_ms = || started.elapsed().as_millis() as u64;
+        let mut last_beat_ms: Option<u64> = None;
+        let mut stalled = false;
+        while !shared.stop.load(Ordering::Acquire) {
+            tokio::time::sleep(Duration::from_millis(WAKE_MS)).await;
+            let now = now_ms();
+            shared.now_ms.store(now, Ordering::Release);
+            if !shared.active.load(Ordering::Acquire) {
+                last_beat_ms = None;
+                continue;
+            }
+            let interval = shared.interval_ms.load(Ordering::Acquire);
+            if last_beat_ms.is_some_and(|last| now < last + interval) {
+                continue;
+            }
+            let since_tick = now.saturating_sub(shared.last_tick_ms.load(Ordering::Acquire));
+            if since_tick > shared.stall_max_ms {
+                if !stalled {
+                    tracing::warn!(worker = %worker, since_tick_ms = since_tick, "processing thread stalled; no longer renewing the lease");
+                    stalled = true;
+                }
+                continue;
+            }
+            stalled = false;
+            last_beat_ms = Some(now);
+            match control.heartbeat(&worker).await {
+                Ok(_) => {}
+                Err(ControlError::UnknownWorker(_)) => {
+                    shared.active.store(false, Ordering::Release);
+                    shared.lease_lost.store(true, Ordering::Release);
+                }
+                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use weir_core::ids::JobId;
+    use weir_core::wire::{Assignments, CheckpointReport, CheckpointReportResults, Lease};
+
+    /// Counts heartbeats; answers "unknown worker" once `forget` is set.
+    #[derive(Clone, Default)]
+    struct Counting {
+        beats: Arc<AtomicU64>,
+        forget: Arc<AtomicBool>,
+        worker: Arc<Mutex<Option<WorkerId>>>,
+    }
+
+    fn lease() -> Lease {
+        Lease {
+            worker: WorkerId("w1".into()),
+            lease_timeout_ms: 1_500,
+            heartbeat_interval_ms: 50,
+        }
+    }
+
+    impl ControlPlane for Counting {
+        async fn register(&self, _: &WorkerId, _: &str) -> Result<Lease, ControlError> {
+            Ok(lease())
+        }
+        async fn deregister(&self, _: &WorkerId) -> Result<(), ControlError> {
+            Ok(())
+        }
+        async fn heartbeat(&self, id: &WorkerId) -> Result<Lease, ControlError> {
+            *self.worker.lock().unwrap() = Some(id.clone());
+            if self.forget.load(Ordering::Acquire) {
+                return Err(ControlError::UnknownWorker(id.clone()));
+            }
+            self.beats.fetch_add(1, Ordering::AcqRel);
+            Ok(lease())
+        }
+        async fn assignments(&self, _: &WorkerId) -> Result<Assignments, ControlError> {
+            Err(ControlError::Unavailable("not in this test".into()))
+        }
+        async fn report_partitions(&self, _: JobId, _: u32) -> Result<(), ControlError> {
+            Ok(())
+        }
+        async fn report_checkpoints(
+            &self,
+            _: &WorkerId,
+            _: Vec<CheckpointReport>,
+        ) -> Result<CheckpointReportResults, ControlError> {
+            Err(ControlError::Unavailable("not in this test".into()))
+        }
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    #[test]
+    fn renews_while_active_and_reports_a_lost_lease() {
+        let control = Counting::default();
+        let thread =
+            HeartbeatThread::spawn(control.clone(), WorkerId("w1".into()), 10_000).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(
+            control.beats.load(Ordering::Acquire),
+            0,
+            "not registered yet"
+        );
+        thread.activate(50);
+        wait_until("three heartbeats", || {
+            thread.tick();
+            control.beats.load(Ordering::Acquire) >= 3
+        });
+        assert_eq!(
+            control
+                .worker
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|w| w.0.as_str()),
+            Some("w1")
+        );
+        assert!(!thread.take_lease_lost());
+        control.forget.store(true, Ordering::Release);
+        wait_until("the lost lease is reported", || {
+            thread.tick();
+            thread.take_lease_lost()
+        });
+        // Inactive after a lost lease until activated again.
+        let beats = control.beats.load(Ordering::Acquire);
+        control.forget.store(false, Ordering::Release);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(control.beats.load(Ordering::Acquire), beats);
+        thread.activate(50);
+        wait_until("renewing again", || {
+            thread.tick();
+            control.beats.load(Ordering::Acquire) > beats
+        });
+    }
+
+    #[test]
+    fn a_stalled_supervisor_lets_the_lease_lapse() {
+        let control = Counting::default();
+        let thread = HeartbeatThread::spawn(control.clone(), WorkerId("w1".into()), 200).unwrap();
+        thread.activate(20);
+        wait_until("a heartbeat", || {
+            thread.tick();
+            control.beats.load(Ordering::Acquire) >= 1
+        });
+        // No more ticks: renewals stop within the stall bound.
+        std::thread::sleep(Duration::from_millis(400));
+        let beats = control.beats.load(Ordering::Acquire);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(control.beats.load(Ordering::Acquire), beats);
+        // Ticking again resumes them.
+        wait_until("renewing again", || {
+            thread.tick();
+            control.beats.load(Ordering::Acquire) > beats
+        });
+    }
+}
