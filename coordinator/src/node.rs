@@ -490,8 +490,13 @@ impl Coordinator {
 async fn control_loop(coordinator: std::sync::Weak<Coordinator>) {
     let mut elected_term = None;
     let mut last_leader = None;
+    let mut first = true;
     loop {
-        tokio::time::sleep(Duration::from_millis(CONTROL_TICK_MS)).await;
+        // The first round at once, so the gauges exist from the start (a scrape right
+        // after a fast election found none: api_contract's metrics test).
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(Duration::from_millis(CONTROL_TICK_MS)).await;
+        }
         let Some(c) = coordinator.upgrade() else {
             return;
         };

@@ -53,13 +53,15 @@ pub async fn launch(
     admin_token: &str,
     listener: TcpListener,
 ) -> Result<RunningCoordinator, StartError> {
+    // The recorder first: gauges the coordinator sets from its first moment are kept.
+    let metrics = metrics_handle();
     let db = store::open_in_dir(data_dir)?;
     let transport = HttpTransport::new(Some(admin_token.to_string()));
     let coordinator = Coordinator::start(config, db, transport, Seams::system()).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Raft(e.to_string()))?;
-    let state = ApiState::new(coordinator.clone(), admin_token, metrics_handle());
+    let state = ApiState::new(coordinator.clone(), admin_token, metrics);
     let server = tokio::spawn(async move {
         if let Err(e) = http::serve(listener, state).await {
             tracing::error!(error = %e, "HTTP server stopped");
