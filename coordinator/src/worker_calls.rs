@@ -61,6 +61,11 @@ pub async fn assignments(
                 epoch,
                 job_version: j.version,
                 spec: j.spec.clone(),
+                committed_checkpoint: j
+                    .partitions
+                    .get(&partition)
+                    .and_then(|p| p.committed)
+                    .map(|(checkpoint, _)| checkpoint),
             })
         })
         .collect();

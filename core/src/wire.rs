@@ -200,6 +200,10 @@ pub struct WorkerAssignment {
     pub epoch: Epoch,
     pub job_version: u64,
     pub spec: serde_json::Value,
+    /// The partition's newest committed checkpoint id the group knows: the new owner's
+    /// checkpoint ids must be above it, whatever snapshot it restores.
+    #[serde(default)]
+    pub committed_checkpoint: Option<CheckpointId>,
 }
 
 /// `POST /v1/jobs/{id}/partitions`.

@@ -87,6 +87,11 @@ pub struct PartitionConfig {
     pub spec: JobSpec,
     /// Records read and processed per step, at most `POLL_BATCH_RECORDS_MAX`.
     pub poll_batch_records: usize,
+    /// The newest checkpoint id the group has recorded as committed for the partition:
+    /// this runner's ids start above it even if the state it restores carries an older id
+    /// (a local copy, or a snapshot a fenced owner rewrote at the same offset), since the
+    /// group refuses ids that are not newer.
+    pub committed_checkpoint: Option<CheckpointId>,
 }
 
 impl PartitionConfig {
@@ -199,20 +204,29 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             }
             other => other,
         };
-        let local = match committed {
-            Some(offset) => {
-                store
-                    .get_local(config.job, config.partition, offset)
-                    .await?
+        // The local copy first (a restart on the same machine); any trouble with it sends
+        // recovery to the checkpoint store, which is the source of truth.
+        let mut restored_locally = None;
+        if let Some(offset) = committed {
+            match store.get_local(config.job, config.partition, offset).await {
+                Ok(Some(local)) => {
+                    match Pipeline::restore_entries(&config.spec, &local.header, &local.entries) {
+                        Ok(pipeline) => restored_locally = Some((pipeline, local.checkpoint)),
+                        Err(e) => {
+                            tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "local state copy unusable; restoring from the checkpoint store")
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "local state copy unreadable; restoring from the checkpoint store")
+                }
             }
-            None => None,
-        };
-        let (pipeline, next_offset, next_checkpoint) = match (committed, local) {
-            (Some(offset), Some(local)) => (
-                Pipeline::restore_entries(&config.spec, &local.header, &local.entries)?,
-                offset,
-                CheckpointId(local.checkpoint + 1),
-            ),
+        }
+        let (pipeline, next_offset, next_checkpoint) = match (committed, restored_locally) {
+            (Some(offset), Some((pipeline, checkpoint))) => {
+                (pipeline, offset, CheckpointId(checkpoint + 1))
+            }
             (Some(offset), None) => {
                 let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
                     let newest = store.newest_offset(config.job, config.partition).await?;
@@ -229,6 +243,11 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 )
             }
             (None, _) => (Pipeline::compile(&config.spec)?, 0, CheckpointId(1)),
+        };
+        // Ids only grow: above whatever the group has recorded as committed.
+        let next_checkpoint = match config.committed_checkpoint {
+            Some(committed) if committed.0 >= next_checkpoint.0 => CheckpointId(committed.0 + 1),
+            _ => next_checkpoint,
         };
         let reader = broker.reader(&topic, partition, next_offset).await?;
         // Keyless outputs stay on the sink partition numbered like their source partition
@@ -443,6 +462,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             }
             Err(ControlError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "coordinator unreachable; checkpoint postponed");
+                // The next try comes a whole interval later, not at every step.
+                self.first_commit_pending = false;
                 return Ok(());
             }
             Err(e) => {

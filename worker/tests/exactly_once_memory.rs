@@ -159,6 +159,7 @@ fn config(spec: &JobSpec, worker: &str, epoch: u64) -> PartitionConfig {
         epoch: Epoch(epoch),
         spec: spec.clone(),
         poll_batch_records: 50,
+        committed_checkpoint: None,
     }
 }
 
@@ -369,4 +370,73 @@ async fn a_recovered_runner_commits_right_after_its_first_batch() {
     // Later batches wait for the interval.
     r.step(now + 1).await.unwrap();
     assert_eq!(r.counters().checkpoints, 1);
+}
+
+#[tokio::test]
+async fn checkpoint_ids_start_above_what_the_group_recorded_as_committed() {
+    use weir_core::ids::CheckpointId;
+    use weir_core::wire::CheckpointPhase;
+    let inputs = events(600);
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    place(&control, "w1", 1);
+    let store = MemoryCheckpointStore::new();
+    let mut now = 0;
+    let mut a = PartitionRunner::recover(
+        config(&spec, "w1", 1),
+        &broker,
+        store.clone(),
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap();
+    drain(&mut a, &mut now, inputs.len() as i64 / 2)
+        .await
+        .unwrap();
+    drop(a);
+    // The group has recorded a newer committed checkpoint than the snapshot holds (a
+    // snapshot a fenced owner rewrote at the same offset, or a local copy that kept an
+    // older id): a restarted runner must not reuse ids at or below it.
+    let recorded = CheckpointId(50);
+    for phase in [CheckpointPhase::Prepared, CheckpointPhase::Committed] {
+        let report = CheckpointReport {
+            job: JobId(1),
+            partition: PartitionId(0),
+            epoch: Epoch(1),
+            checkpoint: recorded,
+            phase,
+            offset: 1,
+            snapshot: "elsewhere".into(),
+        };
+        let results = control
+            .report_checkpoints(&WorkerId::from("w1"), vec![report])
+            .await
+            .unwrap();
+        assert_eq!(results.results, vec![Ok(())]);
+    }
+    // Not knowing the recorded id, its first checkpoint is refused as not newer.
+    let mut blind = PartitionRunner::recover(
+        config(&spec, "w1", 1),
+        &broker,
+        store.clone(),
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap();
+    let refused = drain(&mut blind, &mut now, inputs.len() as i64).await;
+    assert!(
+        matches!(refused, Err(PartitionError::Fenced(_))),
+        "{refused:?}"
+    );
+    drop(blind);
+    // Told it, as the assignment does, it goes on above it.
+    let mut told = config(&spec, "w1", 1);
+    told.committed_checkpoint = Some(recorded);
+    let mut b = PartitionRunner::recover(told, &broker, store, control.clone(), now)
+        .await
+        .unwrap();
+    drain(&mut b, &mut now, inputs.len() as i64).await.unwrap();
+    b.checkpoint(now + 10_000).await.unwrap();
+    assert!(b.counters().checkpoints >= 1);
 }

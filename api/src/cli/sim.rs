@@ -170,6 +170,17 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
     let mut done: u64 = 0;
     run_seeds(first..end, &options, threads, |seed, outcome| {
         done += 1;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                // The run itself broke: a failure, with what it said.
+                println!("seed={seed} result=fail trace={}", "0".repeat(64));
+                eprintln!("  the run panicked: {panic}");
+                eprintln!("  replay: weir sim --seed {seed}");
+                failed.push(seed);
+                return;
+            }
+        };
         println!(
             "seed={seed} result={} trace={}",
             if outcome.ok { "ok" } else { "fail" },
@@ -223,11 +234,11 @@ fn run_seeds(
     seeds: std::ops::Range<u64>,
     options: &SimOptions,
     threads: usize,
-    mut each: impl FnMut(u64, SimOutcome),
+    mut each: impl FnMut(u64, Result<SimOutcome, String>),
 ) -> anyhow::Result<()> {
     let next = AtomicU64::new(seeds.start);
     let threads = threads.min((seeds.end - seeds.start).max(1) as usize);
-    let (tx, rx) = mpsc::sync_channel::<(u64, SimOutcome)>(2 * threads);
+    let (tx, rx) = mpsc::sync_channel::<(u64, Result<SimOutcome, String>)>(2 * threads);
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for i in 0..threads {
             let (tx, next) = (tx.clone(), &next);
@@ -239,10 +250,23 @@ fn run_seeds(
                     if seed >= seeds.end {
                         break;
                     }
-                    let mut outcome = run_seed(seed, options);
-                    if outcome.ok {
-                        outcome.trace = Vec::new();
-                    }
+                    // A panicking seed is reported as one failure, in its place.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run_seed(seed, options)
+                    }))
+                    .map(|mut outcome| {
+                        if outcome.ok {
+                            outcome.trace = Vec::new();
+                        }
+                        outcome
+                    })
+                    .map_err(|panic| {
+                        panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "a panic without a message".into())
+                    });
                     if tx.send((seed, outcome)).is_err() {
                         break;
                     }
@@ -250,7 +274,7 @@ fn run_seeds(
                 .context("cannot start a simulation thread")?;
         }
         drop(tx);
-        let mut waiting: BTreeMap<u64, SimOutcome> = BTreeMap::new();
+        let mut waiting: BTreeMap<u64, Result<SimOutcome, String>> = BTreeMap::new();
         let mut expected = seeds.start;
         for (seed, outcome) in rx {
             waiting.insert(seed, outcome);

@@ -77,6 +77,7 @@ pub fn partition_config(
         epoch,
         spec: job.spec(source, sink)?,
         poll_batch_records: POLL_BATCH_RECORDS_MAX,
+        committed_checkpoint: None,
     })
 }
 

@@ -35,6 +35,9 @@ struct Shared {
     last_tick_ms: AtomicU64,
     /// Set by the thread when the group no longer knows the worker.
     lease_lost: AtomicBool,
+    /// Bumped by every activation, so that an answer to a heartbeat sent before it (an
+    /// "unknown worker" from before a registration) does not undo it.
+    generation: AtomicU64,
     /// Milliseconds since the thread started, as the thread last read its clock.
     now_ms: AtomicU64,
 }
@@ -76,12 +79,15 @@ impl HeartbeatThread {
 
     /// Renew every `interval_ms` from now on (the worker is registered).
     pub fn activate(&self, interval_ms: u64) {
-        self.shared
-            .interval_ms
-            .store(interval_ms.max(1), Ordering::Release);
-        self.shared.lease_lost.store(false, Ordering::Release);
-        self.tick();
-        self.shared.active.store(true, Ordering::Release);
+        self.activator().activate(interval_ms);
+    }
+
+    /// A handle that can switch renewals on from elsewhere (the supervisor's registration
+    /// call, the moment the lease starts).
+    pub fn activator(&self) -> LeaseActivator {
+        LeaseActivator {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Stop renewing (the worker is registering again).
@@ -92,6 +98,27 @@ impl HeartbeatThread {
     /// Whether the group answered that it no longer knows the worker, since the last call.
     pub fn take_lease_lost(&self) -> bool {
         self.shared.lease_lost.swap(false, Ordering::AcqRel)
+    }
+}
+
+/// Switches a [`HeartbeatThread`]'s renewals on; cheap to clone and to send.
+#[derive(Debug, Clone)]
+pub struct LeaseActivator {
+    shared: Arc<Shared>,
+}
+
+impl LeaseActivator {
+    /// Renew every `interval_ms` from now on (the worker is registered).
+    pub fn activate(&self, interval_ms: u64) {
+        let shared = &self.shared;
+        shared
+            .interval_ms
+            .store(interval_ms.max(1), Ordering::Release);
+        shared.generation.fetch_add(1, Ordering::AcqRel);
+        shared.lease_lost.store(false, Ordering::Release);
+        let now = shared.now_ms.load(Ordering::Acquire);
+        shared.last_tick_ms.store(now, Ordering::Release);
+        shared.active.store(true, Ordering::Release);
     }
 }
 
@@ -142,12 +169,16 @@ fn run<C: ControlPlane>(control: C, worker: WorkerId, shared: Arc<Shared>) {
             }
             stalled = false;
             last_beat_ms = Some(now);
+            let generation = shared.generation.load(Ordering::Acquire);
             match control.heartbeat(&worker).await {
                 Ok(_) => {}
-                Err(ControlError::UnknownWorker(_)) => {
+                Err(ControlError::UnknownWorker(_))
+                    if shared.generation.load(Ordering::Acquire) == generation =>
+                {
                     shared.active.store(false, Ordering::Release);
                     shared.lease_lost.store(true, Ordering::Release);
                 }
+                Err(ControlError::UnknownWorker(_)) => {} // from before a new registration
                 Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
             }
         }

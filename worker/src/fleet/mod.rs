@@ -10,7 +10,7 @@ mod heartbeat_thread;
 mod partition_actor;
 mod supervisor;
 
-pub use heartbeat_thread::{HeartbeatThread, PROCESSING_STALL_MAX_MS};
+pub use heartbeat_thread::{HeartbeatThread, LeaseActivator, PROCESSING_STALL_MAX_MS};
 pub use partition_actor::PartitionActor;
 pub use supervisor::{
     FleetStatus, PartitionStatus, StatusBoard, StopSupervisor, Supervisor, SupervisorConfig,

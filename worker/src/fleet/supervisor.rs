@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_broker::Broker;
-use weir_core::ids::{Epoch, JobId, PartitionId, WorkerId};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, WorkerId};
 use weir_core::spec::JobSpec;
 use weir_core::wire::{Assignments, Lease};
 
@@ -186,10 +186,15 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
 
     /// Starts and stops partition actors to match `assignments`.
     fn apply(&mut self, assignments: Assignments) {
-        let mut wanted: BTreeMap<(JobId, PartitionId), (Epoch, serde_json::Value)> =
-            BTreeMap::new();
+        let mut wanted: BTreeMap<
+            (JobId, PartitionId),
+            (Epoch, serde_json::Value, Option<CheckpointId>),
+        > = BTreeMap::new();
         for a in assignments.assignments {
-            wanted.insert((a.job, a.partition), (a.epoch, a.spec));
+            wanted.insert(
+                (a.job, a.partition),
+                (a.epoch, a.spec, a.committed_checkpoint),
+            );
         }
         let stale: Vec<(JobId, PartitionId)> = self
             .running
@@ -198,7 +203,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 // An actor that ended (fenced, or out of recovery attempts) is restarted if
                 // the partition is still ours: a transaction the broker timed out looks
                 // like fencing, and only the coordinator knows who owns the partition.
-                !addr.connected() || wanted.get(key).is_none_or(|(e, _)| e != epoch)
+                !addr.connected() || wanted.get(key).is_none_or(|(e, _, _)| e != epoch)
             })
             .map(|(key, _)| *key)
             .collect();
@@ -208,7 +213,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 addr.do_send(StopPartition);
             }
         }
-        for (key, (epoch, spec)) in wanted {
+        for (key, (epoch, spec, committed_checkpoint)) in wanted {
             if self.running.contains_key(&key) {
                 continue;
             }
@@ -226,6 +231,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 epoch,
                 spec,
                 poll_batch_records: self.config.poll_batch_records,
+                committed_checkpoint,
             };
             tracing::info!(job = %key.0, partition = %key.1, epoch = %epoch, "starting partition");
             let actor = PartitionActor::new(
@@ -276,11 +282,18 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
             let broker = act.broker.clone();
             let config = act.config.clone();
             let registered = act.lease.is_some();
+            let activator = act.heartbeat_thread.as_ref().map(HeartbeatThread::activator);
             let round = async move {
                 let lease = if registered {
                     None
                 } else {
-                    Some(control.register(&config.worker, &config.addr).await?)
+                    let lease = control.register(&config.worker, &config.addr).await?;
+                    // The lease runs from now: renew it before the rest of the round, which
+                    // may wait on a slow coordinator for longer than the lease.
+                    if let Some(activator) = &activator {
+                        activator.activate(lease.heartbeat_interval_ms);
+                    }
+                    Some(lease)
                 };
                 let assignments = control.assignments(&config.worker).await?;
                 report_partition_counts(&broker, control.as_ref(), &assignments.unknown_partition_counts).await;
@@ -292,9 +305,6 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                     Ok((lease, assignments)) => {
                         if let Some(lease) = lease {
                             tracing::info!(worker = %act.config.worker, "registered");
-                            if let Some(thread) = &act.heartbeat_thread {
-                                thread.activate(lease.heartbeat_interval_ms);
-                            }
                             act.lease = Some(lease);
                         }
                         act.apply(assignments);

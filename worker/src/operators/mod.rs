@@ -139,6 +139,10 @@
 //! [`Pipeline::snapshot`] between two records captures the watermark, the dedupe
 //! memories and the open windows with their accumulators; [`Pipeline::restore`] with the
 //! same spec (same stages and event-time settings) continues exactly as if never stopped.
+//! [`Pipeline::take_changes`] gives the same state as entries per key — all of them the
+//! first time, afterwards only the keys kept, forgotten, or whose windows changed or fired
+//! since the previous call — and [`Pipeline::restore_entries`] rebuilds the exact snapshot
+//! from a header and every entry, so a worker's local copy can be kept key by key.
 
 mod aggregate;
 mod changes;
