@@ -69,13 +69,14 @@ impl CoordinatorConfig {
             election_timeout_max_ms: 200,
             snapshot_every_entries: 5_000,
             log_entries_kept_after_snapshot: 1_000,
-            // A dead worker's partitions move after at most one lease: 1.5 s keeps
-            // recovery under 3 s. Workers renew from a thread of their own
-            // (`weir_worker::fleet::HeartbeatThread`) five times per lease, each attempt
-            // bounded at 400 ms, so neither processing nor one hung coordinator lets a
-            // healthy worker's lease lapse.
-            lease_timeout_ms: 1_500,
-            worker_heartbeat_interval_ms: 300,
+            // A dead worker's partitions move after at most one lease: 1.2 s keeps
+            // recovery under 3 s (at 1.5 s one kill in eight took 3.01 s). Workers renew
+            // from a thread of their own (`weir_worker::fleet::HeartbeatThread`) every
+            // 250 ms, each attempt bounded at 400 ms, so neither processing nor one hung
+            // coordinator (one attempt lost, the next coordinator answers) lets a healthy
+            // worker's lease lapse.
+            lease_timeout_ms: 1_200,
+            worker_heartbeat_interval_ms: 250,
         }
     }
 }

@@ -154,7 +154,7 @@ const POWER_CUT_WINDOW_MS: (u64, u64) = (1, 300);
 const CLOCK_JUMP_MS: (i64, i64) = (1_000, 86_400_000);
 /// How long a crashed worker stays down.
 const WORKER_DOWN_MS: (u64, u64) = (50, 4_000);
-/// How long a worker pauses: from a hiccup to well past the 1.5 s lease.
+/// How long a worker pauses: from a hiccup to well past the 1.2 s lease.
 const WORKER_PAUSE_MS: (u64, u64) = (200, 9_000);
 /// How long the broker stays unreachable.
 const BROKER_OUTAGE_MS: (u64, u64) = (100, 3_000);

@@ -27,7 +27,7 @@ pub struct CoordinatorArgs {
     pub admin_token: String,
     /// How long a worker lease lasts after each heartbeat, in milliseconds: how soon a dead
     /// worker's partitions move to another.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 1200)]
     pub lease_timeout_ms: u64,
     /// How often the leader sends Raft heartbeats, in milliseconds.
     #[arg(long, default_value_t = 30)]

@@ -30,7 +30,7 @@ use weir_worker::exactly_once::PartitionRunner;
 
 /// How long a killed runner's partition waits in a cluster before the leader places it
 /// again: the coordinator's default lease timeout.
-pub const CLUSTER_LEASE_TIMEOUT_MS: u64 = 1_500;
+pub const CLUSTER_LEASE_TIMEOUT_MS: u64 = 1_200;
 /// And then up to one assignment poll of the supervisor that receives it.
 pub const CLUSTER_ASSIGNMENT_POLL_MS: u64 = 250;
 /// How long after its second commit point a runner is killed, cycled through the trials
