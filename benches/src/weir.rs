@@ -69,6 +69,28 @@ pub struct WeirLaunch {
     pub env: Vec<(String, String)>,
 }
 
+/// A group of the release `weir_bin` with default flags in a new temporary directory,
+/// ready (a write went through `probe`): the group, its leader's index and every member's
+/// address, as the worker benches start it.
+pub async fn start_ready(
+    weir_bin: &std::path::Path,
+    probe: &str,
+) -> anyhow::Result<(Cluster, usize, Vec<String>)> {
+    let root = tempfile::tempdir().context("cannot create a directory for the group")?;
+    let launch = WeirLaunch {
+        name: "weir",
+        bin: weir_bin.to_path_buf(),
+        extra_args: Vec::new(),
+        env: Vec::new(),
+    };
+    let mut group = start(&launch, root)?;
+    let leader = group.wait_ready(probe).await?;
+    let addrs = (0..group.len())
+        .map(|i| group.addr(i).to_string())
+        .collect();
+    Ok((group, leader, addrs))
+}
+
 /// Starts three coordinators with fresh data directories under `root`.
 pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Cluster> {
     let ports = (0..MEMBERS)

@@ -9,7 +9,7 @@ use weir_coordinator::state::{Command, CommandResult, ControlState, Move};
 use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
 use weir_core::spec::{parse_job_spec, JobSpec};
 use weir_core::wire::{Assignments, CheckpointReport, CheckpointReportResults, Lease};
-use weir_worker::checkpoint_store::MemoryCheckpointStore;
+use weir_worker::checkpoint_store::{CheckpointStore, MemoryCheckpointStore};
 use weir_worker::control::{ControlError, ControlPlane};
 use weir_worker::exactly_once::{PartitionConfig, PartitionError, PartitionRunner};
 
@@ -163,6 +163,27 @@ fn config(spec: &JobSpec, worker: &str, epoch: u64) -> PartitionConfig {
     }
 }
 
+/// Recovers the partition for `worker` at `epoch`, reading and writing `store`.
+async fn runner<S: CheckpointStore>(
+    broker: &MemoryBroker,
+    spec: &JobSpec,
+    control: &Arc<LocalControl>,
+    store: S,
+    worker: &str,
+    epoch: u64,
+    now: u64,
+) -> PartitionRunner<MemoryBroker, S, LocalControl> {
+    PartitionRunner::recover(
+        config(spec, worker, epoch),
+        broker,
+        store,
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap()
+}
+
 async fn committed(broker: &MemoryBroker, topic: &str) -> Vec<String> {
     let mut out: Vec<String> = broker
         .read_committed(topic, 0, 0, 1_000_000)
@@ -176,7 +197,7 @@ async fn committed(broker: &MemoryBroker, topic: &str) -> Vec<String> {
 }
 
 /// Runs steps until the input is consumed, advancing time by 300 ms a step.
-async fn drain<S: weir_worker::checkpoint_store::CheckpointStore>(
+async fn drain<S: CheckpointStore>(
     runner: &mut PartitionRunner<MemoryBroker, S, LocalControl>,
     now_ms: &mut u64,
     until_offset: i64,
@@ -196,10 +217,7 @@ async fn failure_free(spec_text: &str, inputs: &[Vec<u8>]) -> (Vec<String>, Vec<
     place(&control, "w1", 1);
     let store = MemoryCheckpointStore::new();
     let mut now = 0;
-    let mut r =
-        PartitionRunner::recover(config(&spec, "w1", 1), &broker, store, control.clone(), now)
-            .await
-            .unwrap();
+    let mut r = runner(&broker, &spec, &control, store, "w1", 1, now).await;
     drain(&mut r, &mut now, inputs.len() as i64).await.unwrap();
     r.checkpoint(now + 10_000).await.unwrap();
     (
@@ -217,15 +235,7 @@ async fn with_crash_reassignment_and_zombie(
     let mut now = 0;
     place(&control, "w1", 1);
     // w1 processes a third, checkpointing along the way, then crashes with a transaction open.
-    let mut a = PartitionRunner::recover(
-        config(&spec, "w1", 1),
-        &broker,
-        store.clone(),
-        control.clone(),
-        now,
-    )
-    .await
-    .unwrap();
+    let mut a = runner(&broker, &spec, &control, store.clone(), "w1", 1, now).await;
     drain(&mut a, &mut now, inputs.len() as i64 / 3)
         .await
         .unwrap();
@@ -237,29 +247,13 @@ async fn with_crash_reassignment_and_zombie(
     );
     drop(a);
     // w1 restarts on the same assignment (same epoch) and gets another third in.
-    let mut a = PartitionRunner::recover(
-        config(&spec, "w1", 1),
-        &broker,
-        store.clone(),
-        control.clone(),
-        now,
-    )
-    .await
-    .unwrap();
+    let mut a = runner(&broker, &spec, &control, store.clone(), "w1", 1, now).await;
     drain(&mut a, &mut now, 2 * inputs.len() as i64 / 3)
         .await
         .unwrap();
     // The partition moves to w2 (epoch 2) while w1 is still running: w1 is now a zombie.
     place(&control, "w2", 2);
-    let mut b = PartitionRunner::recover(
-        config(&spec, "w2", 2),
-        &broker,
-        store.clone(),
-        control.clone(),
-        now,
-    )
-    .await
-    .unwrap();
+    let mut b = runner(&broker, &spec, &control, store.clone(), "w2", 2, now).await;
     let zombie = async {
         for _ in 0..50 {
             now += 300;
@@ -311,10 +305,7 @@ async fn a_restart_on_the_same_machine_recovers_from_the_local_copy_alone() {
     let disk = tempfile::tempdir().unwrap();
     let store = LocalFirst::open(disk.path(), MemoryCheckpointStore::new()).unwrap();
     let mut now = 0;
-    let mut a =
-        PartitionRunner::recover(config(&spec, "w1", 1), &broker, store, control.clone(), now)
-            .await
-            .unwrap();
+    let mut a = runner(&broker, &spec, &control, store, "w1", 1, now).await;
     drain(&mut a, &mut now, inputs.len() as i64 / 2)
         .await
         .unwrap();
@@ -323,10 +314,7 @@ async fn a_restart_on_the_same_machine_recovers_from_the_local_copy_alone() {
     // every snapshot, so only the local copy (kept from changes) can restore the state.
     drop(a);
     let store = LocalFirst::open(disk.path(), MemoryCheckpointStore::new()).unwrap();
-    let mut a =
-        PartitionRunner::recover(config(&spec, "w1", 1), &broker, store, control.clone(), now)
-            .await
-            .unwrap();
+    let mut a = runner(&broker, &spec, &control, store, "w1", 1, now).await;
     drain(&mut a, &mut now, inputs.len() as i64).await.unwrap();
     a.checkpoint(now + 10_000).await.unwrap();
     let actual = (
@@ -346,15 +334,16 @@ async fn a_recovered_runner_commits_right_after_its_first_batch() {
         interval_ms >= 100,
         "the test needs steps well inside one interval"
     );
-    let mut r = PartitionRunner::recover(
-        config(&spec, "w1", 1),
+    let mut r = runner(
         &broker,
+        &spec,
+        &control,
         MemoryCheckpointStore::new(),
-        control.clone(),
+        "w1",
+        1,
         0,
     )
-    .await
-    .unwrap();
+    .await;
     let mut now = 0;
     while r.counters().records_in == 0 {
         now += 1;
@@ -381,15 +370,7 @@ async fn checkpoint_ids_start_above_what_the_group_recorded_as_committed() {
     place(&control, "w1", 1);
     let store = MemoryCheckpointStore::new();
     let mut now = 0;
-    let mut a = PartitionRunner::recover(
-        config(&spec, "w1", 1),
-        &broker,
-        store.clone(),
-        control.clone(),
-        now,
-    )
-    .await
-    .unwrap();
+    let mut a = runner(&broker, &spec, &control, store.clone(), "w1", 1, now).await;
     drain(&mut a, &mut now, inputs.len() as i64 / 2)
         .await
         .unwrap();
@@ -415,15 +396,7 @@ async fn checkpoint_ids_start_above_what_the_group_recorded_as_committed() {
         assert_eq!(results.results, vec![Ok(())]);
     }
     // Not knowing the recorded id, its first checkpoint is refused as not newer.
-    let mut blind = PartitionRunner::recover(
-        config(&spec, "w1", 1),
-        &broker,
-        store.clone(),
-        control.clone(),
-        now,
-    )
-    .await
-    .unwrap();
+    let mut blind = runner(&broker, &spec, &control, store.clone(), "w1", 1, now).await;
     let refused = drain(&mut blind, &mut now, inputs.len() as i64).await;
     assert!(
         matches!(refused, Err(PartitionError::Fenced(_))),

@@ -13,7 +13,7 @@
 use super::jobs::Job;
 use super::recovery::LiveProducer;
 use crate::process::{wait_until, LaunchSpec, ManagedProcess};
-use crate::weir::{self as weir_group, WeirLaunch, ADMIN_TOKEN};
+use crate::weir::{self as weir_group, ADMIN_TOKEN};
 use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -151,7 +151,9 @@ impl Drop for SinkWatcher {
     }
 }
 
-fn worker_spec(
+/// How the benches start a `weir worker`: its data under `dir/<id>`, the checkpoint store
+/// in `dir/checkpoints`, its log in `dir/<id>.log`.
+pub fn worker_launch(
     weir_bin: &Path,
     id: &str,
     coordinators: &str,
@@ -189,22 +191,11 @@ pub async fn measure(
     rate_per_s: u64,
     trials: usize,
 ) -> anyhow::Result<Vec<ClusterTrial>> {
-    let root = tempfile::tempdir().context("cannot create a directory for the group")?;
-    let launch = WeirLaunch {
-        name: "weir",
-        bin: weir_bin.to_path_buf(),
-        extra_args: Vec::new(),
-        env: Vec::new(),
-    };
     let workers_dir = tempfile::tempdir().context("cannot create the workers' directory")?;
-    let mut group = weir_group::start(&launch, root)?;
-    let leader = group.wait_ready("recovery-probe").await?;
-    let coordinators: Vec<String> = (0..group.len())
-        .map(|i| group.addr(i).to_string())
-        .collect();
+    let (group, leader, coordinators) = weir_group::start_ready(weir_bin, "recovery-probe").await?;
     let mut workers: BTreeMap<&str, ManagedProcess> = BTreeMap::new();
     for id in WORKERS {
-        let spec = worker_spec(
+        let spec = worker_launch(
             weir_bin,
             id,
             &coordinators.join(","),

@@ -3,11 +3,11 @@
 //! has settled — first with nothing assigned, then holding every partition of a stateless
 //! job over an empty 4-partition topic (one reader and one transactional writer each).
 
-use crate::process::{wait_until, LaunchSpec, ManagedProcess};
-use crate::weir::{self as weir_group, WeirLaunch, ADMIN_TOKEN};
+use crate::process::{wait_until, ManagedProcess};
+use crate::weir::{self as weir_group, ADMIN_TOKEN};
 use anyhow::{bail, Context};
 use reqwest::Client;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use weir_core::wire::{JobDetail, JobState, SubmittedJob, WorkerStatus};
 
@@ -86,40 +86,15 @@ pub async fn measure(
     settle: Duration,
 ) -> anyhow::Result<IdleMemory> {
     check_binary(weir_bin)?;
-    let root = tempfile::tempdir().context("cannot create a directory for the group")?;
-    let data: PathBuf = root.path().to_path_buf();
-    let launch = WeirLaunch {
-        name: "weir",
-        bin: weir_bin.to_path_buf(),
-        extra_args: Vec::new(),
-        env: Vec::new(),
-    };
     let worker_dir = tempfile::tempdir().context("cannot create the worker's directory")?;
-    let mut group = weir_group::start(&launch, root)?;
-    let leader = group.wait_ready("idle-probe").await?;
-    let coordinators: Vec<String> = (0..group.len())
-        .map(|i| group.addr(i).to_string())
-        .collect();
-    let worker = ManagedProcess::start(LaunchSpec {
-        program: weir_bin.to_path_buf(),
-        args: vec![
-            "worker".into(),
-            "--id".into(),
-            WORKER_ID.into(),
-            "--coordinators".into(),
-            coordinators.join(","),
-            "--data-dir".into(),
-            worker_dir.path().join("data").display().to_string(),
-            "--kafka".into(),
-            bootstrap.into(),
-            "--checkpoint-dir".into(),
-            worker_dir.path().join("checkpoints").display().to_string(),
-            "--token".into(),
-            ADMIN_TOKEN.into(),
-        ],
-        env: vec![("RUST_LOG".into(), "warn".into())],
-        log: data.join("worker.log"),
-    })?;
+    let (group, leader, coordinators) = weir_group::start_ready(weir_bin, "idle-probe").await?;
+    let worker = ManagedProcess::start(super::cluster_recovery::worker_launch(
+        weir_bin,
+        WORKER_ID,
+        &coordinators.join(","),
+        bootstrap,
+        worker_dir.path(),
+    ))?;
     let pid = worker.pid().context("the worker did not start")?;
     let http = Client::builder()
         .timeout(REQUEST_TIMEOUT)
