@@ -368,7 +368,13 @@ cmd_start() {
     cport=$(pick_port "$this_port")
     rm -rf "$dir/data" "$dir/broker.pid"
     write_config "$dir" "$this_port" "$cport" ${configs[@]+"${configs[@]}"}
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    # A random base64url UUID, as kafka-storage random-uuid makes; one starting with '-'
+    # would be read as an option by the format tool (and Kafka itself never makes one), so
+    # draw again: about 1 start in 64 failed on this before.
+    cluster_id=-
+    while [ "${cluster_id#-}" != "$cluster_id" ]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
     echo "$cluster_id" >"$dir/cluster.id"
     run_tool "$STORAGE_TOOL" format -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 \
       || die "formatting the KRaft storage failed (see $dir/format.log)"
