@@ -4,7 +4,7 @@
 
 use crate::cluster::{Cluster, MemberStatus, System, MEMBERS};
 use crate::process::{free_port, LaunchSpec, ManagedProcess};
-use anyhow::Context;
+use anyhow::{bail, Context};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use std::sync::Arc;
 use weir_core::wire::{ClusterStatus, CreateTenantRequest};
@@ -131,4 +131,51 @@ pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Clu
     let ids = (1..=MEMBERS as u64).map(Some).collect();
     let system = Arc::new(Weir { name: launch.name });
     Cluster::new(system, members, addrs, ids, root)
+}
+
+/// POSTs `body` to `path` on `addr` as the administrator; a non-2xx answer is an error.
+pub async fn post_admin(
+    http: &Client,
+    addr: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> anyhow::Result<reqwest::Response> {
+    let response = http
+        .post(format!("http://{addr}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {path}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        bail!(
+            "POST {path} answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(response)
+}
+
+/// GETs `path` as the administrator from the first of `coordinators` that answers (any
+/// member serves reads).
+pub async fn get_admin<T: serde::de::DeserializeOwned>(
+    http: &Client,
+    coordinators: &[String],
+    path: &str,
+) -> anyhow::Result<T> {
+    let mut last = None;
+    for addr in coordinators {
+        match http
+            .get(format!("http://{addr}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(r.json().await?),
+            Ok(r) => last = Some(anyhow::anyhow!("GET {path} answered {}", r.status())),
+            Err(e) => last = Some(e.into()),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator")))
 }

@@ -209,7 +209,7 @@ pub async fn measure(
         .build()
         .context("cannot build an HTTP client")?;
     let leader_addr = coordinators[leader].clone();
-    post(
+    weir_group::post_admin(
         &http,
         &leader_addr,
         "/v1/tenants",
@@ -217,11 +217,12 @@ pub async fn measure(
     )
     .await?;
     let spec = Job::FilterMap.spec(source, sink)?;
-    let job: SubmittedJob = post(&http, &leader_addr, "/v1/jobs?tenant=recovery", &spec)
-        .await?
-        .json()
-        .await
-        .context("the submit answer")?;
+    let job: SubmittedJob =
+        weir_group::post_admin(&http, &leader_addr, "/v1/jobs?tenant=recovery", &spec)
+            .await?
+            .json()
+            .await
+            .context("the submit answer")?;
     let watcher = SinkWatcher::start(bootstrap, sink)?;
     let live = LiveProducer::start_partitioned(bootstrap, source, rate_per_s, PARTITIONS)?;
     let path = format!("/v1/jobs/{}", job.id);
@@ -233,7 +234,9 @@ pub async fn measure(
             WAIT_TIMEOUT,
             POLL,
             || async {
-                let detail: JobDetail = get(&http, &coordinators, &path).await.ok()?;
+                let detail: JobDetail = weir_group::get_admin(&http, &coordinators, &path)
+                    .await
+                    .ok()?;
                 let owners: BTreeMap<i32, String> = detail
                     .partitions
                     .iter()
@@ -289,49 +292,4 @@ pub async fn measure(
     drop(workers);
     drop(group);
     Ok(results)
-}
-
-async fn post(
-    http: &Client,
-    addr: &str,
-    path: &str,
-    body: &impl serde::Serialize,
-) -> anyhow::Result<reqwest::Response> {
-    let response = http
-        .post(format!("http://{addr}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {path}"))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        bail!(
-            "POST {path} answered {status}: {}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-    Ok(response)
-}
-
-/// GET from the first coordinator that answers (any member serves reads).
-async fn get<T: serde::de::DeserializeOwned>(
-    http: &Client,
-    coordinators: &[String],
-    path: &str,
-) -> anyhow::Result<T> {
-    let mut last = None;
-    for addr in coordinators {
-        match http
-            .get(format!("http://{addr}{path}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => return Ok(r.json().await?),
-            Ok(r) => last = Some(anyhow::anyhow!("GET {path} answered {}", r.status())),
-            Err(e) => last = Some(e.into()),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator")))
 }

@@ -4,7 +4,7 @@
 //! job over an empty 4-partition topic (one reader and one transactional writer each).
 
 use crate::process::{wait_until, ManagedProcess};
-use crate::weir::{self as weir_group, ADMIN_TOKEN};
+use crate::weir as weir_group;
 use anyhow::{bail, Context};
 use reqwest::Client;
 use std::path::Path;
@@ -106,7 +106,10 @@ pub async fn measure(
         PLACEMENT_TIMEOUT,
         POLL,
         || async {
-            let workers: Vec<WorkerStatus> = get(&http, &leader_addr, "/v1/workers").await.ok()?;
+            let workers: Vec<WorkerStatus> =
+                weir_group::get_admin(&http, std::slice::from_ref(&leader_addr), "/v1/workers")
+                    .await
+                    .ok()?;
             workers.iter().any(|w| w.id.0 == WORKER_ID).then_some(())
         },
     )
@@ -114,31 +117,11 @@ pub async fn measure(
     tokio::time::sleep(settle).await;
     let unassigned = memory_of(pid)?;
 
-    let tenant = http
-        .post(format!("http://{leader_addr}/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "name": "bench" }))
-        .send()
-        .await
-        .context("cannot create the tenant")?;
-    if !tenant.status().is_success() {
-        bail!("creating the tenant answered {}", tenant.status());
-    }
+    let tenant = serde_json::json!({ "name": "bench" });
+    weir_group::post_admin(&http, &leader_addr, "/v1/tenants", &tenant).await?;
     let spec = super::jobs::Job::FilterMap.spec(idle_topic, "idle-out")?;
-    let submitted = http
-        .post(format!("http://{leader_addr}/v1/jobs?tenant=bench"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&spec)
-        .send()
-        .await
-        .context("cannot submit the job")?;
-    if !submitted.status().is_success() {
-        let status = submitted.status();
-        bail!(
-            "submitting the job answered {status}: {}",
-            submitted.text().await.unwrap_or_default()
-        );
-    }
+    let submitted =
+        weir_group::post_admin(&http, &leader_addr, "/v1/jobs?tenant=bench", &spec).await?;
     let job: SubmittedJob = submitted.json().await.context("the submit answer")?;
     let path = format!("/v1/jobs/{}", job.id);
     let assigned_partitions = wait_until(
@@ -146,7 +129,10 @@ pub async fn measure(
         PLACEMENT_TIMEOUT,
         POLL,
         || async {
-            let detail: JobDetail = get(&http, &leader_addr, &path).await.ok()?;
+            let detail: JobDetail =
+                weir_group::get_admin(&http, std::slice::from_ref(&leader_addr), &path)
+                    .await
+                    .ok()?;
             let placed = detail
                 .partitions
                 .iter()
@@ -167,20 +153,4 @@ pub async fn measure(
         assigned,
         assigned_partitions,
     })
-}
-
-async fn get<T: serde::de::DeserializeOwned>(
-    http: &Client,
-    addr: &str,
-    path: &str,
-) -> anyhow::Result<T> {
-    let response = http
-        .get(format!("http://{addr}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await?;
-    if !response.status().is_success() {
-        bail!("GET {path} answered {}", response.status());
-    }
-    Ok(response.json().await?)
 }

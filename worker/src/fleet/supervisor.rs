@@ -16,9 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_broker::Broker;
-use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, WorkerId};
+use weir_core::ids::{Epoch, JobId, PartitionId, WorkerId};
 use weir_core::spec::JobSpec;
-use weir_core::wire::{Assignments, Lease};
+use weir_core::wire::{Assignments, Lease, WorkerAssignment};
 
 /// How a supervisor runs.
 #[derive(Debug, Clone)]
@@ -186,16 +186,11 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
 
     /// Starts and stops partition actors to match `assignments`.
     fn apply(&mut self, assignments: Assignments) {
-        let mut wanted: BTreeMap<
-            (JobId, PartitionId),
-            (Epoch, serde_json::Value, Option<CheckpointId>),
-        > = BTreeMap::new();
-        for a in assignments.assignments {
-            wanted.insert(
-                (a.job, a.partition),
-                (a.epoch, a.spec, a.committed_checkpoint),
-            );
-        }
+        let wanted: BTreeMap<(JobId, PartitionId), WorkerAssignment> = assignments
+            .assignments
+            .into_iter()
+            .map(|a| ((a.job, a.partition), a))
+            .collect();
         let stale: Vec<(JobId, PartitionId)> = self
             .running
             .iter()
@@ -203,7 +198,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 // An actor that ended (fenced, or out of recovery attempts) is restarted if
                 // the partition is still ours: a transaction the broker timed out looks
                 // like fencing, and only the coordinator knows who owns the partition.
-                !addr.connected() || wanted.get(key).is_none_or(|(e, _, _)| e != epoch)
+                !addr.connected() || wanted.get(key).is_none_or(|a| a.epoch != *epoch)
             })
             .map(|(key, _)| *key)
             .collect();
@@ -213,11 +208,11 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 addr.do_send(StopPartition);
             }
         }
-        for (key, (epoch, spec, committed_checkpoint)) in wanted {
+        for (key, assignment) in wanted {
             if self.running.contains_key(&key) {
                 continue;
             }
-            let spec: JobSpec = match serde_json::from_value(spec) {
+            let spec: JobSpec = match serde_json::from_value(assignment.spec) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::error!(job = %key.0, error = %e, "assigned a spec this worker cannot read");
@@ -228,12 +223,12 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 worker: self.config.worker.clone(),
                 job: key.0,
                 partition: key.1,
-                epoch,
+                epoch: assignment.epoch,
                 spec,
                 poll_batch_records: self.config.poll_batch_records,
-                committed_checkpoint,
+                committed_checkpoint: assignment.committed_checkpoint,
             };
-            tracing::info!(job = %key.0, partition = %key.1, epoch = %epoch, "starting partition");
+            tracing::info!(job = %key.0, partition = %key.1, epoch = %assignment.epoch, "starting partition");
             let actor = PartitionActor::new(
                 config,
                 self.broker.clone(),
@@ -241,7 +236,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 self.control.clone(),
                 self.board.clone(),
             );
-            self.running.insert(key, (epoch, actor.start()));
+            self.running.insert(key, (assignment.epoch, actor.start()));
         }
         let live: BTreeSet<(JobId, PartitionId)> = self.running.keys().copied().collect();
         metrics::gauge!("weir_worker_partitions", "worker" => self.config.worker.0.clone())
