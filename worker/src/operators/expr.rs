@@ -96,6 +96,28 @@ impl Expr {
         self.eval_interpreted(obj, env)
     }
 
+    /// The text of the integer this expression reads, when it is a plain field of a record
+    /// value holding an integer written exactly as the engine writes one (an optional
+    /// minus, up to 18 digits, not `-0`): a key's text without parsing the number and
+    /// formatting it again into a new string, per event.
+    pub(crate) fn integer_field_text<'x>(&'x self, obj: &Obj<'x>) -> Option<&'x str> {
+        let (Some(Node::Path(path)), Obj::Source(doc)) = (&self.native, obj) else {
+            return None;
+        };
+        let (prefix, len) = path.prefixes.first()?;
+        if *len != path.segments.len() {
+            return None;
+        }
+        let raw = doc.get(prefix)?;
+        let digits = raw.strip_prefix('-').unwrap_or(raw);
+        let canonical = !digits.is_empty()
+            && digits.len() <= 18
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits.len() == 1 || !digits.starts_with('0'))
+            && raw != "-0";
+        canonical.then_some(raw)
+    }
+
     /// Evaluates the expression with the interpreter alone.
     pub(crate) fn eval_interpreted<'x>(
         &self,
@@ -486,6 +508,47 @@ mod tests {
         let doc = index_object(object.as_bytes(), &mut spans).unwrap();
         expr.eval(&Obj::Source(doc), &cel_env())
             .map(Datum::into_owned)
+    }
+
+    #[test]
+    fn integer_fields_lend_their_text_only_when_it_is_the_written_form() {
+        let text_of = |source: &str, object: &str| -> (Option<String>, Result<String, String>) {
+            let expr = compile(source);
+            let mut spans = Vec::new();
+            let doc = index_object(object.as_bytes(), &mut spans).unwrap();
+            let obj = Obj::Source(doc);
+            let general = expr
+                .eval(&obj, &cel_env())
+                .and_then(Datum::into_key_text)
+                .map(|text| text.into_owned());
+            (expr.integer_field_text(&obj).map(str::to_string), general)
+        };
+        for (source, object) in [
+            ("id", r#"{"id": 0}"#),
+            ("id", r#"{"id": -5}"#),
+            ("id", r#"{"id": 123456789012345678}"#),
+            ("a.b", r#"{"a.b": 42, "a": {"b": 7}}"#),
+        ] {
+            let (fast, general) = text_of(source, object);
+            assert_eq!(
+                fast.as_deref().map(Ok),
+                Some(general.as_deref()),
+                "{object}"
+            );
+        }
+        for (source, object) in [
+            ("id", r#"{"id": 1234567890123456789}"#),
+            ("id", r#"{"id": -0}"#),
+            ("id", r#"{"id": 1.5}"#),
+            ("id", r#"{"id": 1e3}"#),
+            ("id", r#"{"id": "12"}"#),
+            ("id", r#"{"other": 12}"#),
+            ("a.b", r#"{"a": {"b": 7}}"#),
+            ("id + 1", r#"{"id": 12}"#),
+        ] {
+            assert_eq!(text_of(source, object).0, None, "{source} over {object}");
+        }
+        assert_eq!(text_of("id", r#"{"id": -0}"#).1.as_deref(), Ok("0"));
     }
 
     #[test]

@@ -324,6 +324,7 @@ impl Scanner<'_> {
         self.at += 1;
         let mut escaped = false;
         loop {
+            self.skip_plain_words();
             while self.at < self.bytes.len() && !STRING_SPECIAL[self.bytes[self.at] as usize] {
                 self.at += 1;
             }
@@ -336,6 +337,33 @@ impl Scanner<'_> {
                 Some(_) => return Err(self.error_before("a control character in a string")),
                 None => return Err(self.error("unexpected end of input in a string")),
             }
+        }
+    }
+
+    /// Skips 8 bytes at a time while none of them ends a plain run of string text (a
+    /// quote, a backslash or a control character), and stops at the first such byte of the
+    /// word holding one; near the end of the input the byte loop finishes. URLs and names
+    /// dominate event text, and this is most of the time spent indexing them.
+    fn skip_plain_words(&mut self) {
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+        // The lowest flagged byte is exactly the first zero byte (borrows only flag bytes
+        // above a true zero), and likewise for bytes below 0x20.
+        let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+        while let Some(chunk) = self.bytes.get(self.at..self.at + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let word = u64::from_le_bytes(word);
+            let quotes = zero_bytes(word ^ u64::from_le_bytes([b'"'; 8]));
+            let backslashes = zero_bytes(word ^ u64::from_le_bytes([b'\\'; 8]));
+            let controls = word.wrapping_sub(u64::from_le_bytes([0x20; 8])) & !word & HIGHS;
+            let special = quotes | backslashes | controls;
+            if special != 0 {
+                self.at += (special.trailing_zeros() / 8) as usize;
+                debug_assert!(STRING_SPECIAL[self.bytes[self.at] as usize]);
+                return;
+            }
+            self.at += 8;
         }
     }
 
@@ -655,6 +683,28 @@ mod tests {
         let doc = index_object(br#"{"a":1,"a":2}"#, &mut fields).unwrap();
         assert_eq!(doc.get("a"), Some("2"));
         assert_eq!(doc.get("b"), None);
+    }
+
+    #[test]
+    fn strings_end_at_their_first_special_byte_wherever_it_falls_in_a_word() {
+        // Plain runs of every length before a quote, an escape or a control character,
+        // with text after it, so the 8-byte scan meets each at every position of a word.
+        for len in 0..20 {
+            let plain = "é".repeat(len / 2) + &"a".repeat(len % 2);
+            let text = format!(r#"{{"k":"{plain}","k2":"{plain}\"{plain}"}}"#);
+            let fields = index(&text).unwrap_or_else(|err| panic!("{text}: {err:?}"));
+            assert_eq!(fields[0].1, format!("\"{plain}\""));
+            assert_eq!(fields[1].1, format!(r#""{plain}\"{plain}""#));
+            let bad = format!("{{\"k\":\"{plain}\u{1}{plain}\"}}");
+            assert_eq!(
+                index(&bad),
+                Err(DecodeError::NotJson {
+                    offset: 6 + plain.len(),
+                    what: "a control character in a string"
+                }),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -158,6 +158,7 @@ mod object;
 mod pipeline;
 mod record;
 mod snapshot;
+mod table_key;
 mod window;
 
 #[cfg(test)]

@@ -778,6 +778,15 @@ fn run_steps<'x>(
 
 /// An expression's value as a key: a string as it is, anything else as its JSON text.
 fn key_text<'x>(expr: &'x Expr, obj: &Obj<'x>, env: &CelEnv) -> Result<Cow<'x, str>, String> {
+    if let Some(text) = expr.integer_field_text(obj) {
+        debug_assert_eq!(
+            expr.eval(obj, env)
+                .and_then(Datum::into_key_text)
+                .as_deref(),
+            Ok(text)
+        );
+        return Ok(Cow::Borrowed(text));
+    }
     let text = expr.eval(obj, env)?.into_key_text()?;
     if text.len() > KEY_LEN_MAX_BYTES {
         return Err(format!(

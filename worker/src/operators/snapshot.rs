@@ -21,7 +21,7 @@ use super::event_time::EVENT_TIME_ABS_MAX_MS;
 use super::exact::{ExactFloatSum, LIMBS_MAX};
 use super::limits::{DEDUPE_KEYS_MAX, KEYS_PER_PARTITION_MAX, OPEN_WINDOWS_PER_KEY_MAX};
 use super::pipeline::{watermark, Plan, RestoreError, State};
-use super::window::Pane;
+use super::window::{Accumulators, Pane};
 use sha2::{Digest, Sha256};
 use weir_core::spec::JobSpec;
 
@@ -182,7 +182,7 @@ pub(crate) fn read(plan: &Plan, state: &mut State, bytes: &[u8]) -> Result<(), R
                     let start_ms = r.i64()?;
                     let end_ms = r.i64()?;
                     let accumulators = functions.iter().map(|_| r.accumulator()).collect::<Result<
-                        Vec<_>,
+                        Accumulators,
                         _,
                     >>(
                     )?;
