@@ -79,18 +79,29 @@ struct Args {
     /// How long the idle worker settles before its memory is read.
     #[arg(long, default_value_t = 5_000)]
     settle_ms: u64,
+    /// Timed rounds of every job, each followed by a baseline copy loop.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Untimed warm-up rounds before the timed runs, each a plain copy loop and a weir copy
+    /// job over the whole source: the broker's JIT compiles the transactional paths too.
+    #[arg(long, default_value_t = 2)]
+    warm_up_rounds: usize,
 }
 
 /// Bounds on the flags, so a run stays within minutes.
 const EVENTS_MAX: usize = 10_000_000;
 const PARTITIONS_MAX: u32 = 64;
 const RECOVERY_TRIALS_MAX: usize = 20;
+const WARM_UP_ROUNDS_MAX: usize = 10;
+const ROUNDS_MAX: usize = 10;
 /// Topics of the cluster recovery bench.
 const CLUSTER_SOURCE: &str = "crec-bids";
 const CLUSTER_SINK: &str = "crec-out";
 const LIVE_RATE_MAX: u64 = 200_000;
 /// Job ids of the recovery bench, apart from the end-to-end runs' 1, 2, ...
 const RECOVERY_JOB_ID_FIRST: u64 = 1_001;
+/// Job ids of the warm-up runs.
+const WARM_UP_JOB_ID_FIRST: u64 = 2_001;
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
@@ -154,6 +165,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (1..=LIVE_RATE_MAX).contains(&args.live_rate),
         "--live-rate must be 1..={LIVE_RATE_MAX}"
     );
+    anyhow::ensure!(
+        (1..=ROUNDS_MAX).contains(&args.rounds),
+        "--rounds must be 1..={ROUNDS_MAX}"
+    );
+    anyhow::ensure!(
+        args.warm_up_rounds <= WARM_UP_ROUNDS_MAX,
+        "--warm-up-rounds must be at most {WARM_UP_ROUNDS_MAX}"
+    );
     let jobs = parse_jobs(&args.jobs)?;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -209,26 +228,39 @@ async fn run(args: Args) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    // The broker's JIT and page cache warm up on an untimed copy first, so the first timed
-    // run is not the one that pays for them.
-    let (warm_bootstrap, warm_records) = (bootstrap.clone(), source.records());
-    let warm = on_thread("warm-up", move || {
-        kafka::copy_loop(
-            &warm_bootstrap,
-            "bids",
-            "warmup-out",
-            p,
-            warm_records,
-            Some(FETCH_QUEUE_BACKOFF_MS),
-        )
-    })
-    .await?;
-    eprintln!(
-        "pipeline-bench: warm-up copy: {} records in {:.2} s",
-        warm.records,
-        warm.wall.as_secs_f64()
-    );
+    // The broker's JIT and page cache warm up on untimed runs first, so that the first
+    // timed run is not the one that pays for them: a plain copy (the baseline's paths) and
+    // a weir copy job (transactions, offsets in transactions, more clients), in rounds.
+    // Before weir runs were part of the warm-up, the broker was still compiling during the
+    // first weir run (C1/C2 compiler threads: over a fifth of all samples in a profile).
     let ticks = clock_ticks_per_s();
+    for round in 0..args.warm_up_rounds {
+        let (warm_bootstrap, warm_records) = (bootstrap.clone(), source.records());
+        let warm = on_thread("warm-up", move || {
+            kafka::copy_loop(
+                &warm_bootstrap,
+                "bids",
+                "warmup-out",
+                p,
+                warm_records,
+                Some(FETCH_QUEUE_BACKOFF_MS),
+            )
+        })
+        .await?;
+        eprintln!(
+            "pipeline-bench: warm-up {}: plain copy of {} records in {:.2} s",
+            round + 1,
+            warm.records,
+            warm.wall.as_secs_f64()
+        );
+        let run = Run {
+            job: Job::Copy,
+            job_id: JobId(WARM_UP_JOB_ID_FIRST + round as u64),
+            driver_threads: args.driver_threads,
+            checkpoints: scratch.path().join(format!("checkpoints-warm-up-{round}")),
+        };
+        weir_row(&kafka, &broker, &source, run, " (warm-up)", ticks).await?;
+    }
     let tuned = TunedKafkaBroker::new(broker.clone());
     let mut rows = Vec::new();
     rows.push(copy_row(&kafka, &source, "copy-out-1", None, ticks).await?);
@@ -257,38 +289,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
             format!("read only: same reader, fetch.queue.backoff.ms={FETCH_QUEUE_BACKOFF_MS}");
         rows.push(read_only_row(&kafka, &tuned, &source, &name, ticks).await?);
     }
+    // Rounds of every job, each bracketed by baseline runs: a job's ratio in a round is
+    // against the mean of the baselines just before and just after it, so that the broker's
+    // drift (JIT, GC, page cache) and a neighbour's load weigh on both sides alike.
     let mut next_job_id = 1;
-    for reader in &args.readers {
-        for job in &jobs {
-            let run = Run {
-                job: *job,
-                job_id: JobId(next_job_id),
-                driver_threads: args.driver_threads,
-                checkpoints: scratch.path().join(format!("checkpoints-{next_job_id}")),
-            };
-            next_job_id += 1;
-            let row = match reader.as_str() {
-                "weir" => weir_row(&kafka, &broker, &source, run, "", ticks).await?,
-                "tuned" => {
-                    let suffix =
-                        format!(", reader with fetch.queue.backoff.ms={FETCH_QUEUE_BACKOFF_MS}");
-                    weir_row(&kafka, &tuned, &source, run, &suffix, ticks).await?
-                }
-                other => anyhow::bail!("unknown reader {other} (weir, tuned)"),
-            };
-            rows.push(row);
+    for round in 0..args.rounds {
+        for reader in &args.readers {
+            for job in &jobs {
+                let run = Run {
+                    job: *job,
+                    job_id: JobId(next_job_id),
+                    driver_threads: args.driver_threads,
+                    checkpoints: scratch.path().join(format!("checkpoints-{next_job_id}")),
+                };
+                next_job_id += 1;
+                let mut row = match reader.as_str() {
+                    "weir" => weir_row(&kafka, &broker, &source, run, "", ticks).await?,
+                    "tuned" => {
+                        let suffix = format!(
+                            ", reader with fetch.queue.backoff.ms={FETCH_QUEUE_BACKOFF_MS}"
+                        );
+                        weir_row(&kafka, &tuned, &source, run, &suffix, ticks).await?
+                    }
+                    other => anyhow::bail!("unknown reader {other} (weir, tuned)"),
+                };
+                row.round = round;
+                rows.push(row);
+            }
         }
+        let sink = if round % 2 == 0 {
+            "copy-out-2"
+        } else {
+            "copy-out-1"
+        };
+        let mut baseline =
+            copy_row(&kafka, &source, sink, Some(FETCH_QUEUE_BACKOFF_MS), ticks).await?;
+        baseline.round = round + 1;
+        rows.push(baseline);
     }
-    rows.push(
-        copy_row(
-            &kafka,
-            &source,
-            "copy-out-2",
-            Some(FETCH_QUEUE_BACKOFF_MS),
-            ticks,
-        )
-        .await?,
-    );
 
     let mut recovery_trials = Vec::new();
     if args.recovery_trials > 0 {
@@ -422,6 +460,7 @@ async fn weir_row<B: Broker + Send + 'static>(
         bench_cpu_ms,
         broker_cpu_ms,
         is_baseline: false,
+        round: 0,
     })
 }
 
@@ -449,6 +488,7 @@ async fn read_only_row<B: Broker + Send + 'static>(
         bench_cpu_ms,
         broker_cpu_ms,
         is_baseline: false,
+        round: 0,
     })
 }
 
@@ -496,5 +536,6 @@ async fn copy_row(
         bench_cpu_ms,
         broker_cpu_ms,
         is_baseline: fetch_queue_backoff_ms.is_some(),
+        round: 0,
     })
 }
