@@ -72,13 +72,13 @@ pub const WRITER_DELIVERIES_PENDING_MAX: usize = 10_000;
 pub const WRITER_QUEUE_FULL_WAIT: Duration = Duration::from_secs(30);
 /// Pause between retries while the producer queue is full and nothing of ours is pending.
 pub const WRITER_QUEUE_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(10);
-/// How long the producer waits to fill a batch. Records of a transaction are invisible
-/// to `read_committed` readers until the commit, which waits for every record anyway, so
-/// lingering longer than librdkafka's 5 ms adds no visible latency and makes fewer,
-/// larger produce requests (Kafka Streams lingers 100 ms under exactly-once).
-pub const WRITER_LINGER_MS: u32 = 50;
-/// The largest batch of one partition in one produce request.
-pub const WRITER_BATCH_BYTES_MAX: u32 = 256 * 1024;
+/// How long the producer waits to fill a batch: librdkafka's default. Longer would not be
+/// free although records stay invisible until the commit: `commit` first waits for every
+/// delivery report (to name a failed delivery), and a part-filled batch leaves only when
+/// its linger ends; and `send` waits once `WRITER_DELIVERIES_PENDING_MAX` reports are
+/// pending, which keyed records spread over many sink partitions can reach before any
+/// batch fills.
+pub const WRITER_LINGER_MS: u32 = 5;
 /// librdkafka's producer queue bounds (messages, then KiB: the byte bound wins).
 pub const WRITER_QUEUE_MESSAGES_MAX: u32 = 100_000;
 pub const WRITER_QUEUE_KBYTES_MAX: u32 = 64 * 1024;
@@ -1229,7 +1229,6 @@ fn producer_config(settings: &KafkaSettings, transactional_id: &str) -> ClientCo
             WRITER_QUEUE_KBYTES_MAX.to_string(),
         )
         .set("linger.ms", WRITER_LINGER_MS.to_string())
-        .set("batch.size", WRITER_BATCH_BYTES_MAX.to_string())
         .set("compression.type", "none");
     config
 }

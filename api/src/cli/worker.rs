@@ -10,7 +10,8 @@ use weir_core::ids::WorkerId;
 use weir_worker::checkpoint_store::{DirCheckpointStore, LocalFirst};
 use weir_worker::control::HttpControlPlane;
 use weir_worker::fleet::{
-    HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig, PROCESSING_STALL_MAX_MS,
+    ActorThreads, HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig, ACTOR_THREADS_MAX,
+    PROCESSING_STALL_MAX_MS,
 };
 
 /// Flags of `weir worker` (CONTRACT.md).
@@ -38,6 +39,9 @@ pub struct WorkerArgs {
     /// host:port to serve `/metrics` (Prometheus) and `/healthz` on.
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Threads the partition actors run on (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=ACTOR_THREADS_MAX as i64))]
+    pub actor_threads: Option<u16>,
 }
 
 /// Serves the process's metrics until the system stops.
@@ -90,11 +94,17 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             actix::spawn(serve_metrics(listener));
         }
         let board = StatusBoard::default();
+        let threads = match args.actor_threads {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let pool = ActorThreads::new(threads.min(ACTOR_THREADS_MAX))?;
         let supervisor = actix::Actor::start(
             Supervisor::new(config, broker, store, control, board)
-                .with_heartbeat_thread(heartbeats),
+                .with_heartbeat_thread(heartbeats)
+                .with_actor_threads(pool),
         );
-        tracing::info!(worker = %args.id, "worker running");
+        tracing::info!(worker = %args.id, threads, "worker running");
         super::coordinator::shutdown_signal().await;
         tracing::info!("worker shutting down");
         drop(supervisor);

@@ -6,10 +6,12 @@
 //! (`weir_broker::Broker`), the checkpoint store, the control plane, and the clock (actix's
 //! timers run on tokio's clock, paused in the simulation).
 
+mod actor_threads;
 mod heartbeat_thread;
 mod partition_actor;
 mod supervisor;
 
+pub use actor_threads::{ActorThreads, ActorThreadsError, ACTOR_THREADS_MAX};
 pub use heartbeat_thread::{HeartbeatThread, LeaseActivator, PROCESSING_STALL_MAX_MS};
 pub use partition_actor::PartitionActor;
 pub use supervisor::{

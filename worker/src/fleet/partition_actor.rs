@@ -7,8 +7,7 @@ use crate::checkpoint_store::CheckpointStore;
 use crate::control::ControlPlane;
 use crate::exactly_once::{PartitionConfig, PartitionError, PartitionRunner};
 use actix::prelude::*;
-use std::cell::Cell;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -30,7 +29,7 @@ pub struct PartitionActor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: Cont
     board: StatusBoard,
     /// Set when the supervisor asks the actor to stop; the loop aborts the open
     /// transaction and ends.
-    stopping: Rc<Cell<bool>>,
+    stopping: Arc<AtomicBool>,
     started: Instant,
 }
 
@@ -49,7 +48,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> PartitionAc
             store,
             control,
             board,
-            stopping: Rc::new(Cell::new(false)),
+            stopping: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
         }
     }
@@ -79,7 +78,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
             let key = (config.job, config.partition);
             let now_ms = move || started.elapsed().as_millis() as u64;
             let mut attempts = 0u32;
-            'recover: while !stopping.get() {
+            'recover: while !stopping.load(Ordering::Acquire) {
                 let mut runner = match PartitionRunner::recover(
                     config.clone(),
                     &broker,
@@ -104,7 +103,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
                     }
                 };
                 attempts = 0;
-                while !stopping.get() {
+                while !stopping.load(Ordering::Acquire) {
                     match runner.step(now_ms()).await {
                         Ok(n) => {
                             board.set(key, PartitionStatus::running(&config, &runner));
@@ -145,6 +144,6 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Handler<Sto
     fn handle(&mut self, _: StopPartition, _: &mut Self::Context) {
         // The work loop sees this at its next step, aborts the open transaction and ends
         // the actor.
-        self.stopping.set(true);
+        self.stopping.store(true, Ordering::Release);
     }
 }

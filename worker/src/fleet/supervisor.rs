@@ -4,6 +4,7 @@
 //! taken away or moved to a newer epoch. A coordinator failover is invisible here: the
 //! control plane retries the other coordinators, and running partitions go on meanwhile.
 
+use super::actor_threads::ActorThreads;
 use super::heartbeat_thread::HeartbeatThread;
 use super::partition_actor::{PartitionActor, StopPartition};
 use crate::checkpoint_store::CheckpointStore;
@@ -123,6 +124,11 @@ pub struct StopSupervisor;
 /// A running partition: the epoch it runs at and its actor.
 type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>);
 
+/// Starts a partition actor on one of the pool's threads (made where the seams are known
+/// to be `Send`).
+type StartOnThreads<B, S, C> =
+    Box<dyn Fn(&mut ActorThreads, PartitionActor<B, S, C>) -> Addr<PartitionActor<B, S, C>>>;
+
 /// The supervisor actor of one worker.
 pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> {
     config: SupervisorConfig,
@@ -136,6 +142,8 @@ pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlP
     heartbeating: bool,
     /// Renews the lease from its own thread when set; otherwise this actor does.
     heartbeat_thread: Option<HeartbeatThread>,
+    /// Threads for the partition actors when set; otherwise they run on this actor's.
+    actor_threads: Option<(ActorThreads, StartOnThreads<B, S, C>)>,
 }
 
 impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<B, S, C> {
@@ -158,7 +166,21 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             reconciling: false,
             heartbeating: false,
             heartbeat_thread: None,
+            actor_threads: None,
         }
+    }
+
+    /// Runs the partition actors on `threads` instead of this actor's thread, so that a
+    /// worker uses as many cores as it has threads (production).
+    pub fn with_actor_threads(mut self, threads: ActorThreads) -> Self
+    where
+        B: Send,
+        S: Send,
+        C: Send + Sync,
+    {
+        let start: StartOnThreads<B, S, C> = Box::new(|pool, actor| pool.start(actor));
+        self.actor_threads = Some((threads, start));
+        self
     }
 
     /// Renews the lease from `thread` instead of from this actor, so that a long stretch
@@ -236,7 +258,11 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 self.control.clone(),
                 self.board.clone(),
             );
-            self.running.insert(key, (assignment.epoch, actor.start()));
+            let addr = match &mut self.actor_threads {
+                Some((pool, start)) => start(pool, actor),
+                None => actor.start(),
+            };
+            self.running.insert(key, (assignment.epoch, addr));
         }
         let live: BTreeSet<(JobId, PartitionId)> = self.running.keys().copied().collect();
         metrics::gauge!("weir_worker_partitions", "worker" => self.config.worker.0.clone())
@@ -313,7 +339,14 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
         let mut last_beat = tokio::time::Instant::now();
         ctx.run_interval(Duration::from_millis(50), move |act, ctx| {
             if let Some(thread) = &act.heartbeat_thread {
-                thread.tick();
+                // A stuck actor thread stalls the worker as a stuck supervisor would.
+                let actors_alive = act
+                    .actor_threads
+                    .as_mut()
+                    .is_none_or(|(pool, _)| pool.all_answered());
+                if actors_alive {
+                    thread.tick();
+                }
                 if thread.take_lease_lost() {
                     act.lease_lost();
                 }

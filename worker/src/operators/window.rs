@@ -77,7 +77,8 @@ impl Assigner {
 pub(crate) type Accumulators = SmallVec<[Accumulator; 1]>;
 
 /// The open windows of one key, sorted by start. The usual one is inline, as above; a key
-/// that spilled to the heap (a second window open) moves back when it is down to one.
+/// that spilled to the heap (a second window open) moves back when a window fires and
+/// leaves it one (a session merge that leaves one keeps the heap buffer until then).
 type KeyPanes = SmallVec<[Pane; 1]>;
 
 /// One open window of one key.
