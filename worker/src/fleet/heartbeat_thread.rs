@@ -1,11 +1,12 @@
 //! Lease renewal on a thread of its own, as Kafka's consumer renews its group session from
-//! a background heartbeat thread. A worker's actors share one thread, and a checkpoint of
-//! a large state (encoding, an fsync) can hold it for a while; heartbeats sent from there
-//! would then be late, and a lease short enough for fast failover would lapse on a healthy
-//! worker. The thread renews the lease at the interval the group asks for, as long as the
-//! supervisor shows it is alive (it ticks at least every `PROCESSING_STALL_MAX_MS`, the
-//! counterpart of Kafka's `max.poll.interval.ms`): a worker whose processing thread is
-//! wedged stops renewing and its partitions move elsewhere.
+//! a background heartbeat thread. The supervisor's thread waits on the control plane and
+//! the actors' threads on checkpoints of large states (encoding, an fsync); heartbeats sent
+//! from either would sometimes be late, and a lease short enough for fast failover would
+//! lapse on a healthy worker. The thread renews the lease at the interval the group asks
+//! for, as long as the supervisor shows it is alive (it ticks at least every
+//! `PROCESSING_STALL_MAX_MS`, the counterpart of Kafka's `max.poll.interval.ms`, and only
+//! while every actor thread answers its pings): a worker whose supervisor or actor thread
+//! is wedged stops renewing and its partitions move elsewhere.
 //!
 //! Production only: the simulation keeps heartbeats inside the supervisor actor, on its
 //! one seeded thread.
