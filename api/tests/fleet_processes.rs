@@ -57,6 +57,24 @@ impl Processes {
         self.children.insert(name.to_string(), child);
     }
 
+    /// Sends SIGTERM and waits (bounded) for the process to exit on its own.
+    fn terminate(&mut self, name: &str, within_ms: u64) -> Option<std::process::ExitStatus> {
+        let child = self.children.get_mut(name)?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {name}");
+        for _ in 0..within_ms / 50 {
+            if let Some(status) = child.try_wait().expect("wait for the child") {
+                self.children.remove(name);
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+
     fn kill9(&mut self, name: &str) {
         if let Some(mut c) = self.children.remove(name) {
             let _ = c.kill();
@@ -391,4 +409,12 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
     ] {
         assert!(metrics.contains(name), "worker metric {name} missing");
     }
+
+    // SIGTERM: the worker stops its partitions (each aborts its open transaction) and
+    // exits by itself within the stop grace.
+    let status = procs.terminate("w1", 15_000);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "weir worker exits cleanly on SIGTERM: {status:?}"
+    );
 }

@@ -10,9 +10,12 @@ use weir_core::ids::WorkerId;
 use weir_worker::checkpoint_store::{DirCheckpointStore, LocalFirst};
 use weir_worker::control::HttpControlPlane;
 use weir_worker::fleet::{
-    ActorThreads, HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig, ACTOR_THREADS_MAX,
-    PROCESSING_STALL_MAX_MS,
+    ActorThreads, HeartbeatThread, StatusBoard, StopSupervisor, Supervisor, SupervisorConfig,
+    ACTOR_THREADS_MAX, ACTOR_THREADS_STOP_GRACE_MS, PROCESSING_STALL_MAX_MS,
 };
+
+/// How often shutdown looks whether every partition has ended.
+const SHUTDOWN_POLL_MS: u64 = 20;
 
 /// Flags of `weir worker` (CONTRACT.md).
 #[derive(Debug, Clone, Args)]
@@ -98,16 +101,27 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
             Some(n) => usize::from(n),
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let pool = ActorThreads::new(threads.min(ACTOR_THREADS_MAX))?;
+        let threads = threads.min(ACTOR_THREADS_MAX);
+        let pool = ActorThreads::new(threads)?;
+        let (coordinators, token) = (args.coordinators.clone(), args.token.clone());
         let supervisor = actix::Actor::start(
-            Supervisor::new(config, broker, store, control, board)
+            Supervisor::new(config, broker, store, control, board.clone())
                 .with_heartbeat_thread(heartbeats)
-                .with_actor_threads(pool),
+                .with_actor_threads(pool, move || {
+                    HttpControlPlane::new(coordinators.clone(), token.clone())
+                }),
         );
         tracing::info!(worker = %args.id, threads, "worker running");
         super::coordinator::shutdown_signal().await;
         tracing::info!("worker shutting down");
-        drop(supervisor);
+        // Partitions abort their open transactions and end (bounded), then the system stops.
+        let _ = supervisor.send(StopSupervisor).await;
+        for _ in 0..ACTOR_THREADS_STOP_GRACE_MS / SHUTDOWN_POLL_MS {
+            if board.snapshot().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+        }
         actix::System::current().stop();
         Ok::<(), anyhow::Error>(())
     })?;

@@ -13,17 +13,28 @@
 use actix::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 
 /// The most actor threads a worker runs.
 pub const ACTOR_THREADS_MAX: usize = 256;
+/// When the pool is dropped, how long its actors get to end on their own (a partition actor
+/// told to stop aborts its open transaction) before the threads are stopped.
+pub const ACTOR_THREADS_STOP_GRACE_MS: u64 = 5_000;
+/// How often the stopping pool looks whether its actors have ended.
+const STOP_POLL_MS: u64 = 10;
 
 /// Why the pool could not be made.
 #[derive(Debug, Error)]
 pub enum ActorThreadsError {
     #[error("actor threads must be 1..={ACTOR_THREADS_MAX}, not {0}")]
     Count(usize),
+    #[error("cannot start an actor thread: {0}")]
+    Spawn(#[from] std::io::Error),
 }
+
+/// Whether an actor started on a thread is still running.
+type Watched = Box<dyn Fn() -> bool + Send>;
 
 /// One thread of the pool.
 struct ActorThread {
@@ -31,8 +42,18 @@ struct ActorThread {
     /// The last ping sent to the thread, and the last it answered.
     sent: u64,
     answered: Arc<AtomicU64>,
-    /// Whether each actor started on the thread is still running.
-    actors: Vec<Box<dyn Fn() -> bool>>,
+    actors: Vec<Watched>,
+}
+
+impl ActorThread {
+    fn start() -> Result<ActorThread, std::io::Error> {
+        Ok(ActorThread {
+            arbiter: Arbiter::try_new()?,
+            sent: 0,
+            answered: Arc::new(AtomicU64::new(0)),
+            actors: Vec::new(),
+        })
+    }
 }
 
 /// A fixed pool of threads for partition actors.
@@ -42,19 +63,15 @@ pub struct ActorThreads {
 }
 
 impl ActorThreads {
-    /// A pool of `count` threads, each running an actix arbiter.
+    /// A pool of `count` threads, each running an actix arbiter (call it inside a running
+    /// actix system).
     pub fn new(count: usize) -> Result<ActorThreads, ActorThreadsError> {
         if !(1..=ACTOR_THREADS_MAX).contains(&count) {
             return Err(ActorThreadsError::Count(count));
         }
         let threads = (0..count)
-            .map(|_| ActorThread {
-                arbiter: Arbiter::new(),
-                sent: 0,
-                answered: Arc::new(AtomicU64::new(0)),
-                actors: Vec::new(),
-            })
-            .collect();
+            .map(|_| ActorThread::start())
+            .collect::<Result<_, _>>()?;
         Ok(ActorThreads { threads, pings: 0 })
     }
 
@@ -68,19 +85,42 @@ impl ActorThreads {
         self.threads.is_empty()
     }
 
-    /// Starts `actor` on the thread running the fewest connected actors.
-    pub fn start<A>(&mut self, actor: A) -> Addr<A>
+    /// Replaces a thread whose event loop has ended (its actors ended with it), so that no
+    /// actor is started on it and its silence does not read as a stall for ever.
+    fn replace_dead_threads(&mut self) {
+        for (index, thread) in self.threads.iter_mut().enumerate() {
+            if thread.arbiter.alive() {
+                continue;
+            }
+            match ActorThread::start() {
+                Ok(fresh) => {
+                    tracing::error!(thread = index, "an actor thread ended; replaced it");
+                    *thread = fresh;
+                }
+                Err(e) => {
+                    tracing::error!(thread = index, error = %e, "an actor thread ended and cannot be replaced")
+                }
+            }
+        }
+    }
+
+    /// Starts the actor `make` builds for a thread (given its index) on the thread running
+    /// the fewest actors.
+    pub fn start<A>(&mut self, make: impl FnOnce(usize) -> A) -> Addr<A>
     where
         A: Actor<Context = Context<A>> + Send,
     {
+        self.replace_dead_threads();
         for thread in &mut self.threads {
             thread.actors.retain(|connected| connected());
         }
-        let thread = self
+        let (index, thread) = self
             .threads
             .iter_mut()
-            .min_by_key(|t| t.actors.len())
+            .enumerate()
+            .min_by_key(|(_, t)| t.actors.len())
             .expect("a pool has at least one thread");
+        let actor = make(index);
         let addr = A::start_in_arbiter(&thread.arbiter.handle(), move |_| actor);
         let watched = addr.clone();
         thread.actors.push(Box::new(move || watched.connected()));
@@ -90,6 +130,7 @@ impl ActorThreads {
     /// Whether every thread answered its last ping; then pings them all again. At most
     /// one ping per thread is outstanding, so a stuck thread's queue does not grow.
     pub fn all_answered(&mut self) -> bool {
+        self.replace_dead_threads();
         let all = self
             .threads
             .iter()
@@ -99,11 +140,11 @@ impl ActorThreads {
             let ping = self.pings;
             for thread in &mut self.threads {
                 let answered = Arc::clone(&thread.answered);
-                thread.sent = ping;
-                let spawned = thread.arbiter.spawn(async move {
+                if thread.arbiter.spawn(async move {
                     answered.store(ping, Ordering::Release);
-                });
-                debug_assert!(spawned, "an actor thread ended while the pool is alive");
+                }) {
+                    thread.sent = ping;
+                }
             }
         }
         all
@@ -111,10 +152,33 @@ impl ActorThreads {
 }
 
 impl Drop for ActorThreads {
+    /// Gives the actors up to [`ACTOR_THREADS_STOP_GRACE_MS`] to end on their own, then
+    /// stops every thread: from a thread of its own, so that neither a slow teardown nor a
+    /// stuck actor thread holds up whoever dropped the pool (the supervisor, at shutdown).
     fn drop(&mut self) {
-        for thread in self.threads.drain(..) {
-            thread.arbiter.stop();
-            let _ = thread.arbiter.join();
+        let threads = std::mem::take(&mut self.threads);
+        let stop = move || {
+            for _ in 0..ACTOR_THREADS_STOP_GRACE_MS / STOP_POLL_MS {
+                if threads
+                    .iter()
+                    .all(|t| t.actors.iter().all(|connected| !connected()))
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(STOP_POLL_MS));
+            }
+            for thread in &threads {
+                thread.arbiter.stop();
+            }
+            for thread in threads {
+                let _ = thread.arbiter.join();
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("actor-threads-stop".to_string())
+            .spawn(stop)
+        {
+            tracing::warn!(error = %e, "cannot stop the actor threads in the background");
         }
     }
 }
@@ -155,7 +219,9 @@ mod tests {
             assert!(ActorThreads::new(ACTOR_THREADS_MAX + 1).is_err());
             let mut pool = ActorThreads::new(3).expect("a pool");
             let (tx, rx) = mpsc::channel();
-            let addrs: Vec<_> = (0..6).map(|_| pool.start(WhereAmI(tx.clone()))).collect();
+            let addrs: Vec<_> = (0..6)
+                .map(|_| pool.start(|_| WhereAmI(tx.clone())))
+                .collect();
             let threads: std::collections::BTreeMap<_, usize> = (0..6)
                 .map(|_| rx.recv_timeout(Duration::from_secs(5)).expect("started"))
                 .fold(Default::default(), |mut by, id| {
@@ -182,6 +248,17 @@ mod tests {
             assert!(!pool.all_answered());
             release.send(()).expect("the blocked thread waits");
             assert!(wait_for(&mut pool, true), "answers resume");
+
+            // A thread whose event loop ended is replaced rather than counted as stuck.
+            pool.threads[0].arbiter.stop();
+            let ended = (0..1_000).any(|_| {
+                std::thread::sleep(Duration::from_millis(5));
+                !pool.threads[0].arbiter.alive()
+            });
+            assert!(ended, "a stopped arbiter ends");
+            assert!(wait_for(&mut pool, true), "a dead thread is replaced");
+            assert!(pool.threads[0].arbiter.alive());
+            assert_eq!(pool.len(), 3);
             drop(addrs);
         });
     }

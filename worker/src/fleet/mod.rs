@@ -11,7 +11,9 @@ mod heartbeat_thread;
 mod partition_actor;
 mod supervisor;
 
-pub use actor_threads::{ActorThreads, ActorThreadsError, ACTOR_THREADS_MAX};
+pub use actor_threads::{
+    ActorThreads, ActorThreadsError, ACTOR_THREADS_MAX, ACTOR_THREADS_STOP_GRACE_MS,
+};
 pub use heartbeat_thread::{HeartbeatThread, LeaseActivator, PROCESSING_STALL_MAX_MS};
 pub use partition_actor::PartitionActor;
 pub use supervisor::{

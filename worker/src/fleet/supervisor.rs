@@ -124,10 +124,11 @@ pub struct StopSupervisor;
 /// A running partition: the epoch it runs at and its actor.
 type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>);
 
-/// Starts a partition actor on one of the pool's threads (made where the seams are known
-/// to be `Send`).
-type StartOnThreads<B, S, C> =
-    Box<dyn Fn(&mut ActorThreads, PartitionActor<B, S, C>) -> Addr<PartitionActor<B, S, C>>>;
+/// Starts a partition actor on one of the pool's threads, with that thread's own control
+/// plane (made where the seams are known to be `Send`).
+type StartOnThreads<B, S, C> = Box<
+    dyn Fn(&mut ActorThreads, PartitionConfig, B, S, StatusBoard) -> Addr<PartitionActor<B, S, C>>,
+>;
 
 /// The supervisor actor of one worker.
 pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> {
@@ -171,14 +172,28 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
     }
 
     /// Runs the partition actors on `threads` instead of this actor's thread, so that a
-    /// worker uses as many cores as it has threads (production).
-    pub fn with_actor_threads(mut self, threads: ActorThreads) -> Self
+    /// worker uses as many cores as it has threads (production). Each thread gets a control
+    /// plane of its own from `control_per_thread`: an HTTP client's pooled connections are
+    /// driven by the thread that opened them, so a shared one would let a thread busy with
+    /// a checkpoint hold up the others' calls.
+    pub fn with_actor_threads(
+        mut self,
+        threads: ActorThreads,
+        control_per_thread: impl Fn() -> C,
+    ) -> Self
     where
         B: Send,
         S: Send,
         C: Send + Sync,
     {
-        let start: StartOnThreads<B, S, C> = Box::new(|pool, actor| pool.start(actor));
+        let controls: Vec<Arc<C>> = (0..threads.len())
+            .map(|_| Arc::new(control_per_thread()))
+            .collect();
+        let start: StartOnThreads<B, S, C> = Box::new(move |pool, config, broker, store, board| {
+            pool.start(|thread| {
+                PartitionActor::new(config, broker, store, controls[thread].clone(), board)
+            })
+        });
         self.actor_threads = Some((threads, start));
         self
     }
@@ -251,16 +266,13 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 committed_checkpoint: assignment.committed_checkpoint,
             };
             tracing::info!(job = %key.0, partition = %key.1, epoch = %assignment.epoch, "starting partition");
-            let actor = PartitionActor::new(
-                config,
-                self.broker.clone(),
-                self.store.clone(),
-                self.control.clone(),
-                self.board.clone(),
-            );
+            let (broker, store, board) =
+                (self.broker.clone(), self.store.clone(), self.board.clone());
             let addr = match &mut self.actor_threads {
-                Some((pool, start)) => start(pool, actor),
-                None => actor.start(),
+                Some((pool, start)) => start(pool, config, broker, store, board),
+                None => {
+                    PartitionActor::new(config, broker, store, self.control.clone(), board).start()
+                }
             };
             self.running.insert(key, (assignment.epoch, addr));
         }
