@@ -130,6 +130,63 @@ impl Drop for HeartbeatThread {
     }
 }
 
+/// What the thread does at a wake-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Not registered: nothing to renew.
+    Inactive,
+    /// The last heartbeat was less than an interval ago.
+    NotDue,
+    /// A heartbeat is due but the supervisor has not ticked for longer than the stall
+    /// bound; `first` on the first such wake-up of a stall (to log it once).
+    Stalled { since_tick_ms: u64, first: bool },
+    /// Send a heartbeat now.
+    Beat,
+}
+
+/// The thread's decisions, as a state machine over the times it is given (the thread reads
+/// its clock; the tests give exact times).
+#[derive(Debug, Default)]
+struct BeatSchedule {
+    last_beat_ms: Option<u64>,
+    stalled: bool,
+}
+
+impl BeatSchedule {
+    fn on_wake(
+        &mut self,
+        now_ms: u64,
+        active: bool,
+        interval_ms: u64,
+        last_tick_ms: u64,
+        stall_max_ms: u64,
+    ) -> Wake {
+        if !active {
+            // The next activation beats at once.
+            self.last_beat_ms = None;
+            return Wake::Inactive;
+        }
+        if self
+            .last_beat_ms
+            .is_some_and(|last| now_ms < last.saturating_add(interval_ms))
+        {
+            return Wake::NotDue;
+        }
+        let since_tick_ms = now_ms.saturating_sub(last_tick_ms);
+        if since_tick_ms > stall_max_ms {
+            let first = !self.stalled;
+            self.stalled = true;
+            return Wake::Stalled {
+                since_tick_ms,
+                first,
+            };
+        }
+        self.stalled = false;
+        self.last_beat_ms = Some(now_ms);
+        Wake::Beat
+    }
+}
+
 fn run<C: ControlPlane>(control: C, worker: WorkerId, shared: Arc<Shared>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -146,30 +203,28 @@ fn run<C: ControlPlane>(control: C, worker: WorkerId, shared: Arc<Shared>) {
         #[allow(clippy::disallowed_methods)]
         let started = std::time::Instant::now();
         let now_ms = || started.elapsed().as_millis() as u64;
-        let mut last_beat_ms: Option<u64> = None;
-        let mut stalled = false;
+        let mut schedule = BeatSchedule::default();
         while !shared.stop.load(Ordering::Acquire) {
             tokio::time::sleep(Duration::from_millis(WAKE_MS)).await;
             let now = now_ms();
             shared.now_ms.store(now, Ordering::Release);
-            if !shared.active.load(Ordering::Acquire) {
-                last_beat_ms = None;
-                continue;
-            }
-            let interval = shared.interval_ms.load(Ordering::Acquire);
-            if last_beat_ms.is_some_and(|last| now < last + interval) {
-                continue;
-            }
-            let since_tick = now.saturating_sub(shared.last_tick_ms.load(Ordering::Acquire));
-            if since_tick > shared.stall_max_ms {
-                if !stalled {
-                    tracing::warn!(worker = %worker, since_tick_ms = since_tick, "processing thread stalled; no longer renewing the lease");
-                    stalled = true;
+            let wake = schedule.on_wake(
+                now,
+                shared.active.load(Ordering::Acquire),
+                shared.interval_ms.load(Ordering::Acquire),
+                shared.last_tick_ms.load(Ordering::Acquire),
+                shared.stall_max_ms,
+            );
+            match wake {
+                Wake::Inactive | Wake::NotDue => continue,
+                Wake::Stalled { since_tick_ms, first } => {
+                    if first {
+                        tracing::warn!(worker = %worker, since_tick_ms, "processing stalled; no longer renewing the lease");
+                    }
+                    continue;
                 }
-                continue;
+                Wake::Beat => {}
             }
-            stalled = false;
-            last_beat_ms = Some(now);
             let generation = shared.generation.load(Ordering::Acquire);
             match control.heartbeat(&worker).await {
                 Ok(_) => {}
@@ -247,6 +302,45 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         panic!("timed out waiting until {what}");
+    }
+
+    #[test]
+    fn the_schedule_beats_every_interval_while_ticked_and_not_while_stalled() {
+        let mut s = BeatSchedule::default();
+        // (now, active, last tick) -> what the thread does; interval 250, stall bound 1000.
+        let mut wake = |now, active, tick| s.on_wake(now, active, 250, tick, 1_000);
+        assert_eq!(wake(0, false, 0), Wake::Inactive);
+        assert_eq!(wake(20, true, 20), Wake::Beat, "activation beats at once");
+        assert_eq!(wake(40, true, 40), Wake::NotDue);
+        assert_eq!(wake(269, true, 260), Wake::NotDue);
+        assert_eq!(wake(270, true, 260), Wake::Beat);
+        // The supervisor stops ticking at 300: renewals go on up to the bound, then stop.
+        assert_eq!(wake(520, true, 300), Wake::Beat);
+        assert_eq!(
+            wake(1_300, true, 300),
+            Wake::Beat,
+            "exactly the bound is not a stall"
+        );
+        assert_eq!(
+            wake(1_560, true, 300),
+            Wake::Stalled {
+                since_tick_ms: 1_260,
+                first: true
+            }
+        );
+        assert_eq!(
+            wake(1_580, true, 300),
+            Wake::Stalled {
+                since_tick_ms: 1_280,
+                first: false
+            }
+        );
+        // A tick resumes them at once (the beat is overdue).
+        assert_eq!(wake(1_600, true, 1_590), Wake::Beat);
+        assert_eq!(wake(1_620, true, 1_610), Wake::NotDue);
+        // Deactivated and activated again: beats at once, not an interval later.
+        assert_eq!(wake(1_640, false, 1_630), Wake::Inactive);
+        assert_eq!(wake(1_660, true, 1_650), Wake::Beat);
     }
 
     #[test]
