@@ -708,6 +708,31 @@ mod tests {
     }
 
     #[test]
+    fn numbers_end_at_their_first_non_digit_wherever_it_falls_in_a_word() {
+        for len in 1..20 {
+            let digits: String = (0..len).map(|i| char::from(b'1' + (i % 9) as u8)).collect();
+            for (number, after) in [
+                (digits.clone(), "}"),
+                (digits.clone(), ",\"x\":1}"),
+                (format!("{digits}.5"), "}"),
+                (format!("-{digits}e3"), " }"),
+                (format!("0.{digits}"), "\t}"),
+            ] {
+                let text = format!("{{\"n\":{number}{after}");
+                let fields = index(&text).unwrap_or_else(|err| panic!("{text}: {err:?}"));
+                assert_eq!(fields[0].1, number, "{text}");
+            }
+            for bad in [
+                format!("{{\"n\":{digits}x}}"),
+                format!("{{\"n\":{digits}\u{e9}}}"),
+                format!("{{\"n\":{digits}:}}"),
+            ] {
+                assert!(index(&bad).is_err(), "{bad}");
+            }
+        }
+    }
+
+    #[test]
     fn tells_non_objects_from_non_json() {
         for (text, kind) in [
             ("[1]", "array"),
