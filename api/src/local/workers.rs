@@ -9,8 +9,8 @@ use weir_core::ids::WorkerId;
 use weir_worker::checkpoint_store::CheckpointStore;
 use weir_worker::control::HttpControlPlane;
 use weir_worker::fleet::{
-    FleetStatus, HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig,
-    PROCESSING_STALL_MAX_MS,
+    ActorThreads, FleetStatus, HeartbeatThread, StatusBoard, Supervisor, SupervisorConfig,
+    ACTOR_THREADS_MAX, PROCESSING_STALL_MAX_MS,
 };
 
 /// A running worker.
@@ -53,10 +53,25 @@ impl LocalWorker {
             .spawn(move || {
                 let system = actix::System::new();
                 system.block_on(async move {
-                    let control = Arc::new(HttpControlPlane::new(coordinators, token));
+                    let control = Arc::new(HttpControlPlane::new(
+                        coordinators.clone(),
+                        token.clone(),
+                    ));
                     let config = SupervisorConfig::new(WorkerId(worker_id.clone()), worker_id);
-                    let supervisor = Supervisor::new(config, broker, store, control, b)
+                    let mut supervisor = Supervisor::new(config, broker, store, control, b)
                         .with_heartbeat_thread(heartbeats);
+                    // As `weir worker` runs them: partition actors on one thread per core.
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    match ActorThreads::new(cores.min(ACTOR_THREADS_MAX)) {
+                        Ok(pool) => {
+                            supervisor = supervisor.with_actor_threads(pool, move || {
+                                HttpControlPlane::new(coordinators.clone(), token.clone())
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "partition actors stay on the worker's thread")
+                        }
+                    }
                     actix::Actor::start(supervisor);
                     let _ = tx.send(actix::System::current());
                 });
