@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
-/// The most actor threads a worker runs.
+/// The most actor threads a worker runs: bounds `--actor-threads`, so that a slip of the
+/// finger cannot start thousands of event loops.
 pub const ACTOR_THREADS_MAX: usize = 256;
 /// When the pool is dropped, how long its actors get to end on their own (a partition actor
 /// told to stop aborts its open transaction) before the threads are stopped.
@@ -27,8 +28,10 @@ const STOP_POLL_MS: u64 = 10;
 /// Why the pool could not be made.
 #[derive(Debug, Error)]
 pub enum ActorThreadsError {
+    /// A pool size outside 1..=[`ACTOR_THREADS_MAX`].
     #[error("actor threads must be 1..={ACTOR_THREADS_MAX}, not {0}")]
     Count(usize),
+    /// The operating system refused a thread.
     #[error("cannot start an actor thread: {0}")]
     Spawn(#[from] std::io::Error),
 }

@@ -199,7 +199,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
     }
 
     /// Renews the lease from `thread` instead of from this actor, so that a long stretch
-    /// of processing on the actors' thread cannot delay a heartbeat (production).
+    /// of processing on an actor thread cannot delay a heartbeat (production).
     pub fn with_heartbeat_thread(mut self, thread: HeartbeatThread) -> Self {
         self.heartbeat_thread = Some(thread);
         self
