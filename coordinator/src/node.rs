@@ -14,6 +14,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use redb::Database;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -26,6 +27,9 @@ use weir_core::wire::{ClusterStatus, JobState, Lease, Member};
 pub const CONTROL_TICK_MS: u64 = 100;
 /// Control rounds per tick that may propose; a plan the group keeps refusing waits a tick.
 pub const CONTROL_ROUNDS_PER_TICK_MAX: usize = 8;
+/// How long a read waits for a restarted leader to apply the log it restarted with
+/// (see [`Coordinator::linearizable`]) before it is answered "unavailable".
+pub const RESTART_READ_WAIT_MS: u64 = 2_000;
 
 /// Tunables of one coordinator. The defaults suit a group on one LAN.
 #[derive(Debug, Clone)]
@@ -118,6 +122,15 @@ pub struct Coordinator {
     leases: Mutex<LeaseTable>,
     started: Instant,
     group_commit: GroupCommit,
+    /// The index of the last log entry this process found on disk at start, if any.
+    /// Everything an earlier incarnation applied (and so may have served) lies at or
+    /// below it; see [`Coordinator::linearizable`].
+    restart_log_index: Option<u64>,
+    /// The term of the vote found on disk at start: the only term in which this process
+    /// can lead without a first entry of its own after that log.
+    restart_term: u64,
+    /// Whether the applied state has reached `restart_log_index` (it never goes back).
+    restart_log_applied: AtomicBool,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -148,7 +161,16 @@ impl Coordinator {
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let (log_store, sm_store) = store::open_stores(db)?;
+        let (mut log_store, sm_store) = store::open_stores(db)?;
+        let restart_log_index = openraft::storage::RaftLogStorage::get_log_state(&mut log_store)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+            .last_log_id
+            .map(|id| id.index);
+        let restart_term = openraft::storage::RaftLogStorage::read_vote(&mut log_store)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+            .map_or(0, |vote| vote.leader_id().term);
         let state = sm_store.shared();
         let raft = Raft::new(
             config.id,
@@ -184,6 +206,9 @@ impl Coordinator {
             state,
             seams,
             started: Instant::now(),
+            restart_log_applied: AtomicBool::new(restart_log_index.is_none()),
+            restart_log_index,
+            restart_term,
         });
         tokio::spawn(control_loop(Arc::downgrade(&coordinator)));
         Ok(coordinator)
@@ -253,12 +278,36 @@ impl Coordinator {
 
     /// Waits until this node, as leader, has applied everything committed before the call:
     /// a read after it is linearizable (read-index).
+    ///
+    /// openraft 0.9 lets a node that was leader when it stopped restart as leader of the
+    /// same term, and then reads at `max(committed, its term's first entry)`. Its committed
+    /// index after a restart is only the hint on disk, which lags (it is written without
+    /// fsync, every `COMMITTED_HINT_EVERY` entries), so such a read could see state older
+    /// than what the earlier incarnation already served — an assignment epoch going back
+    /// (simulation seed 5127). Reads therefore also wait, once per process, until the log
+    /// found at start is applied: every entry the earlier incarnation applied is in it. A
+    /// leader of any later term read-indexes past its own first entry, which follows every
+    /// committed entry, so the wait is only for the term the process restarted in.
     pub async fn linearizable(&self) -> Result<(), WriteError> {
         match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(_)) => Err(self.not_leader()),
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+            Ok(_) => {}
+            Err(RaftError::APIError(_)) => return Err(self.not_leader()),
+            Err(e) => return Err(WriteError::Unavailable(e.to_string())),
         }
+        if self.restart_log_applied.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.raft.metrics().borrow().current_term != self.restart_term {
+            self.restart_log_applied.store(true, Ordering::Release);
+            return Ok(());
+        }
+        self.raft
+            .wait(Some(Duration::from_millis(RESTART_READ_WAIT_MS)))
+            .applied_index_at_least(self.restart_log_index, "the log found at start is applied")
+            .await
+            .map_err(|e| WriteError::Unavailable(e.to_string()))?;
+        self.restart_log_applied.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Renews a worker's lease. Only the leader decides leases.
