@@ -1,11 +1,27 @@
 //! Snapshots as files: `<root>/<job>/<partition>/<offset as 20 digits>.snap`, written to a
 //! temporary file, fsynced, renamed into place, and the directory fsynced, so a snapshot is
 //! either whole and durable or absent. Each file ends with an 8-byte checksum.
+//!
+//! Every write has a temporary file of its own (`<offset>.<process>-<write>.tmp`, created
+//! new): a fenced owner still finishing its last checkpoint and the new owner may write
+//! the same offset at once, and a shared temporary name would let one truncate or append
+//! to the other's file just before it is renamed into place. Whichever rename lands last
+//! wins, with a whole snapshot either way. Leftovers of writes that died are removed with
+//! the snapshots they were for.
 
 use super::{checksum, prunable, CheckpointStore, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use weir_core::ids::{JobId, PartitionId};
+
+/// Numbers this process's writes, for their temporary files' names.
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// The offset a snapshot's or temporary file's name starts with.
+fn offset_of(file_name: &str) -> Option<i64> {
+    file_name.split('.').next()?.parse().ok()
+}
 
 /// A checkpoint store in a local (or mounted) directory.
 #[derive(Debug, Clone)]
@@ -68,9 +84,14 @@ impl CheckpointStore for DirCheckpointStore {
         let dir = self.partition_dir(job, partition);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = self.file(job, partition, offset);
-        let tmp = path.with_extension("tmp");
+        let write = WRITES.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{offset:020}.{}-{write}.tmp", std::process::id()));
         {
-            let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            let mut f = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(io(&tmp))?;
             f.write_all(snapshot).map_err(io(&tmp))?;
             f.write_all(&checksum(snapshot).to_le_bytes())
                 .map_err(io(&tmp))?;
@@ -124,9 +145,25 @@ impl CheckpointStore for DirCheckpointStore {
         offset: i64,
     ) -> Result<(), StoreError> {
         let offsets = self.offsets(job, partition)?;
-        for o in prunable(&offsets, offset) {
+        let pruned: Vec<i64> = prunable(&offsets, offset).collect();
+        debug_assert!(pruned.iter().zip(&offsets).all(|(p, o)| p == o), "a prefix");
+        for &o in &pruned {
             let path = self.file(job, partition, o);
             std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+        let Some(&oldest_kept) = offsets.get(pruned.len()) else {
+            return Ok(());
+        };
+        // Temporary files of writes that died, for offsets older than any snapshot kept.
+        let dir = self.partition_dir(job, partition);
+        let entries = std::fs::read_dir(&dir).map_err(io(&dir))?;
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") && offset_of(name).is_some_and(|o| o < oldest_kept) {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            }
         }
         Ok(())
     }

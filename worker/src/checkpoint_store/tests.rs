@@ -231,3 +231,60 @@ async fn stores_without_a_local_copy_take_the_snapshot_alone() {
         None
     );
 }
+
+#[test]
+fn writers_of_one_offset_at_once_leave_a_whole_snapshot() {
+    // A fenced owner finishing its last checkpoint and the new owner can write the same
+    // offset at the same time; with one shared temporary file, one truncated or appended
+    // to the other's just before the rename, and the snapshot failed its checksum.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_string();
+    let (j, p) = (JobId(1), PartitionId(0));
+    let writers: Vec<_> = [b'a', b'b']
+        .into_iter()
+        .map(|fill| {
+            let store = DirCheckpointStore::new(&root).unwrap();
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                let snapshot = vec![fill; 256 * 1024];
+                for _ in 0..40 {
+                    runtime.block_on(store.put(j, p, 7, &snapshot)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let store = DirCheckpointStore::new(&root).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let snapshot = runtime.block_on(store.get(j, p, 7)).unwrap().unwrap();
+    assert_eq!(snapshot.len(), 256 * 1024);
+    assert!(
+        snapshot.iter().all(|b| *b == snapshot[0]),
+        "one writer's whole snapshot"
+    );
+}
+
+#[tokio::test]
+async fn pruning_removes_what_dead_writes_left_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirCheckpointStore::new(dir.path().to_str().unwrap()).unwrap();
+    let (j, p) = (JobId(1), PartitionId(0));
+    for offset in [10, 20, 30, 40, 50] {
+        store.put(j, p, offset, b"state").await.unwrap();
+    }
+    let partition_dir = dir.path().join("1").join("0");
+    let stale = partition_dir.join(format!("{:020}.999-1.tmp", 15));
+    let fresh = partition_dir.join(format!("{:020}.999-2.tmp", 60));
+    std::fs::write(&stale, b"half a snapshot").unwrap();
+    std::fs::write(&fresh, b"being written").unwrap();
+    store.prune(j, p, 50).await.unwrap();
+    assert!(!stale.exists(), "older than every snapshot kept");
+    assert!(fresh.exists(), "a write that may still be under way");
+    assert!(store.get(j, p, 50).await.unwrap().is_some());
+}
