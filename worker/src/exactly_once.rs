@@ -455,7 +455,13 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             .await
         {
             Ok(results) => {
-                if let Some(Err(reason)) = results.results.into_iter().next() {
+                // One answer for the one report; anything else is not an acceptance.
+                let mut answers = results.results.into_iter();
+                let answer = match (answers.next(), answers.next()) {
+                    (Some(answer), None) => answer,
+                    _ => Err("the coordinator did not answer the prepared record once".into()),
+                };
+                if let Err(reason) = answer {
                     let _ = self.writer.abort().await;
                     return Err(PartitionError::Fenced(reason));
                 }

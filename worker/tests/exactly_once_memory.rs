@@ -2,6 +2,7 @@
 //! machine: a run with a crash, a reassignment and a zombie must commit exactly the outputs
 //! of a failure-free run.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use weir_broker::memory::MemoryBroker;
 use weir_broker::{Broker, OutgoingRecord, SourceOffset, TransactionalWriter};
@@ -15,11 +16,15 @@ use weir_worker::exactly_once::{PartitionConfig, PartitionError, PartitionRunner
 
 /// The control plane as the real state machine, in memory.
 #[derive(Default)]
-struct LocalControl(Mutex<ControlState>);
+struct LocalControl {
+    state: Mutex<ControlState>,
+    /// Answer checkpoint reports with no results at all (a broken or hostile answer).
+    answer_nothing: AtomicBool,
+}
 
 impl LocalControl {
     fn apply(&self, c: Command) -> CommandResult {
-        self.0.lock().unwrap().apply(&c)
+        self.state.lock().unwrap().apply(&c)
     }
 }
 
@@ -44,6 +49,9 @@ impl ControlPlane for LocalControl {
         id: &WorkerId,
         reports: Vec<CheckpointReport>,
     ) -> Result<CheckpointReportResults, ControlError> {
+        if self.answer_nothing.load(Ordering::Relaxed) {
+            return Ok(CheckpointReportResults { results: vec![] });
+        }
         match self.apply(Command::Checkpoint {
             worker: id.clone(),
             reports,
@@ -412,4 +420,29 @@ async fn checkpoint_ids_start_above_what_the_group_recorded_as_committed() {
     drain(&mut b, &mut now, inputs.len() as i64).await.unwrap();
     b.checkpoint(now + 10_000).await.unwrap();
     assert!(b.counters().checkpoints >= 1);
+}
+
+#[tokio::test]
+async fn a_prepared_record_answered_with_no_result_is_not_taken_as_accepted() {
+    let inputs = events(200);
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    place(&control, "w1", 1);
+    control.answer_nothing.store(true, Ordering::Relaxed);
+    let mut r = runner(
+        &broker,
+        &spec,
+        &control,
+        MemoryCheckpointStore::new(),
+        "w1",
+        1,
+        0,
+    )
+    .await;
+    let mut now = 0;
+    let ended = drain(&mut r, &mut now, inputs.len() as i64).await;
+    assert!(matches!(ended, Err(PartitionError::Fenced(_))), "{ended:?}");
+    assert!(
+        committed(&broker, "alerts").await.is_empty(),
+        "nothing committed"
+    );
 }
