@@ -377,6 +377,13 @@ pub async fn group_offsets_commit_with_the_data<B: Broker>(
     wait_committed_offset(&case, broker, &group, &source, 1, Some(6)).await?;
     let all = [first[0].clone(), first[1].clone(), last[0].clone()];
     read_exactly(&case, broker, &output, 0, 0, &all).await?;
+
+    // A transaction with no records commits its offsets alone (as an idle partition's
+    // runner does to keep its offsets from expiring).
+    commit_records(&case, &mut successor, &[], &group, &offsets(4, 7)).await?;
+    wait_committed_offset(&case, broker, &group, &source, 0, Some(4)).await?;
+    wait_committed_offset(&case, broker, &group, &source, 1, Some(7)).await?;
+    read_exactly(&case, broker, &output, 0, 0, &all).await?;
     Ok(())
 }
 

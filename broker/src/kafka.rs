@@ -53,6 +53,16 @@ use crate::{
 /// readers (the last stable offset). Must not exceed the broker's
 /// `transaction.max.timeout.ms` (15 min by default).
 pub const TRANSACTION_TIMEOUT_MS: u32 = 60_000;
+// A transaction stays open for up to two checkpoint intervals (one postponed checkpoint)
+// and the commit: the longest interval a job spec may ask for must leave room for that.
+const _: () = assert!(
+    weir_core::spec::validate::CHECKPOINT_INTERVAL_MAX
+        .as_duration()
+        .as_millis()
+        * 2
+        + 15_000
+        <= TRANSACTION_TIMEOUT_MS as u128
+);
 /// How long librdkafka keeps trying to deliver one record; below the transaction timeout,
 /// as librdkafka requires for transactional producers.
 pub const DELIVERY_TIMEOUT_MS: u32 = 30_000;

@@ -237,6 +237,16 @@ impl MemoryBrokerFaults {
         lock(&self.cluster).expire_transaction(transactional_id)
     }
 
+    /// Deletes every committed offset of `group`, as Kafka does once a group without
+    /// members has not committed for `offsets.retention.minutes`. Returns how many
+    /// partitions' offsets went.
+    pub fn expire_group_offsets(&self, group: &str) -> usize {
+        let mut cluster = lock(&self.cluster);
+        let before = cluster.group_offsets.len();
+        cluster.group_offsets.retain(|(g, _, _), _| g != group);
+        before - cluster.group_offsets.len()
+    }
+
     /// The transactional ids with a transaction open at the broker, in order, for a
     /// simulation choosing one to expire.
     pub fn open_transactions(&self) -> Vec<String> {

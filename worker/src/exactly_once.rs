@@ -39,6 +39,12 @@ use weir_core::wire::{CheckpointPhase, CheckpointReport};
 pub const POLL_BATCH_RECORDS_MAX: usize = 2_048;
 /// How long one poll waits for the first record.
 pub const POLL_WAIT_MS: u64 = 50;
+/// How long an idle partition goes without a commit before it commits its unchanged source
+/// offset again, in an otherwise empty transaction. Kafka deletes the committed offsets of a
+/// group that has no members (weir assigns partitions itself) once they are
+/// `offsets.retention.minutes` old (7 days by default), and a partition that had no input
+/// for that long would otherwise lose its commit point.
+pub const OFFSETS_REFRESH_INTERVAL_MS: u64 = 3_600_000;
 /// Length of the checkpoint id prefix in a stored snapshot.
 const SNAPSHOT_HEADER_BYTES: usize = 8;
 
@@ -65,6 +71,11 @@ pub enum PartitionError {
     /// Kafka committed an offset for which no snapshot exists: the store lost data.
     #[error("no snapshot for committed offset {committed} (newest stored: {newest:?})")]
     MissingSnapshot { committed: i64, newest: Option<i64> },
+    /// Kafka has no committed offset although the group recorded a committed checkpoint:
+    /// the offsets expired or were deleted. Starting from the beginning would emit every
+    /// output again, so the partition does not start.
+    #[error("Kafka has no committed offset for this partition, yet checkpoint {checkpoint} was committed: the group's offsets expired or were deleted; not starting from offset 0, which would repeat every output")]
+    CommittedOffsetLost { checkpoint: CheckpointId },
 }
 
 impl From<BrokerError> for PartitionError {
@@ -132,6 +143,11 @@ pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
     /// The next checkpoint id to use.
     next_checkpoint: CheckpointId,
     last_checkpoint_ms: u64,
+    /// When the source offset was last committed to Kafka (or this runner recovered).
+    last_commit_ms: u64,
+    /// Whether Kafka holds a commit point for the partition, with its snapshot stored:
+    /// only then may an idle runner commit its offset again.
+    has_commit_point: bool,
     /// Whether the open transaction holds anything not yet committed.
     dirty: bool,
     /// The offset of this runner's last checkpoint in the store: where the state changes
@@ -223,6 +239,9 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 }
             }
         }
+        if let (None, Some(checkpoint)) = (committed, config.committed_checkpoint) {
+            return Err(PartitionError::CommittedOffsetLost { checkpoint });
+        }
         let (pipeline, next_offset, next_checkpoint) = match (committed, restored_locally) {
             (Some(offset), Some((pipeline, checkpoint))) => {
                 (pipeline, offset, CheckpointId(checkpoint + 1))
@@ -274,6 +293,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             next_offset,
             next_checkpoint,
             last_checkpoint_ms: now_ms,
+            last_commit_ms: now_ms,
+            has_commit_point: committed.is_some(),
             dirty: false,
             stored_at: None,
             first_commit_pending: true,
@@ -348,6 +369,26 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         Ok(n)
     }
 
+    /// Commits the open transaction, which holds nothing, with the unchanged source offset
+    /// (see [`OFFSETS_REFRESH_INTERVAL_MS`]). The commit point stays where it was, and so
+    /// does the snapshot it names; a fenced runner's commit fails like any other.
+    async fn refresh_offsets(&mut self, now_ms: u64) -> Result<(), PartitionError> {
+        debug_assert!(
+            !self.dirty,
+            "only an empty transaction is committed this way"
+        );
+        let offsets = [SourceOffset {
+            topic: self.config.spec.source.topic.clone(),
+            partition: self.config.partition.0 as i32,
+            next_offset: self.next_offset,
+        }];
+        self.writer.commit(&self.config.group(), &offsets).await?;
+        self.last_commit_ms = now_ms;
+        self.writer.begin()?;
+        tracing::debug!(job = %self.config.job, partition = %self.config.partition, offset = self.next_offset, "source offset committed again on an idle partition");
+        Ok(())
+    }
+
     async fn produce_outputs(&mut self) -> Result<(), PartitionError> {
         let (out, dead) = (
             self.outputs.records.len() as u64,
@@ -420,6 +461,11 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
     pub async fn checkpoint(&mut self, now_ms: u64) -> Result<(), PartitionError> {
         self.last_checkpoint_ms = now_ms;
         if !self.dirty {
+            if self.has_commit_point
+                && now_ms.saturating_sub(self.last_commit_ms) >= OFFSETS_REFRESH_INTERVAL_MS
+            {
+                return self.refresh_offsets(now_ms).await;
+            }
             return Ok(());
         }
         let checkpoint = self.next_checkpoint;
@@ -485,6 +531,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         }];
         let commit_started = tokio::time::Instant::now();
         self.writer.commit(&self.config.group(), &offsets).await?;
+        self.last_commit_ms = now_ms;
+        self.has_commit_point = true;
         if commit_first {
             self.store
                 .put(

@@ -446,3 +446,73 @@ async fn a_prepared_record_answered_with_no_result_is_not_taken_as_accepted() {
         "nothing committed"
     );
 }
+
+#[tokio::test]
+async fn an_idle_partition_commits_its_offset_again_before_kafka_forgets_it() {
+    use weir_worker::exactly_once::OFFSETS_REFRESH_INTERVAL_MS;
+    let inputs = events(300);
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    place(&control, "w1", 1);
+    let mut now = 0;
+    let mut r = runner(
+        &broker,
+        &spec,
+        &control,
+        MemoryCheckpointStore::new(),
+        "w1",
+        1,
+        now,
+    )
+    .await;
+    drain(&mut r, &mut now, inputs.len() as i64).await.unwrap();
+    now += 10_000;
+    r.checkpoint(now).await.unwrap();
+    let outputs = committed(&broker, "alerts").await;
+    let group = config(&spec, "w1", 1).group();
+    let end = Some(inputs.len() as i64);
+    assert_eq!(
+        broker
+            .committed_offset(&group, "payments", 0)
+            .await
+            .unwrap(),
+        end
+    );
+    // Kafka deletes the offsets of a group that has not committed for a long while.
+    assert_eq!(broker.faults().expire_group_offsets(&group), 1);
+    r.step(now + 60_000).await.unwrap();
+    assert_eq!(
+        broker
+            .committed_offset(&group, "payments", 0)
+            .await
+            .unwrap(),
+        None,
+        "an hour has not passed"
+    );
+    r.step(now + OFFSETS_REFRESH_INTERVAL_MS).await.unwrap();
+    assert_eq!(
+        broker
+            .committed_offset(&group, "payments", 0)
+            .await
+            .unwrap(),
+        end,
+        "committed again, unchanged"
+    );
+    assert_eq!(committed(&broker, "alerts").await, outputs, "nothing new");
+    // Were the offsets gone when a runner recovers, it must not start from offset 0.
+    drop(r);
+    broker.faults().expire_group_offsets(&group);
+    let mut told = config(&spec, "w1", 1);
+    told.committed_checkpoint = Some(weir_core::ids::CheckpointId(1));
+    let refused = PartitionRunner::recover(
+        told,
+        &broker,
+        MemoryCheckpointStore::new(),
+        control.clone(),
+        now,
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(PartitionError::CommittedOffsetLost { .. })),
+        "{refused:?}"
+    );
+}

@@ -32,8 +32,13 @@ pub const WINDOW_SIZE_MAX: SpecDuration = SpecDuration::from_secs(7 * 24 * 3600)
 pub const LATENESS_MAX: SpecDuration = SpecDuration::from_secs(7 * 24 * 3600);
 /// The shortest checkpoint interval: each checkpoint commits a Kafka transaction.
 pub const CHECKPOINT_INTERVAL_MIN: SpecDuration = SpecDuration::from_millis(100);
-/// The longest checkpoint interval: exactly-once outputs become visible only at checkpoints.
-pub const CHECKPOINT_INTERVAL_MAX: SpecDuration = SpecDuration::from_secs(3600);
+/// The longest checkpoint interval. Each checkpoint commits the Kafka transaction that has
+/// been open since the one before, and Kafka aborts a transaction older than the writers'
+/// `transaction.timeout.ms` (60 s, `weir_broker::kafka::TRANSACTION_TIMEOUT_MS`); a
+/// checkpoint postponed while the coordinator group is unreachable waits one interval more.
+/// Two intervals and the commit itself must fit in the timeout, or a partition would have
+/// every transaction aborted and never get past its first batch after recovery.
+pub const CHECKPOINT_INTERVAL_MAX: SpecDuration = SpecDuration::from_secs(20);
 
 /// The fields every window result carries besides its aggregates.
 const WINDOW_RESULT_FIELDS: [&str; 3] = ["key", "window_start", "window_end"];
@@ -531,8 +536,8 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_interval_is_between_100ms_and_1h() {
-        for bad in [0, 1, 99, 3_600_001] {
+    fn checkpoint_interval_is_between_100ms_and_20s() {
+        for bad in [0, 1, 99, 20_001, 3_600_000] {
             assert_eq!(
                 field_after(|s| s.checkpoint_interval = ms(bad)),
                 "checkpoint_interval",
@@ -540,7 +545,7 @@ mod tests {
             );
         }
         accepts(|s| s.checkpoint_interval = ms(100));
-        accepts(|s| s.checkpoint_interval = secs(3600));
+        accepts(|s| s.checkpoint_interval = secs(20));
     }
 
     #[test]
