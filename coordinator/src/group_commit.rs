@@ -10,6 +10,7 @@ use crate::raft_types::Raft;
 use crate::state::{Command, CommandResult};
 use openraft::error::{ClientWriteError, RaftError};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Writes waiting for a batch; more make `submit` wait (backpressure).
@@ -19,6 +20,14 @@ pub const BATCH_COMMANDS_MAX: usize = 256;
 /// Batches being committed at once. One or two keep the pipeline full; more only split
 /// the queue into smaller batches (measured: three or four in flight were slower).
 pub const BATCHES_IN_FLIGHT_MAX: usize = 2;
+/// How long a batch waits for openraft to answer before its writes are answered
+/// "unavailable" (outcome unknown) and its slot freed. openraft 0.9 can leave a write
+/// unanswered for good. In simulation seed 8921 a member restarted as leader of its old
+/// term while cut off (openraft restores leadership), took two writes it could never
+/// commit, and rejoined as a follower without answering them (openraft answers waiting
+/// writes when it truncates their entries, not when a snapshot replaces them); both slots
+/// stayed taken, and once elected again the member never committed another write.
+pub const BATCH_ANSWER_WAIT_MS: u64 = 5_000;
 
 type Reply = oneshot::Sender<Result<CommandResult, WriteError>>;
 
@@ -77,7 +86,25 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, Reply)>) {
             } else {
                 Command::Batch(commands)
             };
-            match raft.client_write(entry).await {
+            let answer = tokio::time::timeout(
+                Duration::from_millis(BATCH_ANSWER_WAIT_MS),
+                raft.client_write(entry),
+            )
+            .await;
+            let Ok(answer) = answer else {
+                metrics::counter!("weir_raft_batches_unanswered_total").increment(1);
+                tracing::warn!(
+                    commands = replies.len(),
+                    "openraft did not answer a batch in time; its writes' outcome is unknown"
+                );
+                for reply in replies {
+                    let _ = reply.send(Err(WriteError::Unavailable(
+                        "the write was not answered in time; it may still be applied".into(),
+                    )));
+                }
+                return;
+            };
+            match answer {
                 Ok(resp) => {
                     let results = match resp.data {
                         CommandResult::Batch(results) if !single => results,

@@ -908,6 +908,7 @@ impl Run {
         )
         .await;
         if settled == Settled::Unknown {
+            self.trace_raft_states();
             self.ctx.violation(format!(
                 "liveness: the healed group accepted no write within {}ms",
                 self.options.liveness_deadline_ms
@@ -915,6 +916,24 @@ impl Run {
             return false;
         }
         true
+    }
+
+    /// Each running node's Raft state, into the trace: what a stalled group looks like.
+    fn trace_raft_states(&self) {
+        for node in self.view.running() {
+            let m = node.coordinator.raft().metrics().borrow().clone();
+            self.ctx.event(&format!(
+                "n{} {:?} term {} vote {} leader {:?} last log {:?} committed hint {:?} applied {:?}",
+                node.id,
+                m.state,
+                m.current_term,
+                m.vote,
+                m.current_leader,
+                m.last_log_index,
+                m.last_applied.map(|l| l.index),
+                m.last_applied,
+            ));
+        }
     }
 
     /// Once the group is healed: every job must commit its whole input within the catch-up

@@ -64,6 +64,17 @@ fn a_leader_restarted_in_its_term_serves_no_older_state_than_before() {
 }
 
 #[test]
+fn a_write_openraft_never_answers_does_not_hold_the_group_commit_for_ever() {
+    // Seed 8921, shrunk: n2 restarted as leader of its old term while cut off, took two
+    // writes it never answered, and, elected again after healing, accepted no write.
+    let options = SimOptions {
+        skip_faults: [0, 6, 7, 8, 9, 10, 11, 12].into_iter().collect(),
+        ..SimOptions::default()
+    };
+    assert_ok(&run_seed(8921, &options));
+}
+
+#[test]
 fn a_planted_worker_bug_fails_its_seed_and_shrinks() {
     // Dropping dead letters is visible in any run with malformed input, so seed 0 fails;
     // shrinking then removes every scheduled fault, since none is needed.
