@@ -29,11 +29,17 @@ impl LeaseTable {
         self.lease_timeout_ms
     }
 
-    /// Called when this node becomes leader: every registered worker gets a full lease.
+    /// Called when this node becomes leader: every registered worker gets a full lease, or
+    /// keeps a later deadline it already earned (heartbeats reach a leader while it is
+    /// still catching up, before this is called).
     pub fn on_elected<'a>(&mut self, now_ms: u64, workers: impl IntoIterator<Item = &'a WorkerId>) {
+        let full = now_ms + self.lease_timeout_ms;
         self.deadlines_ms = workers
             .into_iter()
-            .map(|w| (w.clone(), now_ms + self.lease_timeout_ms))
+            .map(|w| {
+                let earned = self.deadlines_ms.get(w).copied().unwrap_or(0);
+                (w.clone(), earned.max(full))
+            })
             .collect();
     }
 
@@ -103,6 +109,19 @@ mod tests {
         t.on_elected(5_000, &workers);
         assert!(t.expired(5_999, &workers).is_empty());
         assert_eq!(t.expired(6_000, &workers), vec![w("a")]);
+    }
+
+    #[test]
+    fn a_new_leader_keeps_the_renewals_it_took_while_catching_up() {
+        let mut t = LeaseTable::new(1000);
+        let workers = [w("a"), w("b")];
+        // Heartbeats reach the new leader while it applies the log; the grace period it
+        // grants afterwards must not cut them short.
+        t.renew(&w("a"), 2_500);
+        t.on_elected(2_000, &workers);
+        assert_eq!(t.deadline_ms(&w("a")), Some(3_500));
+        assert_eq!(t.deadline_ms(&w("b")), Some(3_000));
+        assert_eq!(t.expired(3_000, &workers), vec![w("b")]);
     }
 
     #[test]

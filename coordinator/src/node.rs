@@ -460,10 +460,10 @@ impl Coordinator {
             *elected_term = None;
             return false;
         }
-        let now_ms = self.monotonic_ms();
         if *elected_term != Some(term) {
             // Newly elected: make sure everything committed is applied before deciding on
-            // leases, then grant every registered worker a full lease.
+            // leases, then grant every registered worker a full lease from now — the time
+            // read after that wait, which can last seconds.
             if self.linearizable().await.is_err() {
                 return false;
             }
@@ -471,12 +471,13 @@ impl Coordinator {
             self.leases
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .on_elected(now_ms, state.control.workers.keys());
+                .on_elected(self.monotonic_ms(), state.control.workers.keys());
             *elected_term = Some(term);
             metrics::counter!("weir_leader_elected_total", "node" => self.config.id.to_string())
                 .increment(1);
             tracing::info!(node = self.config.id, term, "became leader");
         }
+        let now_ms = self.monotonic_ms();
         let (expired, planned) = {
             let state = self.state.read();
             let expired = self
