@@ -287,3 +287,37 @@ async fn health_and_metrics_need_no_token() {
     }
     group.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_body_is_a_400_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    group.wait_for_leader().await;
+    // A first write through the retrying client: every member knows the leader after it.
+    let admin = Client::new(group.addrs(), Some(ADMIN.into()));
+    admin.create_tenant("first").await.unwrap();
+    let http = reqwest::Client::new();
+    let addr = &group.addrs()[0];
+    for (body, field) in [
+        ("{}", Some("name")),
+        (r#"{"name": 7}"#, Some("name")),
+        ("{not json", None),
+        ("", None),
+    ] {
+        let answer = http
+            .post(format!("http://{addr}/v1/tenants"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status();
+        let text = answer.text().await.unwrap();
+        assert_eq!(status, 400, "{body:?}: {text}");
+        let error: weir_core::wire::ErrorBody = serde_json::from_str(&text).unwrap();
+        assert_eq!(error.field.as_deref(), field, "{body:?}: {error:?}");
+        assert!(!error.error.is_empty());
+    }
+    group.stop_all().await;
+}

@@ -1,6 +1,7 @@
 //! `/v1/cluster`: the group's status and membership changes.
 
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use super::ApiState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,7 +22,7 @@ pub async fn status(
 pub async fn add_member(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Json(req): Json<AddMemberRequest>,
+    JsonBody(req): JsonBody<AddMemberRequest>,
 ) -> Result<(StatusCode, Json<ClusterStatus>), ApiError> {
     state.principal(&headers)?.require_admin()?;
     if req.addr.trim().is_empty() || !req.addr.contains(':') {

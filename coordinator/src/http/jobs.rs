@@ -3,6 +3,7 @@
 
 use super::auth::Principal;
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use super::ApiState;
 use crate::state::{Command, CommandResult, Job};
 use crate::worker_calls;
@@ -222,7 +223,7 @@ pub async fn report_partitions(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<ReportPartitionsRequest>,
+    JsonBody(req): JsonBody<ReportPartitionsRequest>,
 ) -> Result<StatusCode, ApiError> {
     state.principal(&headers)?.require_admin()?;
     let id = parse_job_id(&id)?;

@@ -11,6 +11,7 @@ mod cluster;
 mod error;
 mod forward;
 mod jobs;
+mod json_body;
 mod tenants;
 mod workers;
 
@@ -72,8 +73,7 @@ impl ApiState {
         if key.is_empty() {
             return None;
         }
-        let who = principal.tenant().map(|t| t.0.as_str()).unwrap_or("admin");
-        Some(format!("{who}/{key}"))
+        Some(scoped_key(principal.tenant().map(|t| t.0.as_str()), key))
     }
 
     /// `command`, made idempotent when the request carries an `Idempotency-Key`: a retry
@@ -86,6 +86,15 @@ impl ApiState {
             },
             None => command,
         }
+    }
+}
+
+/// An idempotency key in the namespace of whoever sent it: the administrator's, or one
+/// tenant's. A tenant may be named `admin`, so the two kinds cannot share a form.
+fn scoped_key(tenant: Option<&str>, key: &str) -> String {
+    match tenant {
+        Some(tenant) => format!("tenant:{tenant}/{key}"),
+        None => format!("admin/{key}"),
     }
 }
 
@@ -165,4 +174,16 @@ async fn record_latency(req: Request, next: Next) -> Response {
     metrics::histogram!("weir_api_request_seconds", "route" => route, "method" => method, "status" => resp.status().as_u16().to_string())
         .record(started.elapsed().as_secs_f64());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scoped_key;
+
+    #[test]
+    fn a_tenant_named_admin_does_not_share_the_administrators_keys() {
+        assert_ne!(scoped_key(Some("admin"), "k"), scoped_key(None, "k"));
+        assert_ne!(scoped_key(Some("a"), "k"), scoped_key(Some("b"), "k"));
+        assert_eq!(scoped_key(Some("a"), "k"), scoped_key(Some("a"), "k"));
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::auth::{hash_token, new_token};
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use super::ApiState;
 use crate::state::Command;
 use axum::extract::{Path, State};
@@ -36,7 +37,7 @@ fn token_for(state: &ApiState, headers: &HeaderMap, principal: &super::auth::Pri
 pub async fn create(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Json(req): Json<CreateTenantRequest>,
+    JsonBody(req): JsonBody<CreateTenantRequest>,
 ) -> Result<(StatusCode, Json<TenantToken>), ApiError> {
     let principal = state.principal(&headers)?;
     principal.require_admin()?;

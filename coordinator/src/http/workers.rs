@@ -2,6 +2,7 @@
 //! fetch assignments, report checkpoints) and the administrator's view of the fleet.
 
 use super::error::ApiError;
+use super::json_body::JsonBody;
 use super::ApiState;
 use crate::node::WriteError;
 use crate::state::Refusal;
@@ -29,7 +30,7 @@ fn valid_worker_id(id: &str) -> bool {
 pub async fn register(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Json(req): Json<RegisterWorkerRequest>,
+    JsonBody(req): JsonBody<RegisterWorkerRequest>,
 ) -> Result<Json<Lease>, ApiError> {
     state.principal(&headers)?.require_admin()?;
     if !valid_worker_id(&req.id.0) {
@@ -117,7 +118,7 @@ pub async fn list(
 pub async fn report_checkpoints(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Json(batch): Json<CheckpointReportBatch>,
+    JsonBody(batch): JsonBody<CheckpointReportBatch>,
 ) -> Result<(StatusCode, Json<CheckpointReportResults>), ApiError> {
     state.principal(&headers)?.require_admin()?;
     if batch.reports.len() > CHECKPOINT_REPORTS_PER_BATCH_MAX {
