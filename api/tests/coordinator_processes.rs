@@ -173,4 +173,25 @@ async fn a_bad_flag_is_one_sentence_on_stderr() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--peers"), "{stderr}");
+
+    // A lease no heartbeat could renew in time (0 ms panicked before).
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "coordinator",
+            "--id",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .args(["--peers", "1=127.0.0.1:1", "--admin-token", ADMIN])
+        .args(["--lease-timeout-ms", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--lease-timeout-ms"), "{stderr}");
 }

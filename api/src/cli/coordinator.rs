@@ -103,6 +103,12 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         config.election_timeout_min_ms,
         config.election_timeout_max_ms,
     ) = args.election_timeout_ms;
+    if config.lease_timeout_ms <= config.worker_heartbeat_interval_ms {
+        bail!(
+            "--lease-timeout-ms must be longer than the workers' heartbeat interval ({} ms)",
+            config.worker_heartbeat_interval_ms
+        );
+    }
     if config.heartbeat_interval_ms >= config.election_timeout_min_ms {
         bail!("--heartbeat-interval-ms must be shorter than the minimum election timeout");
     }
