@@ -142,56 +142,42 @@ async fn kill_9_the_leader_and_then_everyone_loses_nothing_acknowledged() {
     assert_eq!(acked.len(), 130);
 }
 
+/// Runs `weir coordinator` with `args`; it must fail with one line on stderr naming `flag`.
+fn refused_in_one_sentence(args: &[&str], flag: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("coordinator")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(flag), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_flag_is_one_sentence_on_stderr() {
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["coordinator", "--bogus"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--bogus"), "{stderr}");
-
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "coordinator",
-            "--id",
-            "1",
-            "--listen",
-            "127.0.0.1:1",
-            "--data-dir",
-            "/tmp/x",
-            "--peers",
-            "one",
-            "--admin-token",
-            ADMIN,
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--peers"), "{stderr}");
-
-    // A lease no heartbeat could renew in time (0 ms panicked before).
+    refused_in_one_sentence(&["--bogus"], "--bogus");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args([
-            "coordinator",
-            "--id",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .args(["--peers", "1=127.0.0.1:1", "--admin-token", ADMIN])
-        .args(["--lease-timeout-ms", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("--lease-timeout-ms"), "{stderr}");
+    let data_dir = dir.path().to_str().unwrap();
+    let base = [
+        "--id",
+        "1",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data_dir,
+        "--admin-token",
+        ADMIN,
+    ];
+    refused_in_one_sentence(&[&base[..], &["--peers", "one"]].concat(), "--peers");
+    // A lease no heartbeat could renew in time (0 ms panicked before).
+    refused_in_one_sentence(
+        &[
+            &base[..],
+            &["--peers", "1=127.0.0.1:1", "--lease-timeout-ms", "0"],
+        ]
+        .concat(),
+        "--lease-timeout-ms",
+    );
 }
