@@ -8,6 +8,8 @@
 //! thread and abort the process. Compiling therefore runs on a thread of its own with a
 //! stack sized for the bounds below, which hold for any input.
 
+use ::cel::common::ast::{EntryExpr, Expr};
+use ::cel::parser::Expression;
 use std::thread;
 
 /// The longest expression a spec may carry, in bytes. It bounds the parser's work and the
@@ -17,6 +19,12 @@ pub const EXPRESSION_LEN_MAX_BYTES: usize = 4096;
 /// The deepest nesting of sub-expressions (brackets, calls, list and map literals) allowed,
 /// well under the parser's own limit of 96, to bound the stack compiling needs.
 pub const EXPRESSION_NESTING_MAX: u16 = 32;
+
+/// The deepest syntax tree an expression may have, counting every node on the longest
+/// path from the root (after macro expansion): `a` is 1 deep, `a + b` 2, `a + b + c` 3.
+/// The interpreter recurses once per level, so this bounds the stack evaluation needs; a
+/// flat chain like `a + a + ... + a` has no brackets but is as deep as it is long.
+pub const EXPRESSION_DEPTH_MAX: usize = 32;
 
 /// The stack of the compiling thread. Measured in a debug build: 32 levels of the costliest
 /// nesting need under 8 MiB, a maximal operator chain under 8 MiB; this leaves room to spare.
@@ -57,7 +65,66 @@ fn compile_on_this_thread(src: &str) -> Result<::cel::Program, String> {
         .max_recursion_depth(EXPRESSION_NESTING_MAX)
         .parse(src)
         .map_err(|errors| describe(&errors))?;
-    ::cel::Program::compile(src).map_err(|errors| describe(&errors))
+    let program = ::cel::Program::compile(src).map_err(|errors| describe(&errors))?;
+    let depth = expression_depth(program.expression());
+    if depth > EXPRESSION_DEPTH_MAX {
+        return Err(format!(
+            "the expression is {depth} levels deep; the limit is {EXPRESSION_DEPTH_MAX}"
+        ));
+    }
+    Ok(program)
+}
+
+/// The depth of a syntax tree, found without recursion (the tree may be deep: that is
+/// what is being measured).
+pub fn expression_depth<'e>(root: &'e Expression) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(root, 1usize)];
+    while let Some((node, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        let mut push = |child: &'e Expression| pending.push((child, depth + 1));
+        match &node.expr {
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    push(target);
+                }
+                call.args.iter().for_each(&mut push);
+            }
+            Expr::Select(select) => push(&select.operand),
+            Expr::List(list) => list.elements.iter().for_each(&mut push),
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(entry) => {
+                            push(&entry.key);
+                            push(&entry.value);
+                        }
+                        EntryExpr::StructField(field) => push(&field.value),
+                    }
+                }
+            }
+            Expr::Struct(structure) => {
+                for entry in &structure.entries {
+                    match &entry.expr {
+                        EntryExpr::MapEntry(entry) => {
+                            push(&entry.key);
+                            push(&entry.value);
+                        }
+                        EntryExpr::StructField(field) => push(&field.value),
+                    }
+                }
+            }
+            Expr::Comprehension(comprehension) => {
+                push(&comprehension.iter_range);
+                push(&comprehension.accu_init);
+                push(&comprehension.loop_cond);
+                push(&comprehension.loop_step);
+                push(&comprehension.result);
+            }
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    deepest
 }
 
 fn describe(errors: &::cel::ParseErrors) -> String {
@@ -142,7 +209,9 @@ mod tests {
             let err = compile_expression(nested).unwrap_err();
             assert!(!err.is_empty(), "{open}");
         }
-        // Long flat chains stay legal up to the length limit.
+        // Long flat chains are refused for their depth (the interpreter recurses once per
+        // level), never overflowing the stack; the parser balances `&&` chains and folds
+        // repeated negation, so those stay shallow and legal.
         for (first, link) in [("1", "+1"), ("a", ".a"), ("a", "&&a"), ("-", "-")] {
             let chain =
                 first.to_string() + &link.repeat((EXPRESSION_LEN_MAX_BYTES - 2) / link.len());
@@ -153,7 +222,10 @@ mod tests {
                 chain[..chain.len() - 1].to_string()
             };
             assert!(chain.len() <= EXPRESSION_LEN_MAX_BYTES);
-            assert!(compile_expression(&chain).is_ok(), "{first}{link}...");
+            match compile_expression(&chain) {
+                Ok(_) => assert!(matches!(link, "&&a" | "-"), "{first}{link}..."),
+                Err(e) => assert!(e.contains("levels deep"), "{first}{link}...: {e}"),
+            }
         }
     }
 

@@ -30,6 +30,12 @@ pub const WINDOW_SIZE_MAX: SpecDuration = SpecDuration::from_secs(7 * 24 * 3600)
 /// The most event time may lag (`max_out_of_orderness`, `allowed_lateness`): each keeps
 /// closed windows' state alive for as long.
 pub const LATENESS_MAX: SpecDuration = SpecDuration::from_secs(7 * 24 * 3600);
+/// The most windows one event may belong to: a sliding window's size / slide, rounded up.
+/// Each event updates every one of them, so this bounds the work per event.
+pub const WINDOWS_PER_EVENT_MAX: u64 = 1_000;
+/// The longest dedupe `ttl`: a key is remembered this long in event time (and its state
+/// kept as long).
+pub const DEDUPE_TTL_MAX: SpecDuration = SpecDuration::from_secs(366 * 24 * 3600);
 /// The shortest checkpoint interval: each checkpoint commits a Kafka transaction.
 pub const CHECKPOINT_INTERVAL_MIN: SpecDuration = SpecDuration::from_millis(100);
 /// The longest checkpoint interval. Each checkpoint commits the Kafka transaction that has
@@ -249,7 +255,9 @@ fn check_map(field: &str, outputs: &BTreeMap<String, String>) -> Result<(), Spec
 
 fn check_dedupe(field: &str, dedupe: &Dedupe) -> Result<(), SpecError> {
     check_expression(&format!("{field}.key"), &dedupe.key)?;
-    check_positive(&format!("{field}.ttl"), dedupe.ttl)
+    let ttl_field = format!("{field}.ttl");
+    check_positive(&ttl_field, dedupe.ttl)?;
+    check_at_most(&ttl_field, dedupe.ttl, DEDUPE_TTL_MAX)
 }
 
 fn check_window(field: &str, window: &Window) -> Result<(), SpecError> {
@@ -269,6 +277,19 @@ fn check_window(field: &str, window: &Window) -> Result<(), SpecError> {
                         "{} is longer than the window size {}; events between windows would \
                          be lost",
                         sliding.slide, sliding.size
+                    ),
+                ));
+            }
+            let windows = sliding
+                .size
+                .as_millis()
+                .div_ceil(sliding.slide.as_millis().max(1));
+            if windows > WINDOWS_PER_EVENT_MAX {
+                return Err(SpecError::new(
+                    format!("{field}.sliding"),
+                    format!(
+                        "each event would belong to {windows} windows; the limit is \
+                         {WINDOWS_PER_EVENT_MAX} (a longer slide or a shorter size)"
                     ),
                 ));
             }
@@ -585,6 +606,17 @@ mod tests {
         // The size need not be a multiple of the slide.
         accepts(|s| window(s).kind = sliding(secs(60), secs(7)));
         accepts(|s| window(s).kind = sliding(secs(60), secs(60)));
+        // Each event updates every window it belongs to: at most 1,000 (accepted before
+        // and refused by every worker, so the job never ran).
+        accepts(|s| window(s).kind = sliding(secs(1000), secs(1)));
+        assert_eq!(
+            field_after(|s| window(s).kind = sliding(secs(3600), secs(1))),
+            "pipeline[4].window.sliding"
+        );
+        assert_eq!(
+            field_after(|s| window(s).kind = sliding(ms(1001), ms(1))),
+            "pipeline[4].window.sliding"
+        );
     }
 
     #[test]
@@ -632,6 +664,36 @@ mod tests {
                 s.pipeline[2] = Stage::Dedupe(key);
             }),
             "pipeline[2].dedupe.key"
+        );
+        // A ttl past a year overflowed event-time arithmetic (dedupe silently off).
+        accepts(|s| {
+            let ttl = Dedupe {
+                ttl: secs(366 * 86_400),
+                ..dedupe(s)
+            };
+            s.pipeline[2] = Stage::Dedupe(ttl);
+        });
+        assert_eq!(
+            field_after(|s| {
+                let ttl = Dedupe {
+                    ttl: secs(366 * 86_400 + 1),
+                    ..dedupe(s)
+                };
+                s.pipeline[2] = Stage::Dedupe(ttl);
+            }),
+            "pipeline[2].dedupe.ttl"
+        );
+    }
+
+    #[test]
+    fn expressions_deeper_than_the_interpreter_allows_are_refused() {
+        // A flat chain has no brackets but is as deep as it is long: accepted before, and
+        // refused by every worker when compiled.
+        let chain = |n: usize| format!("a{} > 0", " + a".repeat(n - 1));
+        accepts(|s| s.pipeline[0] = Stage::Filter(chain(31)));
+        assert_eq!(
+            field_after(|s| s.pipeline[0] = Stage::Filter(chain(32))),
+            "pipeline[0].filter"
         );
     }
 

@@ -40,7 +40,8 @@ impl DedupeMemory {
         ttl_ms: i64,
     ) -> Result<bool, PipelineError> {
         if let Some((key, &last_ms)) = self.last_kept_ms.get_key_value(key) {
-            let remembered = watermark_ms.is_none_or(|watermark| last_ms + ttl_ms > watermark);
+            let remembered =
+                watermark_ms.is_none_or(|watermark| last_ms.saturating_add(ttl_ms) > watermark);
             if remembered && (event_ms - last_ms).abs() < ttl_ms {
                 return Ok(false);
             }
@@ -103,7 +104,7 @@ impl DedupeMemory {
     /// Forgets the keys the watermark has passed: those with `t_prev + ttl <= watermark`.
     pub(crate) fn forget(&mut self, watermark_ms: i64, ttl_ms: i64) {
         while let Some((last_ms, _)) = self.by_time.first() {
-            if last_ms + ttl_ms > watermark_ms {
+            if last_ms.saturating_add(ttl_ms) > watermark_ms {
                 break;
             }
             if let Some((_, key)) = self.by_time.pop_first() {

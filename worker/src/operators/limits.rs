@@ -16,8 +16,8 @@ pub const OPEN_WINDOWS_PER_PARTITION_MAX: usize = 4_000_000;
 /// The most keys one dedupe stage of one partition remembers at once.
 pub const DEDUPE_KEYS_MAX: usize = 4_000_000;
 /// The most windows one event may belong to (a sliding window's size / slide, rounded
-/// up); a spec beyond it is refused when the pipeline is compiled.
-pub const WINDOWS_PER_EVENT_MAX: u64 = 1_000;
+/// up); validation refuses a spec beyond it at submit time.
+pub use weir_core::spec::validate::WINDOWS_PER_EVENT_MAX;
 /// The longest key (key_by or dedupe) in bytes; a longer one is an `expression_error`.
 pub const KEY_LEN_MAX_BYTES: usize = 4_096;
 

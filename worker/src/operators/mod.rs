@@ -47,7 +47,7 @@
 //! `amount`), and ints compare with doubles by value. Any evaluation error is
 //! dead-lettered `expression_error`.
 //! Expressions whose syntax tree is deeper than [`EXPRESSION_DEPTH_MAX`] = 32 are refused
-//! when the pipeline is compiled.
+//! by validation when the job is submitted, and again when the pipeline is compiled.
 //!
 //! A result goes back to JSON when needed (a `map` output, a key): null, bool, int, uint,
 //! finite double, string, and lists and maps (string keys only) of these; anything else
@@ -131,8 +131,8 @@
 //! [`OPEN_WINDOWS_PER_KEY_MAX`], [`OPEN_WINDOWS_PER_PARTITION_MAX`] and
 //! [`DEDUPE_KEYS_MAX`]; reaching one stops the pipeline with
 //! [`PipelineError::StateLimit`] instead of dropping state (see [`limits`]). A sliding
-//! window whose size / slide (rounded up) exceeds [`WINDOWS_PER_EVENT_MAX`] is refused
-//! at compile.
+//! window whose size / slide (rounded up) exceeds [`WINDOWS_PER_EVENT_MAX`], or a dedupe
+//! `ttl` over a year, is refused by validation when the job is submitted.
 //!
 //! # Checkpoints
 //!

@@ -8,7 +8,7 @@ use super::datum::write_i64;
 use super::datum::Datum;
 use super::dedupe::DedupeMemory;
 use super::event_time::event_time_ms;
-use super::expr::{cel_env, CelEnv, Expr, ExprCompileError, EXPRESSION_DEPTH_MAX};
+use super::expr::{cel_env, CelEnv, Expr, ExprCompileError};
 use super::json::{self, DecodeError, FieldSpan, SourceDoc};
 use super::limits::{PipelineError, KEY_LEN_MAX_BYTES, WINDOWS_PER_EVENT_MAX};
 use super::object::Obj;
@@ -32,20 +32,6 @@ pub enum CompileError {
     /// An expression does not compile (validation normally catches this first).
     #[error("{field}: {message}")]
     Expression { field: String, message: String },
-    /// An expression's syntax tree is deeper than [`EXPRESSION_DEPTH_MAX`].
-    #[error("{field}: the expression is {depth} levels deep; the limit is {max}")]
-    ExpressionTooDeep {
-        field: String,
-        depth: usize,
-        max: usize,
-    },
-    /// A sliding window whose size / slide exceeds [`WINDOWS_PER_EVENT_MAX`].
-    #[error("{field}: each event would belong to {windows} windows; the limit is {max}")]
-    TooManyWindowsPerEvent {
-        field: String,
-        windows: u64,
-        max: u64,
-    },
 }
 
 /// Why a snapshot cannot be restored.
@@ -125,14 +111,10 @@ impl WindowPlan {
         env: &cel::Env,
     ) -> Result<WindowPlan, CompileError> {
         let assigner = Assigner::from_spec(&spec_window.kind);
-        let windows = assigner.windows_per_event();
-        if windows > WINDOWS_PER_EVENT_MAX {
-            return Err(CompileError::TooManyWindowsPerEvent {
-                field: format!("{window_field}.sliding"),
-                windows,
-                max: WINDOWS_PER_EVENT_MAX,
-            });
-        }
+        debug_assert!(
+            assigner.windows_per_event() <= WINDOWS_PER_EVENT_MAX,
+            "{window_field}: validation bounds the windows per event"
+        );
         let mut aggregates = Vec::with_capacity(outputs.len());
         for (name, call_source) in outputs {
             let field = format!("{aggregate_field}.{name}");
@@ -451,11 +433,6 @@ fn compile_expr(field: &str, source: &str, env: &cel::Env) -> Result<Expr, Compi
         ExprCompileError::Invalid(message) => CompileError::Expression {
             field: field.to_string(),
             message,
-        },
-        ExprCompileError::TooDeep(depth) => CompileError::ExpressionTooDeep {
-            field: field.to_string(),
-            depth,
-            max: EXPRESSION_DEPTH_MAX,
         },
     })
 }
