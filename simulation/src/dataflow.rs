@@ -170,6 +170,31 @@ pub fn close_producers(broker: &MemoryBroker, jobs: &[SimJob]) {
     }
 }
 
+/// Sends each source partition its flush event ([`jobs::flush_record`]) in one committed
+/// transaction per job. Called once the faults are healed.
+pub async fn flush(broker: &MemoryBroker, jobs: &[SimJob], ctx: &SimContext) {
+    for job in jobs {
+        let sent = async {
+            let mut writer = broker
+                .writer(&format!("{}-flush", producer_id(&job.source)))
+                .await?;
+            writer.begin()?;
+            for partition in 0..job.source_partitions as i32 {
+                let record = crate::jobs::flush_record(&job.source, partition, ctx.now_ms());
+                writer.send(record).await?;
+            }
+            writer.commit("sim-producer", &[]).await
+        }
+        .await;
+        if let Err(e) = sent {
+            ctx.violation(format!(
+                "the flush events of {} were not sent: {e}",
+                job.name
+            ));
+        }
+    }
+}
+
 /// Waits until every job has committed its whole input, or the deadline passes. Returns
 /// the jobs (and partitions) still behind.
 pub async fn await_caught_up(

@@ -147,6 +147,25 @@ const JITTER_MS: (i64, i64) = (-1_500, 300);
 /// How far a late event's time lags.
 const LATE_BY_MS: (i64, i64) = (5_000, 30_000);
 
+/// How far past the run's simulated time the flush event lies: beyond every window size,
+/// session gap, allowed lateness, out-of-orderness and dedupe ttl the job family uses.
+const FLUSH_AHEAD_MS: i64 = 60_000;
+
+/// The last event of one source partition, sent once the faults are healed: its event
+/// time is far enough ahead to close every window still open, so that the state restored
+/// by the fleet's last recoveries has to produce outputs the reference checks.
+pub fn flush_record(topic: &str, partition: i32, now_ms: u64) -> OutgoingRecord {
+    let ts = EVENT_TIME_START_MS + now_ms as i64 + FLUSH_AHEAD_MS;
+    let id = 1_000_000_000 + i64::from(partition);
+    OutgoingRecord {
+        topic: topic.to_string(),
+        partition: Some(partition),
+        key: Some(b"flush".to_vec()),
+        value: format!(r#"{{"id": {id}, "card": "flush", "amount": 1, "ts": {ts}}}"#).into_bytes(),
+        timestamp_ms: None,
+    }
+}
+
 /// Makes the events of one source topic.
 #[derive(Debug)]
 pub struct EventGen {

@@ -885,6 +885,9 @@ impl Run {
             dataflow::close_producers(&data.broker, &data.jobs);
             data.fleet.heal();
         }
+        if let Some(data) = self.data.as_ref() {
+            dataflow::flush(&data.broker, &data.jobs, &self.ctx).await;
+        }
         self.ctx.event("heal everything");
         for node in self.nodes.clone() {
             if !self.cluster.is_running(node) {
