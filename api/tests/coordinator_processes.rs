@@ -181,3 +181,22 @@ async fn a_bad_flag_is_one_sentence_on_stderr() {
         "--lease-timeout-ms",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_id_the_api_would_refuse_is_one_sentence_on_stderr() {
+    // An id the coordinators refuse (or one that is not a URL path segment) made the
+    // worker retry its registration for ever.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["worker", "--id", "a/b", "--coordinators", "127.0.0.1:1"])
+        .args(["--kafka", "127.0.0.1:1", "--token", ADMIN, "--data-dir"])
+        .arg(dir.path())
+        .arg("--checkpoint-dir")
+        .arg(dir.path().join("checkpoints"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--id"), "{stderr}");
+}

@@ -38,6 +38,17 @@ pub struct WorkerId(pub String);
 #[serde(transparent)]
 pub struct TenantName(pub String);
 
+impl WorkerId {
+    /// Whether `id` may name a worker: 1 to 128 of `A-Z a-z 0-9 . _ -`, so that it is one
+    /// path segment of the API's URLs as it is.
+    pub fn is_valid(id: &str) -> bool {
+        (1..=128).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    }
+}
+
 impl Epoch {
     /// The epoch a fresh assignment starts with.
     pub const FIRST: Epoch = Epoch(1);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use weir_broker::kafka::KafkaBroker;
 use weir_core::ids::WorkerId;
 use weir_worker::checkpoint_store::{DirCheckpointStore, LocalFirst};
-use weir_worker::control::HttpControlPlane;
+use weir_worker::control::{ControlPlane, HttpControlPlane};
 use weir_worker::fleet::{
     ActorThreads, HeartbeatThread, StatusBoard, StopSupervisor, Supervisor, SupervisorConfig,
     ACTOR_THREADS_MAX, ACTOR_THREADS_STOP_GRACE_MS, PROCESSING_STALL_MAX_MS,
@@ -16,6 +16,8 @@ use weir_worker::fleet::{
 
 /// How often shutdown looks whether every partition has ended.
 const SHUTDOWN_POLL_MS: u64 = 20;
+/// How long a stopping worker waits for the group to take its deregistration.
+const DEREGISTER_WAIT_MS: u64 = 3_000;
 
 /// Flags of `weir worker` (CONTRACT.md).
 #[derive(Debug, Clone, Args)]
@@ -66,8 +68,8 @@ async fn serve_metrics(listener: tokio::net::TcpListener) {
 
 /// Runs a worker until Ctrl-C or SIGTERM.
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
-    if args.id.is_empty() {
-        bail!("--id must not be empty");
+    if !WorkerId::is_valid(&args.id) {
+        bail!("--id must be 1 to 128 letters, digits, '.', '_' or '-'");
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -121,6 +123,21 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+        }
+        // Leaving the group at once moves this worker's partitions now rather than when its
+        // lease runs out (a rolling restart); if no coordinator answers, the lease does it.
+        let leaving = HttpControlPlane::new(args.coordinators.clone(), args.token.clone());
+        let left = tokio::time::timeout(
+            std::time::Duration::from_millis(DEREGISTER_WAIT_MS),
+            leaving.deregister(&WorkerId(args.id.clone())),
+        )
+        .await;
+        match left {
+            Ok(Ok(())) => tracing::info!("worker deregistered"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "deregistration failed; the lease will expire")
+            }
+            Err(_) => tracing::warn!("deregistration timed out; the lease will expire"),
         }
         actix::System::current().stop();
         Ok::<(), anyhow::Error>(())

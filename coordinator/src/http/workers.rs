@@ -19,13 +19,6 @@ use weir_core::wire::{
 /// Reports one worker may send in one batch.
 pub const CHECKPOINT_REPORTS_PER_BATCH_MAX: usize = 4096;
 
-fn valid_worker_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// `POST /v1/workers`: register (or re-register after a restart) and get a lease.
 pub async fn register(
     State(state): State<ApiState>,
@@ -33,7 +26,7 @@ pub async fn register(
     JsonBody(req): JsonBody<RegisterWorkerRequest>,
 ) -> Result<Json<Lease>, ApiError> {
     state.principal(&headers)?.require_admin()?;
-    if !valid_worker_id(&req.id.0) {
+    if !WorkerId::is_valid(&req.id.0) {
         return Err(ApiError::bad_field(
             "id",
             "a worker id is 1 to 128 of a-z, A-Z, 0-9, -, _ and .",

@@ -130,7 +130,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
                 }
                 runner.stop().await;
             }
-            board.remove(&key);
+            board.remove(&key, config.epoch);
         };
         ctx.spawn(work.into_actor(self).map(|_, _, ctx| ctx.stop()));
     }

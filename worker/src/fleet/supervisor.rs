@@ -105,8 +105,13 @@ impl StatusBoard {
             .insert(key, status);
     }
 
-    pub(super) fn remove(&self, key: &(JobId, PartitionId)) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    /// Removes the partition's entry if it is still the one `epoch` wrote: an actor that
+    /// ends late must not remove its successor's entry.
+    pub(super) fn remove(&self, key: &(JobId, PartitionId), epoch: Epoch) {
+        let mut board = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if board.get(key).is_some_and(|status| status.epoch == epoch) {
+            board.remove(key);
+        }
     }
 
     /// A copy of every partition's status.
@@ -402,5 +407,34 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Handler<Sto
 
     fn handle(&mut self, _: StopSupervisor, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(epoch: u64) -> PartitionStatus {
+        PartitionStatus {
+            job: JobId(1),
+            partition: PartitionId(0),
+            epoch: Epoch(epoch),
+            next_offset: 0,
+            lag: None,
+            counters: PartitionCounters::default(),
+            state_bytes: 0,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_actor_that_ends_late_leaves_its_successors_entry() {
+        let board = StatusBoard::default();
+        let key = (JobId(1), PartitionId(0));
+        board.set(key, status(2));
+        board.remove(&key, Epoch(1));
+        assert_eq!(board.snapshot().get(&key).map(|s| s.epoch), Some(Epoch(2)));
+        board.remove(&key, Epoch(2));
+        assert!(board.snapshot().is_empty());
     }
 }
