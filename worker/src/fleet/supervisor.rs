@@ -145,7 +145,12 @@ pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlP
     lease: Option<Lease>,
     running: BTreeMap<(JobId, PartitionId), RunningPartition<B, S, C>>,
     reconciling: bool,
+    /// Whether partition counts are being reported (one report round at a time).
+    reporting: bool,
     heartbeating: bool,
+    /// Counts lease losses: a reconcile round that began before the latest one answers
+    /// for a registration the group has dropped, and its assignments are not applied.
+    lease_generation: u64,
     /// Renews the lease from its own thread when set; otherwise this actor does.
     heartbeat_thread: Option<HeartbeatThread>,
     /// Threads for the partition actors when set; otherwise they run on this actor's.
@@ -170,7 +175,9 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             lease: None,
             running: BTreeMap::new(),
             reconciling: false,
+            reporting: false,
             heartbeating: false,
+            lease_generation: 0,
             heartbeat_thread: None,
             actor_threads: None,
         }
@@ -214,6 +221,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
     fn lease_lost(&mut self) {
         tracing::warn!(worker = %self.config.worker, "lease lost; stopping partitions and registering again");
         self.lease = None;
+        self.lease_generation += 1;
         if let Some(thread) = &self.heartbeat_thread {
             thread.deactivate();
         }
@@ -317,9 +325,9 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
             }
             act.reconciling = true;
             let control = act.control.clone();
-            let broker = act.broker.clone();
             let config = act.config.clone();
             let registered = act.lease.is_some();
+            let generation = act.lease_generation;
             let activator = act.heartbeat_thread.as_ref().map(HeartbeatThread::activator);
             let round = async move {
                 let lease = if registered {
@@ -334,18 +342,33 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                     Some(lease)
                 };
                 let assignments = control.assignments(&config.worker).await?;
-                report_partition_counts(&broker, control.as_ref(), &assignments.unknown_partition_counts).await;
                 Ok::<_, ControlError>((lease, assignments))
             };
-            ctx.spawn(round.into_actor(act).map(|result, act, _| {
+            ctx.spawn(round.into_actor(act).map(move |result, act, ctx| {
                 act.reconciling = false;
+                if act.lease_generation != generation {
+                    tracing::debug!("a reconcile round from before the lease was lost; dropped");
+                    return;
+                }
                 match result {
-                    Ok((lease, assignments)) => {
+                    Ok((lease, mut assignments)) => {
                         if let Some(lease) = lease {
                             tracing::info!(worker = %act.config.worker, "registered");
                             act.lease = Some(lease);
                         }
+                        // Partition counts are reported on their own, after the
+                        // assignments are applied: a slow Kafka or coordinator must not hold
+                        // up starting and stopping partitions.
+                        let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
                         act.apply(assignments);
+                        if !unknown.is_empty() && !act.reporting {
+                            act.reporting = true;
+                            let (broker, control) = (act.broker.clone(), act.control.clone());
+                            let report = async move {
+                                report_partition_counts(&broker, control.as_ref(), &unknown).await;
+                            };
+                            ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting = false));
+                        }
                     }
                     Err(ControlError::UnknownWorker(_)) => act.lease_lost(),
                     Err(e) => tracing::warn!(error = %e, "reconcile failed; keeping partitions running"),
