@@ -926,14 +926,13 @@ impl Run {
         for node in self.view.running() {
             let m = node.coordinator.raft().metrics().borrow().clone();
             self.ctx.event(&format!(
-                "n{} {:?} term {} vote {} leader {:?} last log {:?} committed hint {:?} applied {:?}",
+                "n{} {:?} term {} vote {} leader {:?} last log {:?} applied {:?}",
                 node.id,
                 m.state,
                 m.current_term,
                 m.vote,
                 m.current_leader,
                 m.last_log_index,
-                m.last_applied.map(|l| l.index),
                 m.last_applied,
             ));
         }

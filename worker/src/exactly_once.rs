@@ -369,6 +369,15 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         Ok(n)
     }
 
+    /// The source position this runner commits with its transaction: the next offset to read.
+    fn source_offsets(&self) -> [SourceOffset; 1] {
+        [SourceOffset {
+            topic: self.config.spec.source.topic.clone(),
+            partition: self.config.partition.0 as i32,
+            next_offset: self.next_offset,
+        }]
+    }
+
     /// Commits the open transaction, which holds nothing, with the unchanged source offset
     /// (see [`OFFSETS_REFRESH_INTERVAL_MS`]). The commit point stays where it was, and so
     /// does the snapshot it names; a fenced runner's commit fails like any other.
@@ -377,12 +386,9 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             !self.dirty,
             "only an empty transaction is committed this way"
         );
-        let offsets = [SourceOffset {
-            topic: self.config.spec.source.topic.clone(),
-            partition: self.config.partition.0 as i32,
-            next_offset: self.next_offset,
-        }];
-        self.writer.commit(&self.config.group(), &offsets).await?;
+        self.writer
+            .commit(&self.config.group(), &self.source_offsets())
+            .await?;
         self.last_commit_ms = now_ms;
         self.writer.begin()?;
         tracing::debug!(job = %self.config.job, partition = %self.config.partition, offset = self.next_offset, "source offset committed again on an idle partition");
@@ -524,11 +530,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             }
         }
         // 3. The commit point: outputs and the source offset, atomically.
-        let offsets = [SourceOffset {
-            topic: self.config.spec.source.topic.clone(),
-            partition: self.config.partition.0 as i32,
-            next_offset: self.next_offset,
-        }];
+        let offsets = self.source_offsets();
         let commit_started = tokio::time::Instant::now();
         self.writer.commit(&self.config.group(), &offsets).await?;
         self.last_commit_ms = now_ms;
