@@ -438,6 +438,22 @@ impl Coordinator {
         }
     }
 
+    /// Waits until Raft stops on its own (a storage error: a failed fsync or a damaged
+    /// store; openraft never retries one) and says why. The process then ends: a write
+    /// whose fsync failed may or may not be on disk, and retrying it could acknowledge an
+    /// entry that is not durable.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "Raft stopped".into();
+            }
+        }
+    }
+
     /// Stops Raft; the control loop ends with it.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

@@ -116,7 +116,14 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         weir_coordinator::server::launch(config, &args.data_dir, &args.admin_token, listener)
             .await?;
     tracing::info!(id = args.id, addr = %running.addr, "coordinator serving");
-    shutdown_signal().await;
+    let coordinator = running.coordinator.clone();
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        why = coordinator.stopped() => {
+            tracing::error!(reason = %why, "Raft stopped; ending the process");
+            bail!("Raft stopped on a storage error ({why}); the process ends rather than retry it");
+        }
+    }
     tracing::info!("shutting down");
     running.stop().await;
     Ok(())

@@ -2,7 +2,7 @@
 //! also kept decoded in memory (`EntryCache`).
 
 use super::entry_cache::EntryCache;
-use super::{read_err, write_err, LOG, META};
+use super::{guarded_read, read_err, write_err, LOG, META};
 use crate::raft_types::{Entry, LogId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, RaftLogReader, Vote};
@@ -53,12 +53,14 @@ impl LogStore {
         &self,
         key: &str,
     ) -> Result<Option<T>, StorageError> {
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(META).map_err(read_err)?;
-        match table.get(key).map_err(read_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
-            None => Ok(None),
-        }
+        guarded_read(|| {
+            let txn = self.db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(META).map_err(read_err)?;
+            match table.get(key).map_err(read_err)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(read_err)?)),
+                None => Ok(None),
+            }
+        })
     }
 
     fn write_meta<T: serde::Serialize>(
@@ -86,14 +88,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(entries) = self.cache().get(&range) {
             return Ok(entries);
         }
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOG).map_err(read_err)?;
-        let mut entries = Vec::new();
-        for item in table.range(range).map_err(read_err)? {
-            let (_, v) = item.map_err(read_err)?;
-            entries.push(serde_json::from_slice(v.value()).map_err(read_err)?);
-        }
-        Ok(entries)
+        guarded_read(|| {
+            let txn = self.db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(LOG).map_err(read_err)?;
+            let mut entries = Vec::new();
+            for item in table.range(range).map_err(read_err)? {
+                let (_, v) = item.map_err(read_err)?;
+                entries.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            }
+            Ok(entries)
+        })
     }
 }
 
@@ -102,16 +106,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = self.read_meta(LAST_PURGED)?;
-        let txn = self.db.begin_read().map_err(read_err)?;
-        let table = txn.open_table(LOG).map_err(read_err)?;
-        let last = match table.last().map_err(read_err)? {
-            Some((_, v)) => Some(
-                serde_json::from_slice::<Entry>(v.value())
-                    .map_err(read_err)?
-                    .log_id,
-            ),
-            None => None,
-        };
+        let last = guarded_read(|| {
+            let txn = self.db.begin_read().map_err(read_err)?;
+            let table = txn.open_table(LOG).map_err(read_err)?;
+            let last = match table.last().map_err(read_err)? {
+                Some((_, v)) => Some(
+                    serde_json::from_slice::<Entry>(v.value())
+                        .map_err(read_err)?
+                        .log_id,
+                ),
+                None => None,
+            };
+            Ok(last)
+        })?;
         Ok(LogState {
             last_purged_log_id,
             last_log_id: last.or(last_purged_log_id),

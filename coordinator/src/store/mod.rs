@@ -13,6 +13,8 @@
 // move the allocation.
 #![allow(clippy::result_large_err)]
 
+#[cfg(test)]
+mod damage_tests;
 mod entry_cache;
 mod log_store;
 mod state_machine;
@@ -51,6 +53,22 @@ pub enum OpenError {
     Redb(#[from] redb::DatabaseError),
     #[error("cannot read the stored Raft state: {0}")]
     Load(String),
+    /// The file exists but holds nothing: the store was truncated or emptied. Starting as a
+    /// new member would forget the vote it saved, and a member that forgets its vote can
+    /// vote twice in one term.
+    #[error(
+        "{path} is empty (0 bytes): this member's Raft log and vote are lost; refusing to start \
+         as a new member (remove it from the group with `weir cluster remove-member`, delete the \
+         file, start it with --initial-cluster-state existing and add it again)"
+    )]
+    Emptied { path: String },
+    /// The file is not a readable store: a failed integrity check, an entry that does not
+    /// decode, or a panic inside redb on what it read.
+    #[error(
+        "{path} is damaged ({detail}): refusing to start on it (remove this member from the \
+         group, delete the file, start it with --initial-cluster-state existing and add it again)"
+    )]
+    Damaged { path: String, detail: String },
 }
 
 /// Opens (or creates) the database over any storage backend.
@@ -59,13 +77,28 @@ pub fn open_with_backend(backend: impl StorageBackend) -> Result<Arc<Database>, 
     Ok(Arc::new(db))
 }
 
-/// Opens (or creates) `<data_dir>/coordinator.redb`.
+/// The store's file name inside the data directory.
+pub const STORE_FILE: &str = "coordinator.redb";
+
+/// Whether `<data_dir>/coordinator.redb` exists: a member with no store starts fresh
+/// (bootstraps or waits to be added); one with a store restarts from it.
+pub fn store_exists(data_dir: &Path) -> bool {
+    data_dir.join(STORE_FILE).exists()
+}
+
+/// Opens (or creates) `<data_dir>/coordinator.redb`, refusing a file that is empty or fails
+/// its checks (see [`verify`]): nothing read from the disk may panic the process or be
+/// mistaken for a new member's empty store.
 pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
     std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
         path: data_dir.display().to_string(),
         source,
     })?;
-    let path = data_dir.join("coordinator.redb");
+    let path = data_dir.join(STORE_FILE);
+    let shown = path.display().to_string();
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+        return Err(OpenError::Emptied { path: shown });
+    }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -73,10 +106,110 @@ pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
         .truncate(false)
         .open(&path)
         .map_err(|source| OpenError::Open {
-            path: path.display().to_string(),
+            path: shown.clone(),
             source,
         })?;
-    open_with_backend(redb::backends::FileBackend::new(file)?)
+    let damaged = |detail: String| OpenError::Damaged {
+        path: shown.clone(),
+        detail,
+    };
+    let opened = guard_panics(|| {
+        let mut db = redb::Builder::new()
+            .create_with_backend(
+                redb::backends::FileBackend::new(file).map_err(|e| damaged(e.to_string()))?,
+            )
+            .map_err(|e| damaged(e.to_string()))?;
+        match db.check_integrity() {
+            Ok(true) => {}
+            Ok(false) => return Err(damaged("it failed redb's integrity check".into())),
+            Err(e) => return Err(damaged(format!("integrity check: {e}"))),
+        }
+        let db = Arc::new(db);
+        verify(&db).map_err(damaged)?;
+        Ok(db)
+    });
+    match opened {
+        Ok(result) => result,
+        Err(panic) => Err(damaged(format!("redb panicked reading it: {panic}"))),
+    }
+}
+
+/// Runs `f`, turning a panic into its message: redb can panic on bytes a damaged disk
+/// returned, and what is read from disk must never end the process with a panic.
+pub fn guard_panics<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    })
+}
+
+/// Reads the whole store once: every log entry decodes and the indexes follow each other
+/// without a gap, every record of the vote and hints decodes, and a snapshot, if any, has
+/// both halves and decodes. A store that passes can be served from; one that does not is
+/// refused at start rather than failing (or panicking) in the middle of serving.
+pub fn verify(db: &Database) -> Result<(), String> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    match txn.open_table(LOG) {
+        Ok(table) => {
+            let mut previous: Option<u64> = None;
+            for item in table.iter().map_err(|e| e.to_string())? {
+                let (index, bytes) = item.map_err(|e| e.to_string())?;
+                let entry: crate::raft_types::Entry = serde_json::from_slice(bytes.value())
+                    .map_err(|e| format!("log entry {}: {e}", index.value()))?;
+                if entry.log_id.index != index.value() {
+                    return Err(format!(
+                        "log entry stored at {} says it is entry {}",
+                        index.value(),
+                        entry.log_id.index
+                    ));
+                }
+                if previous.is_some_and(|p| p + 1 != index.value()) {
+                    return Err(format!("the log has a gap before entry {}", index.value()));
+                }
+                previous = Some(index.value());
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    match txn.open_table(META) {
+        Ok(table) => {
+            for item in table.iter().map_err(|e| e.to_string())? {
+                let (key, bytes) = item.map_err(|e| e.to_string())?;
+                serde_json::from_slice::<serde_json::Value>(bytes.value())
+                    .map_err(|e| format!("record {:?}: {e}", key.value()))?;
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    match txn.open_table(SNAPSHOT) {
+        Ok(table) => {
+            let meta = table
+                .get(state_machine::SNAPSHOT_META)
+                .map_err(|e| e.to_string())?;
+            let data = table
+                .get(state_machine::SNAPSHOT_DATA)
+                .map_err(|e| e.to_string())?;
+            match (meta, data) {
+                (None, None) => {}
+                (Some(meta), Some(data)) => {
+                    serde_json::from_slice::<crate::raft_types::SnapshotMeta>(meta.value())
+                        .map_err(|e| format!("snapshot metadata: {e}"))?;
+                    serde_json::from_slice::<state_machine::AppliedState>(data.value())
+                        .map_err(|e| format!("snapshot: {e}"))?;
+                }
+                _ => return Err("the snapshot has only one of its two halves".into()),
+            }
+        }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    Ok(())
 }
 
 /// Opens the log store and state machine over one database.
@@ -89,6 +222,19 @@ pub fn open_stores(db: Arc<Database>) -> Result<(LogStore, StateMachineStore), O
 /// Wraps an error from a write as openraft's storage error.
 pub fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write(AnyError::new(&e)).into()
+}
+
+/// Runs a read of the store, turning a panic inside redb (on bytes a failing disk returned
+/// after start) into a read error: openraft then stops this member, and the process ends
+/// with that sentence instead of a panic.
+pub(crate) fn guarded_read<T>(
+    f: impl FnOnce() -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    guard_panics(f).unwrap_or_else(|panic| {
+        Err(read_err(std::io::Error::other(format!(
+            "the store is damaged: redb panicked reading it: {panic}"
+        ))))
+    })
 }
 
 /// Wraps an error from a read as openraft's storage error.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-const SNAPSHOT_META: &str = "meta";
-const SNAPSHOT_DATA: &str = "data";
+pub(crate) const SNAPSHOT_META: &str = "meta";
+pub(crate) const SNAPSHOT_DATA: &str = "data";
 
 /// The applied state, the log id it reflects, and the group's membership as of it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,10 @@ impl StateMachineStore {
     }
 
     fn read_snapshot(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
+        super::guarded_read(|| self.read_snapshot_unguarded())
+    }
+
+    fn read_snapshot_unguarded(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, StorageError> {
         let txn = self.db.begin_read().map_err(read_err)?;
         let table = txn.open_table(SNAPSHOT).map_err(read_err)?;
         let meta = match table.get(SNAPSHOT_META).map_err(read_err)? {
