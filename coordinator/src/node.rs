@@ -50,6 +50,9 @@ pub struct CoordinatorConfig {
     pub lease_timeout_ms: u64,
     /// Workers are told to heartbeat this often.
     pub worker_heartbeat_interval_ms: u64,
+    /// Whether a member with no store forms the group with `peers` (`--initial-cluster-state
+    /// new`) or only waits to be added (`existing`, for a member replacing a lost one).
+    pub bootstrap: bool,
 }
 
 impl CoordinatorConfig {
@@ -81,6 +84,7 @@ impl CoordinatorConfig {
             // worker's lease lapse.
             lease_timeout_ms: 1_200,
             worker_heartbeat_interval_ms: 250,
+            bootstrap: true,
         }
     }
 }
@@ -94,6 +98,9 @@ pub enum StartError {
     Config(String),
     #[error("Raft failed to start: {0}")]
     Raft(String),
+    /// The member lost its store while the group counts it as having one.
+    #[error("{0}")]
+    LostStore(String),
 }
 
 /// Why a write was not applied.
@@ -185,7 +192,7 @@ impl Coordinator {
             .is_initialized()
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !initialized && config.peers.contains_key(&config.id) {
+        if !initialized && config.bootstrap && config.peers.contains_key(&config.id) {
             // Every member of the initial --peers list initializes with the same membership;
             // openraft accepts that, and the group forms once a majority is up.
             let members: BTreeMap<NodeId, BasicNode> = config
@@ -382,6 +389,14 @@ impl Coordinator {
             term: m.current_term,
             members,
             last_applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+            seen: self
+                .state
+                .read()
+                .control
+                .members_seen
+                .iter()
+                .copied()
+                .collect(),
         }
     }
 
@@ -503,6 +518,10 @@ impl Coordinator {
                 .expired(now_ms, state.control.workers.keys());
             (expired, scheduler::plan(&state.control))
         };
+        if let Some(command) = self.members_seen_update() {
+            // Best effort: a failed write is proposed again on the next round.
+            let _ = self.write(command).await;
+        }
         let mut proposed = false;
         for worker in expired {
             tracing::warn!(worker = %worker, "lease expired; removing worker");
@@ -525,6 +544,28 @@ impl Coordinator {
             }
         }
         proposed
+    }
+
+    /// The members this leader sees matching its log (itself included) that the state does
+    /// not yet record as having stored part of it, as one command.
+    fn members_seen_update(&self) -> Option<Command> {
+        let matched: Vec<NodeId> = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            let replication = m.replication.as_ref()?;
+            replication
+                .iter()
+                .filter(|(_, matched)| matched.is_some())
+                .map(|(id, _)| *id)
+                .chain(std::iter::once(self.config.id))
+                .collect()
+        };
+        let state = self.state.read();
+        let new: Vec<NodeId> = matched
+            .into_iter()
+            .filter(|id| !state.control.members_seen.contains(id))
+            .collect();
+        (!new.is_empty()).then_some(Command::MembersSeen { members: new })
     }
 
     fn record_gauges(&self) {

@@ -45,6 +45,61 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// How long a fresh member waits for each peer's view of the group before starting.
+pub const SEEN_PROBE_TIMEOUT_MS: u64 = 1_000;
+
+/// Refuses to start a member whose data directory holds no store while a peer's group
+/// records it as having stored part of the log: its vote and log are lost, and a member
+/// that forgets its vote can vote twice in one term. A peer that does not answer within
+/// [`SEEN_PROBE_TIMEOUT_MS`] counts as not knowing (a group starting for the first time
+/// has no answer to give). Called by `weir coordinator` before [`launch`].
+pub async fn refuse_lost_store(
+    config: &CoordinatorConfig,
+    data_dir: &Path,
+    admin_token: &str,
+) -> Result<(), StartError> {
+    if store::store_exists(data_dir) {
+        return Ok(());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(SEEN_PROBE_TIMEOUT_MS))
+        .build()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let probes = config
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != config.id)
+        .map(|(id, addr)| {
+            let request = client
+                .get(format!("http://{addr}/v1/cluster"))
+                .bearer_auth(admin_token)
+                .send();
+            async move {
+                let status: weir_core::wire::ClusterStatus =
+                    request.await.ok()?.json().await.ok()?;
+                Some((*id, status))
+            }
+        });
+    for (peer, status) in futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        let member = status.members.iter().any(|m| m.id == config.id);
+        if member && status.seen.contains(&config.id) {
+            return Err(StartError::LostStore(format!(
+                "member {id} has no store in {dir}, but member {peer}'s group records it as having \
+                 stored part of the log: its vote and log are lost. Remove it (weir cluster \
+                 remove-member {id}), start it with --initial-cluster-state existing, then add it \
+                 again (weir cluster add-member)",
+                id = config.id,
+                dir = data_dir.display(),
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Opens the coordinator's data under `data_dir`, starts Raft and serves the API on
 /// `listener` (already bound, so callers can pick free ports without a race).
 pub async fn launch(

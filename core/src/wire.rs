@@ -12,6 +12,10 @@ pub struct ClusterStatus {
     pub term: u64,
     pub members: Vec<Member>,
     pub last_applied: u64,
+    /// Members known to have stored part of the log. A member listed here that starts with
+    /// no store lost its vote, and refuses to start (see `weir coordinator`).
+    #[serde(default)]
+    pub seen: Vec<NodeId>,
 }
 
 /// One coordinator in `GET /v1/cluster`.

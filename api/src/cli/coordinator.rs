@@ -36,6 +36,23 @@ pub struct CoordinatorArgs {
     /// from a leader for a random time in this range stands for election.
     #[arg(long, default_value = "100..200", value_parser = parse_range)]
     pub election_timeout_ms: (u64, u64),
+    /// `new`: a member with no store forms the group with --peers (the group's first
+    /// start). `existing`: a member with no store only waits to be added with `weir cluster
+    /// add-member` (a new member, or one replacing a lost one). A member with a store
+    /// restarts from it either way. As etcd's flag of the same name.
+    #[arg(long, value_enum, default_value_t = InitialClusterState::New)]
+    pub initial_cluster_state: InitialClusterState,
+}
+
+/// How a member with no store starts (`--initial-cluster-state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InitialClusterState {
+    /// Form the group with the members in `--peers`.
+    #[value(alias = "bootstrap")]
+    New,
+    /// Wait to be added to a running group.
+    #[value(alias = "join")]
+    Existing,
 }
 
 fn parse_range(s: &str) -> Result<(u64, u64), String> {
@@ -67,8 +84,18 @@ pub fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
             .trim()
             .parse()
             .with_context(|| format!("--peers entry {p:?} has a non-numeric id"))?;
-        if !addr.contains(':') {
+        if id == 0 {
+            bail!("--peers entry {p:?}: ids are positive integers");
+        }
+        let Some((host, port)) = addr.trim().rsplit_once(':') else {
             bail!("--peers entry {p:?} has no port");
+        };
+        if host.is_empty() {
+            bail!("--peers entry {p:?} has no host");
+        }
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => {}
+            _ => bail!("--peers entry {p:?} has port {port:?}, not a number from 1 to 65535"),
         }
         if out.insert(id, addr.trim().to_string()).is_some() {
             bail!("--peers names id {id} twice");
@@ -80,6 +107,33 @@ pub fn parse_peers(peers: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
     Ok(out)
 }
 
+/// Checks that `--listen` is this member's own address in `--peers`: the same port, and the
+/// same host or a wildcard one (0.0.0.0, [::]). Peers and forwarded requests reach the
+/// member at its `--peers` address; a member listening elsewhere is unreachable to them
+/// (or is a second process claiming the id of a member that listens there).
+pub fn check_listen_matches(listen: &str, own: &str, id: u64) -> anyhow::Result<()> {
+    let split = |a: &str| {
+        a.rsplit_once(':').map(|(h, p)| {
+            (
+                h.trim_matches(|c| c == '[' || c == ']').to_string(),
+                p.to_string(),
+            )
+        })
+    };
+    let Some((listen_host, listen_port)) = split(listen) else {
+        bail!("--listen {listen:?} is not host:port");
+    };
+    let (own_host, own_port) = split(own).unwrap_or_default();
+    let wildcard = matches!(listen_host.as_str(), "0.0.0.0" | "::");
+    if listen_port != own_port || !(wildcard || listen_host == own_host) {
+        bail!(
+            "--listen {listen} is not member {id}'s address in --peers ({own}); peers reach it \
+             there, so the two must name the same port (and host, unless --listen is 0.0.0.0)"
+        );
+    }
+    Ok(())
+}
+
 /// Runs a coordinator until Ctrl-C or SIGTERM.
 pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     if args.id == 0 {
@@ -89,15 +143,24 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
         bail!("--admin-token must be at least 8 characters");
     }
     let peers = parse_peers(&args.peers)?;
+    if let Some(own) = peers.get(&args.id) {
+        check_listen_matches(&args.listen, own, args.id)?;
+    }
     let advertise = peers
         .get(&args.id)
         .cloned()
         .unwrap_or_else(|| args.listen.clone());
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (is another member already running as id {} there?)",
+                args.listen, args.id
+            )
+        })?;
     let mut config = CoordinatorConfig::new(args.id, advertise, peers);
     config.lease_timeout_ms = args.lease_timeout_ms;
+    config.bootstrap = args.initial_cluster_state == InitialClusterState::New;
     config.heartbeat_interval_ms = args.heartbeat_interval_ms;
     (
         config.election_timeout_min_ms,
@@ -112,6 +175,7 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     if config.heartbeat_interval_ms >= config.election_timeout_min_ms {
         bail!("--heartbeat-interval-ms must be shorter than the minimum election timeout");
     }
+    weir_coordinator::server::refuse_lost_store(&config, &args.data_dir, &args.admin_token).await?;
     let running =
         weir_coordinator::server::launch(config, &args.data_dir, &args.admin_token, listener)
             .await?;
@@ -159,5 +223,33 @@ mod tests {
         assert!(parse_peers(&["1127.0.0.1:1".into()]).is_err());
         assert!(parse_peers(&["1=a:1".into(), "1=b:2".into()]).is_err());
         assert!(parse_peers(&["1=nohost".into()]).is_err());
+    }
+
+    #[test]
+    fn peers_with_a_bad_port_are_refused() {
+        // Hostile testing: these were accepted and the member led a group of one.
+        for bad in [
+            "5=127.0.0.1:notaport",
+            "5=127.0.0.1:99999",
+            "5=:99999",
+            "5=127.0.0.1:0",
+            "5=:7001",
+            "0=127.0.0.1:7001",
+        ] {
+            let err = parse_peers(&[bad.into()]).expect_err(bad).to_string();
+            assert!(err.contains("--peers"), "{err}");
+        }
+        assert!(parse_peers(&["5=[::1]:7001".into()]).is_ok());
+    }
+
+    #[test]
+    fn listen_must_be_the_members_own_address() {
+        use super::check_listen_matches;
+        assert!(check_listen_matches("127.0.0.1:7001", "127.0.0.1:7001", 1).is_ok());
+        assert!(check_listen_matches("0.0.0.0:7001", "10.0.0.5:7001", 1).is_ok());
+        assert!(check_listen_matches("[::]:7001", "[fd00::5]:7001", 1).is_ok());
+        let err = check_listen_matches("127.0.0.1:7002", "127.0.0.1:7001", 1).unwrap_err();
+        assert!(err.to_string().contains("--listen"), "{err}");
+        assert!(check_listen_matches("10.0.0.6:7001", "10.0.0.5:7001", 1).is_err());
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;

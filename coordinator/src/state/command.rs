@@ -55,6 +55,10 @@ pub enum Command {
     },
     /// A write that changes nothing: the leader's probe that it can commit.
     Noop,
+    /// Records coordinators that have stored part of the log (the leader saw them match
+    /// it). A member in this set that later starts with no store lost its vote and log,
+    /// and is refused at start rather than taken for a new member.
+    MembersSeen { members: Vec<u64> },
     /// A client's request with its idempotency key: applied once; a retry with the same
     /// key (after a lost answer or a failover) gets the first answer again.
     Idempotent { key: String, command: Box<Command> },

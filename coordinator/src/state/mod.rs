@@ -81,6 +81,9 @@ pub struct ControlState {
     pub answered: BTreeMap<String, CommandResult>,
     #[serde(default)]
     pub answered_order: VecDeque<String>,
+    /// Coordinators known to have stored part of the log (`Command::MembersSeen`).
+    #[serde(default)]
+    pub members_seen: std::collections::BTreeSet<u64>,
 }
 
 impl ControlState {
@@ -124,6 +127,10 @@ impl ControlState {
             Command::Place { moves } => self.place(moves),
             Command::FinishCancel { job } => self.finish_cancel(*job),
             Command::FailJob { job, reason } => self.fail_job(*job, reason),
+            Command::MembersSeen { members } => {
+                self.members_seen.extend(members.iter().copied());
+                Ok(CommandResult::Done)
+            }
             Command::Checkpoint {
                 worker,
                 reports,
