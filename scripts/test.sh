@@ -38,6 +38,18 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The deployed `weir` must hold neither a way to plant bugs nor tokio's test-util (the
+# simulation's paused clock): both live only in the weir-sim binary.
+log "the deployed weir carries no planted bugs and no test-util"
+deployed_features=$(cargo tree --locked -p weir-api -e normal,build,features --prefix none)
+if grep -E 'feature "(planted-bugs|test-util)"' <<<"$deployed_features"; then
+  echo "the weir binary's dependencies turn on a feature it must not have (above)" >&2
+  exit 1
+fi
+
+log "production files and functions within their size limits"
+scripts/size-limits.sh
+
 log "cargo test (unit, integration across processes, simulation)"
 cargo test --workspace --locked
 

@@ -5,26 +5,6 @@ use clap::Parser;
 use std::process::ExitCode;
 use weir_api::cli::{run, Cli, Command};
 
-/// clap's message up to its usage and tips, on one line: its first line alone ("the
-/// following required arguments were not provided:") names no argument.
-fn one_sentence(rendered: &str) -> String {
-    let mut parts = Vec::new();
-    for line in rendered.lines() {
-        let line = line.trim();
-        if line.starts_with("Usage:") || line.starts_with("tip:") || line.starts_with("For more") {
-            break;
-        }
-        if !line.is_empty() {
-            parts.push(line.trim_start_matches("error: ").to_string());
-        }
-    }
-    if parts.is_empty() {
-        "invalid arguments".into()
-    } else {
-        parts.join(" ")
-    }
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -44,7 +24,10 @@ fn main() -> ExitCode {
                 };
             }
             let rendered = e.render().to_string();
-            eprintln!("weir: {} (see weir --help)", one_sentence(&rendered));
+            eprintln!(
+                "weir: {} (see weir --help)",
+                weir_core::cli_error::one_sentence(&rendered)
+            );
             return ExitCode::from(2);
         }
     };

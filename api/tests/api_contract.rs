@@ -1,4 +1,4 @@
-//! The HTTP API of CONTRACT.md against a 3-coordinator group in this process: tokens and
+//! The HTTP API of docs/HTTP_API.md against a 3-coordinator group in this process: tokens and
 //! tenant isolation, spec validation, conflicts, forwarding from followers, cancellation.
 
 mod common;

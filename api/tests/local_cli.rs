@@ -1,6 +1,6 @@
 //! `weir local` end to end in one process: the whole system on the in-memory broker, a
 //! worker killed halfway and the coordinator leader after that, and the closing check; with
-//! `--json` the last stdout line is the summary (CONTRACT.md).
+//! `--json` the last stdout line is the summary (docs/CLI.md).
 
 use std::process::Command;
 

@@ -1,9 +1,11 @@
 //! Planted bugs: realistic mistakes that can be switched on inside the real code, so the
 //! simulation can show it catches them (`weir sim --plant-bug NAME`). Each is a one-line
 //! deviation at the place where the mistake would really be made. The switch is
-//! thread-local and only the simulation sets it: a simulated run owns its thread, and
-//! production never plants anything.
+//! thread-local and only the simulation sets it: a simulated run owns its thread. Planting
+//! needs the `planted-bugs` feature, which only the simulation turns on: in the deployed
+//! `weir` (built without it) [`planted`] is a constant `false` and nothing can plant.
 
+#[cfg(feature = "planted-bugs")]
 use std::cell::Cell;
 
 /// A bug the simulation can plant.
@@ -61,16 +63,25 @@ impl PlantedBug {
     }
 }
 
+#[cfg(feature = "planted-bugs")]
 thread_local! {
     static PLANTED: Cell<Option<PlantedBug>> = const { Cell::new(None) };
 }
 
 /// Plants `bug` (or none) for code running on this thread.
+#[cfg(feature = "planted-bugs")]
 pub fn plant(bug: Option<PlantedBug>) {
     PLANTED.with(|p| p.set(bug));
 }
 
 /// Whether `bug` is planted on this thread.
+#[cfg(feature = "planted-bugs")]
 pub fn planted(bug: PlantedBug) -> bool {
     PLANTED.with(|p| p.get() == Some(bug))
+}
+
+/// Whether `bug` is planted: never, in a build without the `planted-bugs` feature.
+#[cfg(not(feature = "planted-bugs"))]
+pub fn planted(_bug: PlantedBug) -> bool {
+    false
 }

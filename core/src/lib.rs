@@ -3,6 +3,7 @@
 //! logic reach the outside world, so the simulation can drive the same code.
 
 pub mod bugs;
+pub mod cli_error;
 pub mod ids;
 pub mod seams;
 pub mod spec;

@@ -1,4 +1,4 @@
-//! The JSON bodies of weir's HTTP API (CONTRACT.md), shared by the coordinators that serve
+//! The JSON bodies of weir's HTTP API (docs/HTTP_API.md), shared by the coordinators that serve
 //! them, the Rust client, the CLI and the workers. Field names are part of the contract.
 
 use crate::ids::{CheckpointId, Epoch, JobId, NodeId, PartitionId, TenantName, WorkerId};

@@ -15,6 +15,7 @@
 //! `WEIR_SIM_TRACE=1`, prints its trace.
 
 pub mod checker;
+pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod context;

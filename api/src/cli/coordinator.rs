@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use weir_coordinator::node::CoordinatorConfig;
 
-/// Flags of `weir coordinator` (CONTRACT.md).
+/// Flags of `weir coordinator` (docs/CLI.md).
 #[derive(Debug, Clone, Args)]
 pub struct CoordinatorArgs {
     /// This member's Raft id (a positive integer, unique in the group).

@@ -1,9 +1,10 @@
-//! The `weir` command line (CONTRACT.md "One binary: weir"): argument definitions and the
+//! The `weir` command line (docs/CLI.md): argument definitions and the
 //! dispatch to one module per command group.
 
 mod cluster;
 pub mod coordinator;
 mod job;
+pub mod reference;
 pub mod sim;
 mod tenant;
 pub mod worker;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 
 /// weir: exactly-once stream processing on a Raft-replicated control plane.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about, propagate_version = true)]
+#[command(name = "weir", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -37,8 +38,8 @@ pub enum Command {
     /// Create tenants and issue their tokens (administrator).
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
-    /// Run deterministic simulations of a coordinator group under faults.
-    Sim(sim::SimArgs),
+    /// Run deterministic simulations of whole clusters under faults (the weir-sim binary).
+    Sim(sim::SimPassthrough),
 }
 
 /// Runs a parsed command line.
@@ -49,15 +50,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(cmd) => job::run(cmd).await,
         Command::Cluster(cmd) => cluster::run(cmd).await,
         Command::Tenant(cmd) => tenant::run(cmd).await,
-        // The simulation builds its own single-threaded runtime per seed, so it runs on a
-        // thread of its own, outside this one.
         // An actix system runs on a thread of its own.
         Command::Worker(args) => std::thread::spawn(move || worker::run(args))
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the worker panicked"))),
-        Command::Sim(args) => std::thread::spawn(move || sim::run(args))
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the simulation panicked"))),
+        Command::Sim(args) => match sim::run(args)? {
+            0 => Ok(()),
+            // weir-sim said why on stderr; keep its exit code.
+            code => std::process::exit(code),
+        },
     }
 }
 

@@ -19,7 +19,7 @@ const SHUTDOWN_POLL_MS: u64 = 20;
 /// How long a stopping worker waits for the group to take its deregistration.
 const DEREGISTER_WAIT_MS: u64 = 3_000;
 
-/// Flags of `weir worker` (CONTRACT.md).
+/// Flags of `weir worker` (docs/CLI.md).
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// This worker's name, unique in the fleet.

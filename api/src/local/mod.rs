@@ -482,7 +482,7 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     if ok {
         println!("ok: every expected alert committed exactly once");
     }
-    // With --json the summary is the last line on stdout (CONTRACT.md), pass or fail.
+    // With --json the summary is the last line on stdout (docs/CLI.md), pass or fail.
     if args.json {
         println!(
             "{}",

@@ -1,4 +1,4 @@
-//! How the API answers errors: a status and `{"error", "field"}` (CONTRACT.md).
+//! How the API answers errors: a status and `{"error", "field"}` (docs/HTTP_API.md).
 
 use crate::node::WriteError;
 use crate::state::Refusal;

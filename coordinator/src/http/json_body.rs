@@ -1,5 +1,5 @@
 //! Request bodies read as JSON, with errors in the API's own shape: a 400 with one sentence
-//! and the field at fault (CONTRACT.md), where axum's `Json` answers 415 or 422 in plain
+//! and the field at fault (docs/HTTP_API.md), where axum's `Json` answers 415 or 422 in plain
 //! text. Every handler that takes a JSON body takes it through [`JsonBody`].
 
 use super::error::ApiError;

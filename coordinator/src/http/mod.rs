@@ -1,4 +1,4 @@
-//! The coordinator's HTTP surface (CONTRACT.md "HTTP API"): `/healthz`, `/metrics`, the
+//! The coordinator's HTTP surface (docs/HTTP_API.md): `/healthz`, `/metrics`, the
 //! `/v1` API and the Raft RPC endpoint, on one listener.
 //!
 //! Any coordinator accepts any request. `/v1` requests other than `GET /v1/cluster` are

@@ -1,9 +1,9 @@
-//! Specs shared by the spec module's tests: the contract's example, verbatim, and the same
+//! Specs shared by the spec module's tests: the example of docs/JOB_SPEC.md, verbatim (a test checks the two agree), and the same
 //! job written as JSON. Stage indices in tests refer to this pipeline: 0 filter, 1 map,
 //! 2 dedupe, 3 key_by, 4 window, 5 aggregate, 6 filter.
 
-/// The example from CONTRACT.md, "Job spec", comments included.
-pub(crate) const CONTRACT_EXAMPLE_YAML: &str = r#"name: card-velocity                 # [a-z0-9-]{1,63}, unique in its tenant
+/// The example from docs/JOB_SPEC.md, comments included.
+pub(crate) const SPEC_EXAMPLE_YAML: &str = r#"name: card-velocity                 # [a-z0-9-]{1,63}, unique in its tenant
 source:
   topic: payments
   format: json                      # each record value is one JSON object
@@ -25,8 +25,8 @@ dead_letter_topic: card-velocity-dlq   # default: <name>-dlq
 checkpoint_interval: 1s
 "#;
 
-/// [`CONTRACT_EXAMPLE_YAML`] as JSON.
-pub(crate) const CONTRACT_EXAMPLE_JSON: &str = r#"{
+/// [`SPEC_EXAMPLE_YAML`] as JSON.
+pub(crate) const SPEC_EXAMPLE_JSON: &str = r#"{
   "name": "card-velocity",
   "source": {
     "topic": "payments",
@@ -51,3 +51,14 @@ pub(crate) const CONTRACT_EXAMPLE_JSON: &str = r#"{
   "dead_letter_topic": "card-velocity-dlq",
   "checkpoint_interval": "1s"
 }"#;
+
+#[test]
+fn the_reference_shows_this_example() {
+    let doc = include_str!("../../../docs/JOB_SPEC.md");
+    let start = doc
+        .find("```yaml\n")
+        .expect("a yaml block in docs/JOB_SPEC.md")
+        + 8;
+    let len = doc[start..].find("```").expect("the yaml block ends");
+    assert_eq!(&doc[start..start + len], SPEC_EXAMPLE_YAML);
+}

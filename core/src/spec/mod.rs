@@ -1,4 +1,4 @@
-//! The job spec (CONTRACT.md, "Job spec"): its model, parsing from YAML or JSON, and
+//! The job spec (docs/JOB_SPEC.md): its model, parsing from YAML or JSON, and
 //! validation. A spec is checked completely at submit time — names, topics, durations, the
 //! shape of the pipeline, and every CEL expression compiled — so that a job the coordinator
 //! accepts is one a worker can run, and a rejected one names the field to fix.

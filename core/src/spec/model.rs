@@ -1,4 +1,4 @@
-//! The job spec as data (CONTRACT.md, "Job spec"): what a user submits, what the
+//! The job spec as data (docs/JOB_SPEC.md): what a user submits, what the
 //! coordinator stores and replicates, and what a worker builds its operators from. Field
 //! names are the contract's; every struct rejects unknown fields so a typo such as
 //! `checkpoint_intreval` is an error instead of a silently ignored setting.

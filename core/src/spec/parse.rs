@@ -131,7 +131,7 @@ fn root_path() -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::fixtures::{CONTRACT_EXAMPLE_JSON, CONTRACT_EXAMPLE_YAML};
+    use crate::spec::fixtures::{SPEC_EXAMPLE_JSON, SPEC_EXAMPLE_YAML};
     use crate::spec::{Delivery, Format, SpecDuration, Stage, WindowKind};
 
     fn field_of(body: &str) -> String {
@@ -151,7 +151,7 @@ mod tests {
     /// The contract example without its comments, with `from` replaced by `to`, which must
     /// occur exactly once.
     fn example_with(from: &str, to: &str) -> String {
-        let example: String = CONTRACT_EXAMPLE_YAML
+        let example: String = SPEC_EXAMPLE_YAML
             .lines()
             .map(|line| line.split(" #").next().unwrap_or(line).trim_end())
             .map(|line| format!("{line}\n"))
@@ -162,7 +162,7 @@ mod tests {
 
     #[test]
     fn the_contract_example_parses_and_validates() {
-        let spec = parse_job_spec(CONTRACT_EXAMPLE_YAML.as_bytes()).unwrap();
+        let spec = parse_job_spec(SPEC_EXAMPLE_YAML.as_bytes()).unwrap();
         assert_eq!(spec.name, "card-velocity");
         assert_eq!(spec.source.topic, "payments");
         assert_eq!(spec.source.format, Format::Json);
@@ -203,14 +203,14 @@ mod tests {
 
     #[test]
     fn json_parses_identically_to_yaml() {
-        let from_yaml = parse_job_spec(CONTRACT_EXAMPLE_YAML.as_bytes()).unwrap();
-        let from_json = parse_job_spec(CONTRACT_EXAMPLE_JSON.as_bytes()).unwrap();
+        let from_yaml = parse_job_spec(SPEC_EXAMPLE_YAML.as_bytes()).unwrap();
+        let from_json = parse_job_spec(SPEC_EXAMPLE_JSON.as_bytes()).unwrap();
         assert_eq!(from_json, from_yaml);
     }
 
     #[test]
     fn a_spec_round_trips_through_its_own_json_and_yaml() {
-        let spec = parse_job_spec(CONTRACT_EXAMPLE_YAML.as_bytes()).unwrap();
+        let spec = parse_job_spec(SPEC_EXAMPLE_YAML.as_bytes()).unwrap();
         let json = serde_json::to_vec(&spec).unwrap();
         assert_eq!(parse_job_spec(&json).unwrap(), spec);
         let yaml = serde_yaml::to_string(&spec).unwrap();
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn json_with_leading_whitespace_and_flow_yaml_are_read() {
-        let json = format!("\n  {CONTRACT_EXAMPLE_JSON}");
+        let json = format!("\n  {SPEC_EXAMPLE_JSON}");
         assert!(parse_job_spec(json.as_bytes()).is_ok());
         let flow = "{name: j, source: {topic: a}, sink: {topic: b}}";
         let spec = parse_job_spec(flow.as_bytes()).unwrap();
@@ -273,7 +273,7 @@ mod tests {
         let body = example_with("ttl: 24h }", "ttl: 24h, scope: global }");
         assert_eq!(field_of(&body), "pipeline[2].dedupe.scope");
 
-        let json = CONTRACT_EXAMPLE_JSON.replacen("\"name\":", "\"owner\": \"me\", \"name\":", 1);
+        let json = SPEC_EXAMPLE_JSON.replacen("\"name\":", "\"owner\": \"me\", \"name\":", 1);
         assert_eq!(field_of(&json), "owner");
     }
 
@@ -360,9 +360,9 @@ mod tests {
 
     #[test]
     fn json_errors_are_named_by_path_too() {
-        let body = CONTRACT_EXAMPLE_JSON.replace("\"60s\"", "\"sixty\"");
+        let body = SPEC_EXAMPLE_JSON.replace("\"60s\"", "\"sixty\"");
         assert_eq!(field_of(&body), "pipeline[4].window.tumbling");
-        let body = CONTRACT_EXAMPLE_JSON.replace("\"exactly_once\"", "\"twice\"");
+        let body = SPEC_EXAMPLE_JSON.replace("\"exactly_once\"", "\"twice\"");
         assert_eq!(field_of(&body), "sink.delivery");
     }
 
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_second_yaml_document_is_rejected() {
-        let body = format!("{CONTRACT_EXAMPLE_YAML}---\nname: other\n");
+        let body = format!("{SPEC_EXAMPLE_YAML}---\nname: other\n");
         assert_eq!(field_of(&body), "spec");
     }
 

@@ -427,14 +427,14 @@ fn truncated(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::fixtures::CONTRACT_EXAMPLE_YAML;
+    use crate::spec::fixtures::SPEC_EXAMPLE_YAML;
     use crate::spec::{parse_job_spec, Delivery, Session, Sliding};
 
     /// A change to the example spec.
     type Edit = fn(&mut JobSpec);
 
     fn example() -> JobSpec {
-        parse_job_spec(CONTRACT_EXAMPLE_YAML.as_bytes()).unwrap()
+        parse_job_spec(SPEC_EXAMPLE_YAML.as_bytes()).unwrap()
     }
 
     /// The field `validate` blames after `edit` is applied to the contract example.

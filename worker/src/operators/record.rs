@@ -1,6 +1,6 @@
 //! What goes into the operator engine and what comes out of it: a source record as read
 //! from Kafka, the result records for the sink topic, and the dead letters for the job's
-//! dead-letter topic with the wire form CONTRACT.md gives them.
+//! dead-letter topic with the wire form docs/JOB_SPEC.md describes.
 
 use std::fmt;
 

@@ -1,12 +1,11 @@
-//! `weir sim` as scripts drive it (CONTRACT.md): one `seed=N result=ok|fail trace=<hex>`
+//! `weir-sim` (`weir sim`) as scripts drive it (docs/CLI.md): one `seed=N result=ok|fail trace=<hex>`
 //! line per seed in seed order whatever the thread count, the exit code, `--list-bugs`,
 //! and one clear sentence for a bad flag.
 
 use std::process::{Command, Output};
 
 fn weir_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .arg("sim")
+    Command::new(env!("CARGO_BIN_EXE_weir-sim"))
         .args(args)
         .output()
         .expect("weir runs")
