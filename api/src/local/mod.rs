@@ -261,6 +261,36 @@ fn progress_line(workers: &[workers::LocalWorker], produced: u64, c: &Committed)
     )
 }
 
+/// The cluster `weir local` runs: the group, an administrator's client, and the fleet.
+struct Cluster {
+    group: LocalGroup,
+    admin: Client,
+    fleet: Vec<workers::LocalWorker>,
+}
+
+/// The job's topics: source, sink, dead letters.
+struct Topics {
+    source: String,
+    sink: String,
+    dlq: String,
+}
+
+/// What the closing check found.
+struct Verdict {
+    missing: u64,
+    duplicated: u64,
+    unexpected: u64,
+    dead_ok: bool,
+}
+
+impl Verdict {
+    fn ok(&self) -> bool {
+        self.missing == 0 && self.duplicated == 0 && self.unexpected == 0 && self.dead_ok
+    }
+}
+
+/// Runs the phases of `weir local` in order: start, submit, produce with faults, drain,
+/// check. Each phase is a function below.
 async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyhow::Result<()> {
     let spec_bytes = match &args.job {
         Some(path) => crate::cli::read_file(path)?,
@@ -277,7 +307,46 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
         }
     };
     let started = Instant::now();
-    let mut group = LocalGroup::start(args.coordinators, dir.clone()).await?;
+    let topics = Topics {
+        source: spec.source.topic.clone(),
+        sink: spec.sink.topic.clone(),
+        dlq: spec.dead_letter_topic_or_default(),
+    };
+    let mut cluster = start_cluster(&args, &dir, &broker, &topics, spec_bytes).await?;
+    let produced = produce_with_faults(&args, &broker, &topics, &mut cluster).await?;
+
+    // The independent count, from the source records as they sit in each partition.
+    let source_records = read_all(&broker, &topics.source, args.partitions).await?;
+    let (expected_alerts, expected_dead) = expected::expected(&source_records);
+    let c = drain(&args, &broker, &topics, &cluster, produced, |c| {
+        c.alerts.len() >= expected_alerts.len() && c.dead_letters >= expected_dead
+    })
+    .await?;
+    let verdict = check(&c, &expected_alerts, expected_dead);
+    println!(
+        "summary: {} events; {} alerts committed ({} expected): {} missing, {} duplicated, {} unexpected; {} dead letters ({expected_dead} expected); {:.1} s",
+        args.events,
+        c.alerts.len(),
+        expected_alerts.len(),
+        verdict.missing,
+        verdict.duplicated,
+        verdict.unexpected,
+        c.dead_letters,
+        started.elapsed().as_secs_f64()
+    );
+    cluster.stop().await;
+    report(&args, &c, &verdict, expected_dead)
+}
+
+/// Starts the group and the fleet, creates the topics, a tenant, and submits the job.
+async fn start_cluster<B: Broker + Unpin + Send>(
+    args: &LocalArgs,
+    dir: &std::path::Path,
+    broker: &B,
+    topics: &Topics,
+    spec_bytes: Vec<u8>,
+) -> anyhow::Result<Cluster> {
+    let group = LocalGroup::start(args.coordinators, dir.to_path_buf()).await?;
     let admin = Client::new(group.addrs(), Some(LOCAL_ADMIN_TOKEN.to_string()));
     println!(
         "started {} coordinators: {}",
@@ -286,23 +355,16 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     );
     wait_for_leader(&admin, &group.addrs()).await?;
     show_status(&admin.cluster_status().await?, "elected");
-
-    let (source, sink, dlq) = (
-        spec.source.topic.clone(),
-        spec.sink.topic.clone(),
-        spec.dead_letter_topic_or_default(),
-    );
-    broker.create_topic(&source, args.partitions).await?;
-    broker.create_topic(&sink, args.partitions).await?;
-    broker.create_topic(&dlq, 1).await?;
+    broker.create_topic(&topics.source, args.partitions).await?;
+    broker.create_topic(&topics.sink, args.partitions).await?;
+    broker.create_topic(&topics.dlq, 1).await?;
     let tenant = admin.create_tenant("demo").await?;
     let demo = admin.with_token(tenant.token.clone());
     let job = demo.submit_job(spec_bytes, None).await?;
     println!(
-        "job {} ({}) submitted: {source} ({} partitions) -> {sink}, dead letters -> {dlq}",
-        job.id, job.name, args.partitions
+        "job {} ({}) submitted: {} ({} partitions) -> {}, dead letters -> {}",
+        job.id, job.name, topics.source, args.partitions, topics.sink, topics.dlq
     );
-
     let store = weir_worker::checkpoint_store::DirCheckpointStore::new(
         dir.join("checkpoints").to_string_lossy(),
     )
@@ -322,9 +384,22 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
         )?);
     }
     println!("started {} workers", args.workers);
+    Ok(Cluster {
+        group,
+        admin,
+        fleet,
+    })
+}
 
-    // Produce the events in transactions of five hundred, killing a worker halfway and the
-    // coordinator leader at three quarters.
+/// Produces the events in transactions of five hundred at `--rate`, killing a worker
+/// halfway and the coordinator leader at three quarters, then a closing event per
+/// partition. Returns how many events it produced.
+async fn produce_with_faults<B: Broker + Unpin + Send>(
+    args: &LocalArgs,
+    broker: &B,
+    topics: &Topics,
+    cluster: &mut Cluster,
+) -> anyhow::Result<u64> {
     let (events, mix) = generator::events(args.events, args.seed);
     let mut producer = broker.writer("weir-local-generator").await?;
     let mut produced = 0u64;
@@ -337,7 +412,7 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
         for e in chunk {
             producer
                 .send(weir_broker::OutgoingRecord {
-                    topic: source.clone(),
+                    topic: topics.source.clone(),
                     partition: None,
                     key: e.key.clone().map(String::into_bytes),
                     value: e.value.clone(),
@@ -347,56 +422,21 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
         }
         producer.commit("weir-local-generator", &[]).await?;
         produced += chunk.len() as u64;
-        if i == n_chunks / 2 && fleet.len() > 1 {
-            let victim = fleet.len() - 1;
+        if i == n_chunks / 2 && cluster.fleet.len() > 1 {
+            let victim = cluster.fleet.len() - 1;
             println!(
                 "killing {} (its partitions move once its lease expires)",
-                fleet[victim].id
+                cluster.fleet[victim].id
             );
-            fleet[victim].kill();
-            fleet.remove(victim);
+            cluster.fleet[victim].kill();
+            cluster.fleet.remove(victim);
         }
         if i == 3 * n_chunks / 4 {
-            let leader = admin.cluster_status().await?.leader;
-            if let Some(l) = leader {
-                println!("killing the coordinator leader {l}; workers keep processing");
-                group.kill(l).await;
-                let survivors: Vec<String> = group
-                    .peers
-                    .iter()
-                    .filter(|(id, _)| **id != l)
-                    .map(|(_, a)| a.clone())
-                    .collect();
-                let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
-                loop {
-                    let mut new_leader = None;
-                    for a in &survivors {
-                        if let Ok(s) = admin.cluster_status_of(a).await {
-                            new_leader = new_leader.or(s.leader.filter(|n| *n != l));
-                        }
-                    }
-                    if new_leader.is_some() {
-                        break;
-                    }
-                    if Instant::now() > deadline {
-                        bail!("no new leader within {CONVERGE_TIMEOUT_MS} ms");
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                show_status(&admin.cluster_status().await?, "failed over");
-                println!("restarting coordinator {l} from its data directory");
-                group.restart(l).await?;
-            }
+            cluster.fail_over_leader().await?;
         }
         if last_progress.elapsed() > Duration::from_millis(500) {
-            println!(
-                "{}",
-                progress_line(
-                    &fleet,
-                    produced,
-                    &committed(&broker, &sink, &dlq, args.partitions).await?
-                )
-            );
+            let c = committed(broker, &topics.sink, &topics.dlq, args.partitions).await?;
+            println!("{}", progress_line(&cluster.fleet, produced, &c));
             last_progress = Instant::now();
         }
         if let Some(due_ms) = (produced * 1_000).checked_div(args.rate) {
@@ -412,7 +452,7 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     for p in 0..args.partitions as i32 {
         producer
             .send(weir_broker::OutgoingRecord {
-                topic: source.clone(),
+                topic: topics.source.clone(),
                 partition: Some(p),
                 key: None,
                 value: generator::closing_event(args.events),
@@ -422,29 +462,91 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
     }
     producer.commit("weir-local-generator", &[]).await?;
     println!("produced {produced} events ({} valid, {} malformed, {} late, {} duplicates) and a closing event per partition", mix.valid, mix.malformed, mix.late, mix.duplicates);
+    Ok(produced)
+}
 
-    // The independent count, from the source records as they sit in each partition.
-    let source_records = read_all(&broker, &source, args.partitions).await?;
-    let (expected_alerts, expected_dead) = expected::expected(&source_records);
+impl Cluster {
+    /// Kills the coordinator leader, waits for a new one among the others (workers keep
+    /// processing meanwhile), and restarts the old leader from its data directory.
+    async fn fail_over_leader(&mut self) -> anyhow::Result<()> {
+        let Some(l) = self.admin.cluster_status().await?.leader else {
+            return Ok(());
+        };
+        println!("killing the coordinator leader {l}; workers keep processing");
+        self.group.kill(l).await;
+        let survivors: Vec<String> = self
+            .group
+            .peers
+            .iter()
+            .filter(|(id, _)| **id != l)
+            .map(|(_, a)| a.clone())
+            .collect();
+        let deadline = Instant::now() + Duration::from_millis(CONVERGE_TIMEOUT_MS);
+        loop {
+            let mut new_leader = None;
+            for a in &survivors {
+                if let Ok(s) = self.admin.cluster_status_of(a).await {
+                    new_leader = new_leader.or(s.leader.filter(|n| *n != l));
+                }
+            }
+            if new_leader.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("no new leader within {CONVERGE_TIMEOUT_MS} ms");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        show_status(&self.admin.cluster_status().await?, "failed over");
+        println!("restarting coordinator {l} from its data directory");
+        self.group.restart(l).await
+    }
 
-    // Wait until every record is processed and committed.
+    /// Kills every worker and coordinator.
+    async fn stop(mut self) {
+        for w in &mut self.fleet {
+            w.kill();
+        }
+        let ids: Vec<u64> = self.group.running.keys().copied().collect();
+        for id in ids {
+            self.group.kill(id).await;
+        }
+    }
+}
+
+/// Waits (at most `LOCAL_DRAIN_TIMEOUT_MS`) until `complete` says every record is
+/// processed and committed, showing progress; returns what was committed.
+async fn drain<B: Broker>(
+    args: &LocalArgs,
+    broker: &B,
+    topics: &Topics,
+    cluster: &Cluster,
+    produced: u64,
+    complete: impl Fn(&Committed) -> bool,
+) -> anyhow::Result<Committed> {
     let deadline = Instant::now() + Duration::from_millis(LOCAL_DRAIN_TIMEOUT_MS);
-    let mut c;
+    let mut last_progress = Instant::now();
     loop {
-        c = committed(&broker, &sink, &dlq, args.partitions).await?;
-        let complete = c.alerts.len() >= expected_alerts.len() && c.dead_letters >= expected_dead;
-        if complete || Instant::now() > deadline {
-            break;
+        let c = committed(broker, &topics.sink, &topics.dlq, args.partitions).await?;
+        if complete(&c) || Instant::now() > deadline {
+            println!("{}", progress_line(&cluster.fleet, produced, &c));
+            return Ok(c);
         }
         if last_progress.elapsed() > Duration::from_millis(1_000) {
-            println!("{}", progress_line(&fleet, produced, &c));
+            println!("{}", progress_line(&cluster.fleet, produced, &c));
             last_progress = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("{}", progress_line(&fleet, produced, &c));
+}
 
-    let mut seen = std::collections::BTreeMap::new();
+/// Compares the committed alerts and dead letters with the independent count.
+fn check(
+    c: &Committed,
+    expected_alerts: &std::collections::BTreeSet<expected::Alert>,
+    expected_dead: u64,
+) -> Verdict {
+    let mut seen = BTreeMap::new();
     let mut unreadable = 0u64;
     for bytes in &c.alerts {
         match expected::parse_alert(bytes) {
@@ -462,24 +564,18 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
         .filter(|a| !expected_alerts.contains(*a))
         .count() as u64
         + unreadable;
-    let dead_ok = c.dead_letters == expected_dead;
-    let ok = missing == 0 && duplicated == 0 && unexpected == 0 && dead_ok;
-    println!(
-        "summary: {} events; {} alerts committed ({} expected): {missing} missing, {duplicated} duplicated, {unexpected} unexpected; {} dead letters ({expected_dead} expected); {:.1} s",
-        args.events,
-        c.alerts.len(),
-        expected_alerts.len(),
-        c.dead_letters,
-        started.elapsed().as_secs_f64()
-    );
-    for w in &mut fleet {
-        w.kill();
+    Verdict {
+        missing,
+        duplicated,
+        unexpected,
+        dead_ok: c.dead_letters == expected_dead,
     }
-    let ids: Vec<u64> = group.running.keys().copied().collect();
-    for id in ids {
-        group.kill(id).await;
-    }
-    if ok {
+}
+
+/// Prints the verdict (with `--json`, as the last stdout line, pass or fail) and fails
+/// unless the check passed.
+fn report(args: &LocalArgs, c: &Committed, v: &Verdict, expected_dead: u64) -> anyhow::Result<()> {
+    if v.ok() {
         println!("ok: every expected alert committed exactly once");
     }
     // With --json the summary is the last line on stdout (docs/CLI.md), pass or fail.
@@ -490,14 +586,20 @@ async fn run_with<B: Broker + Unpin + Send>(args: LocalArgs, broker: B) -> anyho
                 "events": args.events,
                 "outputs": c.alerts.len(),
                 "dead_letters": c.dead_letters,
-                "missing": missing,
-                "duplicated": duplicated,
-                "ok": ok,
+                "missing": v.missing,
+                "duplicated": v.duplicated,
+                "ok": v.ok(),
             })
         );
     }
-    if !ok {
-        bail!("the closing check failed: {missing} missing, {duplicated} duplicated, {unexpected} unexpected, {} dead letters against {expected_dead} expected", c.dead_letters);
+    if !v.ok() {
+        bail!(
+            "the closing check failed: {} missing, {} duplicated, {} unexpected, {} dead letters against {expected_dead} expected",
+            v.missing,
+            v.duplicated,
+            v.unexpected,
+            c.dead_letters
+        );
     }
     Ok(())
 }
