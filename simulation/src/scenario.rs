@@ -273,6 +273,8 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SimOutcome {
             .expect("a current-thread runtime builds")
     });
     weir_coordinator::bugs::plant(options.plant_bug);
+    // The key tables' hash seed comes from the run's seed, so the run replays exactly.
+    weir_worker::operators::seed_key_hash_this_thread(seed);
     let outcome = system.block_on(run(seed, options.clone()));
     // Dropping the runtime drops every task still parked on it (in-flight messages,
     // duplicates, dead workers' calls), so nothing leaks into the next run.

@@ -167,6 +167,7 @@ mod tests;
 pub use changes::{StateChanges, StateEntry, WINDOWS_SECTION};
 pub use event_time::{parse_rfc3339_ms, EVENT_TIME_ABS_MAX_MS};
 pub use expr::EXPRESSION_DEPTH_MAX;
+pub use hash::seed_this_thread as seed_key_hash_this_thread;
 pub use json::JSON_NESTING_MAX;
 pub use limits::{
     PipelineError, StateLimit, DEDUPE_KEYS_MAX, KEYS_PER_PARTITION_MAX, KEY_LEN_MAX_BYTES,
