@@ -1,6 +1,6 @@
 //! Snapshots as files: `<root>/<job>/<partition>/<offset as 20 digits>.snap`, written to a
 //! temporary file, fsynced, renamed into place, and the directory fsynced, so a snapshot is
-//! either whole and durable or absent. Each file ends with an 8-byte checksum.
+//! either whole and durable or absent. Each file ends with an 8-byte trailer: a CRC-32C and the format version.
 //!
 //! Every write has a temporary file of its own (`<offset>.<process>-<write>.tmp`, created
 //! new): a fenced owner still finishing its last checkpoint and the new owner may write
@@ -9,7 +9,7 @@
 //! wins, with a whole snapshot either way. Leftovers of writes that died are removed with
 //! the snapshots they were for.
 
-use super::{checksum, prunable, CheckpointStore, StoreError};
+use super::{prunable, snapshot_from_file, snapshot_trailer, CheckpointStore, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,8 +93,7 @@ impl CheckpointStore for DirCheckpointStore {
                 .open(&tmp)
                 .map_err(io(&tmp))?;
             f.write_all(snapshot).map_err(io(&tmp))?;
-            f.write_all(&checksum(snapshot).to_le_bytes())
-                .map_err(io(&tmp))?;
+            f.write_all(&snapshot_trailer(snapshot)).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -111,23 +110,15 @@ impl CheckpointStore for DirCheckpointStore {
         offset: i64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.file(job, partition, offset);
-        let mut bytes = match std::fs::read(&path) {
+        let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io(&path)(e)),
         };
-        if bytes.len() < 8 {
-            return Err(StoreError::Corrupt(path.display().to_string()));
+        match snapshot_from_file(bytes) {
+            Some(snapshot) => Ok(Some(snapshot)),
+            None => Err(StoreError::Corrupt(path.display().to_string())),
         }
-        let tail = bytes.split_off(bytes.len() - 8);
-        let stored = u64::from_le_bytes(
-            tail.try_into()
-                .map_err(|_| StoreError::Corrupt(path.display().to_string()))?,
-        );
-        if stored != checksum(&bytes) {
-            return Err(StoreError::Corrupt(path.display().to_string()));
-        }
-        Ok(Some(bytes))
     }
 
     async fn newest_offset(

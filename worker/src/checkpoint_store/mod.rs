@@ -142,12 +142,27 @@ pub(crate) fn prunable(sorted_offsets: &[i64], offset: i64) -> impl Iterator<Ite
         .filter(move |o| *o < offset)
 }
 
-/// A checksum over snapshot bytes, stored with them so corruption is detected on restore.
-pub(crate) fn checksum(bytes: &[u8]) -> u64 {
-    // FNV-1a: no dependency, and corruption detection, not security, is the point.
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// The last four bytes of a stored snapshot: its format and version. A reader that meets
+/// another version refuses the file by name instead of misreading it.
+pub(crate) const SNAPSHOT_FILE_TRAILER_V1: [u8; 4] = *b"WSN\x01";
+
+/// The trailer of a stored snapshot: the CRC-32C of the snapshot bytes (little-endian),
+/// then [`SNAPSHOT_FILE_TRAILER_V1`]. CRC-32C is hardware-accelerated on current CPUs and
+/// detects the corruption that matters here (torn and flipped bytes); it is not a defence
+/// against tampering.
+pub(crate) fn snapshot_trailer(snapshot: &[u8]) -> [u8; 8] {
+    let mut trailer = [0u8; 8];
+    trailer[..4].copy_from_slice(&crc32c::crc32c(snapshot).to_le_bytes());
+    trailer[4..].copy_from_slice(&SNAPSHOT_FILE_TRAILER_V1);
+    trailer
+}
+
+/// The snapshot inside a stored file, if its trailer names this format and its checksum
+/// holds.
+pub(crate) fn snapshot_from_file(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+    let body_len = bytes.len().checked_sub(8)?;
+    let trailer = bytes.split_off(body_len);
+    (trailer[..] == snapshot_trailer(&bytes)[..]).then_some(bytes)
 }
 
 #[cfg(test)]

@@ -288,3 +288,26 @@ async fn pruning_removes_what_dead_writes_left_behind() {
     assert!(fresh.exists(), "a write that may still be under way");
     assert!(store.get(j, p, 50).await.unwrap().is_some());
 }
+
+/// The stored snapshot format, pinned: the bytes, a CRC-32C (little-endian) and the
+/// format's trailer `WSN\x01` (CRC-32C of "state" is 0x66db68df, computed apart from
+/// the crate). A change here changes what older files read as.
+#[test]
+fn the_snapshot_file_format_is_pinned() {
+    let file = [&b"state"[..], &super::snapshot_trailer(b"state")].concat();
+    assert_eq!(
+        file,
+        [b's', b't', b'a', b't', b'e', 0xdf, 0x68, 0xdb, 0x66, b'W', b'S', b'N', 1]
+    );
+    assert_eq!(
+        super::snapshot_from_file(file.clone()).as_deref(),
+        Some(&b"state"[..])
+    );
+    let mut flipped = file.clone();
+    flipped[1] ^= 1;
+    assert_eq!(super::snapshot_from_file(flipped), None);
+    let mut other_version = file;
+    other_version[12] = 2;
+    assert_eq!(super::snapshot_from_file(other_version), None);
+    assert_eq!(super::snapshot_from_file(b"short".to_vec()), None);
+}
