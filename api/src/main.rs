@@ -1,6 +1,8 @@
 //! The `weir` binary: parses the command line, runs the command, and turns any error into
 //! one sentence on stderr and a non-zero exit.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use clap::Parser;
 use std::process::ExitCode;
 use weir_api::cli::{run, Cli, Command};

@@ -3,6 +3,8 @@
 //! a paused group, bad command lines, floods, reused keys, oversized records. Each probe is
 //! bounded in count and time. Findings that led to fixes are named in each test.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 mod common;
 
 use common::processes::{assert_one_sentence, CoordinatorProcesses};

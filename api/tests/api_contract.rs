@@ -1,6 +1,8 @@
 //! The HTTP API of docs/HTTP_API.md against a 3-coordinator group in this process: tokens and
 //! tenant isolation, spec validation, conflicts, forwarding from followers, cancellation.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 mod common;
 
 use common::{wait_for, Group, ADMIN};

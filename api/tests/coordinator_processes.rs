@@ -1,6 +1,8 @@
 //! Three real `weir coordinator` processes on loopback: kill -9 the leader, restart it,
 //! kill -9 them all and restart them, and check that no acknowledged write was lost.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 mod common;
 
 use common::{free_addr, wait_for, ADMIN};

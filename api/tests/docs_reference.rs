@@ -3,6 +3,8 @@
 //! the API serves is documented in docs/HTTP_API.md, and no file of the project cites a file
 //! outside the repository. `WEIR_UPDATE_DOCS=1` rewrites the generated part of docs/CLI.md.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use clap::{Args, CommandFactory};
 use std::path::{Path, PathBuf};
 

@@ -5,6 +5,8 @@
 //! sink and dead-letter topics must see every expected output exactly once, as computed
 //! independently from the source records.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 mod common;
 
 use common::{free_addr, wait_for, ADMIN};

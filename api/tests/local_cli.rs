@@ -2,6 +2,8 @@
 //! worker killed halfway and the coordinator leader after that, and the closing check; with
 //! `--json` the last stdout line is the summary (docs/CLI.md).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::process::Command;
 
 #[test]

@@ -1,6 +1,8 @@
 //! Membership changes through joint consensus, and a new member catching up from a
 //! snapshot after the log was compacted.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 mod common;
 
 use common::{wait_for, ADMIN};

@@ -1,6 +1,8 @@
 //! Placement, leases and checkpoint records, driven through the same registration,
 //! heartbeat, assignment and checkpoint calls a worker makes (`weir_worker::control`).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 mod common;
 
 use common::{wait_for, Group, ADMIN};

@@ -1,6 +1,8 @@
 //! `weir sim` hands every argument to the `weir-sim` binary and keeps its exit code (the
 //! simulation is a binary of its own, out of the deployed `weir`).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 

@@ -9,6 +9,8 @@
 //! sent with `send_offsets_to_transaction` become the group's committed offsets exactly
 //! when the transaction commits.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};

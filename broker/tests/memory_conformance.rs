@@ -1,6 +1,8 @@
 //! The broker conformance suite against the in-memory model: the simulation trusts the
 //! model only as far as it passes the same cases as a real Kafka broker.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use weir_broker::conformance::{self, ConformanceFailure};
 use weir_broker::memory::MemoryBroker;
 

@@ -11,6 +11,8 @@ use std::future::Future;
 use std::time::Duration;
 
 thread_local! {
+    // The production side of the randomness seam; the simulation seeds it (below).
+    #[allow(clippy::disallowed_methods)]
     static RAFT_RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_entropy());
 }
 

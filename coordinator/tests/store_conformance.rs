@@ -1,6 +1,8 @@
 //! The redb store passes openraft's storage conformance suite, the same suite every
 //! openraft log and state-machine store is held to.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use openraft::testing::{StoreBuilder, Suite};
 use weir_coordinator::raft_types::{StorageError, TypeConfig};
 use weir_coordinator::store::{self, LogStore, StateMachineStore};

@@ -2,6 +2,8 @@
 //! flagged, and a clean history is not. Without these, a checker that never fires would
 //! make every seed pass.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, ServerState, Vote};
 use std::collections::BTreeMap;
 use weir_coordinator::state::{Command, ControlState, Tenant};

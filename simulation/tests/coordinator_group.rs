@@ -2,6 +2,8 @@
 //! sample of seeds must all keep every invariant. A failing seed prints the command that
 //! replays it. The whole system is simulated in `whole_system.rs` and `sweep.rs`.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use weir_simulation::{run_seed, SimOptions, SimOutcome};
 
 /// Seeds of three-node groups checked on every `cargo test` (split over the test functions

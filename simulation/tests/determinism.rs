@@ -2,6 +2,8 @@
 //! trace, line for line, and the same digest. Running them concurrently also shows that
 //! runs share no state (thread-local generators, globals) with each other.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use weir_simulation::{run_seed, SimOptions, SimOutcome};
 
 fn twice_at_once(seed: u64, options: &SimOptions) -> (SimOutcome, SimOutcome) {

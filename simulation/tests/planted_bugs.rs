@@ -5,6 +5,8 @@
 //! These run many whole-cluster seeds, so they are `#[ignore]`d in the debug build and run
 //! in release by `scripts/test.sh` (`cargo test --release -p weir-simulation -- --ignored`).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use weir_coordinator::bugs::PlantedBug;
 use weir_simulation::{run_seed, SimOptions};
 

@@ -2,6 +2,8 @@
 //! line per seed in seed order whatever the thread count, the exit code, `--list-bugs`,
 //! and one clear sentence for a bad flag.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::process::{Command, Output};
 
 fn weir_sim(args: &[&str]) -> Output {

@@ -3,6 +3,8 @@
 //! `scripts/test.sh` runs it in release (`cargo test --release -p weir-simulation --
 //! --ignored`). A failure prints each failing seed's replay command.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use weir_simulation::{run_seed, SimOptions, SimOutcome};
 
 /// Seeds per test function (four functions, so the sweep uses every core).

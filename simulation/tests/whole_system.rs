@@ -4,6 +4,8 @@
 //! invariant. The 500-seed sweep and the planted bugs run in release (`sweep.rs`,
 //! `planted_bugs.rs`).
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use weir_simulation::{run_seed, FaultClasses, SimOptions, SimOutcome};
 
 fn assert_ok(outcome: &SimOutcome) {

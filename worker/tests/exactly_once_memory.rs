@@ -2,6 +2,8 @@
 //! machine: a run with a crash, a reassignment and a zombie must commit exactly the outputs
 //! of a failure-free run.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use weir_broker::memory::MemoryBroker;

@@ -6,6 +6,8 @@
 //! restarting the killed member between trials. Every process started dies with the bench,
 //! on success, error, panic or Ctrl-C.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use anyhow::{bail, Context};
 use clap::Parser;
 use std::path::{Path, PathBuf};

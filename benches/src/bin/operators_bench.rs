@@ -4,6 +4,8 @@
 //! checkpoint every second of processing; decoding the same bytes with serde_json alone is
 //! the baseline. Prints Markdown tables (see docs/BENCHMARKS.md, "Worker").
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use clap::Parser;
 use std::time::Duration;
 use weir_benches::worker::operators::{self, OperatorsConfig, Variant};

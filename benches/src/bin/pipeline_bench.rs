@@ -10,6 +10,8 @@
 //!
 //! Every process started dies with the bench, on success, error, panic or Ctrl-C.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use anyhow::Context;
 use clap::Parser;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,8 @@
 //! wall second: real time itself is the baseline (1x). Prints a Markdown table (see
 //! docs/BENCHMARKS.md, "Simulation").
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use clap::Parser;
 use std::time::Duration;
 use weir_simulation::{run_seed, FaultClasses, SimOptions};

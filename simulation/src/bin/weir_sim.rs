@@ -1,6 +1,8 @@
 //! The `weir-sim` binary (also reached as `weir sim`): parses the command line, runs the
 //! simulation, and turns any error into one sentence on stderr and a non-zero exit.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use clap::Parser;
 use std::process::ExitCode;
 use weir_simulation::cli::{run, SimArgs};

@@ -168,6 +168,7 @@ impl Drop for ActorThreads {
                 {
                     break;
                 }
+                #[allow(clippy::disallowed_methods)] // a stopper thread of its own, no runtime
                 std::thread::sleep(Duration::from_millis(STOP_POLL_MS));
             }
             for thread in &threads {
