@@ -122,7 +122,10 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
         .unwrap();
     assert!(r.results[0].is_ok());
     assert!(
-        r.results[1].as_ref().unwrap_err().contains("stale epoch"),
+        matches!(
+            r.results[1],
+            Err(weir_core::wire::CheckpointRefusal::StaleEpoch { .. })
+        ),
         "{:?}",
         r.results
     );
@@ -134,7 +137,10 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
         .await
         .unwrap();
     assert!(
-        r.results[0].as_ref().unwrap_err().contains("does not own"),
+        matches!(
+            r.results[0],
+            Err(weir_core::wire::CheckpointRefusal::NotOwner { .. })
+        ),
         "{:?}",
         r.results
     );

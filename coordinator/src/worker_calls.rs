@@ -112,7 +112,7 @@ pub async fn report_checkpoints(
     coordinator: &Coordinator,
     worker: &WorkerId,
     reports: Vec<CheckpointReport>,
-) -> Result<Vec<Result<(), String>>, WriteError> {
+) -> Result<Vec<Result<(), weir_core::wire::CheckpointRefusal>>, WriteError> {
     let at_ms = coordinator.seams().clock.now_ms();
     let result = coordinator
         .write(Command::Checkpoint {

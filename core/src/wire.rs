@@ -238,7 +238,66 @@ pub struct CheckpointReport {
 /// The outcome of each report in a batch, in order: `ok`, or why it was refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointReportResults {
-    pub results: Vec<Result<(), String>>,
+    pub results: Vec<Result<(), CheckpointRefusal>>,
+}
+
+/// Why the group refused a checkpoint report, typed end to end: the worker decides by the
+/// kind (a stale epoch or a lost ownership means another owner took over) rather than by
+/// reading a sentence. On the wire `{"refusal": "<kind>", ...fields}`; a kind this reader
+/// does not know is [`CheckpointRefusal::Unknown`], which stops the partition with a clear
+/// error rather than being taken for a known one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "refusal", rename_all = "snake_case")]
+pub enum CheckpointRefusal {
+    #[error("job {job} not found")]
+    UnknownJob { job: JobId },
+    #[error("partition {partition} of job {job} not found")]
+    UnknownPartition { job: JobId, partition: PartitionId },
+    #[error("stale epoch: got {got}, current is {current}")]
+    StaleEpoch { got: Epoch, current: Epoch },
+    #[error("worker {worker} does not own the partition")]
+    NotOwner { worker: WorkerId },
+    #[error("offset {offset} is negative")]
+    NegativeOffset { offset: i64 },
+    #[error("checkpoint {checkpoint} is not newer than committed checkpoint {committed}")]
+    NotNewer {
+        checkpoint: CheckpointId,
+        committed: CheckpointId,
+    },
+    #[error("checkpoint {checkpoint} was never prepared")]
+    NeverPrepared { checkpoint: CheckpointId },
+    #[error("checkpoint {checkpoint} was prepared at offset {prepared_offset}, not {offset}")]
+    OffsetMismatch {
+        checkpoint: CheckpointId,
+        prepared_offset: i64,
+        offset: i64,
+    },
+    #[error("checkpoint {checkpoint} is older than committed checkpoint {committed}")]
+    OlderThanCommitted {
+        checkpoint: CheckpointId,
+        committed: CheckpointId,
+    },
+    /// The group answered something other than exactly one result for one report.
+    #[error("the coordinator did not answer the report exactly once")]
+    NotAnsweredOnce,
+    /// A refusal of a kind this version does not know (a newer coordinator's).
+    #[error("a refusal of a kind this worker does not know")]
+    #[serde(other)]
+    Unknown,
+}
+
+impl CheckpointRefusal {
+    /// Whether the refusal means another owner took the partition over: this runner is a
+    /// zombie and must stop without committing.
+    pub fn means_fenced(&self) -> bool {
+        matches!(
+            self,
+            CheckpointRefusal::StaleEpoch { .. }
+                | CheckpointRefusal::NotOwner { .. }
+                | CheckpointRefusal::UnknownPartition { .. }
+                | CheckpointRefusal::UnknownJob { .. }
+        )
+    }
 }
 
 /// Every error answer of the API: one sentence, and the offending field when there is one.

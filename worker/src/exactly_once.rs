@@ -19,6 +19,8 @@
 //! Everything outside goes through seams: the broker, the checkpoint store, the control
 //! plane, and `now_ms` given by the caller.
 
+pub mod cycle;
+
 use crate::checkpoint_store::{Checkpoint, CheckpointStore, StoreError};
 use crate::control::{ControlError, ControlPlane};
 use crate::operators::{
@@ -511,11 +513,11 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 let mut answers = results.results.into_iter();
                 let answer = match (answers.next(), answers.next()) {
                     (Some(answer), None) => answer,
-                    _ => Err("the coordinator did not answer the prepared record once".into()),
+                    _ => Err(weir_core::wire::CheckpointRefusal::NotAnsweredOnce),
                 };
                 if let Err(reason) = answer {
                     let _ = self.writer.abort().await;
-                    return Err(PartitionError::Fenced(reason));
+                    return Err(PartitionError::Fenced(reason.to_string()));
                 }
             }
             Err(ControlError::Unavailable(e)) => {

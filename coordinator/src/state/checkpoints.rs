@@ -6,7 +6,7 @@
 use super::{ControlState, CHECKPOINT_RECORDS_PER_PARTITION_MAX};
 use crate::state::CommandResult;
 use weir_core::ids::WorkerId;
-use weir_core::wire::{CheckpointPhase, CheckpointRecord, CheckpointReport};
+use weir_core::wire::{CheckpointPhase, CheckpointRecord, CheckpointRefusal, CheckpointReport};
 
 impl ControlState {
     /// Applies a worker's batch of reports; each one succeeds or is refused on its own.
@@ -28,40 +28,41 @@ impl ControlState {
         worker: &WorkerId,
         report: &CheckpointReport,
         at_ms: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckpointRefusal> {
         let job = self
             .jobs
             .get_mut(&report.job)
-            .ok_or_else(|| format!("job {} not found", report.job))?;
-        let p = job.partitions.get_mut(&report.partition).ok_or_else(|| {
-            format!(
-                "partition {} of job {} not found",
-                report.partition, report.job
-            )
-        })?;
+            .ok_or(CheckpointRefusal::UnknownJob { job: report.job })?;
+        let p = job.partitions.get_mut(&report.partition).ok_or(
+            CheckpointRefusal::UnknownPartition {
+                job: report.job,
+                partition: report.partition,
+            },
+        )?;
         if report.epoch != p.epoch {
-            return Err(format!(
-                "stale epoch for job {} partition {}: got {}, current is {}",
-                report.job, report.partition, report.epoch, p.epoch
-            ));
+            return Err(CheckpointRefusal::StaleEpoch {
+                got: report.epoch,
+                current: p.epoch,
+            });
         }
         if p.worker.as_ref() != Some(worker) {
-            return Err(format!(
-                "worker {worker} does not own job {} partition {}",
-                report.job, report.partition
-            ));
+            return Err(CheckpointRefusal::NotOwner {
+                worker: worker.clone(),
+            });
         }
         if report.offset < 0 {
-            return Err(format!("offset {} is negative", report.offset));
+            return Err(CheckpointRefusal::NegativeOffset {
+                offset: report.offset,
+            });
         }
         match report.phase {
             CheckpointPhase::Prepared => {
                 if let Some((committed, _)) = p.committed {
                     if report.checkpoint <= committed {
-                        return Err(format!(
-                            "checkpoint {} is not newer than committed checkpoint {committed}",
-                            report.checkpoint
-                        ));
+                        return Err(CheckpointRefusal::NotNewer {
+                            checkpoint: report.checkpoint,
+                            committed,
+                        });
                     }
                 }
                 // A prepared record that never reached its commit point is dead once a new
@@ -92,24 +93,25 @@ impl ControlState {
                     .checkpoints
                     .iter_mut()
                     .find(|c| c.checkpoint == report.checkpoint)
-                    .ok_or_else(|| {
-                        format!("checkpoint {} was never prepared", report.checkpoint)
+                    .ok_or(CheckpointRefusal::NeverPrepared {
+                        checkpoint: report.checkpoint,
                     })?;
                 if record.offset != report.offset {
-                    return Err(format!(
-                        "checkpoint {} was prepared at offset {}, not {}",
-                        report.checkpoint, record.offset, report.offset
-                    ));
+                    return Err(CheckpointRefusal::OffsetMismatch {
+                        checkpoint: report.checkpoint,
+                        prepared_offset: record.offset,
+                        offset: report.offset,
+                    });
                 }
                 if record.phase == CheckpointPhase::Committed {
                     return Ok(());
                 }
                 if let Some((committed, _)) = p.committed {
                     if report.checkpoint < committed {
-                        return Err(format!(
-                            "checkpoint {} is older than committed checkpoint {committed}",
-                            report.checkpoint
-                        ));
+                        return Err(CheckpointRefusal::OlderThanCommitted {
+                            checkpoint: report.checkpoint,
+                            committed,
+                        });
                     }
                 }
                 record.phase = CheckpointPhase::Committed;

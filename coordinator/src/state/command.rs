@@ -85,7 +85,7 @@ pub enum CommandResult {
     /// The job was accepted with this id and version.
     JobSubmitted { id: JobId, version: u64 },
     /// Per-report outcome of a checkpoint batch, in order.
-    CheckpointResults(Vec<Result<(), String>>),
+    CheckpointResults(Vec<Result<(), weir_core::wire::CheckpointRefusal>>),
     /// The command was refused; the state is unchanged.
     Refused(Refusal),
     /// The results of a `Batch`, in order.
