@@ -85,7 +85,7 @@ pub async fn to_leader(State(state): State<ApiState>, req: Request, next: Next) 
         )
         .into_response();
     }
-    match forward(&state, req).await {
+    match forward(&state, req, next).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }
@@ -106,7 +106,15 @@ enum AttemptEnd {
     Failed(String),
 }
 
-async fn forward(state: &ApiState, req: Request) -> Result<Response, ApiError> {
+/// Where a request goes next.
+enum Target {
+    /// The leader, by id and address.
+    Leader(u64, String),
+    /// This member was elected meanwhile: it serves the request itself.
+    Here,
+}
+
+async fn forward(state: &ApiState, req: Request, next: Next) -> Result<Response, ApiError> {
     let deadline = Instant::now() + Duration::from_millis(FORWARD_TIMEOUT_MS);
     let (parts, body) = req.into_parts();
     super::json_body::check_declared_length(&parts.headers)?;
@@ -135,8 +143,20 @@ async fn forward(state: &ApiState, req: Request) -> Result<Response, ApiError> {
 
     let mut last = String::from("no leader is elected yet");
     for _ in 0..FORWARD_ATTEMPTS_MAX {
-        let Some((leader_id, addr)) = wait_for_leader(state, None, deadline).await else {
-            break;
+        let (leader_id, addr) = match wait_for_leader(state, None, deadline).await {
+            Some(Target::Leader(id, addr)) => (id, addr),
+            Some(Target::Here) => {
+                let mut parts = parts;
+                // The client's own key or the one made here: a request already sent to
+                // the old leader is applied once.
+                for (name, value) in &headers {
+                    if name.as_str() == super::IDEMPOTENCY_HEADER {
+                        parts.headers.insert(name.clone(), value.clone());
+                    }
+                }
+                return Ok(next.run(Request::from_parts(parts, Body::from(body))).await);
+            }
+            None => break,
         };
         let send = send_once(state, &parts.method, &addr, &path, &headers, body.clone());
         match watch_leader(state, leader_id, deadline, send).await {
@@ -163,15 +183,14 @@ async fn forward(state: &ApiState, req: Request) -> Result<Response, ApiError> {
 }
 
 /// The current leader (other than `not`), waiting for one until `deadline`.
-async fn wait_for_leader(
-    state: &ApiState,
-    not: Option<u64>,
-    deadline: Instant,
-) -> Option<(u64, String)> {
+async fn wait_for_leader(state: &ApiState, not: Option<u64>, deadline: Instant) -> Option<Target> {
     loop {
+        if state.coordinator.is_leader() {
+            return Some(Target::Here);
+        }
         if let (Some(id), Some(addr)) = state.coordinator.leader() {
             if Some(id) != not && id != state.coordinator.id() {
-                return Some((id, addr));
+                return Some(Target::Leader(id, addr));
             }
         }
         if Instant::now() >= deadline {
