@@ -361,6 +361,15 @@ async fn one_tenants_burst_is_shed_with_429_and_retry_after() {
     let http = reqwest::Client::new();
     let leader = leader_addr(&group).await;
     let token = tenant(&group, "busy").await;
+    let term = |group: &Group| {
+        group
+            .nodes
+            .values()
+            .map(|n| n.coordinator.raft().metrics().borrow().current_term)
+            .max()
+            .unwrap_or(0)
+    };
+    let term_before = term(&group);
     let mut calls = Vec::new();
     for i in 0..200 {
         let (http, token, url) = (
@@ -394,6 +403,7 @@ async fn one_tenants_burst_is_shed_with_429_and_retry_after() {
     }
     assert!(shed > 0, "nothing was shed ({created} created)");
     assert!(created > 0);
+    assert_eq!(term(&group), term_before, "the burst caused an election");
 
     // The Rust client waits as asked and gets through.
     let client = weir_api::client::Client::new(vec![leader.clone()], Some(token));
@@ -412,11 +422,22 @@ async fn one_tenants_burst_is_shed_with_429_and_retry_after() {
     group.stop_all().await;
 }
 
-/// Blocks both threads of the test's runtime (where the API runs) for `ms`.
+/// Blocks both worker threads of the test's runtime (where the API runs) for `ms`, and
+/// returns once both are blocked.
 fn block_the_api_runtime(ms: u64) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..2)
-        .map(|_| tokio::spawn(async move { std::thread::sleep(Duration::from_millis(ms)) }))
-        .collect()
+    let both = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let tasks = (0..2)
+        .map(|_| {
+            let both = both.clone();
+            tokio::spawn(async move {
+                both.wait();
+                std::thread::sleep(Duration::from_millis(ms))
+            })
+        })
+        .collect();
+    // The test body runs on a thread of its own, not on a worker.
+    both.wait();
+    tasks
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +460,6 @@ async fn raft_rpcs_are_served_while_the_api_runtime_is_busy() {
     ));
     let body = serde_json::to_vec(&rpc).unwrap();
     let blocked = block_the_api_runtime(1_500);
-    tokio::time::sleep(Duration::from_millis(1)).await;
     // Ask from a thread of its own, since this runtime is blocked.
     let answer = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -451,6 +471,7 @@ async fn raft_rpcs_are_served_while_the_api_runtime_is_busy() {
             let resp = reqwest::Client::new()
                 .post(format!("http://{target}/raft/rpc"))
                 .bearer_auth(ADMIN)
+                .header("content-type", "application/json")
                 .body(body)
                 .timeout(Duration::from_millis(700))
                 .send()
