@@ -528,3 +528,33 @@ async fn metrics_are_described_and_latencies_are_histograms() {
     assert!(text.contains("weir_raft_commit_latency_seconds_bucket"));
     group.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_without_a_key_is_given_one_by_the_follower() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    leader_addr(&group).await;
+    let http = reqwest::Client::new();
+    let (s, _, body) = call(
+        &http,
+        Method::POST,
+        format!("http://{}/v1/tenants", group.follower_addr()),
+        Some(ADMIN),
+        None,
+        Some(br#"{"name":"keyless"}"#.to_vec()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // The leader applied it as an idempotent command, under the follower's key: a retry
+    // of the forward after a failover answers instead of applying again.
+    let leader = group.wait_for_leader().await;
+    let keys: Vec<String> = {
+        let state = group.nodes[&leader].coordinator.state().read();
+        state.control.answered.keys().cloned().collect()
+    };
+    assert!(
+        keys.iter().any(|k| k.starts_with("admin/fwd-")),
+        "no key was made for the forwarded write: {keys:?}"
+    );
+    group.stop_all().await;
+}
