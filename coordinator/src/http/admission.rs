@@ -23,6 +23,11 @@ pub const TENANTS_IN_FLIGHT_PER_MEMBER_MAX: usize = 256;
 /// token (registrations, heartbeats, checkpoint reports), so tenants' load never sheds
 /// them: the two pools are apart.
 pub const ADMIN_IN_FLIGHT_PER_MEMBER_MAX: usize = 512;
+/// Requests with a token this follower does not know, in flight on one member. The
+/// leader authenticates them (the token may belong to a tenant created a moment ago), so
+/// the follower reads and forwards their bodies unauthenticated: this bound keeps a flood
+/// of made-up tokens from holding more than a few bodies.
+pub const UNKNOWN_TOKEN_IN_FLIGHT_PER_MEMBER_MAX: usize = 8;
 /// What a 429 asks the client to wait, in seconds.
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
@@ -39,6 +44,7 @@ enum Caller {
 struct Counts {
     admin: usize,
     tenants: usize,
+    unknown: usize,
     per_tenant: HashMap<TenantName, usize>,
 }
 
@@ -70,10 +76,10 @@ impl InFlight {
                 c.admin += 1;
             }
             Caller::Unknown => {
-                if c.tenants >= TENANTS_IN_FLIGHT_PER_MEMBER_MAX {
+                if c.unknown >= UNKNOWN_TOKEN_IN_FLIGHT_PER_MEMBER_MAX {
                     return None;
                 }
-                c.tenants += 1;
+                c.unknown += 1;
             }
             Caller::Tenant(t) => {
                 let mine = c.per_tenant.get(t).copied().unwrap_or(0);
@@ -96,7 +102,7 @@ impl Drop for Admitted {
         let mut c = self.in_flight.counts();
         match &self.caller {
             Caller::Admin => c.admin = c.admin.saturating_sub(1),
-            Caller::Unknown => c.tenants = c.tenants.saturating_sub(1),
+            Caller::Unknown => c.unknown = c.unknown.saturating_sub(1),
             Caller::Tenant(t) => {
                 c.tenants = c.tenants.saturating_sub(1);
                 let left = c.per_tenant.get(t).copied().unwrap_or(0).saturating_sub(1);
@@ -175,6 +181,14 @@ mod tests {
             .map(|i| f.admit(Caller::Tenant(TenantName(format!("t{}", i % 64)))))
             .collect();
         assert!(many.iter().all(Option::is_some));
-        assert!(f.admit(Caller::Unknown).is_none(), "the member's bound");
+        assert!(
+            f.admit(Caller::Tenant(TenantName("new".into()))).is_none(),
+            "the member's bound"
+        );
+        let unknown: Vec<_> = (0..UNKNOWN_TOKEN_IN_FLIGHT_PER_MEMBER_MAX)
+            .map(|_| f.admit(Caller::Unknown))
+            .collect();
+        assert!(unknown.iter().all(Option::is_some));
+        assert!(f.admit(Caller::Unknown).is_none(), "unknown tokens' bound");
     }
 }

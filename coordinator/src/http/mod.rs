@@ -25,7 +25,7 @@ mod workers;
 
 pub use admission::{
     ADMIN_IN_FLIGHT_PER_MEMBER_MAX, RETRY_AFTER_SECONDS, TENANTS_IN_FLIGHT_PER_MEMBER_MAX,
-    TENANT_IN_FLIGHT_MAX,
+    TENANT_IN_FLIGHT_MAX, UNKNOWN_TOKEN_IN_FLIGHT_PER_MEMBER_MAX,
 };
 pub use auth::{hash_token, new_token};
 pub use error::ApiError;
