@@ -30,6 +30,8 @@ use weir_core::seams::Seams;
 
 /// OS threads of each coordinator's Raft runtime.
 pub const RAFT_RUNTIME_THREADS: usize = 2;
+/// How long stopping a coordinator waits for its Raft runtime's tasks to end.
+const RAFT_RUNTIME_SHUTDOWN_MS: u64 = 2_000;
 /// Accepted connections waiting for the server that takes them, per kind.
 const ACCEPTED_QUEUE_MAX: usize = 1024;
 /// How long a new connection may take to send the first bytes of its first request
@@ -77,7 +79,22 @@ impl RunningCoordinator {
         self.server.abort();
         let _ = self.server.await;
         self.coordinator.shutdown().await;
-        drop(self.raft_runtime);
+        // Wait (bounded) until the Raft runtime's tasks are gone, the listener and the
+        // database with them, so the address and the data directory can be used again at
+        // once. A runtime is shut down from a thread that is not running async code.
+        let mut raft_runtime = self.raft_runtime;
+        if let Some(rt) = raft_runtime.0.take() {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            let stopper = std::thread::Builder::new()
+                .name("weir-raft-stop".into())
+                .spawn(move || {
+                    rt.shutdown_timeout(Duration::from_millis(RAFT_RUNTIME_SHUTDOWN_MS));
+                    let _ = done.send(());
+                });
+            if stopper.is_ok() {
+                let _ = finished.await;
+            }
+        }
     }
 }
 
