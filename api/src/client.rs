@@ -19,6 +19,23 @@ pub const REQUEST_ATTEMPTS_MAX: u32 = 40;
 pub const RETRY_BACKOFF_MS: u64 = 100;
 /// Time one attempt may take.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Longest wait a 429's `Retry-After` may ask of the client; a longer one is cut to this.
+pub const RETRY_AFTER_MAX_MS: u64 = 5_000;
+/// Wait after a 429 without a usable `Retry-After`.
+pub const RETRY_AFTER_DEFAULT_MS: u64 = 1_000;
+/// 429 answers one request accepts (each waits as asked) before the caller sees the 429.
+pub const TOO_MANY_REQUESTS_RETRIES_MAX: u32 = 8;
+
+/// The wait a 429 asks for: `Retry-After` in seconds, bounded by [`RETRY_AFTER_MAX_MS`].
+fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> u64 {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|s| s.saturating_mul(1_000))
+        .unwrap_or(RETRY_AFTER_DEFAULT_MS)
+        .min(RETRY_AFTER_MAX_MS)
+}
 
 /// A fresh random idempotency key.
 fn new_idempotency_key() -> String {
@@ -102,6 +119,7 @@ impl Client {
         // One key for every attempt of this request: a retry after a lost answer or a
         // failover is answered as the first attempt was, never applied twice.
         let idempotency_key = (method != Method::GET).then(new_idempotency_key);
+        let mut too_many = 0u32;
         for attempt in 0..REQUEST_ATTEMPTS_MAX {
             let addr = &self.coordinators[attempt as usize % self.coordinators.len()];
             let mut req = self
@@ -127,6 +145,7 @@ impl Client {
                 }
             };
             let status = resp.status();
+            let wait_ms = retry_after_ms(resp.headers());
             let bytes = match resp.bytes().await {
                 Ok(b) => b,
                 Err(e) => {
@@ -134,6 +153,13 @@ impl Client {
                     continue;
                 }
             };
+            if status == StatusCode::TOO_MANY_REQUESTS && too_many < TOO_MANY_REQUESTS_RETRIES_MAX {
+                // The coordinator sheds load: wait as long as it asks, then try again.
+                too_many += 1;
+                last = format!("{addr}: {}", String::from_utf8_lossy(&bytes));
+                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+                continue;
+            }
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 last = format!("{addr}: {}", String::from_utf8_lossy(&bytes));
                 tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
@@ -280,5 +306,22 @@ impl Client {
     /// The registered workers.
     pub async fn workers(&self) -> Result<Vec<WorkerStatus>, ClientError> {
         self.get("/v1/workers").await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_honoured_within_bounds() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after_ms(&h), RETRY_AFTER_DEFAULT_MS);
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(retry_after_ms(&h), 2_000);
+        h.insert(reqwest::header::RETRY_AFTER, "3600".parse().unwrap());
+        assert_eq!(retry_after_ms(&h), RETRY_AFTER_MAX_MS);
+        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after_ms(&h), RETRY_AFTER_DEFAULT_MS);
     }
 }

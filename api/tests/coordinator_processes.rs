@@ -95,8 +95,15 @@ async fn assert_all_present(client: &Client, acked: &[String], addrs: &[String])
     wait_for("members to converge", 20_000, || async {
         let mut applied = Vec::new();
         for a in addrs {
-            applied.push(client.cluster_status_of(a).await.ok()?.last_applied);
+            match client.cluster_status_of(a).await {
+                Ok(s) => applied.push(s.last_applied),
+                Err(e) => {
+                    eprintln!("{a}: {e}");
+                    return None;
+                }
+            }
         }
+        eprintln!("applied {applied:?}");
         applied.windows(2).all(|w| w[0] == w[1]).then_some(())
     })
     .await;
@@ -177,7 +184,7 @@ async fn a_bad_flag_is_one_sentence_on_stderr() {
     refused_in_one_sentence(
         &[
             &base[..],
-            &["--peers", "1=127.0.0.1:1", "--lease-timeout-ms", "0"],
+            &["--peers", "2=127.0.0.1:1", "--lease-timeout-ms", "0"],
         ]
         .concat(),
         "--lease-timeout-ms",

@@ -24,3 +24,68 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod worker_calls;
+
+/// Describes every metric a coordinator records, so that `/metrics` carries a `# HELP`
+/// line and a unit for each. Called once, when the process's recorder is installed.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!("weir_raft_term", "The Raft term this member is in.");
+    describe_gauge!(
+        "weir_raft_is_leader",
+        "1 while this member is the group's leader, else 0."
+    );
+    describe_gauge!(
+        "weir_raft_applied_index",
+        "Index of the last log entry this member applied."
+    );
+    describe_counter!(
+        "weir_raft_leader_changes_total",
+        "Times this member saw the leader change."
+    );
+    describe_counter!(
+        "weir_leader_elected_total",
+        "Times this member became leader."
+    );
+    describe_histogram!(
+        "weir_raft_commit_latency_seconds",
+        Unit::Seconds,
+        "Time from proposing a write to its being applied."
+    );
+    describe_histogram!(
+        "weir_raft_append_batch_entries",
+        Unit::Count,
+        "Log entries written per fsync (group commit)."
+    );
+    describe_histogram!(
+        "weir_raft_batch_commands",
+        Unit::Count,
+        "Commands carried per batched log entry."
+    );
+    describe_counter!(
+        "weir_raft_batches_unanswered_total",
+        "Batches openraft did not answer in time, answered unavailable."
+    );
+    describe_counter!(
+        "weir_raft_snapshots_built_total",
+        "Snapshots of the control state this member built."
+    );
+    describe_gauge!(
+        "weir_raft_snapshot_bytes",
+        Unit::Bytes,
+        "Size of the newest snapshot this member built."
+    );
+    describe_histogram!(
+        "weir_api_request_seconds",
+        Unit::Seconds,
+        "Time to answer an HTTP API request, by route, method and status."
+    );
+    describe_counter!(
+        "weir_api_shed_total",
+        "API requests refused with 429 because an in-flight bound was reached."
+    );
+    describe_gauge!("weir_jobs", "Jobs in the control state, by state.");
+    describe_gauge!(
+        "weir_workers_live",
+        "Registered workers whose lease has not expired."
+    );
+}

@@ -29,6 +29,7 @@ pub struct Member {
 
 /// `POST /v1/cluster/members`: add a coordinator (as learner, then voter).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     pub id: NodeId,
     pub addr: String,
@@ -36,6 +37,7 @@ pub struct AddMemberRequest {
 
 /// `POST /v1/tenants`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     pub name: String,
 }

@@ -53,10 +53,12 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
         .ok()?;
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(token.trim()).filter(|t| !t.is_empty())
 }
 
 /// Compares two hex digests in time independent of where they differ.
@@ -108,6 +110,12 @@ mod tests {
         assert_eq!(bearer(&h), None);
         h.insert("authorization", "Bearer tok".parse().unwrap());
         assert_eq!(bearer(&h), Some("tok"));
+        h.insert("authorization", "bearer tok".parse().unwrap());
+        assert_eq!(bearer(&h), Some("tok"), "the scheme is case-insensitive");
+        h.insert("authorization", "BEARER tok".parse().unwrap());
+        assert_eq!(bearer(&h), Some("tok"));
+        h.insert("authorization", "Bearertok".parse().unwrap());
+        assert_eq!(bearer(&h), None);
     }
 
     #[test]

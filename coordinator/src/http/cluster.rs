@@ -1,9 +1,10 @@
 //! `/v1/cluster`: the group's status and membership changes.
 
 use super::error::ApiError;
+use super::extract::ApiPath as Path;
 use super::json_body::JsonBody;
 use super::ApiState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use weir_core::wire::{AddMemberRequest, ClusterStatus};

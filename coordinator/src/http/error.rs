@@ -71,10 +71,18 @@ impl From<WriteError> for ApiError {
 
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
+        if r == Refusal::IdempotencyKeyReused {
+            return ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                error: r.to_string(),
+                field: Some(super::IDEMPOTENCY_HEADER_NAME.to_string()),
+            };
+        }
         let status = match &r {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
             Refusal::Conflict(_) | Refusal::StaleEpoch { .. } => StatusCode::CONFLICT,
             Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+            Refusal::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, r.to_string())
     }

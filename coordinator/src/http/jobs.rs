@@ -3,12 +3,12 @@
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::json_body::JsonBody;
+use super::extract::{ApiPath as Path, ApiQuery as Query};
+use super::json_body::{self, JsonBody, RawBody};
 use super::ApiState;
 use crate::state::{Command, CommandResult, Job};
 use crate::worker_calls;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
@@ -29,7 +29,7 @@ pub async fn submit(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Query(query): Query<SubmitQuery>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<SubmittedJob>), ApiError> {
     let principal = state.principal(&headers)?;
     let tenant = match (&principal, query.tenant) {
@@ -44,7 +44,12 @@ pub async fn submit(
             ))
         }
     };
-    let spec = parse_job_spec(&body).map_err(|e| ApiError::bad_field(e.field, e.message))?;
+    if json_body::nesting_too_deep(&body, json_body::BODY_NESTING_DEPTH_MAX) {
+        return Err(json_body::too_deep());
+    }
+    let spec = json_body::parse_bounded(|| parse_job_spec(&body))
+        .await
+        .map_err(|e| ApiError::bad_field(e.field, e.message))?;
     let spec_json = serde_json::to_value(&spec)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let at_ms = state.coordinator.seams().clock.now_ms();

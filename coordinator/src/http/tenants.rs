@@ -2,10 +2,11 @@
 
 use super::auth::{hash_token, new_token};
 use super::error::ApiError;
+use super::extract::ApiPath as Path;
 use super::json_body::JsonBody;
 use super::ApiState;
 use crate::state::Command;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Serialize;

@@ -2,12 +2,13 @@
 //! fetch assignments, report checkpoints) and the administrator's view of the fleet.
 
 use super::error::ApiError;
+use super::extract::ApiPath as Path;
 use super::json_body::JsonBody;
 use super::ApiState;
 use crate::node::WriteError;
 use crate::state::Refusal;
 use crate::worker_calls;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use weir_core::ids::WorkerId;

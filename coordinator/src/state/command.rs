@@ -61,7 +61,15 @@ pub enum Command {
     MembersSeen { members: Vec<u64> },
     /// A client's request with its idempotency key: applied once; a retry with the same
     /// key (after a lost answer or a failover) gets the first answer again.
-    Idempotent { key: String, command: Box<Command> },
+    Idempotent {
+        key: String,
+        command: Box<Command>,
+        /// SHA-256 (hex) of the request the key was sent with (method, path, caller,
+        /// body): the same key with another request is refused rather than answered with
+        /// the first request's answer. `None` in entries written before digests existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
+    },
     /// Commands that queued up together, in one log entry (group commit), applied in
     /// order; each gets its own result.
     Batch(Vec<Command>),
@@ -108,4 +116,7 @@ pub enum Refusal {
     },
     #[error("{0}")]
     Invalid(String),
+    /// An idempotency key already answered a different request.
+    #[error("the Idempotency-Key was already used for a different request; use a new key for a new request")]
+    IdempotencyKeyReused,
 }

@@ -21,8 +21,13 @@ pub const JOB_PARTITIONS_MAX: u32 = 4096;
 /// Idempotency keys remembered, oldest forgotten first; a client retries for seconds, so
 /// this covers far more than any retry window.
 pub const IDEMPOTENCY_KEYS_MAX: usize = 10_000;
-/// Longest idempotency key accepted.
+/// Longest idempotency key accepted, as a client sends it (the API checks this).
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+/// Longest stored key of a command carrying a request digest: the client's key plus the
+/// caller's prefix (`tenant:<63-byte name>/`). Entries without a digest (written before
+/// digests existed) keep the old bound on the prefixed key, so replaying them answers as
+/// it did then.
+pub const SCOPED_IDEMPOTENCY_KEY_BYTES_MAX: usize = IDEMPOTENCY_KEY_BYTES_MAX + 72;
 
 /// A tenant: the owner of jobs and of the tokens that act for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +89,9 @@ pub struct ControlState {
     /// Coordinators known to have stored part of the log (`Command::MembersSeen`).
     #[serde(default)]
     pub members_seen: std::collections::BTreeSet<u64>,
+    /// The request digest stored with each answered key that came with one.
+    #[serde(default)]
+    pub answered_digests: BTreeMap<String, String>,
 }
 
 impl ControlState {
@@ -137,7 +145,11 @@ impl ControlState {
                 at_ms,
             } => Ok(self.apply_checkpoints(worker, reports, *at_ms)),
             Command::Noop => Ok(CommandResult::Done),
-            Command::Idempotent { key, command } => return self.apply_once(key, command),
+            Command::Idempotent {
+                key,
+                command,
+                digest,
+            } => return self.apply_once(key, digest.as_deref(), command),
             Command::Batch(commands) => Ok(CommandResult::Batch(
                 commands
                     .iter()
@@ -153,22 +165,40 @@ impl ControlState {
         result.unwrap_or_else(CommandResult::Refused)
     }
 
-    fn apply_once(&mut self, key: &str, command: &Command) -> CommandResult {
+    fn apply_once(&mut self, key: &str, digest: Option<&str>, command: &Command) -> CommandResult {
         if let Some(answer) = self.answered.get(key) {
-            return answer.clone();
+            // A key answered with a digest answers again only the same request; one
+            // stored without a digest (older entries) cannot be compared and answers as
+            // before.
+            return match (digest, self.answered_digests.get(key)) {
+                (Some(new), Some(stored)) if new != stored => {
+                    CommandResult::Refused(Refusal::IdempotencyKeyReused)
+                }
+                _ => answer.clone(),
+            };
         }
+        let key_bytes_max = if digest.is_some() {
+            SCOPED_IDEMPOTENCY_KEY_BYTES_MAX
+        } else {
+            IDEMPOTENCY_KEY_BYTES_MAX
+        };
         if key.is_empty()
-            || key.len() > IDEMPOTENCY_KEY_BYTES_MAX
+            || key.len() > key_bytes_max
             || matches!(command, Command::Idempotent { .. })
         {
             return CommandResult::Refused(Refusal::Invalid("invalid idempotency key".into()));
         }
         let answer = self.apply(command);
         self.answered.insert(key.to_string(), answer.clone());
+        if let Some(digest) = digest {
+            self.answered_digests
+                .insert(key.to_string(), digest.to_string());
+        }
         self.answered_order.push_back(key.to_string());
         while self.answered_order.len() > IDEMPOTENCY_KEYS_MAX {
             if let Some(old) = self.answered_order.pop_front() {
                 self.answered.remove(&old);
+                self.answered_digests.remove(&old);
             }
         }
         debug_assert_eq!(self.answered.len(), self.answered_order.len());

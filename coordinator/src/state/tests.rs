@@ -404,6 +404,7 @@ fn an_idempotent_request_is_applied_once_and_answered_again() {
     tenant(&mut s, "a");
     let submit = |key: &str| Command::Idempotent {
         key: key.into(),
+        digest: None,
         command: Box::new(Command::SubmitJob {
             tenant: "a".into(),
             name: "j".into(),
@@ -432,10 +433,12 @@ fn an_idempotent_request_is_applied_once_and_answered_again() {
     for i in 0..(IDEMPOTENCY_KEYS_MAX + 5) {
         s.apply(&Command::Idempotent {
             key: format!("n{i}"),
+            digest: Some(format!("d{i}")),
             command: Box::new(Command::Noop),
         });
     }
     assert_eq!(s.answered.len(), IDEMPOTENCY_KEYS_MAX);
+    assert_eq!(s.answered_digests.len(), IDEMPOTENCY_KEYS_MAX);
     assert!(
         !s.answered.contains_key("k1"),
         "the oldest key is forgotten"
@@ -443,6 +446,7 @@ fn an_idempotent_request_is_applied_once_and_answered_again() {
     assert!(matches!(
         s.apply(&Command::Idempotent {
             key: String::new(),
+            digest: None,
             command: Box::new(Command::Noop)
         }),
         CommandResult::Refused(Refusal::Invalid(_))
@@ -478,4 +482,67 @@ fn a_batch_applies_in_order_with_a_result_each() {
         "no nesting"
     );
     assert_eq!(s.tenants.len(), 2);
+}
+
+#[test]
+fn a_key_reused_for_another_request_is_refused_and_applies_nothing() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    let submit = |name: &str, digest: &str| Command::Idempotent {
+        key: "tenant:a/k".into(),
+        digest: Some(digest.into()),
+        command: Box::new(Command::SubmitJob {
+            tenant: "a".into(),
+            name: name.into(),
+            spec: serde_json::json!({}),
+            at_ms: 0,
+        }),
+    };
+    let first = s.apply(&submit("j1", "d1"));
+    assert!(matches!(first, CommandResult::JobSubmitted { .. }));
+    // The same request again: the first answer.
+    assert_eq!(s.apply(&submit("j1", "d1")), first);
+    // Another request under the same key: refused, and the second job is not created
+    // under the first one's answer.
+    let before = s.clone();
+    assert_eq!(
+        s.apply(&submit("j2", "d2")),
+        CommandResult::Refused(Refusal::IdempotencyKeyReused)
+    );
+    assert_eq!(s, before);
+    // An entry without a digest (written by an older member) still answers as before.
+    let mut old = before.clone();
+    let old_retry = Command::Idempotent {
+        key: "tenant:a/k".into(),
+        digest: None,
+        command: Box::new(Command::Noop),
+    };
+    assert_eq!(old.apply(&old_retry), first);
+}
+
+#[test]
+fn the_key_bound_applies_to_the_clients_key_not_the_prefix() {
+    let mut s = ControlState::default();
+    // 120 bytes as the client sent them, plus the longest tenant prefix.
+    let key = format!(
+        "tenant:{}/{}",
+        "t".repeat(63),
+        "k".repeat(IDEMPOTENCY_KEY_BYTES_MAX)
+    );
+    let with_digest = Command::Idempotent {
+        key: key.clone(),
+        digest: Some("d".into()),
+        command: Box::new(Command::Noop),
+    };
+    assert_eq!(s.apply(&with_digest), CommandResult::Done);
+    // Entries from before digests keep the bound they were applied with.
+    let without = Command::Idempotent {
+        key: format!("{key}-old"),
+        digest: None,
+        command: Box::new(Command::Noop),
+    };
+    assert!(matches!(
+        s.apply(&without),
+        CommandResult::Refused(Refusal::Invalid(_))
+    ));
 }

@@ -20,7 +20,13 @@ fn entry(index: u64) -> Entry {
     }
 }
 
-fn write_store(dir: &Path) {
+/// Writes a store, closes it, and returns its file.
+///
+/// A file left by kill -9 is repaired on open, and redb's repair goes back to the commit
+/// before the newest when the newest fails its checksum, which is also how it recovers
+/// from an ordinary crash: damage to the newest commit of such a file can lose its writes
+/// unseen (docs/ARCHITECTURE.md, "Damaged stores"). This test covers a closed file.
+fn write_store(dir: &Path) -> Vec<u8> {
     let db = open_in_dir(dir).expect("a new store opens");
     let txn = db.begin_write().unwrap();
     {
@@ -34,17 +40,26 @@ fn write_store(dir: &Path) {
         meta.insert("vote", vote.as_slice()).unwrap();
     }
     txn.commit().unwrap();
+    drop(db);
+    std::fs::read(dir.join(STORE_FILE)).unwrap()
 }
 
 fn log_indexes(dir: &Path) -> Vec<u64> {
     let db = open_in_dir(dir).unwrap();
+    log_indexes_of(&db)
+}
+
+fn log_indexes_of(db: &redb::Database) -> Vec<u64> {
     let txn = db.begin_read().unwrap();
-    let table = txn.open_table(LOG).unwrap();
-    table
-        .iter()
-        .unwrap()
-        .map(|r| r.unwrap().0.value())
-        .collect()
+    match txn.open_table(LOG) {
+        Ok(table) => table
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect(),
+        // A store gone back to before the table existed has lost the whole log.
+        Err(_) => Vec::new(),
+    }
 }
 
 #[test]
@@ -66,10 +81,9 @@ fn a_zero_length_store_is_refused_not_taken_for_a_new_member() {
 #[test]
 fn random_bytes_in_the_store_are_refused_or_harmless_never_a_panic() {
     let original = tempfile::tempdir().unwrap();
-    write_store(original.path());
+    let bytes = write_store(original.path());
     let expected = log_indexes(original.path());
     assert_eq!(expected.len() as u64, ENTRIES);
-    let bytes = std::fs::read(original.path().join(STORE_FILE)).unwrap();
     let mut refused = 0;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     // 32 KiB of random bytes at a quarter of the file (the reported case), and at other
