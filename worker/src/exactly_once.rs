@@ -82,6 +82,39 @@ pub enum PartitionError {
     CommittedOffsetLost { checkpoint: CheckpointId },
 }
 
+impl PartitionError {
+    /// A short name of the kind of failure, for the `reason` label of
+    /// `weir_partition_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PartitionError::Fenced(_) => "fenced",
+            PartitionError::Aborted(_) => "aborted",
+            PartitionError::Broker(BrokerError::Unavailable(_)) => "broker_unavailable",
+            PartitionError::Broker(BrokerError::Timeout(_)) => "broker_timeout",
+            PartitionError::Broker(BrokerError::UnknownTopic(_)) => "unknown_topic",
+            PartitionError::Broker(BrokerError::RecordTooLarge(_)) => "record_too_large",
+            PartitionError::Broker(_) => "broker",
+            PartitionError::Store(_) => "checkpoint_store",
+            PartitionError::Pipeline(_) => "pipeline",
+            PartitionError::Compile(_) => "compile",
+            PartitionError::Restore(_) => "restore",
+            PartitionError::MissingSnapshot { .. } => "missing_snapshot",
+            PartitionError::CommittedOffsetLost { .. } => "committed_offset_lost",
+        }
+    }
+
+    /// Whether the failure counts toward the failure-rate limit that fails the job: not
+    /// when the broker was unreachable or slow, which says nothing about the job and
+    /// passes by itself.
+    pub fn counts_toward_failing_the_job(&self) -> bool {
+        !matches!(
+            self,
+            PartitionError::Fenced(_)
+                | PartitionError::Broker(BrokerError::Unavailable(_) | BrokerError::Timeout(_))
+        )
+    }
+}
+
 impl From<BrokerError> for PartitionError {
     fn from(e: BrokerError) -> Self {
         match e {
@@ -90,6 +123,12 @@ impl From<BrokerError> for PartitionError {
             other => PartitionError::Broker(other),
         }
     }
+}
+
+/// The transactional id of `partition` of `job`: every owner's, and the one a fence duty
+/// fences (creating a writer with it aborts what an earlier owner left open).
+pub fn transactional_id(job: JobId, partition: PartitionId) -> String {
+    format!("weir-{job}-{partition}")
 }
 
 /// What one partition runs.
@@ -116,7 +155,7 @@ impl PartitionConfig {
         if planted(PlantedBug::SkipFencing) {
             return format!("weir-{}-{}-{}", self.job, self.partition, self.epoch);
         }
-        format!("weir-{}-{}", self.job, self.partition)
+        transactional_id(self.job, self.partition)
     }
 
     /// The consumer group whose committed offsets mark the job's commit points.

@@ -11,3 +11,4 @@ pub mod control;
 pub mod exactly_once;
 pub mod fleet;
 pub mod operators;
+pub mod rate_limit;

@@ -44,6 +44,22 @@ impl ControlPlane for LocalControl {
     async fn report_partitions(&self, _: JobId, _: u32) -> Result<(), ControlError> {
         unreachable!("not used here")
     }
+    async fn report(
+        &self,
+        id: &WorkerId,
+        report: weir_core::wire::WorkerReport,
+    ) -> Result<(), ControlError> {
+        match self.apply(Command::WorkerReport {
+            worker: id.clone(),
+            report,
+        }) {
+            CommandResult::Refused(r) => Err(ControlError::Refused {
+                status: 409,
+                message: r.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
     async fn report_checkpoints(
         &self,
         id: &WorkerId,

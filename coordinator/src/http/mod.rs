@@ -117,6 +117,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/workers/{id}", delete(workers::deregister))
         .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
         .route("/v1/workers/{id}/assignments", get(workers::assignments))
+        .route("/v1/workers/{id}/reports", post(workers::report))
         .route("/v1/checkpoints", post(workers::report_checkpoints))
         .layer(middleware::from_fn_with_state(
             state.clone(),
