@@ -322,27 +322,40 @@ impl Broker for KafkaBroker {
     }
 
     /// The topic's `max.message.bytes` from DescribeConfigs, capped by the writers'
-    /// `message.max.bytes`.
+    /// `message.max.bytes`. A cluster that will not describe the topic (no
+    /// DescribeConfigs permission, say) gets Kafka's default assumed, with a warning: the
+    /// writers' own limit still holds, and a record the topic refuses anyway is cut
+    /// further by the caller.
     async fn max_record_bytes(&self, topic: &str) -> Result<usize, BrokerError> {
         let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
         let resource = ResourceSpecifier::Topic(topic);
-        let results = self
+        let described = self
             .shared
             .admin
             .describe_configs([&resource], &options)
             .await
-            .map_err(|e| classify("describing a topic's configuration", &e, None))?;
-        let mut topic_max = None;
-        for result in results {
-            let config = result.map_err(|code| {
-                classify_code(&format!("describing the configuration of {topic}"), code)
-            })?;
-            topic_max = config
-                .get("max.message.bytes")
-                .and_then(|entry| entry.value.as_deref())
-                .and_then(|value| value.parse::<usize>().ok());
-        }
-        let topic_max = topic_max.unwrap_or(TOPIC_MESSAGE_BYTES_DEFAULT);
+            .map_err(|e| classify("describing a topic's configuration", &e, None))
+            .and_then(|results| {
+                let mut topic_max = None;
+                for result in results {
+                    let config = result.map_err(|code| {
+                        classify_code(&format!("describing the configuration of {topic}"), code)
+                    })?;
+                    topic_max = config
+                        .get("max.message.bytes")
+                        .and_then(|entry| entry.value.as_deref())
+                        .and_then(|value| value.parse::<usize>().ok());
+                }
+                Ok(topic_max)
+            });
+        let topic_max = match described {
+            Ok(max) => max.unwrap_or(TOPIC_MESSAGE_BYTES_DEFAULT),
+            Err(e @ (BrokerError::Unavailable(_) | BrokerError::Timeout(_))) => return Err(e),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "cannot read the topic's max.message.bytes; assuming Kafka's default");
+                TOPIC_MESSAGE_BYTES_DEFAULT
+            }
+        };
         Ok(topic_max.min(WRITER_MESSAGE_BYTES_MAX as usize))
     }
 
