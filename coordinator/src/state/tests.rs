@@ -566,6 +566,26 @@ fn a_cancelled_job_is_cancelled_only_after_a_live_worker_fenced_its_partitions()
     });
     settle(&mut s);
     assert_eq!(s.jobs[&JobId(2)].state, JobState::Cancelled);
+    // With no worker registered nobody can fence: the job is cancelled anyway (Kafka's
+    // transaction timeout ends what its owner left open) rather than stay cancelling.
+    submit(&mut s, "a", "alone");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(3),
+        partition_count: 2,
+    });
+    settle(&mut s);
+    s.apply(&Command::CancelJob {
+        job: JobId(3),
+        tenant: None,
+    });
+    for w in ["w1", "w3"] {
+        s.apply(&Command::RemoveWorker {
+            worker: WorkerId::from(w),
+            reason: "left".into(),
+        });
+    }
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(3)].state, JobState::Cancelled);
 }
 
 /// A partition's owner reports why it cannot progress (shown in `GET /v1/jobs/{id}`), and
