@@ -338,7 +338,17 @@ fn a_cancelled_jobs_open_transaction_is_fenced_by_a_live_worker() {
             .await
             .unwrap()
             .is_empty());
-        // The job is cancelled and its owner's lease runs out.
+        // A live worker registers; the job is cancelled and its owner's lease runs out.
+        start_worker(&broker, &control).await;
+        until(&control, Duration::from_secs(5), || {
+            control
+                .state
+                .lock()
+                .unwrap()
+                .workers
+                .contains_key(&WorkerId::from("w1"))
+        })
+        .await;
         control.apply(Command::CancelJob {
             job: JobId(1),
             tenant: None,
@@ -347,7 +357,6 @@ fn a_cancelled_jobs_open_transaction_is_fenced_by_a_live_worker() {
             worker: WorkerId::from("w-gone"),
             reason: "lease expired".into(),
         });
-        start_worker(&broker, &control).await;
         let took = until(&control, Duration::from_secs(10), || {
             control.job(1).state == JobState::Cancelled
         })

@@ -523,7 +523,8 @@ fn bounded_reason(text: &str) -> String {
 }
 
 impl ControlState {
-    /// The fence duties of `worker`: partitions of stopped jobs that need fencing (see
+    /// The fence duties of `worker`: partitions of stopped (cancelling, cancelled or
+    /// failed) jobs that need fencing (see
     /// [`PartitionState::needs_fencing`]), each given to one registered worker (spread by
     /// job and partition), at most `max` of them. A worker that leaves or dies is removed
     /// from the registrations, and its duties pass to the others.
@@ -534,7 +535,12 @@ impl ControlState {
         let n = self.workers.len() as u64;
         let mut out = Vec::new();
         for job in self.jobs.values() {
-            if !matches!(job.state, JobState::Cancelling | JobState::Failed) {
+            // Cancelled too: a job cancelled while no worker was registered still gets its
+            // partitions fenced by the first worker to come.
+            if !matches!(
+                job.state,
+                JobState::Cancelling | JobState::Cancelled | JobState::Failed
+            ) {
                 continue;
             }
             for (partition, p) in &job.partitions {

@@ -586,6 +586,15 @@ fn a_cancelled_job_is_cancelled_only_after_a_live_worker_fenced_its_partitions()
     }
     settle(&mut s);
     assert_eq!(s.jobs[&JobId(3)].state, JobState::Cancelled);
+    // The first worker to come fences them all the same.
+    worker(&mut s, "w4");
+    let late = s.fence_duties(&WorkerId::from("w4"), usize::MAX);
+    assert_eq!(
+        late,
+        [(JobId(3), PartitionId(0)), (JobId(3), PartitionId(1))]
+    );
+    fence_all(&mut s);
+    assert!(s.fence_duties(&WorkerId::from("w4"), usize::MAX).is_empty());
 }
 
 /// A partition's owner reports why it cannot progress (shown in `GET /v1/jobs/{id}`), and
