@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use futures::task::AtomicWaker;
 use futures::{FutureExt, StreamExt};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -91,6 +91,13 @@ pub const WRITER_QUEUE_FULL_RETRY_INTERVAL: Duration = Duration::from_millis(10)
 pub const WRITER_LINGER_MS: u32 = 5;
 /// librdkafka's producer queue bounds (messages, then KiB: the byte bound wins).
 pub const WRITER_QUEUE_MESSAGES_MAX: u32 = 100_000;
+/// `message.max.bytes` of every writer: the largest request librdkafka builds, and so the
+/// largest record it accepts (librdkafka's default, set explicitly so that
+/// [`Broker::max_record_bytes`] knows it).
+pub const WRITER_MESSAGE_BYTES_MAX: u32 = 1_000_000;
+/// What [`Broker::max_record_bytes`] assumes of a topic whose `max.message.bytes` cannot be
+/// read (Kafka's default: 1 MiB plus the 12-byte log overhead).
+pub const TOPIC_MESSAGE_BYTES_DEFAULT: usize = 1_048_588;
 pub const WRITER_QUEUE_KBYTES_MAX: u32 = 64 * 1024;
 /// Consumer groups whose metadata one writer keeps a client for (one per group it
 /// commits for; a worker's writer normally commits for exactly one).
@@ -312,6 +319,44 @@ impl Broker for KafkaBroker {
 
     async fn writer(&self, transactional_id: &str) -> Result<KafkaWriter, BrokerError> {
         KafkaWriter::start(&self.shared.settings, transactional_id).await
+    }
+
+    /// The topic's `max.message.bytes` from DescribeConfigs, capped by the writers'
+    /// `message.max.bytes`. A cluster that will not describe the topic (no
+    /// DescribeConfigs permission, say) gets Kafka's default assumed, with a warning: the
+    /// writers' own limit still holds, and a record the topic refuses anyway is cut
+    /// further by the caller.
+    async fn max_record_bytes(&self, topic: &str) -> Result<usize, BrokerError> {
+        let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+        let resource = ResourceSpecifier::Topic(topic);
+        let described = self
+            .shared
+            .admin
+            .describe_configs([&resource], &options)
+            .await
+            .map_err(|e| classify("describing a topic's configuration", &e, None))
+            .and_then(|results| {
+                let mut topic_max = None;
+                for result in results {
+                    let config = result.map_err(|code| {
+                        classify_code(&format!("describing the configuration of {topic}"), code)
+                    })?;
+                    topic_max = config
+                        .get("max.message.bytes")
+                        .and_then(|entry| entry.value.as_deref())
+                        .and_then(|value| value.parse::<usize>().ok());
+                }
+                Ok(topic_max)
+            });
+        let topic_max = match described {
+            Ok(max) => max.unwrap_or(TOPIC_MESSAGE_BYTES_DEFAULT),
+            Err(e @ (BrokerError::Unavailable(_) | BrokerError::Timeout(_))) => return Err(e),
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "cannot read the topic's max.message.bytes; assuming Kafka's default");
+                TOPIC_MESSAGE_BYTES_DEFAULT
+            }
+        };
+        Ok(topic_max.min(WRITER_MESSAGE_BYTES_MAX as usize))
     }
 
     async fn read_committed(
@@ -1239,6 +1284,7 @@ fn producer_config(settings: &KafkaSettings, transactional_id: &str) -> ClientCo
             WRITER_QUEUE_KBYTES_MAX.to_string(),
         )
         .set("linger.ms", WRITER_LINGER_MS.to_string())
+        .set("message.max.bytes", WRITER_MESSAGE_BYTES_MAX.to_string())
         .set("compression.type", "none");
     config
 }
@@ -1395,6 +1441,7 @@ fn classify_code(what: &str, code: RDKafkaErrorCode) -> BrokerError {
         C::UnknownTopicOrPartition | C::UnknownPartition | C::UnknownTopic | C::UnknownTopicId => {
             BrokerError::UnknownTopic(message)
         }
+        C::MessageSizeTooLarge => BrokerError::RecordTooLarge(message),
         C::OperationTimedOut | C::RequestTimedOut | C::MessageTimedOut | C::TimedOutQueue => {
             BrokerError::Timeout(message)
         }

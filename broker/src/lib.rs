@@ -76,10 +76,21 @@ pub enum BrokerError {
     /// The topic or partition does not exist.
     #[error("unknown topic or partition: {0}")]
     UnknownTopic(String),
+    /// A record is larger than the producer or the topic accepts. The record was not
+    /// added to the transaction, which stays usable: the caller must send something smaller
+    /// instead (see [`Broker::max_record_bytes`]).
+    #[error("record too large: {0}")]
+    RecordTooLarge(String),
     /// Anything else; the client must be rebuilt.
     #[error("broker error: {0}")]
     Fatal(String),
 }
+
+/// Bytes a record's framing in a record batch may take besides its key and value (batch
+/// header, record header varints, headers): what [`Broker::max_record_bytes`] callers keep
+/// free. Kafka's batch header is 61 bytes and a record's own varint overhead at most about
+/// 40; the rest is margin.
+pub const RECORD_FRAMING_BYTES_MAX: usize = 512;
 
 /// A consumer of one partition, reading only committed records (`read_committed`).
 pub trait PartitionReader {
@@ -157,6 +168,13 @@ pub trait Broker: Clone + 'static {
         &self,
         transactional_id: &str,
     ) -> impl Future<Output = Result<Self::Writer, BrokerError>>;
+
+    /// The largest record batch `topic` accepts from this broker's writers, in bytes: the
+    /// smaller of the writers' `message.max.bytes` and the topic's `max.message.bytes`. A
+    /// record whose key and value plus [`RECORD_FRAMING_BYTES_MAX`] exceed it would be
+    /// refused ([`BrokerError::RecordTooLarge`], or a failed delivery that dooms the
+    /// transaction), so callers shrink what they send to fit.
+    fn max_record_bytes(&self, topic: &str) -> impl Future<Output = Result<usize, BrokerError>>;
 
     /// Every committed record of a partition from `offset`, for checks and tests: what a
     /// `read_committed` consumer sees.

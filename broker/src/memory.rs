@@ -48,6 +48,17 @@ pub const MAX_TOPIC_PARTITIONS: u32 = 10_000;
 /// the test or simulation driving the model, and panics.
 pub const MAX_PENDING_FAULTS_PER_CALL: usize = 100_000;
 
+/// The writers' `message.max.bytes` in the model, as librdkafka's default and weir's
+/// production writers have it.
+pub const WRITER_MESSAGE_BYTES_MAX: usize = 1_000_000;
+/// A topic's `max.message.bytes` unless set with [`MemoryBroker::set_max_message_bytes`]:
+/// Kafka's default (1 MiB plus the 12-byte log overhead).
+pub const TOPIC_MESSAGE_BYTES_DEFAULT: usize = 1_048_588;
+/// What the model counts for a record besides its key and value when checking sizes: a
+/// one-record batch's header and the record's varints, as Kafka frames them (at most
+/// [`crate::RECORD_FRAMING_BYTES_MAX`]).
+pub const RECORD_FRAMING_BYTES: usize = 100;
+
 /// Longest topic name Kafka accepts, in bytes.
 const TOPIC_NAME_MAX_BYTES: usize = 249;
 
@@ -100,6 +111,14 @@ impl MemoryBroker {
         MemoryBroker {
             cluster: Arc::new(Mutex::new(Cluster::new(clock))),
         }
+    }
+
+    /// Sets `topic`'s `max.message.bytes` (as `kafka-configs --alter` would): records
+    /// larger than it are refused with [`BrokerError::RecordTooLarge`].
+    pub fn set_max_message_bytes(&self, topic: &str, bytes: usize) {
+        lock(&self.cluster)
+            .max_message_bytes
+            .insert(topic.to_string(), bytes);
     }
 
     /// The handle through which a test or the simulation injects faults into this cluster.
@@ -527,6 +546,16 @@ impl TransactionalWriter for MemoryWriter {
             return Err(abort_required(&self.transactional_id));
         }
         let partition = self.choose_partition(&cluster, &record)?;
+        let size =
+            record.key.as_ref().map_or(0, Vec::len) + record.value.len() + RECORD_FRAMING_BYTES;
+        let limit = cluster.max_record_bytes(&record.topic);
+        if size > limit {
+            // librdkafka refuses it before enqueueing; the transaction stays usable.
+            return Err(BrokerError::RecordTooLarge(format!(
+                "{} bytes for {} (at most {limit})",
+                size, record.topic
+            )));
+        }
         cluster.append(&self.transactional_id, partition, record);
         Ok(())
     }
@@ -674,6 +703,13 @@ impl Broker for MemoryBroker {
             state: WriterState::Ready,
             keyless_sent: 0,
         })
+    }
+
+    async fn max_record_bytes(&self, topic: &str) -> Result<usize, BrokerError> {
+        let mut cluster = lock(&self.cluster);
+        cluster.take_fault(BrokerCall::PartitionCount)?;
+        cluster.partition_count(topic)?;
+        Ok(cluster.max_record_bytes(topic))
     }
 
     async fn read_committed(
@@ -830,6 +866,8 @@ struct Cluster {
     clock: Option<Arc<dyn Clock>>,
     logical_clock_ms: i64,
     faults: Faults,
+    /// Topics whose `max.message.bytes` differs from [`TOPIC_MESSAGE_BYTES_DEFAULT`].
+    max_message_bytes: BTreeMap<String, usize>,
 }
 
 /// The transaction coordinator's view of one transactional id.
@@ -860,7 +898,17 @@ impl Cluster {
             clock,
             logical_clock_ms: 0,
             faults: Faults::default(),
+            max_message_bytes: BTreeMap::new(),
         }
+    }
+
+    /// The largest record `topic` accepts from the model's writers.
+    fn max_record_bytes(&self, topic: &str) -> usize {
+        self.max_message_bytes
+            .get(topic)
+            .copied()
+            .unwrap_or(TOPIC_MESSAGE_BYTES_DEFAULT)
+            .min(WRITER_MESSAGE_BYTES_MAX)
     }
 
     fn take_fault(&mut self, call: BrokerCall) -> Result<(), BrokerError> {

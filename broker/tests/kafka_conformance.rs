@@ -643,3 +643,100 @@ fn a_transaction_the_broker_expired_cannot_commit() {
         );
     });
 }
+
+/// The record limit comes from the topic's `max.message.bytes` (DescribeConfigs) and the
+/// writers' `message.max.bytes`; a record over it is `RecordTooLarge` and leaves the
+/// transaction usable. An 800 KB record's 1.07 MB dead letter failed its partition at
+/// every retry.
+#[test]
+fn record_limits_come_from_the_topic_and_a_record_over_them_is_refused() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let kafka = shared_kafka();
+    runtime().block_on(async {
+        let broker = connect(&kafka);
+        broker.create_topic("kc-limits-default", 1).await.unwrap();
+        assert_eq!(
+            broker.max_record_bytes("kc-limits-default").await.unwrap(),
+            weir_broker::kafka::WRITER_MESSAGE_BYTES_MAX as usize
+        );
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.bootstrap)
+            .create()
+            .unwrap();
+        let small = NewTopic::new("kc-limits-small", 1, TopicReplication::Fixed(1))
+            .set("max.message.bytes", "100000");
+        admin
+            .create_topics([&small], &AdminOptions::new())
+            .await
+            .unwrap();
+        // Wait for the topic to have a leader (create_topic returns once it does).
+        broker.create_topic("kc-limits-small", 1).await.unwrap();
+        assert_eq!(
+            broker.max_record_bytes("kc-limits-small").await.unwrap(),
+            100_000
+        );
+        let mut writer = broker.writer("kc-limits-tx").await.unwrap();
+        writer.begin().unwrap();
+        let mut huge = record("kc-limits-default", 0, "x");
+        huge.value = vec![b'x'; 1_100_000];
+        let refused = writer.send(huge).await;
+        assert!(
+            matches!(refused, Err(BrokerError::RecordTooLarge(_))),
+            "{refused:?}"
+        );
+        send_all(&mut writer, "kc-limits-default", 0, &["after"]).await;
+        writer.commit("kc-limits-group", &[]).await.unwrap();
+        let seen = broker
+            .read_committed("kc-limits-default", 0, 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(values(&seen), ["after"]);
+    });
+}
+
+/// A wedged producer's open transaction holds back every `read_committed` reader of its
+/// partitions, other producers' committed records included, until the broker's
+/// transaction timeout (60 s for weir's writers). Creating a writer with its transactional
+/// id — what a fence duty does for a stopped job's partition — ends it at once.
+#[test]
+fn fencing_a_wedged_transactional_id_releases_readers_at_once() {
+    let kafka = shared_kafka();
+    runtime().block_on(async {
+        let broker = connect(&kafka);
+        let topic = "kc-fence-duty";
+        broker.create_topic(topic, 1).await.unwrap();
+        let mut wedged = broker.writer("weir-901-0").await.unwrap();
+        wedged.begin().unwrap();
+        send_all(&mut wedged, topic, 0, &["uncommitted"]).await;
+        wedged.await_deliveries().await.unwrap();
+        let mut other = broker.writer("weir-902-0").await.unwrap();
+        other.begin().unwrap();
+        send_all(&mut other, topic, 0, &["other-job"]).await;
+        other.commit("kc-fence-group", &[]).await.unwrap();
+        let held = broker.read_committed(topic, 0, 0, 10).await.unwrap();
+        assert!(held.is_empty(), "held back: {:?}", values(&held));
+        // The fence: InitProducerId on the wedged id.
+        let started = tokio::time::Instant::now();
+        drop(broker.writer("weir-901-0").await.unwrap());
+        loop {
+            let seen = broker.read_committed(topic, 0, 0, 10).await.unwrap();
+            if !seen.is_empty() {
+                assert_eq!(values(&seen), ["other-job"]);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "still held back after fencing"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!("visible {:?} after the fence", started.elapsed());
+        // The wedged writer is a zombie now.
+        assert!(matches!(
+            wedged.commit("kc-fence-group", &[]).await,
+            Err(BrokerError::Fenced(_))
+        ));
+    });
+}

@@ -22,8 +22,12 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
         commands.push(Command::Place { moves });
     }
     for job in state.jobs.values() {
-        if job.state == JobState::Cancelling && job.partitions.values().all(|p| p.worker.is_none())
-        {
+        // Cancelled once nothing runs and nothing a previous owner left open remains (with
+        // no worker registered nobody can fence: Kafka's transaction timeout ends it).
+        let nobody = state.workers.is_empty();
+        let stopped =
+            |p: &crate::state::PartitionState| p.worker.is_none() && (nobody || !p.needs_fencing());
+        if job.state == JobState::Cancelling && job.partitions.values().all(stopped) {
             commands.push(Command::FinishCancel { job: job.id });
         }
     }

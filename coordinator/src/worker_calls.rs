@@ -6,7 +6,13 @@
 use crate::node::{Coordinator, WriteError};
 use crate::state::{Command, CommandResult, Refusal};
 use weir_core::ids::{JobId, WorkerId};
-use weir_core::wire::{Assignments, CheckpointReport, JobState, Lease, WorkerAssignment};
+use weir_core::wire::{
+    Assignments, CheckpointReport, JobState, Lease, WorkerAssignment, WorkerReport,
+};
+
+/// Fence duties handed to one worker per assignments answer; the rest come in later
+/// rounds (a fence is one InitProducerId call at the broker).
+pub const FENCE_DUTIES_PER_ROUND_MAX: usize = 32;
 
 /// Registers (or re-registers after a restart) a worker and grants it a lease.
 pub async fn register(
@@ -84,11 +90,32 @@ pub async fn assignments(
             )
         })
         .collect();
+    let fence = s.control.fence_duties(worker, FENCE_DUTIES_PER_ROUND_MAX);
     Ok(Assignments {
         worker: worker.clone(),
         assignments,
         unknown_partition_counts,
+        fence,
     })
+}
+
+/// Records what a worker reports: a partition's problem (failing its job past the
+/// worker's failure-rate limit), a pending job's reason, or partitions it fenced.
+pub async fn report(
+    coordinator: &Coordinator,
+    worker: &WorkerId,
+    report: WorkerReport,
+) -> Result<(), WriteError> {
+    match coordinator
+        .write(Command::WorkerReport {
+            worker: worker.clone(),
+            report,
+        })
+        .await?
+    {
+        CommandResult::Refused(refusal) => Err(WriteError::Refused(refusal)),
+        _ => Ok(()),
+    }
 }
 
 /// Records a job's source partition count, learned from Kafka by a worker.

@@ -99,6 +99,9 @@ pub struct JobSummary {
     pub tenant: TenantName,
     pub state: JobState,
     pub version: u64,
+    /// Why the job failed, or why a pending job cannot start yet (as in [`JobDetail`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -109,7 +112,8 @@ pub struct JobDetail {
     pub tenant: TenantName,
     pub state: JobState,
     pub version: u64,
-    /// Why the job failed, when it did.
+    /// Why the job failed, when it did; for a pending job, why it cannot start yet (for
+    /// example "source topic payments does not exist"), when a worker found out.
     pub reason: Option<String>,
     /// The source topic's partition count, once a worker has learned it from Kafka.
     pub partition_count: Option<u32>,
@@ -127,6 +131,10 @@ pub struct PartitionStatus {
     pub checkpoint: Option<CheckpointId>,
     /// The source offset of the newest committed checkpoint.
     pub offset: Option<i64>,
+    /// Why the partition cannot make progress, as its owner last reported; absent while
+    /// it progresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Whether a checkpoint has reached the Kafka commit point yet.
@@ -196,6 +204,39 @@ pub struct Assignments {
     /// Jobs whose source partition count no worker has reported yet, with their source
     /// topic; a worker that can reach Kafka reports it with `POST /v1/jobs/{id}/partitions`.
     pub unknown_partition_counts: Vec<(JobId, String)>,
+    /// Partitions of stopped (cancelling or failed) jobs whose transactional ids this
+    /// worker should fence: their owner may be wedged or gone with a transaction open,
+    /// which would hold back every `read_committed` reader of the topics it wrote to
+    /// until the broker's transaction timeout. Report them with [`WorkerReport::Fenced`].
+    #[serde(default)]
+    pub fence: Vec<(JobId, PartitionId)>,
+}
+
+/// `POST /v1/workers/{id}/reports`: what a worker learned that the group should record,
+/// so that users see it in `GET /v1/jobs/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WorkerReport {
+    /// A partition this worker owns at `epoch` cannot make progress (`problem`), or
+    /// progresses again (`None`). With `fail`, it kept failing past the worker's
+    /// failure-rate limit: the job fails with the problem as its reason.
+    PartitionProblem {
+        job: JobId,
+        partition: PartitionId,
+        epoch: Epoch,
+        problem: Option<String>,
+        #[serde(default)]
+        fail: bool,
+    },
+    /// A pending job cannot start (`reason`, e.g. its source topic does not exist), or
+    /// the reason no longer holds (`None`).
+    JobPending { job: JobId, reason: Option<String> },
+    /// The worker fenced these partitions' transactional ids (a fence duty of
+    /// [`Assignments::fence`]): nothing they left open holds readers back any more.
+    Fenced {
+        job: JobId,
+        partitions: Vec<PartitionId>,
+    },
 }
 
 /// One (job, partition) a worker owns, with the job's spec so it can run it.

@@ -30,6 +30,14 @@ const SUBMIT_TIMEOUT_MS: u64 = 2_000;
 pub const PRODUCE_EVERY_MS: (u64, u64) = (20, 120);
 /// ...of this many records.
 pub const PRODUCE_BATCH: (usize, usize) = (1, 12);
+/// Poison records: undecodable (not UTF-8, not JSON) values this large, within the
+/// model's record limit but with a dead letter (their base64 alone) over it, so the
+/// worker must cut the dead letter to fit rather than fail the partition at every retry.
+pub const POISON_RECORD_BYTES: (usize, usize) = (800_000, 900_000);
+/// A producer batch carries a poison record with this chance, in thousandths...
+pub const POISON_PER_MILLE: u32 = 8;
+/// ...and each source topic gets at most this many (they are large).
+pub const POISON_RECORDS_PER_TOPIC_MAX: usize = 2;
 /// Records read back per call when checking.
 const READ_CHUNK: usize = 10_000;
 /// Mismatches shown per job and kind in a violation.
@@ -124,10 +132,15 @@ pub async fn produce(
 ) {
     let mut gens: Vec<EventGen> = jobs.iter().map(|_| EventGen::new()).collect();
     let mut writers = BTreeMap::new();
+    // Poison records are drawn from a generator of their own, so that the events and the
+    // pauses every seed drew before they existed stay the same.
+    let mut poison_rng: StdRng =
+        rand::SeedableRng::seed_from_u64(rng.clone().gen::<u64>() ^ 0x706f_6973_6f6e);
+    let mut poisoned = vec![0usize; jobs.len()];
     while !stop.load(Ordering::Relaxed) {
         let pause = rng.gen_range(PRODUCE_EVERY_MS.0..=PRODUCE_EVERY_MS.1);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        for (job, gen) in jobs.iter().zip(gens.iter_mut()) {
+        for (index, (job, gen)) in jobs.iter().zip(gens.iter_mut()).enumerate() {
             let id = producer_id(&job.source);
             if !writers.contains_key(&id) {
                 match broker.writer(&id).await {
@@ -150,6 +163,19 @@ pub async fn produce(
                 let record = gen.next(&mut rng, &job.source, now_ms);
                 sent = writer.send(record).await.is_ok();
             }
+            if sent
+                && poisoned[index] < POISON_RECORDS_PER_TOPIC_MAX
+                && poison_rng.gen_range(0..1_000) < POISON_PER_MILLE
+            {
+                poisoned[index] += 1;
+                let record = poison_record(&mut poison_rng, &job.source);
+                ctx.event(&format!(
+                    "poison record of {} bytes into {}",
+                    record.value.len(),
+                    job.source
+                ));
+                sent = writer.send(record).await.is_ok();
+            }
             let done = sent && writer.commit("sim-producer", &[]).await.is_ok();
             if !done && writer.abort().await.is_err() {
                 // A writer in a state it cannot leave is replaced (fencing its open
@@ -157,6 +183,22 @@ pub async fn produce(
                 writers.remove(&id);
             }
         }
+    }
+}
+
+/// An undecodable record of [`POISON_RECORD_BYTES`]: bytes with the high bit set, which
+/// no UTF-8 text starts with.
+fn poison_record(rng: &mut StdRng, topic: &str) -> weir_broker::OutgoingRecord {
+    let len = rng.gen_range(POISON_RECORD_BYTES.0..=POISON_RECORD_BYTES.1);
+    let step: u8 = rng.gen_range(1..=127);
+    weir_broker::OutgoingRecord {
+        topic: topic.to_string(),
+        partition: None,
+        key: Some(b"poison".to_vec()),
+        value: (0..len)
+            .map(|i| 0x80 | ((i as u8).wrapping_mul(step) & 0x7f))
+            .collect(),
+        timestamp_ms: None,
     }
 }
 
@@ -257,6 +299,33 @@ async fn read_all(broker: &MemoryBroker, topic: &str, partitions: u32) -> Vec<Br
     out
 }
 
+/// What is wrong with a dead letter cut to fit, if anything: it must keep a prefix of its
+/// source record's value, as much as fits (at least half the limit for the large records
+/// the simulation cuts).
+fn truncation_problem(letter: &RefDeadLetter, input: &[BrokerRecord]) -> Option<String> {
+    let at = format!(
+        "dead letter of partition {} offset {}",
+        letter.partition, letter.offset
+    );
+    let Some(source) = input
+        .iter()
+        .find(|r| r.partition == letter.partition && r.offset == letter.offset)
+    else {
+        return Some(format!("{at} is cut down but has no source record"));
+    };
+    let kept = letter.payload.as_deref().unwrap_or_default();
+    let value = source.value.as_deref().unwrap_or_default();
+    if !value.starts_with(kept) {
+        return Some(format!(
+            "{at} keeps something other than a prefix of its value"
+        ));
+    }
+    if kept.len() < reference::DEAD_LETTER_RECORD_BYTES_MAX / 2 {
+        return Some(format!("{at} keeps only {} bytes of its value", kept.len()));
+    }
+    None
+}
+
 /// What a check of one job found.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct JobTally {
@@ -339,7 +408,9 @@ pub async fn check_outputs(
                             (key.as_deref().map(text), text(&value))
                         }),
                     );
-                    expected_dead.extend(outs.dead_letters);
+                    expected_dead.extend(outs.dead_letters.into_iter().map(|d| {
+                        reference::as_written(d, reference::DEAD_LETTER_RECORD_BYTES_MAX)
+                    }));
                 }
                 Err(e) => ctx.violation(format!(
                     "the reference cannot evaluate {} partition {p}: {e}",
@@ -361,6 +432,14 @@ pub async fn check_outputs(
         let mut unreadable = Vec::new();
         for r in read_all(broker, &job.dead_letters, 1).await {
             match reference::parse_dead_letter(r.value.as_deref().unwrap_or_default()) {
+                Ok(mut d) if d.truncated.is_some() => {
+                    if let Some(problem) = truncation_problem(&d, &input) {
+                        ctx.violation(format!("{}: {problem}", job.name));
+                    }
+                    // Compared by length and digest from here on.
+                    d.payload = None;
+                    got_dead.push(d);
+                }
                 Ok(d) => got_dead.push(d),
                 Err(e) => unreadable.push(format!("offset {}: {e}", r.offset)),
             }

@@ -101,3 +101,28 @@ fn a_planted_worker_bug_fails_its_seed_and_shrinks() {
         assert!(shrunk.outcome.reproduce().contains("--skip-faults"));
     }
 }
+
+/// Poison records (800 to 900 KB of undecodable bytes, whose dead letter is over the
+/// broker's record limit) become dead letters cut to fit and never stall a partition:
+/// the liveness phase needs every job caught up with its input, and the data check
+/// compares the cut letters by payload length and digest with the reference's.
+#[test]
+fn poison_records_near_the_size_limit_become_dead_letters_and_stall_nothing() {
+    let options = SimOptions {
+        faults: FaultClasses::none(),
+        fault_phase_ms: 20_000,
+        jobs: 2,
+        ..SimOptions::default()
+    };
+    let mut poisoned = 0;
+    for seed in 0..4 {
+        let outcome = run_seed(seed, &options);
+        assert_ok(&outcome);
+        poisoned += outcome
+            .trace
+            .iter()
+            .filter(|line| line.contains("poison record"))
+            .count();
+    }
+    assert!(poisoned > 0, "the seeds produced no poison record");
+}

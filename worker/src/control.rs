@@ -11,7 +11,7 @@ use thiserror::Error;
 use weir_core::ids::{JobId, WorkerId};
 use weir_core::wire::{
     Assignments, CheckpointReport, CheckpointReportBatch, CheckpointReportResults, Lease,
-    RegisterWorkerRequest, ReportPartitionsRequest,
+    RegisterWorkerRequest, ReportPartitionsRequest, WorkerReport,
 };
 
 /// Attempts per call across the coordinators before giving up on this round.
@@ -70,6 +70,13 @@ pub trait ControlPlane: Send + Sync + 'static {
         id: &WorkerId,
         reports: Vec<CheckpointReport>,
     ) -> impl Future<Output = Result<CheckpointReportResults, ControlError>> + Send;
+    /// Reports a partition's problem, a pending job's reason, or fenced partitions, for
+    /// the group to record and show users.
+    fn report(
+        &self,
+        id: &WorkerId,
+        report: WorkerReport,
+    ) -> impl Future<Output = Result<(), ControlError>> + Send;
 }
 
 /// The production control plane: HTTP to the coordinators.
@@ -245,5 +252,15 @@ impl ControlPlane for HttpControlPlane {
         self.call(reqwest::Method::POST, "/v1/checkpoints", Some(&body))
             .await
             .map_err(|e| control_error(Some(id), e))
+    }
+
+    async fn report(&self, id: &WorkerId, report: WorkerReport) -> Result<(), ControlError> {
+        self.call::<()>(
+            reqwest::Method::POST,
+            &format!("/v1/workers/{id}/reports"),
+            Some(&report),
+        )
+        .await
+        .map_err(|e| control_error(Some(id), e))
     }
 }

@@ -24,13 +24,14 @@ pub mod cycle;
 use crate::checkpoint_store::{Checkpoint, CheckpointStore, StoreError};
 use crate::control::{ControlError, ControlPlane};
 use crate::operators::{
-    CompileError, DeadLetterReason, Outputs, Pipeline, PipelineError, RestoreError,
+    CompileError, DeadLetter, DeadLetterReason, Outputs, Pipeline, PipelineError, RestoreError,
 };
 use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use weir_broker::{
     Broker, BrokerError, OutgoingRecord, PartitionReader, SourceOffset, TransactionalWriter,
+    RECORD_FRAMING_BYTES_MAX,
 };
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, WorkerId};
@@ -47,6 +48,9 @@ pub const POLL_WAIT_MS: u64 = 50;
 /// `offsets.retention.minutes` old (7 days by default), and a partition that had no input
 /// for that long would otherwise lose its commit point.
 pub const OFFSETS_REFRESH_INTERVAL_MS: u64 = 3_600_000;
+/// The size a dead letter is cut to when the broker refused one already cut to the topic's
+/// limit (a limit that changed, or was misread): small enough for any Kafka setting.
+pub const DEAD_LETTER_FALLBACK_BYTES: usize = 64 * 1024;
 /// Length of the checkpoint id prefix in a stored snapshot.
 const SNAPSHOT_HEADER_BYTES: usize = 8;
 
@@ -80,6 +84,39 @@ pub enum PartitionError {
     CommittedOffsetLost { checkpoint: CheckpointId },
 }
 
+impl PartitionError {
+    /// A short name of the kind of failure, for the `reason` label of
+    /// `weir_partition_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PartitionError::Fenced(_) => "fenced",
+            PartitionError::Aborted(_) => "aborted",
+            PartitionError::Broker(BrokerError::Unavailable(_)) => "broker_unavailable",
+            PartitionError::Broker(BrokerError::Timeout(_)) => "broker_timeout",
+            PartitionError::Broker(BrokerError::UnknownTopic(_)) => "unknown_topic",
+            PartitionError::Broker(BrokerError::RecordTooLarge(_)) => "record_too_large",
+            PartitionError::Broker(_) => "broker",
+            PartitionError::Store(_) => "checkpoint_store",
+            PartitionError::Pipeline(_) => "pipeline",
+            PartitionError::Compile(_) => "compile",
+            PartitionError::Restore(_) => "restore",
+            PartitionError::MissingSnapshot { .. } => "missing_snapshot",
+            PartitionError::CommittedOffsetLost { .. } => "committed_offset_lost",
+        }
+    }
+
+    /// Whether the failure counts toward the failure-rate limit that fails the job: not
+    /// when the broker was unreachable or slow, which says nothing about the job and
+    /// passes by itself.
+    pub fn counts_toward_failing_the_job(&self) -> bool {
+        !matches!(
+            self,
+            PartitionError::Fenced(_)
+                | PartitionError::Broker(BrokerError::Unavailable(_) | BrokerError::Timeout(_))
+        )
+    }
+}
+
 impl From<BrokerError> for PartitionError {
     fn from(e: BrokerError) -> Self {
         match e {
@@ -88,6 +125,12 @@ impl From<BrokerError> for PartitionError {
             other => PartitionError::Broker(other),
         }
     }
+}
+
+/// The transactional id of `partition` of `job`: every owner's, and the one a fence duty
+/// fences (creating a writer with it aborts what an earlier owner left open).
+pub fn transactional_id(job: JobId, partition: PartitionId) -> String {
+    format!("weir-{job}-{partition}")
 }
 
 /// What one partition runs.
@@ -114,7 +157,7 @@ impl PartitionConfig {
         if planted(PlantedBug::SkipFencing) {
             return format!("weir-{}-{}-{}", self.job, self.partition, self.epoch);
         }
-        format!("weir-{}-{}", self.job, self.partition)
+        transactional_id(self.job, self.partition)
     }
 
     /// The consumer group whose committed offsets mark the job's commit points.
@@ -167,6 +210,10 @@ pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
     sink_partition: i32,
     /// Where this partition's dead letters go.
     dead_letter_partition: i32,
+    /// Largest key plus value the sink topic accepts; a larger result is dead-lettered.
+    sink_record_max: usize,
+    /// Largest dead letter the dead-letter topic accepts; larger ones are cut to fit.
+    dead_letter_max: usize,
 }
 
 impl<B: Broker, S: CheckpointStore, C: ControlPlane> std::fmt::Debug for PartitionRunner<B, S, C> {
@@ -279,6 +326,16 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         let sink_partition = partition % broker.partition_count(&sink_topic).await?.max(1) as i32;
         let dead_letter_partition =
             partition % broker.partition_count(&dead_letter_topic).await?.max(1) as i32;
+        // Records over these would be refused and fail the partition at every retry: a
+        // result is dead-lettered instead, and a dead letter cut to fit.
+        let sink_record_max = broker
+            .max_record_bytes(&sink_topic)
+            .await?
+            .saturating_sub(RECORD_FRAMING_BYTES_MAX);
+        let dead_letter_max = broker
+            .max_record_bytes(&dead_letter_topic)
+            .await?
+            .saturating_sub(RECORD_FRAMING_BYTES_MAX);
         writer.begin()?;
         tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, next_offset, "partition recovered");
         Ok(PartitionRunner {
@@ -286,6 +343,8 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             dead_letter_topic,
             sink_partition,
             dead_letter_partition,
+            sink_record_max,
+            dead_letter_max,
             config,
             control,
             store,
@@ -398,12 +457,21 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
     }
 
     async fn produce_outputs(&mut self) -> Result<(), PartitionError> {
-        let (out, dead) = (
+        let (mut out, mut dead) = (
             self.outputs.records.len() as u64,
             self.outputs.dead_letters.len() as u64,
         );
-        for r in self.outputs.records.drain(..) {
-            self.writer
+        let records = std::mem::take(&mut self.outputs.records);
+        for r in records {
+            let size = r.key.as_ref().map_or(0, String::len) + r.value.len();
+            if size > self.sink_record_max {
+                let letter = self.output_too_large(size, r.source_offset, Some(r.value));
+                self.outputs.dead_letters.push(letter);
+                (out, dead) = (out - 1, dead + 1);
+                continue;
+            }
+            let sent = self
+                .writer
                 .send(OutgoingRecord {
                     topic: self.sink_topic.clone(),
                     partition: if r.key.is_none() {
@@ -415,22 +483,47 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                     value: r.value,
                     timestamp_ms: None,
                 })
-                .await?;
+                .await;
+            match sent {
+                Ok(()) => {}
+                // The broker's limit is below what it said (the record moved into the
+                // refused send, so the letter goes without it; its size is in the detail).
+                Err(BrokerError::RecordTooLarge(e)) => {
+                    tracing::warn!(job = %self.config.job, partition = %self.config.partition, error = %e, "a result the sink refused as too large goes to the dead-letter topic");
+                    let letter = self.output_too_large(size, r.source_offset, None);
+                    self.outputs.dead_letters.push(letter);
+                    (out, dead) = (out - 1, dead + 1);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        for d in self.outputs.dead_letters.drain(..) {
+        let letters = std::mem::take(&mut self.outputs.dead_letters);
+        for d in letters {
             if d.reason == DeadLetterReason::ExpressionError && planted(PlantedBug::DropDeadLetter)
             {
                 continue;
             }
-            self.writer
-                .send(OutgoingRecord {
-                    topic: self.dead_letter_topic.clone(),
-                    partition: Some(self.dead_letter_partition),
-                    key: None,
-                    value: d.to_json(),
-                    timestamp_ms: None,
-                })
-                .await?;
+            let mut cut_to = self.dead_letter_max;
+            loop {
+                let sent = self
+                    .writer
+                    .send(OutgoingRecord {
+                        topic: self.dead_letter_topic.clone(),
+                        partition: Some(self.dead_letter_partition),
+                        key: None,
+                        value: d.to_json_within(cut_to),
+                        timestamp_ms: None,
+                    })
+                    .await;
+                match sent {
+                    Ok(()) => break,
+                    Err(BrokerError::RecordTooLarge(e)) if cut_to > DEAD_LETTER_FALLBACK_BYTES => {
+                        tracing::warn!(job = %self.config.job, partition = %self.config.partition, error = %e, "a dead letter cut to the topic's limit was refused; cutting it further");
+                        cut_to = DEAD_LETTER_FALLBACK_BYTES;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         self.counters.records_out += out;
         self.counters.dead_letters += dead;
@@ -444,6 +537,26 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 .increment(dead);
         }
         Ok(())
+    }
+
+    /// The dead letter of a result too large for the sink topic.
+    fn output_too_large(
+        &self,
+        size: usize,
+        source_offset: i64,
+        payload: Option<Vec<u8>>,
+    ) -> DeadLetter {
+        DeadLetter {
+            reason: DeadLetterReason::OutputTooLarge,
+            detail: format!(
+                "output too large: {size} bytes; the sink topic {} accepts at most {}",
+                self.sink_topic, self.sink_record_max
+            ),
+            topic: self.config.spec.source.topic.clone(),
+            partition: self.config.partition.0 as i32,
+            offset: source_offset,
+            payload,
+        }
     }
 
     fn report(

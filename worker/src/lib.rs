@@ -15,3 +15,4 @@ pub mod control;
 pub mod exactly_once;
 pub mod fleet;
 pub mod operators;
+pub mod rate_limit;

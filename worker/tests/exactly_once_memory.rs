@@ -46,6 +46,22 @@ impl ControlPlane for LocalControl {
     async fn report_partitions(&self, _: JobId, _: u32) -> Result<(), ControlError> {
         unreachable!("not used here")
     }
+    async fn report(
+        &self,
+        id: &WorkerId,
+        report: weir_core::wire::WorkerReport,
+    ) -> Result<(), ControlError> {
+        match self.apply(Command::WorkerReport {
+            worker: id.clone(),
+            report,
+        }) {
+            CommandResult::Refused(r) => Err(ControlError::Refused {
+                status: 409,
+                message: r.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
     async fn report_checkpoints(
         &self,
         id: &WorkerId,
@@ -517,4 +533,78 @@ async fn an_idle_partition_commits_its_offset_again_before_kafka_forgets_it() {
         matches!(refused, Err(PartitionError::CommittedOffsetLost { .. })),
         "{refused:?}"
     );
+}
+
+/// A record within Kafka's limits whose dead letter is not (the base64 of 800 KB of
+/// binary is 1.07 MB): it must become a cut-down dead letter, and the records after it
+/// must flow. It failed the partition at every retry, for ever.
+#[tokio::test]
+async fn an_undecodable_record_near_the_size_limit_becomes_a_dead_letter_that_fits() {
+    let poison: Vec<u8> = (0..800_000u32).map(|i| (i % 127) as u8 | 0x80).collect();
+    let mut inputs = events(50);
+    inputs.insert(10, poison.clone());
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    place(&control, "w1", 1);
+    let mut now = 0;
+    let mut r = runner(
+        &broker,
+        &spec,
+        &control,
+        MemoryCheckpointStore::new(),
+        "w1",
+        1,
+        now,
+    )
+    .await;
+    drain(&mut r, &mut now, inputs.len() as i64).await.unwrap();
+    r.checkpoint(now + 10_000).await.unwrap();
+    let letters = broker.read_committed("dlq", 0, 0, 1_000).await.unwrap();
+    let big: Vec<serde_json::Value> = letters
+        .iter()
+        .filter_map(|l| serde_json::from_slice(l.value.as_deref().unwrap()).ok())
+        .filter(|v: &serde_json::Value| v["offset"] == 10)
+        .collect();
+    assert_eq!(big.len(), 1, "one dead letter for the poison record");
+    assert_eq!(big[0]["reason"], "undecodable");
+    assert_eq!(big[0]["truncated"], true);
+    assert_eq!(big[0]["original_bytes"], 800_000);
+    assert!(big[0]["payload_base64"].as_str().unwrap().len() > 900_000);
+    let (expected_out, _) = failure_free(STATELESS, &events(50)).await;
+    assert_eq!(committed(&broker, "alerts").await, expected_out);
+}
+
+/// A result larger than the sink topic accepts is dead-lettered `output_too_large`, with
+/// the coordinates of the record it came from, instead of failing the partition.
+#[tokio::test]
+async fn an_output_too_large_for_the_sink_is_dead_lettered() {
+    let huge = format!(r#"{{"card":"{}","amount":50}}"#, "x".repeat(200_000));
+    let mut inputs = events(20);
+    inputs.insert(5, huge.into_bytes());
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    broker.set_max_message_bytes("alerts", 100_000);
+    place(&control, "w1", 1);
+    let mut now = 0;
+    let mut r = runner(
+        &broker,
+        &spec,
+        &control,
+        MemoryCheckpointStore::new(),
+        "w1",
+        1,
+        now,
+    )
+    .await;
+    drain(&mut r, &mut now, inputs.len() as i64).await.unwrap();
+    r.checkpoint(now + 10_000).await.unwrap();
+    let letters: Vec<serde_json::Value> = committed(&broker, "dlq")
+        .await
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["reason"] == "output_too_large")
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["offset"], 5);
+    assert!(letters[0]["payload"].as_str().unwrap().contains("xxxx"));
+    let (expected_out, _) = failure_free(STATELESS, &events(20)).await;
+    assert_eq!(committed(&broker, "alerts").await, expected_out);
 }

@@ -72,13 +72,16 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
                 "ID", "NAME", "TENANT", "STATE"
             );
             for j in jobs {
+                // Why a job failed or cannot start, after its row.
+                let reason = j.reason.as_deref().map(|r| format!("  ({r})"));
                 println!(
-                    "{:<6} {:<32} {:<16} {:<11} {}",
+                    "{:<6} {:<32} {:<16} {:<11} {}{}",
                     j.id,
                     j.name,
                     j.tenant,
                     j.state.as_str(),
-                    j.version
+                    j.version,
+                    reason.unwrap_or_default()
                 );
             }
         }
@@ -122,6 +125,11 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
                             .map(|o| o.to_string())
                             .unwrap_or_else(|| "-".into()),
                     );
+                }
+                for p in &job.partitions {
+                    if let Some(problem) = &p.problem {
+                        println!("partition {} cannot progress: {problem}", p.partition);
+                    }
                 }
             }
         }

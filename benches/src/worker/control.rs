@@ -72,10 +72,19 @@ impl ControlPlane for AcceptingControlPlane {
             worker: id.clone(),
             assignments: Vec::new(),
             unknown_partition_counts: Vec::new(),
+            fence: Vec::new(),
         })
     }
 
     async fn report_partitions(&self, _job: JobId, _count: u32) -> Result<(), ControlError> {
+        Ok(())
+    }
+
+    async fn report(
+        &self,
+        _id: &WorkerId,
+        _report: weir_core::wire::WorkerReport,
+    ) -> Result<(), ControlError> {
         Ok(())
     }
 

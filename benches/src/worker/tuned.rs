@@ -184,6 +184,10 @@ impl Broker for TunedKafkaBroker {
         self.inner.writer(transactional_id).await
     }
 
+    async fn max_record_bytes(&self, topic: &str) -> Result<usize, BrokerError> {
+        self.inner.max_record_bytes(topic).await
+    }
+
     async fn read_committed(
         &self,
         topic: &str,

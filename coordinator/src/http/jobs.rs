@@ -83,6 +83,7 @@ fn summary(job: &Job) -> JobSummary {
         tenant: job.tenant.clone(),
         state: job.state,
         version: job.version,
+        reason: job.reason.clone(),
     }
 }
 
@@ -159,6 +160,7 @@ pub async fn get(
             epoch: p.epoch,
             checkpoint: p.committed.map(|(c, _)| c),
             offset: p.committed.map(|(_, o)| o),
+            problem: p.problem.clone(),
         })
         .collect();
     Ok(Json(JobDetail {

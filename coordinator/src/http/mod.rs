@@ -194,6 +194,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/workers/{id}", delete(workers::deregister))
         .route("/v1/workers/{id}/heartbeat", post(workers::heartbeat))
         .route("/v1/workers/{id}/assignments", get(workers::assignments))
+        .route("/v1/workers/{id}/reports", post(workers::report))
         .route("/v1/checkpoints", post(workers::report_checkpoints))
         // Innermost first: the digest is taken where the request is served, after
         // forwarding, which comes after admission.

@@ -14,7 +14,7 @@ use axum::Json;
 use weir_core::ids::WorkerId;
 use weir_core::wire::{
     AssignmentRef, Assignments, CheckpointReportBatch, CheckpointReportResults, Lease,
-    RegisterWorkerRequest, WorkerStatus,
+    RegisterWorkerRequest, WorkerReport, WorkerStatus,
 };
 
 /// Reports one worker may send in one batch.
@@ -124,4 +124,17 @@ pub async fn report_checkpoints(
     let results =
         worker_calls::report_checkpoints(&state.coordinator, &batch.worker, batch.reports).await?;
     Ok((StatusCode::OK, Json(CheckpointReportResults { results })))
+}
+
+/// `POST /v1/workers/{id}/reports`: a partition's problem, a pending job's reason, or
+/// partitions the worker fenced (see [`WorkerReport`]).
+pub async fn report(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    JsonBody(report): JsonBody<WorkerReport>,
+) -> Result<StatusCode, ApiError> {
+    state.principal(&headers)?.require_admin()?;
+    worker_calls::report(&state.coordinator, &WorkerId(id), report).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
-use weir_core::wire::CheckpointReport;
+use weir_core::wire::{CheckpointReport, WorkerReport};
 
 /// One replicated change to the control state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +52,12 @@ pub enum Command {
         worker: WorkerId,
         reports: Vec<CheckpointReport>,
         at_ms: u64,
+    },
+    /// A worker's report of a partition's problem, a pending job's reason, or fenced
+    /// partitions (see [`WorkerReport`]).
+    WorkerReport {
+        worker: WorkerId,
+        report: WorkerReport,
     },
     /// A write that changes nothing: the leader's probe that it can commit.
     Noop,

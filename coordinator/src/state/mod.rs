@@ -10,7 +10,7 @@ pub use command::{Command, CommandResult, Move, Refusal};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
-use weir_core::wire::{CheckpointRecord, JobState};
+use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
 pub const CHECKPOINT_RECORDS_PER_PARTITION_MAX: usize = 16;
@@ -21,6 +21,9 @@ pub const JOB_PARTITIONS_MAX: u32 = 4096;
 /// Idempotency keys remembered, oldest forgotten first; a client retries for seconds, so
 /// this covers far more than any retry window.
 pub const IDEMPOTENCY_KEYS_MAX: usize = 10_000;
+/// Longest problem or reason text a worker report may record, in bytes; longer ones are
+/// cut (at a character boundary).
+pub const REPORTED_REASON_BYTES_MAX: usize = 1024;
 /// Longest idempotency key accepted, as a client sends it (the API checks this).
 pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
 /// Longest stored key of a command carrying a request digest: the client's key plus the
@@ -64,6 +67,22 @@ pub struct PartitionState {
     pub checkpoints: VecDeque<CheckpointRecord>,
     /// The newest committed checkpoint and its source offset.
     pub committed: Option<(CheckpointId, i64)>,
+    /// Why the partition cannot make progress, as its owner last reported; cleared when
+    /// the partition moves.
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// Whether a worker fenced the partition's transactional id since it last had an
+    /// owner, so that nothing its last owner left open holds readers back.
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+impl PartitionState {
+    /// Whether the partition has no owner, had one (epoch above 0), and its transactional
+    /// id was not fenced since: its last owner may have left a transaction open.
+    pub fn needs_fencing(&self) -> bool {
+        self.worker.is_none() && self.epoch.0 > 0 && !self.fenced
+    }
 }
 
 /// A registered worker. Liveness (its lease) is tracked by the leader, not replicated.
@@ -144,6 +163,7 @@ impl ControlState {
                 reports,
                 at_ms,
             } => Ok(self.apply_checkpoints(worker, reports, *at_ms)),
+            Command::WorkerReport { worker, report } => self.worker_report(worker, report),
             Command::Noop => Ok(CommandResult::Done),
             Command::Idempotent {
                 key,
@@ -361,6 +381,10 @@ impl ControlState {
             _ => {}
         }
         j.partition_count = Some(partition_count);
+        if j.state == JobState::Pending {
+            // The reason it was pending (its source topic could not be read) is gone.
+            j.reason = None;
+        }
         for p in 0..partition_count {
             j.partitions
                 .entry(PartitionId(p))
@@ -369,6 +393,8 @@ impl ControlState {
                     epoch: Epoch(0),
                     checkpoints: VecDeque::new(),
                     committed: None,
+                    problem: None,
+                    fenced: false,
                 });
         }
         Ok(CommandResult::Done)
@@ -403,6 +429,8 @@ impl ControlState {
             let p = job.partitions.get_mut(&m.partition).expect("checked above");
             p.worker = m.worker.clone();
             p.epoch = m.epoch;
+            p.problem = None;
+            p.fenced = false;
         }
         for m in moves {
             let job = self.jobs.get_mut(&m.job).expect("checked above");
@@ -415,6 +443,9 @@ impl ControlState {
     }
 
     fn finish_cancel(&mut self, job: JobId) -> Result<CommandResult, Refusal> {
+        // With no worker registered nobody can fence; Kafka's transaction timeout ends
+        // whatever the last owners left open.
+        let nobody_to_fence = self.workers.is_empty();
         let j = self.job_mut(job)?;
         if j.state != JobState::Cancelling {
             return Err(Refusal::Conflict(format!(
@@ -425,6 +456,11 @@ impl ControlState {
         if j.partitions.values().any(|p| p.worker.is_some()) {
             return Err(Refusal::Conflict(format!(
                 "job {job} still has partitions placed"
+            )));
+        }
+        if !nobody_to_fence && j.partitions.values().any(PartitionState::needs_fencing) {
+            return Err(Refusal::Conflict(format!(
+                "job {job} has partitions not yet fenced"
             )));
         }
         j.state = JobState::Cancelled;
@@ -441,9 +477,120 @@ impl ControlState {
         for p in j.partitions.values_mut() {
             if p.worker.take().is_some() {
                 p.epoch = p.epoch.next();
+                p.fenced = false;
             }
         }
         Ok(CommandResult::Done)
+    }
+
+    fn worker_report(
+        &mut self,
+        worker: &WorkerId,
+        report: &WorkerReport,
+    ) -> Result<CommandResult, Refusal> {
+        match report {
+            WorkerReport::PartitionProblem {
+                job,
+                partition,
+                epoch,
+                problem,
+                fail,
+            } => {
+                let j = self.job_mut(*job)?;
+                let p = j.partitions.get_mut(partition).ok_or_else(|| {
+                    Refusal::NotFound(format!("partition {partition} of job {job}"))
+                })?;
+                if p.epoch != *epoch || p.worker.as_ref() != Some(worker) {
+                    return Err(Refusal::StaleEpoch {
+                        job: *job,
+                        partition: *partition,
+                        got: *epoch,
+                        current: p.epoch,
+                    });
+                }
+                let problem = problem.as_deref().map(bounded_reason);
+                p.problem = problem.clone();
+                if *fail {
+                    let reason = format!(
+                        "partition {partition} kept failing: {}",
+                        problem.as_deref().unwrap_or("no reason given")
+                    );
+                    return self.fail_job(*job, &bounded_reason(&reason));
+                }
+                Ok(CommandResult::Done)
+            }
+            WorkerReport::JobPending { job, reason } => {
+                if !self.workers.contains_key(worker) {
+                    return Err(Refusal::NotFound(format!("worker {worker}")));
+                }
+                let j = self.job_mut(*job)?;
+                // Only a pending job's reason is the worker's to set.
+                if j.state == JobState::Pending {
+                    j.reason = reason.as_deref().map(bounded_reason);
+                }
+                Ok(CommandResult::Done)
+            }
+            WorkerReport::Fenced { job, partitions } => {
+                if !self.workers.contains_key(worker) {
+                    return Err(Refusal::NotFound(format!("worker {worker}")));
+                }
+                let j = self.job_mut(*job)?;
+                for partition in partitions {
+                    // A partition placed again since has a new owner, whose own fencing
+                    // counts.
+                    if let Some(p) = j.partitions.get_mut(partition) {
+                        if p.worker.is_none() {
+                            p.fenced = true;
+                        }
+                    }
+                }
+                Ok(CommandResult::Done)
+            }
+        }
+    }
+}
+
+/// `text` cut to [`REPORTED_REASON_BYTES_MAX`] at a character boundary.
+fn bounded_reason(text: &str) -> String {
+    let mut end = text.len().min(REPORTED_REASON_BYTES_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+impl ControlState {
+    /// The fence duties of `worker`: partitions of stopped (cancelling, cancelled or
+    /// failed) jobs that need fencing (see
+    /// [`PartitionState::needs_fencing`]), each given to one registered worker (spread by
+    /// job and partition), at most `max` of them. A worker that leaves or dies is removed
+    /// from the registrations, and its duties pass to the others.
+    pub fn fence_duties(&self, worker: &WorkerId, max: usize) -> Vec<(JobId, PartitionId)> {
+        let Some(index) = self.workers.keys().position(|w| w == worker) else {
+            return Vec::new();
+        };
+        let n = self.workers.len() as u64;
+        let mut out = Vec::new();
+        for job in self.jobs.values() {
+            // Cancelled too: a job cancelled while no worker was registered still gets its
+            // partitions fenced by the first worker to come.
+            if !matches!(
+                job.state,
+                JobState::Cancelling | JobState::Cancelled | JobState::Failed
+            ) {
+                continue;
+            }
+            for (partition, p) in &job.partitions {
+                if out.len() >= max {
+                    return out;
+                }
+                let mine = (job.id.0.wrapping_add(u64::from(partition.0))) % n == index as u64;
+                if mine && p.needs_fencing() {
+                    out.push((job.id, *partition));
+                }
+            }
+        }
+        out
     }
 }
 

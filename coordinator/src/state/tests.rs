@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::scheduler::plan;
-use weir_core::wire::{CheckpointPhase, CheckpointReport};
+use weir_core::wire::{CheckpointPhase, CheckpointReport, WorkerReport};
 
 fn tenant(s: &mut ControlState, name: &str) {
     let r = s.apply(&Command::CreateTenant {
@@ -28,6 +28,23 @@ fn worker(s: &mut ControlState, id: &str) {
         addr: format!("{id}:1"),
         at_ms: 3,
     });
+}
+
+/// Carries out every worker's fence duties, as the workers would.
+fn fence_all(s: &mut ControlState) {
+    let workers: Vec<WorkerId> = s.workers.keys().cloned().collect();
+    for w in workers {
+        for (job, partition) in s.fence_duties(&w, usize::MAX) {
+            let r = s.apply(&Command::WorkerReport {
+                worker: w.clone(),
+                report: WorkerReport::Fenced {
+                    job,
+                    partitions: vec![partition],
+                },
+            });
+            assert_eq!(r, CommandResult::Done);
+        }
+    }
 }
 
 /// Applies the scheduler's plan until it has nothing more to do.
@@ -243,6 +260,11 @@ fn cancelling_unplaces_every_partition_then_cancels() {
         tenant: Some("a".into()),
     });
     assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelling);
+    settle(&mut s);
+    // Unplaced, but not cancelled until their transactional ids are fenced: the owner may
+    // be wedged with a transaction open.
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelling);
+    fence_all(&mut s);
     settle(&mut s);
     assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelled);
     assert!(s.jobs[&JobId(1)]
@@ -545,4 +567,212 @@ fn the_key_bound_applies_to_the_clients_key_not_the_prefix() {
         s.apply(&without),
         CommandResult::Refused(Refusal::Invalid(_))
     ));
+}
+
+/// A cancelled job's partitions are fenced by some live worker even when their owner is
+/// wedged or dead: each partition is one registered worker's duty, the duty passes on when
+/// that worker is removed, and the job is cancelled only once all are fenced. A wedged
+/// job's open transaction held back another job's outputs for a minute.
+#[test]
+fn a_cancelled_job_is_cancelled_only_after_a_live_worker_fenced_its_partitions() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "wedged");
+    worker(&mut s, "w1");
+    worker(&mut s, "w2");
+    worker(&mut s, "w3");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 6,
+    });
+    settle(&mut s);
+    s.apply(&Command::CancelJob {
+        job: JobId(1),
+        tenant: None,
+    });
+    settle(&mut s);
+    let duties = |s: &ControlState| -> Vec<Vec<(JobId, PartitionId)>> {
+        s.workers
+            .keys()
+            .map(|w| s.fence_duties(w, usize::MAX))
+            .collect()
+    };
+    let before = duties(&s);
+    assert_eq!(before.iter().map(Vec::len).sum::<usize>(), 6, "{before:?}");
+    assert!(before.iter().all(|d| d.len() == 2), "spread: {before:?}");
+    // w2 dies (its lease ran out): its duties pass to the others.
+    s.apply(&Command::RemoveWorker {
+        worker: WorkerId::from("w2"),
+        reason: "lease expired".into(),
+    });
+    assert_eq!(duties(&s).iter().map(Vec::len).sum::<usize>(), 6);
+    // A report from a worker the group does not know is refused.
+    let r = s.apply(&Command::WorkerReport {
+        worker: WorkerId::from("w2"),
+        report: WorkerReport::Fenced {
+            job: JobId(1),
+            partitions: vec![PartitionId(0)],
+        },
+    });
+    assert!(matches!(r, CommandResult::Refused(Refusal::NotFound(_))));
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelling);
+    assert!(matches!(
+        s.apply(&Command::FinishCancel { job: JobId(1) }),
+        CommandResult::Refused(Refusal::Conflict(_))
+    ));
+    fence_all(&mut s);
+    assert!(duties(&s).iter().all(Vec::is_empty));
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelled);
+    // A job whose partitions never ran has nothing to fence.
+    submit(&mut s, "a", "never-ran");
+    s.apply(&Command::CancelJob {
+        job: JobId(2),
+        tenant: None,
+    });
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(2)].state, JobState::Cancelled);
+    // With no worker registered nobody can fence: the job is cancelled anyway (Kafka's
+    // transaction timeout ends what its owner left open) rather than stay cancelling.
+    submit(&mut s, "a", "alone");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(3),
+        partition_count: 2,
+    });
+    settle(&mut s);
+    s.apply(&Command::CancelJob {
+        job: JobId(3),
+        tenant: None,
+    });
+    for w in ["w1", "w3"] {
+        s.apply(&Command::RemoveWorker {
+            worker: WorkerId::from(w),
+            reason: "left".into(),
+        });
+    }
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(3)].state, JobState::Cancelled);
+    // The first worker to come fences them all the same.
+    worker(&mut s, "w4");
+    let late = s.fence_duties(&WorkerId::from("w4"), usize::MAX);
+    assert_eq!(
+        late,
+        [(JobId(3), PartitionId(0)), (JobId(3), PartitionId(1))]
+    );
+    fence_all(&mut s);
+    assert!(s.fence_duties(&WorkerId::from("w4"), usize::MAX).is_empty());
+}
+
+/// A partition's owner reports why it cannot progress (shown in `GET /v1/jobs/{id}`), and
+/// past its failure-rate limit fails the job with that reason; a stale owner cannot.
+#[test]
+fn a_partition_that_keeps_failing_fails_its_job_with_the_reason() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 2,
+    });
+    settle(&mut s);
+    let epoch = s.jobs[&JobId(1)].partitions[&PartitionId(1)].epoch;
+    let report = |problem: Option<&str>, fail: bool, epoch: Epoch, w: &str| Command::WorkerReport {
+        worker: WorkerId::from(w),
+        report: WorkerReport::PartitionProblem {
+            job: JobId(1),
+            partition: PartitionId(1),
+            epoch,
+            problem: problem.map(String::from),
+            fail,
+        },
+    };
+    let r = s.apply(&report(
+        Some("broker: record too large"),
+        false,
+        epoch,
+        "w1",
+    ));
+    assert_eq!(r, CommandResult::Done);
+    let j = &s.jobs[&JobId(1)];
+    assert_eq!(j.state, JobState::Running);
+    assert_eq!(
+        j.partitions[&PartitionId(1)].problem.as_deref(),
+        Some("broker: record too large")
+    );
+    // Cleared when it progresses again.
+    s.apply(&report(None, false, epoch, "w1"));
+    assert_eq!(s.jobs[&JobId(1)].partitions[&PartitionId(1)].problem, None);
+    // Not from a stale epoch or another worker.
+    let stale = s.apply(&report(Some("x"), true, Epoch(epoch.0 + 1), "w1"));
+    assert!(matches!(
+        stale,
+        CommandResult::Refused(Refusal::StaleEpoch { .. })
+    ));
+    let other = s.apply(&report(Some("x"), true, epoch, "w9"));
+    assert!(matches!(other, CommandResult::Refused(_)));
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Running);
+    // Past the limit: failed, with the reason, and nothing placed any more.
+    let huge = "y".repeat(10 * REPORTED_REASON_BYTES_MAX);
+    s.apply(&report(Some(&huge), true, epoch, "w1"));
+    let j = &s.jobs[&JobId(1)];
+    assert_eq!(j.state, JobState::Failed);
+    let reason = j.reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with("partition 1 kept failing: yyy"),
+        "{reason}"
+    );
+    assert!(reason.len() <= REPORTED_REASON_BYTES_MAX);
+    settle(&mut s);
+    assert!(s.jobs[&JobId(1)]
+        .partitions
+        .values()
+        .all(|p| p.worker.is_none()));
+}
+
+/// A worker that cannot read a pending job's source topic says why; the reason goes
+/// once the partition count is known, and never overwrites a failed job's reason.
+#[test]
+fn a_pending_job_shows_why_it_cannot_start() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    submit(&mut s, "a", "j");
+    worker(&mut s, "w1");
+    let pending = |reason: Option<&str>| Command::WorkerReport {
+        worker: WorkerId::from("w1"),
+        report: WorkerReport::JobPending {
+            job: JobId(1),
+            reason: reason.map(String::from),
+        },
+    };
+    s.apply(&pending(Some("source topic payments does not exist")));
+    let j = &s.jobs[&JobId(1)];
+    assert_eq!(j.state, JobState::Pending);
+    assert_eq!(
+        j.reason.as_deref(),
+        Some("source topic payments does not exist")
+    );
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 1,
+    });
+    assert_eq!(s.jobs[&JobId(1)].reason, None);
+    s.apply(&Command::FailJob {
+        job: JobId(1),
+        reason: "broken".into(),
+    });
+    s.apply(&pending(Some("source topic payments does not exist")));
+    assert_eq!(s.jobs[&JobId(1)].reason.as_deref(), Some("broken"));
+}
+
+/// An old snapshot (before partitions carried `problem` and `fenced`) still loads.
+#[test]
+fn partition_state_without_the_new_fields_deserializes() {
+    let old = serde_json::json!({
+        "worker": null, "epoch": 3, "checkpoints": [], "committed": null
+    });
+    let p: PartitionState = serde_json::from_value(old).unwrap();
+    assert!(p.needs_fencing());
+    assert_eq!(p.problem, None);
 }

@@ -138,6 +138,13 @@ impl Broker for GatedBroker {
         })
     }
 
+    async fn max_record_bytes(&self, topic: &str) -> Result<usize, BrokerError> {
+        self.gate.pass().await;
+        let bytes = self.inner.max_record_bytes(topic).await;
+        self.gate.pass().await;
+        bytes
+    }
+
     async fn read_committed(
         &self,
         topic: &str,

@@ -22,7 +22,9 @@ use weir_coordinator::node::{Coordinator, WriteError};
 use weir_coordinator::state::Refusal;
 use weir_coordinator::worker_calls;
 use weir_core::ids::{Epoch, JobId, NodeId, PartitionId, WorkerId};
-use weir_core::wire::{Assignments, CheckpointReport, CheckpointReportResults, Lease};
+use weir_core::wire::{
+    Assignments, CheckpointReport, CheckpointReportResults, Lease, WorkerReport,
+};
 use weir_worker::control::{
     ControlError, ControlPlane, CONTROL_ATTEMPTS_MAX, CONTROL_RETRY_BACKOFF_MS, CONTROL_TIMEOUT_MS,
 };
@@ -276,5 +278,15 @@ impl ControlPlane for SimControlPlane {
             })
             .await?;
         Ok(CheckpointReportResults { results })
+    }
+
+    async fn report(&self, id: &WorkerId, report: WorkerReport) -> Result<(), ControlError> {
+        let id = id.clone();
+        self.ctx.event(&format!("{id} reports {report:?}"));
+        self.call(Some(&id), |c| {
+            let (id, report) = (id.clone(), report.clone());
+            async move { worker_calls::report(&c, &id, report).await }
+        })
+        .await
     }
 }

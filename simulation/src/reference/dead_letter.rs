@@ -32,12 +32,24 @@ pub fn parse_dead_letter(bytes: &[u8]) -> Result<RefDeadLetter, ReferenceError> 
         }
         _ => return Err(bad("needs exactly one of `payload`, `payload_base64`")),
     };
+    let truncated = match object.get("truncated") {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => {
+            let original = object
+                .get("original_bytes")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| bad("`original_bytes` is not an integer"))?;
+            Some((original, text("sha256")?))
+        }
+        Some(_) => return Err(bad("`truncated` is not a boolean")),
+    };
     Ok(RefDeadLetter {
         reason: text("reason")?,
         topic: text("topic")?,
         partition,
         offset: integer("offset")?,
         payload,
+        truncated,
     })
 }
 
@@ -105,6 +117,7 @@ mod tests {
                 partition: 2,
                 offset: 9,
                 payload: Some(b"{}".to_vec()),
+                truncated: None,
             }
         );
         let binary = br#"{"reason":"undecodable","detail":"","topic":"t","partition":0,"offset":1,"payload_base64":"/w=="}"#;

@@ -227,6 +227,7 @@ impl<'t> Evaluator<'t> {
             partition: record.partition,
             offset: record.offset,
             payload,
+            truncated: None,
         });
     }
 }

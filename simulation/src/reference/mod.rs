@@ -73,7 +73,49 @@ pub struct RefDeadLetter {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The payload; for a letter cut to fit (`truncated`), what the letter kept of it when
+    /// read back, and `None` once compared ([`as_written`]).
     pub payload: Option<Vec<u8>>,
+    /// For a letter cut to fit the dead-letter topic: the payload's full length and its
+    /// SHA-256 (hex), which the letter carries instead of the whole payload.
+    pub truncated: Option<(u64, String)>,
+}
+
+/// The largest dead letter the simulated dead-letter topics accept: the smaller of the
+/// model's writer and topic limits, less the framing the worker keeps free (the topics
+/// keep Kafka's default `max.message.bytes`).
+pub const DEAD_LETTER_RECORD_BYTES_MAX: usize = {
+    let writer = weir_broker::memory::WRITER_MESSAGE_BYTES_MAX;
+    let topic = weir_broker::memory::TOPIC_MESSAGE_BYTES_DEFAULT;
+    let limit = if writer < topic { writer } else { topic };
+    limit - weir_broker::RECORD_FRAMING_BYTES_MAX
+};
+
+/// Room the reference allows for a dead letter's fields besides its payload when it
+/// decides whether the whole letter fits. The detail is free text, so a payload whose
+/// encoded size lies within this of the limit is ambiguous; the simulation's records stay
+/// far from it.
+pub const DEAD_LETTER_ENVELOPE_BYTES: usize = 4_096;
+
+/// A dead letter as the worker writes it, for comparison: one whose payload (as a JSON
+/// string when UTF-8, else base64) cannot fit within `max_bytes` with its envelope is
+/// cut to fit, keeping the payload's length and SHA-256 (CONTRACT: "a dead letter fits
+/// the dead-letter topic ... marked truncated").
+pub fn as_written(mut letter: RefDeadLetter, max_bytes: usize) -> RefDeadLetter {
+    use sha2::{Digest, Sha256};
+    let Some(payload) = &letter.payload else {
+        return letter;
+    };
+    let encoded = match std::str::from_utf8(payload) {
+        Ok(text) => serde_json::to_string(text).map_or(usize::MAX, |s| s.len()),
+        Err(_) => payload.len().div_ceil(3) * 4,
+    };
+    if encoded.saturating_add(DEAD_LETTER_ENVELOPE_BYTES) <= max_bytes {
+        return letter;
+    }
+    letter.truncated = Some((payload.len() as u64, hex::encode(Sha256::digest(payload))));
+    letter.payload = None;
+    letter
 }
 
 /// Everything one partition's records produce, each list in emission order.

@@ -285,6 +285,13 @@ mod tests {
         async fn report_partitions(&self, _: JobId, _: u32) -> Result<(), ControlError> {
             Ok(())
         }
+        async fn report(
+            &self,
+            _: &WorkerId,
+            _: weir_core::wire::WorkerReport,
+        ) -> Result<(), ControlError> {
+            Ok(())
+        }
         async fn report_checkpoints(
             &self,
             _: &WorkerId,

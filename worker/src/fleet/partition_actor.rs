@@ -1,22 +1,25 @@
 //! One actor per (job, partition): recovers the partition (fencing the previous owner),
 //! then steps the exactly-once runner until it is stopped, fenced or fails. A failure other
-//! than fencing recovers again after a pause, from the last commit point.
+//! than fencing recovers again from the last commit point after a pause that doubles with
+//! each failure in a row (`crate::rate_limit::FailureLimiter`). The partition's problem is
+//! reported to the group (shown in `GET /v1/jobs/{id}`) and counted in
+//! `weir_partition_failures_total{job,partition,reason}`; past the failure-rate limit the
+//! actor reports the job failed, with the problem as its reason, instead of restarting
+//! for ever.
 
 use super::supervisor::{PartitionStatus, StatusBoard};
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::ControlPlane;
 use crate::exactly_once::{PartitionConfig, PartitionError, PartitionRunner};
+use crate::rate_limit::{FailureLimiter, FailureVerdict};
 use actix::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use weir_broker::Broker;
+use weir_core::wire::WorkerReport;
 
-/// Pause before recovering again after a failure.
-pub const RECOVERY_BACKOFF_MS: u64 = 500;
-/// Recoveries in a row before the actor gives up and reports the partition failed.
-pub const RECOVERY_ATTEMPTS_MAX: u32 = 120;
 /// Pause after a step that found nothing to read, so an idle partition does not spin.
 pub const IDLE_PAUSE_MS: u64 = 20;
 
@@ -77,7 +80,59 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
         let work = async move {
             let key = (config.job, config.partition);
             let now_ms = move || started.elapsed().as_millis() as u64;
-            let mut attempts = 0u32;
+            let mut failures = FailureLimiter::new();
+            // The problem last reported to the group, so each is reported once.
+            let mut reported: Option<String> = None;
+            let (job_label, partition_label) =
+                (config.job.to_string(), config.partition.to_string());
+            let failing_gauge = metrics::gauge!("weir_partition_failing", "job" => job_label.clone(), "partition" => partition_label.clone());
+            // What to do after a failure: false ends the actor.
+            let on_failure = |e: PartitionError,
+                              failures: &mut FailureLimiter,
+                              reported: &mut Option<String>| {
+                let (config, control, board) = (config.clone(), control.clone(), board.clone());
+                let (job_label, partition_label) = (job_label.clone(), partition_label.clone());
+                let failing_gauge = failing_gauge.clone();
+                let verdict = failures.on_failure(now_ms(), e.counts_toward_failing_the_job());
+                let problem = e.to_string();
+                let report_now = reported.as_deref() != Some(problem.as_str())
+                    || matches!(verdict, FailureVerdict::GiveUp(_));
+                *reported = Some(problem.clone());
+                async move {
+                    metrics::counter!("weir_partition_failures_total", "job" => job_label, "partition" => partition_label, "reason" => e.kind()).increment(1);
+                    failing_gauge.set(1.0);
+                    board.set(key, PartitionStatus::failing(&config, &e));
+                    if let PartitionError::Fenced(reason) = &e {
+                        tracing::warn!(job = %config.job, partition = %config.partition, %reason, "fenced; stopping");
+                        return false;
+                    }
+                    let (pause, fail) = match verdict {
+                        FailureVerdict::RetryAfter(pause) => (pause, false),
+                        FailureVerdict::GiveUp(pause) => (pause, true),
+                    };
+                    if fail {
+                        tracing::error!(job = %config.job, partition = %config.partition, error = %e, "partition failed too often; failing its job");
+                    } else {
+                        tracing::warn!(job = %config.job, partition = %config.partition, error = %e, retry_in_ms = pause.as_millis() as u64, "partition failed; recovering");
+                    }
+                    if report_now {
+                        let report = WorkerReport::PartitionProblem {
+                            job: config.job,
+                            partition: config.partition,
+                            epoch: config.epoch,
+                            problem: Some(problem),
+                            fail,
+                        };
+                        if let Err(e) = control.report(&config.worker, report).await {
+                            tracing::debug!(error = %e, "partition problem not reported");
+                        }
+                    }
+                    // Once the job failed the group takes the partition away, and the
+                    // supervisor stops this actor; until then, keep trying at the pause.
+                    tokio::time::sleep(pause).await;
+                    true
+                }
+            };
             'recover: while !stopping.load(Ordering::Acquire) {
                 let mut runner = match PartitionRunner::recover(
                     config.clone(),
@@ -90,40 +145,48 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
                 {
                     Ok(r) => r,
                     Err(e) => {
-                        attempts += 1;
-                        board.set(key, PartitionStatus::failing(&config, &e));
-                        if matches!(e, PartitionError::Fenced(_))
-                            || attempts >= RECOVERY_ATTEMPTS_MAX
-                        {
-                            tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "partition gives up");
+                        if !on_failure(e, &mut failures, &mut reported).await {
                             break 'recover;
                         }
-                        tokio::time::sleep(Duration::from_millis(RECOVERY_BACKOFF_MS)).await;
                         continue 'recover;
                     }
                 };
-                attempts = 0;
+                let mut checkpoints = 0;
                 while !stopping.load(Ordering::Acquire) {
                     match runner.step(now_ms()).await {
                         Ok(n) => {
                             board.set(key, PartitionStatus::running(&config, &runner));
+                            if runner.counters().checkpoints > checkpoints {
+                                checkpoints = runner.counters().checkpoints;
+                                if failures.in_a_row() > 0 || reported.is_some() {
+                                    failures.on_progress();
+                                    failing_gauge.set(0.0);
+                                    if reported.take().is_some() {
+                                        let report = WorkerReport::PartitionProblem {
+                                            job: config.job,
+                                            partition: config.partition,
+                                            epoch: config.epoch,
+                                            problem: None,
+                                            fail: false,
+                                        };
+                                        if let Err(e) = control.report(&config.worker, report).await
+                                        {
+                                            tracing::debug!(error = %e, "partition recovery not reported");
+                                        }
+                                    }
+                                }
+                            }
                             if n == 0 {
                                 tokio::time::sleep(Duration::from_millis(IDLE_PAUSE_MS)).await;
                             }
                         }
-                        Err(PartitionError::Fenced(reason)) => {
-                            tracing::warn!(job = %config.job, partition = %config.partition, %reason, "fenced; stopping");
-                            board.set(
-                                key,
-                                PartitionStatus::failing(&config, &PartitionError::Fenced(reason)),
-                            );
-                            break 'recover;
-                        }
                         Err(e) => {
-                            tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "partition failed; recovering");
-                            board.set(key, PartitionStatus::failing(&config, &e));
-                            runner.stop().await;
-                            tokio::time::sleep(Duration::from_millis(RECOVERY_BACKOFF_MS)).await;
+                            if !matches!(e, PartitionError::Fenced(_)) {
+                                runner.stop().await;
+                            }
+                            if !on_failure(e, &mut failures, &mut reported).await {
+                                break 'recover;
+                            }
                             continue 'recover;
                         }
                     }

@@ -10,16 +10,74 @@ use super::partition_actor::{PartitionActor, StopPartition};
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::{ControlError, ControlPlane};
 use crate::exactly_once::{
-    PartitionConfig, PartitionCounters, PartitionError, PartitionRunner, POLL_BATCH_RECORDS_MAX,
+    transactional_id, PartitionConfig, PartitionCounters, PartitionError, PartitionRunner,
+    POLL_BATCH_RECORDS_MAX,
 };
+use crate::rate_limit::{LogLimiter, LOG_LIMITER_KEYS_MAX, LOG_REPEAT_INTERVAL_MS};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use weir_broker::Broker;
+use weir_broker::{Broker, BrokerError};
 use weir_core::ids::{Epoch, JobId, PartitionId, WorkerId};
 use weir_core::spec::JobSpec;
-use weir_core::wire::{Assignments, Lease, WorkerAssignment};
+use weir_core::wire::{Assignments, Lease, WorkerAssignment, WorkerReport};
+
+/// Pending jobs whose reported reason the supervisor remembers, so that it reports each
+/// change once; when full it forgets them all (and may report some again).
+pub const PENDING_REASONS_TRACKED_MAX: usize = 10_000;
+
+/// What the supervisor remembers between rounds about pending jobs it could not start:
+/// the reason last reported per job, and which warnings were logged when.
+#[derive(Debug)]
+struct PendingJobs {
+    reported: BTreeMap<JobId, String>,
+    log: LogLimiter<JobId>,
+    /// When the source topic of a job whose lookup failed is looked up again: every
+    /// reconcile round (250 ms) for 600 such jobs was 2,400 metadata requests a second.
+    retry_at_ms: BTreeMap<JobId, u64>,
+    /// The log limiter's time origin (tokio's clock, virtual in the simulation), set at
+    /// first use.
+    origin: Option<tokio::time::Instant>,
+}
+
+impl PendingJobs {
+    fn now_ms(&mut self) -> u64 {
+        let origin = *self.origin.get_or_insert_with(tokio::time::Instant::now);
+        origin.elapsed().as_millis() as u64
+    }
+
+    /// Whether `job`'s source topic may be looked up at `now_ms`.
+    fn lookup_due(&self, job: JobId, now_ms: u64) -> bool {
+        self.retry_at_ms.get(&job).is_none_or(|at| now_ms >= *at)
+    }
+
+    /// The lookup of `job`'s source topic failed at `now_ms`: not again for
+    /// [`PARTITION_COUNT_RETRY_MS`].
+    fn lookup_failed(&mut self, job: JobId, now_ms: u64) {
+        if self.retry_at_ms.len() >= PENDING_REASONS_TRACKED_MAX {
+            self.retry_at_ms.clear();
+        }
+        self.retry_at_ms
+            .insert(job, now_ms.saturating_add(PARTITION_COUNT_RETRY_MS));
+    }
+}
+
+/// How long a supervisor waits before looking up again the source topic of a job whose
+/// lookup failed (a topic that does not exist yet): a job starts at most this long after
+/// its topic appears.
+pub const PARTITION_COUNT_RETRY_MS: u64 = 2_000;
+
+impl Default for PendingJobs {
+    fn default() -> Self {
+        PendingJobs {
+            reported: BTreeMap::new(),
+            log: LogLimiter::new(LOG_REPEAT_INTERVAL_MS, LOG_LIMITER_KEYS_MAX),
+            retry_at_ms: BTreeMap::new(),
+            origin: None,
+        }
+    }
+}
 
 /// How a supervisor runs.
 #[derive(Debug, Clone)]
@@ -147,6 +205,10 @@ pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlP
     reconciling: bool,
     /// Whether partition counts are being reported (one report round at a time).
     reporting: bool,
+    /// Pending jobs' reasons reported and warnings logged (shared with the report task).
+    pending: Arc<Mutex<PendingJobs>>,
+    /// Whether fence duties are being carried out (one round at a time).
+    fencing: bool,
     heartbeating: bool,
     /// Counts lease losses: a reconcile round that began before the latest one answers
     /// for a registration the group has dropped, and its assignments are not applied.
@@ -176,6 +238,8 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             running: BTreeMap::new(),
             reconciling: false,
             reporting: false,
+            pending: Arc::default(),
+            fencing: false,
             heartbeating: false,
             lease_generation: 0,
             heartbeat_thread: None,
@@ -295,22 +359,97 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
     }
 }
 
-/// Learns the partition count of each job's source topic and reports it.
+/// Learns the partition count of each job's source topic and reports it. A job whose
+/// topic cannot be read gets the reason reported (once per change: it shows in
+/// `GET /v1/jobs/{id}` as the pending job's reason) and a warning logged at most once per
+/// [`LOG_REPEAT_INTERVAL_MS`] per job: 600 such jobs logged 2,000 lines a second.
 async fn report_partition_counts<B: Broker, C: ControlPlane>(
     broker: &B,
     control: &C,
+    worker: &WorkerId,
+    pending: &Mutex<PendingJobs>,
     jobs: &[(JobId, String)],
 ) {
+    let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
     for (job, topic) in jobs {
-        match broker.partition_count(topic).await {
+        let now_ms = lock().now_ms();
+        if !lock().lookup_due(*job, now_ms) {
+            continue;
+        }
+        let lookup = broker.partition_count(topic).await;
+        if lookup.is_err() {
+            lock().lookup_failed(*job, now_ms);
+        } else {
+            lock().retry_at_ms.remove(job);
+        }
+        match lookup {
             Ok(n) => {
                 if let Err(e) = control.report_partitions(*job, n).await {
-                    tracing::warn!(job = %job, error = %e, "partition count not reported");
+                    if let Some(held) = lock().log.check(job, now_ms) {
+                        tracing::warn!(job = %job, error = %e, repeats_not_logged = held, "partition count not reported");
+                    }
+                } else {
+                    let mut pending = lock();
+                    pending.reported.remove(job);
+                    pending.log.forget(job);
                 }
             }
             Err(e) => {
-                tracing::warn!(job = %job, topic, error = %e, "cannot read the source topic's metadata")
+                let reason = match &e {
+                    BrokerError::UnknownTopic(_) => format!("source topic {topic} does not exist"),
+                    other => format!("cannot read the metadata of source topic {topic}: {other}"),
+                };
+                if let Some(held) = lock().log.check(job, now_ms) {
+                    tracing::warn!(job = %job, topic, error = %e, repeats_not_logged = held, "cannot read the source topic's metadata");
+                }
+                let changed = lock().reported.get(job) != Some(&reason);
+                if changed {
+                    let report = WorkerReport::JobPending {
+                        job: *job,
+                        reason: Some(reason.clone()),
+                    };
+                    if control.report(worker, report).await.is_ok() {
+                        let mut pending = lock();
+                        if pending.reported.len() >= PENDING_REASONS_TRACKED_MAX {
+                            pending.reported.clear();
+                        }
+                        pending.reported.insert(*job, reason);
+                    }
+                }
             }
+        }
+    }
+}
+
+/// Fences the transactional ids of partitions of stopped jobs (fence duties from the
+/// group): creating a writer with the id aborts whatever its last owner left open, even if
+/// that owner is wedged or gone. Reports the ones fenced; a failed fence is retried when
+/// the group hands the duty out again.
+async fn fence_partitions<B: Broker, C: ControlPlane>(
+    broker: &B,
+    control: &C,
+    worker: &WorkerId,
+    duties: &[(JobId, PartitionId)],
+) {
+    let mut fenced: BTreeMap<JobId, Vec<PartitionId>> = BTreeMap::new();
+    for (job, partition) in duties {
+        match broker.writer(&transactional_id(*job, *partition)).await {
+            Ok(writer) => {
+                drop(writer);
+                tracing::info!(job = %job, partition = %partition, "fenced the partition of a stopped job");
+                fenced.entry(*job).or_default().push(*partition);
+            }
+            Err(e) => {
+                tracing::warn!(job = %job, partition = %partition, error = %e, "could not fence the partition of a stopped job")
+            }
+        }
+    }
+    for (job, partitions) in fenced {
+        if let Err(e) = control
+            .report(worker, WorkerReport::Fenced { job, partitions })
+            .await
+        {
+            tracing::debug!(job = %job, error = %e, "fencing not reported");
         }
     }
 }
@@ -360,14 +499,25 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                         // assignments are applied: a slow Kafka or coordinator must not hold
                         // up starting and stopping partitions.
                         let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
+                        let duties = std::mem::take(&mut assignments.fence);
                         act.apply(assignments);
                         if !unknown.is_empty() && !act.reporting {
                             act.reporting = true;
                             let (broker, control) = (act.broker.clone(), act.control.clone());
+                            let (worker, pending) = (act.config.worker.clone(), act.pending.clone());
                             let report = async move {
-                                report_partition_counts(&broker, control.as_ref(), &unknown).await;
+                                report_partition_counts(&broker, control.as_ref(), &worker, &pending, &unknown).await;
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting = false));
+                        }
+                        if !duties.is_empty() && !act.fencing {
+                            act.fencing = true;
+                            let (broker, control) = (act.broker.clone(), act.control.clone());
+                            let worker = act.config.worker.clone();
+                            let fence = async move {
+                                fence_partitions(&broker, control.as_ref(), &worker, &duties).await;
+                            };
+                            ctx.spawn(fence.into_actor(act).map(|(), act, _| act.fencing = false));
                         }
                     }
                     Err(ControlError::UnknownWorker(_)) => act.lease_lost(),
@@ -448,6 +598,21 @@ mod tests {
             state_bytes: 0,
             error: None,
         }
+    }
+
+    #[test]
+    fn a_job_whose_topic_lookup_failed_is_looked_up_again_only_after_a_pause() {
+        let mut pending = PendingJobs::default();
+        let job = JobId(7);
+        assert!(pending.lookup_due(job, 0));
+        pending.lookup_failed(job, 1_000);
+        assert!(!pending.lookup_due(job, 1_000 + PARTITION_COUNT_RETRY_MS - 1));
+        assert!(pending.lookup_due(job, 1_000 + PARTITION_COUNT_RETRY_MS));
+        assert!(pending.lookup_due(JobId(8), 1_000));
+        for j in 0..PENDING_REASONS_TRACKED_MAX as u64 + 5 {
+            pending.lookup_failed(JobId(j), 0);
+        }
+        assert!(pending.retry_at_ms.len() <= PENDING_REASONS_TRACKED_MAX);
     }
 
     #[test]

@@ -174,4 +174,6 @@ pub use limits::{
     OPEN_WINDOWS_PER_KEY_MAX, OPEN_WINDOWS_PER_PARTITION_MAX, WINDOWS_PER_EVENT_MAX,
 };
 pub use pipeline::{CompileError, Pipeline, RestoreError};
-pub use record::{DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord};
+pub use record::{
+    DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
+};

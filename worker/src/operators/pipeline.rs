@@ -490,7 +490,7 @@ fn process_event(
             let key = key.unwrap_or_default();
             add_to_windows(plan, state, &obj, &key, event_ms, watermark_ms, record, out)?;
         }
-        Flow::Continue(obj, key) => emit(out, &obj, key),
+        Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
         Flow::Dropped => {}
         Flow::Failed(reason, detail) => dead_letter(out, record, reason, detail),
     }
@@ -621,6 +621,7 @@ fn emit_window_result(
         out.records.push(OutputRecord {
             key: Some(fired.key.to_string()),
             value: window_result_json(window, fired),
+            source_offset: record.offset,
         });
         return Ok(());
     }
@@ -642,7 +643,7 @@ fn emit_window_result(
         Some(watermark_ms),
     )?;
     match flow {
-        Flow::Continue(obj, key) => emit(out, &obj, key),
+        Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
         Flow::Dropped => {}
         Flow::Failed(reason, detail) => {
             let mut payload = Vec::new();
@@ -774,7 +775,7 @@ fn key_text<'x>(expr: &'x Expr, obj: &Obj<'x>, env: &CelEnv) -> Result<Cow<'x, s
     Ok(text)
 }
 
-fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>) {
+fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>, source_offset: i64) {
     let mut value = Vec::with_capacity(match obj {
         Obj::Source(doc) => doc.text().len(),
         Obj::Fields(fields) => 16 + 32 * fields.len(),
@@ -783,6 +784,7 @@ fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>) {
     out.records.push(OutputRecord {
         key: key.map(Cow::into_owned),
         value,
+        source_offset,
     });
 }
 

@@ -2,6 +2,7 @@
 //! from Kafka, the result records for the sink topic, and the dead letters for the job's
 //! dead-letter topic with the wire form docs/JOB_SPEC.md describes.
 
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// One record of the source topic, as the broker seam delivers it: the engine reads the
@@ -43,6 +44,10 @@ pub struct OutputRecord {
     pub key: Option<String>,
     /// The Kafka value: one JSON object.
     pub value: Vec<u8>,
+    /// The offset of the source record it came from (for a window result, the record whose
+    /// watermark fired it): the coordinates of its dead letter should it be too large to
+    /// produce.
+    pub source_offset: i64,
 }
 
 /// Why an event went to the dead-letter topic.
@@ -58,16 +63,20 @@ pub enum DeadLetterReason {
     ExpressionError,
     /// Every window the event belongs to had already fired.
     Late,
+    /// A result was larger than the sink topic accepts; the dead letter carries it (cut to
+    /// fit if need be).
+    OutputTooLarge,
 }
 
 impl DeadLetterReason {
     /// Every reason.
-    pub const ALL: [DeadLetterReason; 5] = [
+    pub const ALL: [DeadLetterReason; 6] = [
         DeadLetterReason::Undecodable,
         DeadLetterReason::NotAnObject,
         DeadLetterReason::BadEventTime,
         DeadLetterReason::ExpressionError,
         DeadLetterReason::Late,
+        DeadLetterReason::OutputTooLarge,
     ];
 
     /// The reason as the dead-letter record writes it, like `bad_event_time`.
@@ -78,6 +87,7 @@ impl DeadLetterReason {
             DeadLetterReason::BadEventTime => "bad_event_time",
             DeadLetterReason::ExpressionError => "expression_error",
             DeadLetterReason::Late => "late",
+            DeadLetterReason::OutputTooLarge => "output_too_large",
         }
     }
 }
@@ -143,6 +153,103 @@ impl DeadLetter {
     fn payload_len(&self) -> usize {
         self.payload.as_ref().map_or(0, Vec::len)
     }
+
+    /// The dead-letter record's value in at most `max_bytes` bytes: [`DeadLetter::to_json`]
+    /// when that fits. Otherwise the payload (and a detail over
+    /// [`DEAD_LETTER_DETAIL_BYTES_MAX`]) is cut to fit, and the record says so:
+    /// `"truncated": true`, `"original_bytes"` (the payload's full length) and `"sha256"`
+    /// (hex digest of the whole payload) come before the payload prefix, which is written
+    /// as `to_json` writes payloads (a UTF-8 prefix cut at a character boundary, or the
+    /// base64 of a byte prefix). With a `max_bytes` too small for even that envelope
+    /// (a few hundred bytes, far below any Kafka limit) the payload is written as null.
+    pub fn to_json_within(&self, max_bytes: usize) -> Vec<u8> {
+        let full = self.to_json();
+        if full.len() <= max_bytes {
+            return full;
+        }
+        let payload = self.payload.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(max_bytes.min(full.len()));
+        out.extend_from_slice(b"{\"reason\":");
+        write_json_str(&mut out, self.reason.as_str());
+        out.extend_from_slice(b",\"detail\":");
+        write_json_str(
+            &mut out,
+            utf8_prefix(&self.detail, DEAD_LETTER_DETAIL_BYTES_MAX),
+        );
+        out.extend_from_slice(b",\"topic\":");
+        write_json_str(&mut out, &self.topic);
+        out.extend_from_slice(format!(",\"partition\":{}", self.partition).as_bytes());
+        out.extend_from_slice(format!(",\"offset\":{}", self.offset).as_bytes());
+        out.extend_from_slice(b",\"truncated\":true");
+        out.extend_from_slice(format!(",\"original_bytes\":{}", payload.len()).as_bytes());
+        out.extend_from_slice(b",\"sha256\":\"");
+        for byte in Sha256::digest(payload) {
+            out.extend_from_slice(format!("{byte:02x}").as_bytes());
+        }
+        out.push(b'"');
+        let utf8 = std::str::from_utf8(payload).ok();
+        let field: &[u8] = match utf8 {
+            Some(_) => b",\"payload\":\"",
+            None => b",\"payload_base64\":\"",
+        };
+        // The field, its closing quote and the closing brace.
+        let budget = max_bytes.saturating_sub(out.len() + field.len() + 2);
+        if self.payload.is_none() || max_bytes < out.len() + field.len() + 2 {
+            out.extend_from_slice(b",\"payload\":null}");
+            return out;
+        }
+        out.extend_from_slice(field);
+        match utf8 {
+            Some(text) => {
+                let mut taken = 0;
+                let mut escaped = 0;
+                for c in text.chars() {
+                    let len = json_escaped_len(c);
+                    if escaped + len > budget {
+                        break;
+                    }
+                    escaped += len;
+                    taken += c.len_utf8();
+                }
+                let mut quoted = Vec::with_capacity(escaped + 2);
+                write_json_str(&mut quoted, &text[..taken]);
+                // Without the quotes write_json_str put around it.
+                out.extend_from_slice(&quoted[1..quoted.len() - 1]);
+            }
+            None => {
+                let bytes = (budget / 4 * 3).min(payload.len());
+                base64_encode(&mut out, &payload[..bytes]);
+            }
+        }
+        out.extend_from_slice(b"\"}");
+        debug_assert!(out.len() <= max_bytes, "{} > {max_bytes}", out.len());
+        out
+    }
+}
+
+/// Longest detail a cut-down dead letter keeps, in bytes.
+pub const DEAD_LETTER_DETAIL_BYTES_MAX: usize = 512;
+
+/// The longest prefix of `text` of at most `max_bytes` bytes that ends at a character
+/// boundary.
+fn utf8_prefix(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Bytes `c` takes inside a JSON string as serde_json writes it.
+fn json_escaped_len(c: char) -> usize {
+    match c {
+        '"' | '\\' | '\u{8}' | '\u{c}' | '\n' | '\r' | '\t' => 2,
+        c if (c as u32) < 0x20 => 6,
+        c => c.len_utf8(),
+    }
 }
 
 /// Appends `text` as a JSON string, escaped the way serde_json escapes.
@@ -197,7 +304,8 @@ mod tests {
                 "not_an_object",
                 "bad_event_time",
                 "expression_error",
-                "late"
+                "late",
+                "output_too_large"
             ]
         );
     }
@@ -227,6 +335,60 @@ mod tests {
         assert!(value.get("payload").is_none());
         let none: serde_json::Value = serde_json::from_slice(&letter(None).to_json()).unwrap();
         assert_eq!(none["payload"], serde_json::Value::Null);
+    }
+
+    fn within(letter: &DeadLetter, max_bytes: usize) -> serde_json::Value {
+        let json = letter.to_json_within(max_bytes);
+        assert!(json.len() <= max_bytes, "{} > {max_bytes}", json.len());
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    #[test]
+    fn a_dead_letter_that_fits_is_written_whole() {
+        let l = letter(Some(br#"{"a":1}"#));
+        assert_eq!(l.to_json_within(10_000), l.to_json());
+    }
+
+    #[test]
+    fn a_large_binary_payload_is_cut_to_fit_with_its_size_and_digest() {
+        // A 1,000,000-byte record that is not UTF-8: its base64 alone is 1.33 MB.
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8 | 0x80).collect();
+        let l = letter(Some(&payload));
+        assert!(l.to_json().len() > 1_300_000);
+        let value = within(&l, 999_000);
+        assert_eq!(value["truncated"], true);
+        assert_eq!(value["original_bytes"], 1_000_000);
+        assert_eq!(value["offset"], 42);
+        assert_eq!(value["partition"], 3);
+        assert_eq!(value["topic"], "payments");
+        assert_eq!(value["reason"], "bad_event_time");
+        let digest: String = Sha256::digest(&payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(value["sha256"], digest);
+        let kept = value["payload_base64"].as_str().unwrap();
+        assert!(kept.len() > 990_000, "as much as fits: {}", kept.len());
+        let mut expected = Vec::new();
+        base64_encode(&mut expected, &payload[..kept.len() / 4 * 3]);
+        assert_eq!(kept.as_bytes(), &expected[..]);
+    }
+
+    #[test]
+    fn a_large_text_payload_is_cut_at_a_character_boundary() {
+        let text = "é\"\n\u{1}x".repeat(50_000);
+        let l = letter(Some(text.as_bytes()));
+        for max in [1_000, 4_321, 100_000] {
+            let value = within(&l, max);
+            let kept = value["payload"].as_str().unwrap();
+            assert!(text.starts_with(kept));
+            assert!(kept.len() > max / 4, "{} of {max}", kept.len());
+            assert_eq!(value["original_bytes"], text.len());
+        }
+        // Too small for anything but the envelope.
+        let value: serde_json::Value = serde_json::from_slice(&l.to_json_within(200)).unwrap();
+        assert_eq!(value["payload"], serde_json::Value::Null);
+        assert_eq!(value["truncated"], true);
     }
 
     #[test]
