@@ -2,16 +2,21 @@
 //! the tests).
 //!
 //! Starts a real Kafka broker (`scripts/kafka/kafka.sh`), three `weir coordinator` and two
-//! `weir worker` processes of a `weir` build, creates a tenant and an exactly-once
-//! stateless job whose every output and dead letter follows from its input, and produces a
-//! steady stream into the source topic for `--minutes`. Meanwhile a seeded schedule of
-//! faults runs, one at a time, each printed with its time as it happens:
-//! - kill -9 of a coordinator (the leader among them) or a worker, restarted seconds later;
+//! `weir worker` processes of a `weir` build, creates a tenant and an exactly-once job
+//! (filter, dedupe, map: see [`job_spec`]) whose every output and dead letter follows from
+//! its input, and produces a steady stream into the source topic for `--minutes`, about
+//! one event in 500 not JSON and one in 500 failing the filter's expression (dead
+//! letters). Meanwhile a seeded schedule of faults runs, one at a time, each printed with
+//! its time as it happens:
+//! - kill -9 of a coordinator (the leader among them) or a worker, restarted seconds later
+//!   (after the memory baseline, never the first worker, so that one worker's memory is
+//!   always compared);
 //! - SIGSTOP then SIGCONT, seconds later, of any process: a coordinator, the leader, a
 //!   worker or the Kafka broker;
-//! - a full disk: one coordinator's and one worker's data directory sit on small tmpfs
-//!   mounts, filled up to ENOSPC and freed after a while (skipped, with the reason printed,
-//!   when mounting is impossible);
+//! - a full disk: coordinator 3's data directory, the second worker's data directory and
+//!   the workers' shared checkpoint directory sit on small tmpfs mounts; one is filled up
+//!   to ENOSPC and freed after a while (skipped, with the reason printed, when mounting is
+//!   impossible);
 //! - an API flood from the job's tenant: many concurrent requests, oversized and deeply
 //!   nested bodies among them, and valid job submissions (cancelled after the flood).
 //!
@@ -113,6 +118,8 @@ const PAUSE_S: (u64, u64) = (2, 8);
 const DISK_FULL_S: (u64, u64) = (10, 20);
 /// Seconds an API flood lasts.
 const FLOOD_S: (u64, u64) = (5, 10);
+/// Directories on a tmpfs of their own, for the disk-full faults.
+const DISK_TARGETS: usize = 3;
 /// Size of each tmpfs data directory.
 const TMPFS_SIZE_MIB: u64 = 128;
 /// Chunk the disk filler writes.
@@ -127,6 +134,11 @@ const OVERSIZED_BODY_BYTES: usize = 9 * 1024 * 1024;
 const NESTING_DEPTH: usize = 100_000;
 /// Distinct names of the valid jobs a flood submits (later ones are refused as duplicates).
 const FLOOD_JOB_NAMES: usize = 4;
+/// Every this many events, one repeats the dedupe key of the event before it in its
+/// partition (and must be dropped when that one passed the filter).
+const DUP_EVERY: u64 = 50;
+/// The dedupe stage's ttl, in seconds.
+const DEDUPE_TTL_S: u64 = 10;
 /// Every this many events, one is not JSON at all (dead-lettered `undecodable`).
 const POISON_EVERY: u64 = 997;
 /// Every this many events, one has a string amount (dead-lettered `expression_error`).
@@ -180,6 +192,9 @@ struct Args {
     /// the system's temporary directory by default.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Print the fault schedule of `--seed` and `--minutes` and exit.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -193,13 +208,18 @@ fn main() -> std::process::ExitCode {
 
 // ---- events and what the job makes of them --------------------------------------------
 
-/// The job: stateless, so every output follows from one event.
+/// The job: a filter, a dedupe (state that is checkpointed, kept key by key in the
+/// workers' local redb and restored on recovery) and a map. Every event carries its own
+/// dedupe key but every [`DUP_EVERY`]th repeats the key of the event [`PARTITIONS`] before
+/// it (the one before it in its partition), so that whether it is dropped depends on the
+/// state: every output follows from the input.
 fn job_spec() -> String {
     format!(
         r#"name: soak
 source: {{ topic: {SOURCE}, format: json, event_time: ts, max_out_of_orderness: 5s }}
 pipeline:
   - filter: "amount % 4 != 0"
+  - dedupe: {{ key: "dup", ttl: {DEDUPE_TTL_S}s }}
   - map: {{ seq: "seq", amount: "amount", double: "amount * 2" }}
 sink: {{ topic: {SINK}, format: json, delivery: exactly_once }}
 dead_letter_topic: {DEAD_LETTERS}
@@ -248,13 +268,50 @@ fn fate(seed: u64, seq: u64) -> Fate {
 
 const POISON_PREFIX: &str = "soak poison seq=";
 
+/// The dedupe key of event `seq`: its own, or the key of the event before it in its
+/// partition for every [`DUP_EVERY`]th.
+fn dup_of(seq: u64) -> u64 {
+    if seq % DUP_EVERY == DUP_EVERY - 1 && seq >= u64::from(PARTITIONS) {
+        seq - u64::from(PARTITIONS)
+    } else {
+        seq
+    }
+}
+
+/// What the job must make of event `seq`, the dedupe included, given the source: by seq,
+/// (copies in the source, offset, event time).
+fn predicted(seed: u64, source: &[(u8, i64, i64)], seq: u64) -> Fate {
+    let own = fate(seed, seq);
+    let key = dup_of(seq);
+    if key == seq || !matches!(own, Fate::Output(_)) {
+        return own;
+    }
+    // The earlier event with this key was kept by the dedupe if it passed the filter; it
+    // is remembered within the ttl (the watermark trails by 5 s, well inside the ttl).
+    let (Some(earlier), Some(this)) = (source.get(key as usize), source.get(seq as usize)) else {
+        return own;
+    };
+    let ttl_ms = DEDUPE_TTL_S as i64 * 1_000;
+    if earlier.0 > 0
+        && matches!(fate(seed, key), Fate::Output(_))
+        && (this.2 - earlier.2).abs() < ttl_ms
+    {
+        Fate::Dropped
+    } else {
+        own
+    }
+}
+
 /// The source record of event `seq` at wall-clock time `ts_ms`.
 fn event(seed: u64, seq: u64, ts_ms: i64) -> String {
     match fate(seed, seq) {
         Fate::DeadLetter("undecodable") => format!("{POISON_PREFIX}{seq} {{"),
-        Fate::DeadLetter(_) => format!(r#"{{"seq":{seq},"amount":"x","ts":{ts_ms}}}"#),
+        Fate::DeadLetter(_) => {
+            format!(r#"{{"seq":{seq},"dup":{seq},"amount":"x","ts":{ts_ms}}}"#)
+        }
         _ => format!(
-            r#"{{"seq":{seq},"amount":{},"ts":{ts_ms}}}"#,
+            r#"{{"seq":{seq},"dup":{},"amount":{},"ts":{ts_ms}}}"#,
+            dup_of(seq),
             amount_of(seed, seq)
         ),
     }
@@ -1079,18 +1136,15 @@ impl Soak {
                 let (filler, user) = (tmpfs.filler(), user.clone());
                 let written = fill_disk(&filler)?;
                 self.say(&format!(
-                    "FAULT disk full: {user}'s data directory (tmpfs {TMPFS_SIZE_MIB} MiB) filled with {} MiB up to ENOSPC; freed in {} s",
+                    "FAULT disk full: {user} (tmpfs {TMPFS_SIZE_MIB} MiB) filled with {} MiB up to ENOSPC; freed in {} s",
                     written >> 20,
                     hold.as_secs()
                 ));
                 self.idle_until(Instant::now() + hold).await?;
                 std::fs::remove_file(&filler)
                     .with_context(|| format!("cannot remove {}", filler.display()))?;
-                self.say(&format!("      freed {user}'s disk"));
-                (
-                    format!("{user}'s data directory full for {} s", hold.as_secs()),
-                    false,
-                )
+                self.say(&format!("      freed {user}"));
+                (format!("{user} full for {} s", hold.as_secs()), false)
             }
             FaultKind::Flood { hold } => {
                 self.say(&format!(
@@ -1376,6 +1430,8 @@ struct Verdict {
     source_events: u64,
     expected_outputs: u64,
     expected_dead_letters: u64,
+    /// Events that pass the filter but the dedupe must drop.
+    expected_deduplicated: u64,
     outputs: u64,
     dead_letters: u64,
     missing_outputs: u64,
@@ -1416,7 +1472,7 @@ fn verify(bootstrap: &str, seed: u64, sent: u64, started_wall_ms: i64) -> anyhow
     let at_run = |ts: i64| (ts - started_wall_ms) as f64 / 1_000.0;
     let expected = |seq: usize| -> (u8, Fate) {
         let count = source.get(seq).map_or(0, |e| e.0);
-        (count, fate(seed, seq as u64))
+        (count, predicted(seed, &source, seq as u64))
     };
 
     let mut outputs = vec![0u8; source.len()];
@@ -1498,7 +1554,11 @@ fn verify(bootstrap: &str, seed: u64, sent: u64, started_wall_ms: i64) -> anyhow
             continue;
         }
         let count = u64::from(*count);
-        match fate(seed, seq as u64) {
+        let fate = predicted(seed, &source, seq as u64);
+        if fate == Fate::Dropped && matches!(self::fate(seed, seq as u64), Fate::Output(_)) {
+            v.expected_deduplicated += count;
+        }
+        match fate {
             Fate::Output(_) => {
                 v.expected_outputs += count;
                 let seen = u64::from(outputs[seq]);
@@ -1593,8 +1653,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (1..=RATE_MAX).contains(&args.rate),
         "--rate must be 1..={RATE_MAX}"
     );
-    weir_benches::worker::idle::check_binary(&args.weir_bin)?;
     let run_len = Duration::from_secs(args.minutes * 60);
+    let rss_baseline_after = RSS_BASELINE_AT.min(run_len / 2);
+    if args.dry_run {
+        for f in schedule(args.seed, run_len, DISK_TARGETS, rss_baseline_after) {
+            println!("t+{:6.1}s  {:?}", f.at.as_secs_f64(), f.kind);
+        }
+        return Ok(());
+    }
+    weir_benches::worker::idle::check_binary(&args.weir_bin)?;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the workspace root")?
@@ -1623,11 +1690,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Disk-full targets, mounted before anything uses them: coordinator 3 and worker 2.
     let mut mounts = Vec::new();
     let mut mount_skipped = None;
-    for (sub, user) in [("c3", "c3"), (WORKERS[1], WORKERS[1])] {
+    for (sub, user) in [
+        ("c3", "c3's data directory".to_string()),
+        (WORKERS[1], format!("{}'s data directory", WORKERS[1])),
+        (
+            "checkpoints",
+            "the workers' checkpoint directory".to_string(),
+        ),
+    ] {
         match Tmpfs::mount(&dir.join(sub)) {
             Ok(m) => mounts.push((m, user.to_string())),
             Err(e) => {
-                let reason = format!("cannot mount a tmpfs over {user}'s data directory: {e:#}");
+                let reason = format!("cannot mount a tmpfs over {user}: {e:#}");
                 println!("soak: {reason}; disk-full faults on it are skipped");
                 mount_skipped = Some(reason);
             }
@@ -1724,7 +1798,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.rate
     );
 
-    let rss_baseline_after = RSS_BASELINE_AT.min(run_len / 2);
     let plan = schedule(args.seed, run_len, mounts.len(), rss_baseline_after);
     println!("soak: {} faults scheduled:", plan.len());
     for f in &plan {
@@ -2027,6 +2100,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         out,
         "| dead letters expected / committed | {} / {} |",
         verdict.expected_dead_letters, verdict.dead_letters
+    );
+    let _ = writeln!(
+        out,
+        "| events the dedupe must drop (repeated key) | {} |",
+        verdict.expected_deduplicated
     );
     let _ = writeln!(
         out,
