@@ -21,15 +21,24 @@
 //!   nested bodies among them, and valid job submissions (cancelled after the flood).
 //!
 //! A process that exits by itself is recorded as a crash and started again, as an
-//! operator would. At the end, with the producer stopped:
+//! operator would; a coordinator that keeps running but whose answers stay behind the
+//! group (an older term, or an applied index far behind) for [`WEDGED_AFTER`] is recorded
+//! as wedged and restarted (kill -9, start), as a health check would. At the end, with the
+//! producer stopped:
 //! - an independent `read_committed` reader reads the source, the sink and the dead-letter
 //!   topic: every output and dead letter predicted from the source must be there exactly
 //!   once, and nothing else;
 //! - no partition stuck: every source partition's committed offset of the group
 //!   `weir-job-<job>` reaches its log end, no committed offset stood still behind its log
 //!   end for longer than [`STALL_MAX`], and no transaction was left open in the sink;
-//! - the group was never leaderless (no member answering `GET /v1/cluster` that it leads)
-//!   for longer than twice the maximum election timeout;
+//! - the group was never leaderless (no member answering `GET /v1/cluster` that it leads
+//!   at the newest term any member has reported) for longer than twice the maximum
+//!   election timeout. The figure is the gap between two such answers, polled every
+//!   [`LEADER_POLL`] from each member: an upper bound, by up to about two polls. A leader
+//!   whose Raft core has stopped still answers that it leads, and counts until another
+//!   member reports a newer term;
+//! - at the end, the job is running with every partition placed and every coordinator is
+//!   at the group's term, agrees on the leader and has applied the log;
 //! - after the last fault, every partition caught up with the log end as it was when the
 //!   fault ended within [`DRAIN_MAX`];
 //! - the resident memory of each weir process not restarted since the baseline (minute 5,
@@ -86,6 +95,11 @@ const LEADERLESS_MAX: Duration = Duration::from_millis(2 * ELECTION_TIMEOUT_MAX_
 const LEADER_POLL: Duration = Duration::from_millis(50);
 /// Time one `GET /v1/cluster` may take.
 const LEADER_STATUS_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// A member whose applied index trails the group's by more than this is behind.
+const APPLIED_LAG_MAX: u64 = 200;
+/// A coordinator that answers but stays behind the group this long is wedged: recorded,
+/// and restarted as an operator's health check would.
+const WEDGED_AFTER: Duration = Duration::from_secs(15);
 /// A gap between two leadership answers longer than this is listed as a leaderless stretch.
 const LEADERLESS_LISTED_MIN: Duration = Duration::from_millis(150);
 /// How often the source's log ends and the job's committed offsets are sampled.
@@ -441,6 +455,14 @@ struct LeaderLog {
     longest: Duration,
     /// Answers received per member.
     answers: [u64; COORDINATORS],
+    /// The highest term and applied index any member reported.
+    max_term: u64,
+    max_applied: u64,
+    /// Per member: since when its answers show it behind the group (an older term, or an
+    /// applied index more than [`APPLIED_LAG_MAX`] behind), while they do.
+    behind_since: [Option<Instant>; COORDINATORS],
+    /// Per member: its last answer (term, leader, applied index).
+    last: [Option<(u64, Option<u64>, u64)>; COORDINATORS],
 }
 
 /// Pollers of every coordinator's `GET /v1/cluster`, on a thread and runtime of their own
@@ -487,7 +509,23 @@ impl LeaderWatch {
                                         let now = Instant::now();
                                         let mut log = lock(&log);
                                         log.answers[member] += 1;
-                                        if status.leader == Some(own_id) {
+                                        log.max_term = log.max_term.max(status.term);
+                                        log.max_applied = log.max_applied.max(status.last_applied);
+                                        let behind = status.term < log.max_term
+                                            || status.last_applied + APPLIED_LAG_MAX
+                                                < log.max_applied;
+                                        log.behind_since[member] = match log.behind_since[member] {
+                                            Some(t) if behind => Some(t),
+                                            _ => behind.then_some(now),
+                                        };
+                                        log.last[member] =
+                                            Some((status.term, status.leader, status.last_applied));
+                                        // A member that says it leads at an older term than
+                                        // another member has seen (paused, or its Raft core
+                                        // stopped) is not the group's leader.
+                                        if status.leader == Some(own_id)
+                                            && status.term >= log.max_term
+                                        {
                                             if let Some((at, _)) = log.last_claim {
                                                 let gap = now.saturating_duration_since(at);
                                                 log.longest = log.longest.max(gap);
@@ -519,6 +557,49 @@ impl LeaderWatch {
         let log = lock(&self.log);
         let (at, member) = log.last_claim?;
         (at.elapsed() < Duration::from_secs(1)).then_some(member)
+    }
+
+    /// Forgets whether `member` was behind (it was restarted or resumed).
+    fn forget(&self, member: usize) {
+        lock(&self.log).behind_since[member] = None;
+    }
+
+    /// Members whose answers have shown them behind the group for longer than `after`.
+    fn wedged(&self, after: Duration) -> Vec<(usize, String)> {
+        let log = lock(&self.log);
+        (0..COORDINATORS)
+            .filter_map(|m| {
+                let since = log.behind_since[m]?;
+                (since.elapsed() > after).then(|| {
+                    let (term, leader, applied) = log.last[m].unwrap_or_default();
+                    (
+                        m,
+                        format!(
+                            "behind for {:.0} s: says term {term}, leader {leader:?}, applied {applied}; the group has reached term {} and applied {}",
+                            since.elapsed().as_secs_f64(),
+                            log.max_term,
+                            log.max_applied
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Every member's last answer, for the report.
+    fn views(&self) -> String {
+        let log = lock(&self.log);
+        (0..COORDINATORS)
+            .map(|m| match log.last[m] {
+                Some((term, leader, applied)) => format!(
+                    "c{}: term {term}, leader {}, applied {applied}",
+                    m + 1,
+                    leader.map_or("none".into(), |l| format!("c{l}"))
+                ),
+                None => format!("c{}: no answer", m + 1),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Stops the pollers; the current gap, if any, counts as a stretch.
@@ -985,6 +1066,10 @@ struct Soak {
     done: Vec<DoneFault>,
     /// Processes that exited by themselves: name, time, last lines of the log.
     crashes: Vec<(String, Instant, String)>,
+    /// Coordinators found running but behind the group: name, time, what they said.
+    wedged: Vec<(String, Instant, String)>,
+    /// The process the current pause holds stopped.
+    paused: Option<usize>,
     rss_baseline_at: Instant,
     /// RSS in KiB per process at the baseline, with its incarnation then.
     rss_baseline: Option<Vec<(String, u32, u64)>>,
@@ -1033,6 +1118,24 @@ impl Soak {
             let p = &mut self.procs[i];
             p.process.reap();
             p.restart()?;
+            if i < COORDINATORS {
+                self.leader.forget(i);
+            }
+        }
+        for (i, detail) in self.leader.wedged(WEDGED_AFTER) {
+            if self.procs[i].down || self.paused == Some(i) {
+                continue;
+            }
+            let name = self.procs[i].name.clone();
+            self.say(&format!(
+                "WEDGED: {name} is running but {detail}; kill -9 and restart, as a health check would"
+            ));
+            self.wedged.push((name, Instant::now(), detail));
+            let p = &mut self.procs[i];
+            p.process.kill()?;
+            p.process.reap();
+            p.restart()?;
+            self.leader.forget(i);
         }
         Ok(())
     }
@@ -1091,6 +1194,9 @@ impl Soak {
                 ));
                 self.idle_until(Instant::now() + down).await?;
                 self.procs[i].restart()?;
+                if i < COORDINATORS {
+                    self.leader.forget(i);
+                }
                 self.say(&format!("      restarted {name}"));
                 (
                     format!("kill -9 {name}{leader_note}, down {} s", down.as_secs()),
@@ -1113,6 +1219,11 @@ impl Soak {
                     self.finish_fault(kind, what, start, true);
                     return Ok(());
                 };
+                let index = match target {
+                    Target::Kafka => None,
+                    _ => self.resolve(target),
+                };
+                self.paused = index;
                 let stopped = Stopped::stop(pid)?;
                 self.say(&format!(
                     "FAULT SIGSTOP {name} (pid {pid}); SIGCONT in {} s",
@@ -1120,6 +1231,10 @@ impl Soak {
                 ));
                 self.idle_until(Instant::now() + hold).await?;
                 drop(stopped);
+                self.paused = None;
+                if let Some(i) = index.filter(|i| *i < COORDINATORS) {
+                    self.leader.forget(i);
+                }
                 self.say(&format!("      SIGCONT {name}"));
                 (format!("SIGSTOP {name} for {} s", hold.as_secs()), false)
             }
@@ -1818,6 +1933,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         done: Vec::new(),
         crashes: Vec::new(),
+        wedged: Vec::new(),
+        paused: None,
         rss_baseline_at: started + rss_baseline_after,
         rss_baseline: None,
     };
@@ -1871,46 +1988,43 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
-    // The group at the end: the job running and placed, every member caught up.
-    let group_ok = wait_for(
-        "the job placed and every coordinator caught up",
-        GROUP_CHECK_TIMEOUT,
-        || async {
-            let detail: JobDetail = soak
-                .api
-                .ok(Method::GET, &job_path, &soak.tenant_token, None)
-                .await
-                .ok()?;
-            if detail.state != JobState::Running
-                || !detail.partitions.iter().all(|p| p.worker.is_some())
-            {
-                return None;
+    // The group at the end: the job running and placed, every member at the group's term,
+    // agreeing on the leader and caught up (checkpoint records keep the log moving).
+    let group_deadline = Instant::now() + GROUP_CHECK_TIMEOUT;
+    let (group_ok, group_detail) = loop {
+        let job_view = match soak
+            .api
+            .ok::<JobDetail>(Method::GET, &job_path, &soak.tenant_token, None)
+            .await
+        {
+            Ok(d) => {
+                let placed = d.partitions.iter().filter(|p| p.worker.is_some()).count();
+                (
+                    d.state == JobState::Running && placed == PARTITIONS as usize,
+                    format!(
+                        "job {:?}, {placed} of {PARTITIONS} partitions placed",
+                        d.state
+                    ),
+                )
             }
-            let mut applied = Vec::new();
-            for addr in &soak.coordinator_addrs {
-                let status: ClusterStatus = soak
-                    .api
-                    .http
-                    .get(format!("http://{addr}/v1/cluster"))
-                    .bearer_auth(ADMIN_TOKEN)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                status.leader?;
-                applied.push(status.last_applied);
-            }
-            let (lo, hi) = (applied.iter().min()?, applied.iter().max()?);
-            // Heartbeat-free but checkpoint records keep coming: members within a few entries.
-            (hi - lo <= 64).then(|| applied.clone())
-        },
-    )
-    .await;
-    let group_detail = match &group_ok {
-        Ok(applied) => format!("job running, all partitions placed, applied indexes {applied:?}"),
-        Err(e) => format!("{e:#}"),
+            Err(e) => (false, format!("job not readable: {e:#}")),
+        };
+        let members_ok = {
+            let log = lock(&soak.leader.log);
+            let leaders: Vec<Option<u64>> = log.last.iter().map(|l| l.and_then(|l| l.1)).collect();
+            log.last.iter().all(|l| {
+                l.is_some_and(|(term, leader, applied)| {
+                    term == log.max_term
+                        && leader.is_some()
+                        && applied + APPLIED_LAG_MAX >= log.max_applied
+                })
+            }) && leaders.windows(2).all(|w| w[0] == w[1])
+        };
+        let detail = format!("{}; {}", job_view.1, soak.leader.views());
+        if (job_view.0 && members_ok) || Instant::now() >= group_deadline {
+            break (job_view.0 && members_ok, detail);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     soak.say(&format!("group at the end: {group_detail}"));
 
@@ -2071,11 +2185,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         ),
     ));
-    checks.push(("group healthy at the end", group_ok.is_ok(), group_detail));
+    checks.push(("group healthy at the end", group_ok, group_detail));
     checks.push((
         "no process exited by itself",
         soak.crashes.is_empty(),
         format!("{} crash(es)", soak.crashes.len()),
+    ));
+    checks.push((
+        "no coordinator wedged",
+        soak.wedged.is_empty(),
+        format!(
+            "{} time(s) a running coordinator stayed behind the group for over {} (then restarted)",
+            soak.wedged.len(),
+            fmt_s(WEDGED_AFTER)
+        ),
     ));
 
     // ---- report ----
@@ -2132,6 +2255,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         out,
         "| processes that exited by themselves | {} |",
         soak.crashes.len()
+    );
+    let _ = writeln!(
+        out,
+        "| coordinators wedged (running, behind the group for {}) | {} |",
+        fmt_s(WEDGED_AFTER),
+        soak.wedged.len()
     );
     let _ = writeln!(
         out,
@@ -2209,6 +2338,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         for (at, d) in &leader_log.stretches {
             let _ = writeln!(out, "- from t+{:.2}s, {}", soak.t(*at), fmt_s(*d));
+        }
+    }
+    if !soak.wedged.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n### Coordinators wedged (running, behind the group)\n"
+        );
+        for (name, at, detail) in &soak.wedged {
+            let _ = writeln!(out, "- {name} found at t+{:.1}s: {detail}", soak.t(*at));
         }
     }
     if !soak.crashes.is_empty() {
