@@ -4,6 +4,8 @@
 //! producer's 1,000,000-byte limit) has a 1.32 MB dead letter, and a result can be larger
 //! than a sink topic's `max.message.bytes`; both failed the partition at every retry.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,8 @@
 //! cannot start, when a partition keeps failing, and when a stopped job's owner left a
 //! transaction open.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_broker::memory::MemoryBroker;

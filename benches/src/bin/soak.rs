@@ -48,6 +48,8 @@
 //! Every process started dies with the run (guards that kill on drop, on success, error,
 //! panic or Ctrl-C), and the tmpfs mounts are unmounted.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
+
 use anyhow::{bail, Context};
 use clap::Parser;
 use rand::rngs::SmallRng;
