@@ -23,6 +23,16 @@ async fn leader(client: &Client) -> u64 {
     .await
 }
 
+/// Three coordinator processes under `dir`, started, and an administrator's client.
+async fn started_group(dir: &std::path::Path) -> (CoordinatorProcesses, Client) {
+    let mut p = CoordinatorProcesses::new(dir, 3);
+    for id in 1..=3 {
+        p.start(id);
+    }
+    let client = client_of(&p);
+    (p, client)
+}
+
 fn client_of(p: &CoordinatorProcesses) -> Client {
     Client::new(p.peers.values().cloned().collect(), Some(ADMIN.into()))
 }
@@ -30,11 +40,7 @@ fn client_of(p: &CoordinatorProcesses) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_and_emptied_stores_are_refused_in_one_sentence() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = CoordinatorProcesses::new(dir.path(), 3);
-    for id in 1..=3 {
-        p.start(id);
-    }
-    let client = client_of(&p);
+    let (mut p, client) = started_group(dir.path()).await;
     let leader_id = leader(&client).await;
     for i in 0..TENANTS_BEFORE_DAMAGE {
         client
@@ -121,11 +127,7 @@ async fn damaged_and_emptied_stores_are_refused_in_one_sentence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_lost_its_store_is_refused_until_it_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = CoordinatorProcesses::new(dir.path(), 3);
-    for id in 1..=3 {
-        p.start(id);
-    }
-    let client = client_of(&p);
+    let (mut p, client) = started_group(dir.path()).await;
     leader(&client).await;
     client.create_tenant("before").await.unwrap();
     wait_for("every member seen storing the log", 20_000, || async {
@@ -168,11 +170,7 @@ async fn a_paused_group_keeps_its_workers() {
     // All three coordinators stopped (SIGSTOP) and resumed: the leader removed both
     // workers 0.2 s after resuming, before any heartbeat could reach it.
     let dir = tempfile::tempdir().unwrap();
-    let mut p = CoordinatorProcesses::new(dir.path(), 3);
-    for id in 1..=3 {
-        p.start(id);
-    }
-    let client = client_of(&p);
+    let (p, client) = started_group(dir.path()).await;
     leader(&client).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_millis(400))
@@ -352,11 +350,7 @@ fn bad_command_lines_are_one_sentence_naming_the_argument() {
 async fn a_second_process_with_the_same_id_is_refused() {
     // It ran for ever, raising its term.
     let dir = tempfile::tempdir().unwrap();
-    let mut p = CoordinatorProcesses::new(dir.path(), 3);
-    for id in 1..=3 {
-        p.start(id);
-    }
-    let client = client_of(&p);
+    let (p, client) = started_group(dir.path()).await;
     leader(&client).await;
     // Terms settle after the first elections.
     tokio::time::sleep(Duration::from_millis(1_000)).await;

@@ -5,65 +5,10 @@
 
 mod common;
 
-use common::{free_addr, wait_for, ADMIN};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::processes::CoordinatorProcesses;
+use common::{wait_for, ADMIN};
+use std::process::Command;
 use weir_api::client::{Client, ClientError};
-
-/// The coordinator processes; killed (SIGKILL) when dropped, even if the test panics.
-struct Processes {
-    bin: PathBuf,
-    dir: PathBuf,
-    peers: BTreeMap<u64, String>,
-    children: BTreeMap<u64, Child>,
-}
-
-impl Processes {
-    fn peers_flag(&self) -> String {
-        self.peers
-            .iter()
-            .map(|(id, a)| format!("{id}={a}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    fn start(&mut self, id: u64) {
-        let child = Command::new(&self.bin)
-            .args([
-                "coordinator",
-                "--id",
-                &id.to_string(),
-                "--listen",
-                &self.peers[&id],
-            ])
-            .arg("--data-dir")
-            .arg(self.dir.join(format!("c{id}")))
-            .args(["--peers", &self.peers_flag(), "--admin-token", ADMIN])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn weir coordinator");
-        self.children.insert(id, child);
-    }
-
-    fn kill9(&mut self, id: u64) {
-        if let Some(mut c) = self.children.remove(&id) {
-            c.kill().expect("SIGKILL");
-            c.wait().expect("reap");
-        }
-    }
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        let ids: Vec<u64> = self.children.keys().copied().collect();
-        for id in ids {
-            self.kill9(id);
-        }
-    }
-}
 
 /// Writes `n` tenants named `<prefix>-<i>`; returns those acknowledged. A write whose answer
 /// was lost and that turns out to exist (409 on retry) counts as acknowledged too.
@@ -109,20 +54,10 @@ async fn assert_all_present(client: &Client, acked: &[String], addrs: &[String])
     .await;
 }
 
-fn processes(dir: &Path) -> Processes {
-    let peers: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
-    Processes {
-        bin: PathBuf::from(env!("CARGO_BIN_EXE_weir")),
-        dir: dir.to_path_buf(),
-        peers,
-        children: BTreeMap::new(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_the_leader_and_then_everyone_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = processes(dir.path());
+    let mut p = CoordinatorProcesses::new(dir.path(), 3);
     for id in 1..=3 {
         p.start(id);
     }
