@@ -75,6 +75,9 @@ async fn damaged_and_emptied_stores_are_refused_in_one_sentence() {
         let end = (at + 32 * 1024).min(damaged.len());
         rng.fill(&mut damaged[at..end]);
         std::fs::write(&store, &damaged).unwrap();
+        // Each probe starts from a fresh damage (an earlier refusal is recorded beside
+        // the store and would refuse this start whatever the file holds).
+        let _ = std::fs::remove_file(p.data_dir(victim).join("coordinator.redb.damaged"));
         p.start(victim);
         // Either it exits (refused) or it rejoins the group and applies every write
         // (a damaged store redb went back on is caught up by the leader); bounded.
@@ -110,6 +113,9 @@ async fn damaged_and_emptied_stores_are_refused_in_one_sentence() {
                 "damage at {at}: {stderr}"
             );
             refused += 1;
+            // The refusal holds: redb's check may have repaired the file it refused, and
+            // a restart must not find it clean.
+            assert_one_sentence(&p.run_refused(victim, &[]), "found damaged before");
         }
         p.kill9(victim);
     }

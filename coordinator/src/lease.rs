@@ -18,9 +18,14 @@ use weir_core::ids::WorkerId;
 pub struct LeaseTable {
     lease_timeout_ms: u64,
     deadlines_ms: BTreeMap<WorkerId, u64>,
-    /// When `expired` last ran, to notice that this leader was paused.
+    /// When `expired` or `observe` last ran, to notice that this leader was paused.
     last_check_ms: Option<u64>,
+    /// A pause `observe` saw that `expired` has not yet answered with the grace period.
+    pause_pending: bool,
 }
+
+/// How often the leader's clock task calls [`LeaseTable::observe`].
+pub const OBSERVE_INTERVAL_MS: u64 = 50;
 
 /// The least gap between two expiry checks taken as a pause of the leader (its checks run
 /// every 100 ms; a round that waits on a slow write can take longer without being one).
@@ -34,6 +39,7 @@ impl LeaseTable {
             lease_timeout_ms,
             deadlines_ms: BTreeMap::new(),
             last_check_ms: None,
+            pause_pending: false,
         }
     }
 
@@ -78,6 +84,18 @@ impl LeaseTable {
         self.deadlines_ms.get(worker).copied()
     }
 
+    /// Notes that the leader's process was running at `now_ms`. A clock task calls it every
+    /// [`OBSERVE_INTERVAL_MS`], so a control round that waits seconds on its own writes is
+    /// not taken for a pause, while a stopped process (which runs no task) still is.
+    pub fn observe(&mut self, now_ms: u64) {
+        if let Some(last) = self.last_check_ms {
+            if now_ms.saturating_sub(last) > self.pause_gap_ms() {
+                self.pause_pending = true;
+            }
+        }
+        self.last_check_ms = Some(self.last_check_ms.map_or(now_ms, |last| last.max(now_ms)));
+    }
+
     /// Workers whose lease has passed, given the registered ones. A registered worker the
     /// table has not seen yet (registered through a previous leader a moment ago) gets a
     /// full lease from now instead of expiring. After a pause of the leader (see the module
@@ -87,10 +105,11 @@ impl LeaseTable {
         now_ms: u64,
         registered: impl IntoIterator<Item = &'a WorkerId>,
     ) -> Vec<WorkerId> {
-        let paused = self
-            .last_check_ms
-            .is_some_and(|last| now_ms.saturating_sub(last) > self.pause_gap_ms());
-        self.last_check_ms = Some(now_ms);
+        let paused = std::mem::take(&mut self.pause_pending)
+            || self
+                .last_check_ms
+                .is_some_and(|last| now_ms.saturating_sub(last) > self.pause_gap_ms());
+        self.last_check_ms = Some(self.last_check_ms.map_or(now_ms, |last| last.max(now_ms)));
         if paused {
             tracing::warn!(
                 lease_timeout_ms = self.lease_timeout_ms,
@@ -200,6 +219,32 @@ mod tests {
         }
         // Without heartbeats the leases still end one lease after the pause.
         assert_eq!(t.expired(31_000, &workers), vec![w("a"), w("b")]);
+    }
+
+    #[test]
+    fn a_round_waiting_on_its_writes_is_not_a_pause() {
+        // The clock task observes every 50 ms while a round waits 3 s on a slow write: a
+        // worker without heartbeats still expires on time.
+        let mut t = LeaseTable::new(1000);
+        let workers = [w("dead")];
+        t.on_elected(0, &workers);
+        for now in (50..3_000).step_by(50) {
+            t.observe(now);
+        }
+        assert_eq!(t.expired(3_000, &workers), vec![w("dead")]);
+    }
+
+    #[test]
+    fn a_pause_seen_by_the_clock_task_grants_the_grace_period() {
+        let mut t = LeaseTable::new(1000);
+        let workers = [w("a")];
+        t.on_elected(0, &workers);
+        t.observe(50);
+        // Stopped for 10 s: the clock task runs first after SIGCONT, then the round.
+        t.observe(10_050);
+        t.observe(10_100);
+        assert!(t.expired(10_120, &workers).is_empty());
+        assert_eq!(t.deadline_ms(&w("a")), Some(11_120));
     }
 
     #[test]

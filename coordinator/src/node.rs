@@ -218,6 +218,7 @@ impl Coordinator {
             restart_term,
         });
         tokio::spawn(control_loop(Arc::downgrade(&coordinator)));
+        tokio::spawn(lease_clock(Arc::downgrade(&coordinator)));
         Ok(coordinator)
     }
 
@@ -592,6 +593,26 @@ impl Coordinator {
         }
         metrics::gauge!("weir_workers_live", "node" => node)
             .set(state.control.workers.len() as f64);
+    }
+}
+
+/// Tells the lease table every [`crate::lease::OBSERVE_INTERVAL_MS`] that this process is
+/// running, so that a pause of the process is told apart from a control round waiting on
+/// its own writes (see [`LeaseTable::observe`]).
+async fn lease_clock(coordinator: std::sync::Weak<Coordinator>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(crate::lease::OBSERVE_INTERVAL_MS)).await;
+        let Some(c) = coordinator.upgrade() else {
+            return;
+        };
+        if c.raft.metrics().borrow().running_state.is_err() {
+            return;
+        }
+        let now_ms = c.monotonic_ms();
+        c.leases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(now_ms);
     }
 }
 

@@ -39,7 +39,7 @@ const RAFT_RUNTIME_SHUTDOWN_MS: u64 = 2_000;
 const ACCEPTED_QUEUE_MAX: usize = 1024;
 /// How long a new connection may take to send the first bytes of its first request
 /// before it is closed unclassified.
-const CLASSIFY_TIMEOUT_MS: u64 = 5_000;
+const CLASSIFY_TIMEOUT_MS: u64 = 1_000;
 /// First pause between looks at a connection that sent only part of its first line; it
 /// doubles up to [`CLASSIFY_POLL_MAX_MS`].
 const CLASSIFY_POLL_MS: u64 = 2;

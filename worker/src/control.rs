@@ -176,7 +176,9 @@ impl HttpControlPlane {
 
 fn control_error(worker: Option<&WorkerId>, (status, message): (u16, String)) -> ControlError {
     match (status, worker) {
-        (0, _) => ControlError::Unavailable(message),
+        // No answer, or the group shedding load (429) or failing (5xx): try again later.
+        // Taking these as a refusal made a partition abort as if fenced.
+        (0 | 429 | 500..=599, _) => ControlError::Unavailable(message),
         (404, Some(w)) if message.contains("worker") => ControlError::UnknownWorker(w.clone()),
         _ => ControlError::Refused { status, message },
     }

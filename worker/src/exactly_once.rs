@@ -61,6 +61,11 @@ pub enum PartitionError {
     /// epoch): this runner is a zombie and must stop without committing anything.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The group refused a checkpoint report for a reason other than another owner (a
+    /// checkpoint id not newer, an offset that does not match, a kind this worker does
+    /// not know): recover, backing off, and fail the job if it keeps happening.
+    #[error("checkpoint refused: {0}")]
+    Refused(weir_core::wire::CheckpointRefusal),
     /// The open transaction had to be aborted; recover from the last commit point.
     #[error("transaction aborted: {0}")]
     Aborted(String),
@@ -91,6 +96,7 @@ impl PartitionError {
         match self {
             PartitionError::Fenced(_) => "fenced",
             PartitionError::Aborted(_) => "aborted",
+            PartitionError::Refused(_) => "refused",
             PartitionError::Broker(BrokerError::Unavailable(_)) => "broker_unavailable",
             PartitionError::Broker(BrokerError::Timeout(_)) => "broker_timeout",
             PartitionError::Broker(BrokerError::UnknownTopic(_)) => "unknown_topic",
@@ -628,9 +634,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                     (Some(answer), None) => answer,
                     _ => Err(weir_core::wire::CheckpointRefusal::NotAnsweredOnce),
                 };
-                if let Err(reason) = answer {
+                if let Err(refusal) = answer {
                     let _ = self.writer.abort().await;
-                    return Err(PartitionError::Fenced(reason.to_string()));
+                    if refusal.means_fenced() {
+                        return Err(PartitionError::Fenced(refusal.to_string()));
+                    }
+                    return Err(PartitionError::Refused(refusal));
                 }
             }
             Err(ControlError::Unavailable(e)) => {

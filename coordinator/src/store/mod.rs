@@ -86,9 +86,15 @@ pub fn store_exists(data_dir: &Path) -> bool {
     data_dir.join(STORE_FILE).exists()
 }
 
+/// Beside the store, once it was found damaged: why. Its presence refuses every later
+/// start, since redb's integrity check repairs the file it fails (going back to an older
+/// commit), and a restart must not find a clean-looking file that lost acknowledged writes.
+pub const DAMAGED_MARKER_FILE: &str = "coordinator.redb.damaged";
+
 /// Opens (or creates) `<data_dir>/coordinator.redb`, refusing a file that is empty or fails
 /// its checks (see [`verify`]): nothing read from the disk may panic the process or be
-/// mistaken for a new member's empty store.
+/// mistaken for a new member's empty store. A refusal for damage is recorded beside the
+/// store ([`DAMAGED_MARKER_FILE`]) and holds until an operator replaces the member.
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)] // the production disk seam
 pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
     std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
@@ -97,14 +103,22 @@ pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
     })?;
     let path = data_dir.join(STORE_FILE);
     let shown = path.display().to_string();
+    let marker = data_dir.join(DAMAGED_MARKER_FILE);
+    if let Ok(why) = std::fs::read_to_string(&marker) {
+        return Err(OpenError::Damaged {
+            path: shown,
+            detail: format!("found damaged before: {}", why.trim()),
+        });
+    }
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
         return Err(OpenError::Emptied { path: shown });
+    }
+    if !path.exists() {
+        create_store_file(data_dir, &path)?;
     }
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
         .open(&path)
         .map_err(|source| OpenError::Open {
             path: shown.clone(),
@@ -129,10 +143,46 @@ pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
         verify(&db).map_err(damaged)?;
         Ok(db)
     });
-    match opened {
+    let result = match opened {
         Ok(result) => result,
         Err(panic) => Err(damaged(format!("redb panicked reading it: {panic}"))),
+    };
+    if let Err(OpenError::Damaged { detail, .. }) = &result {
+        // Best effort: the refusal itself stands either way.
+        if let Err(e) = std::fs::write(&marker, detail) {
+            tracing::warn!(error = %e, "cannot record that the store is damaged");
+        }
     }
+    result
+}
+
+/// Creates an empty store under a temporary name, fsynced, then renames it into place and
+/// fsyncs the directory: a crash while creating it leaves no `coordinator.redb` at all, so
+/// a zero-length one can only be a store that was emptied.
+#[allow(clippy::disallowed_methods, clippy::disallowed_types)] // the production disk seam
+fn create_store_file(data_dir: &Path, path: &Path) -> Result<(), OpenError> {
+    let tmp = data_dir.join(format!("{STORE_FILE}.new"));
+    let io = |source: std::io::Error| OpenError::Open {
+        path: tmp.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io)?;
+    let db = redb::Builder::new().create_with_backend(redb::backends::FileBackend::new(file)?)?;
+    drop(db);
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(())
 }
 
 /// Runs `f`, turning a panic into its message: redb can panic on bytes a damaged disk
