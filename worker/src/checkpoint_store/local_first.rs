@@ -32,6 +32,8 @@ fn local(e: impl std::fmt::Display) -> StoreError {
 pub struct LocalFirst<S> {
     db: Arc<Database>,
     remote: S,
+    /// Whether a local write failed already (its warning is logged once).
+    local_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The local state's place: its offset, checkpoint and header.
@@ -108,6 +110,7 @@ impl<S: CheckpointStore> LocalFirst<S> {
         Ok(LocalFirst {
             db: Arc::new(db),
             remote,
+            local_failed: Arc::default(),
         })
     }
 
@@ -181,7 +184,23 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         checkpoint: Checkpoint<'_>,
     ) -> Result<String, StoreError> {
-        self.write_local(job, partition, &checkpoint)?;
+        if let Err(e) = self.write_local(job, partition, &checkpoint) {
+            // The local copy is a shortcut for recovery on this machine, not part of a
+            // checkpoint's durability: the checkpoint store is. A copy not brought to this
+            // offset is never restored (recovery takes it only at exactly the committed
+            // offset), so the checkpoint goes on without it. Failing the checkpoint
+            // instead turned a full disk (after which redb refuses every write until it is
+            // reopened) into a partition failing until its job failed (soak run, seed 1).
+            if !self
+                .local_failed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(job = %job, partition = %partition, error = %e, "local state copy not updated; recovery on this machine reads the checkpoint store (warned once)");
+            } else {
+                tracing::debug!(job = %job, partition = %partition, error = %e, "local state copy not updated");
+            }
+            metrics::counter!("weir_local_copy_failures_total").increment(1);
+        }
         self.remote
             .put(job, partition, checkpoint.offset, checkpoint.snapshot)
             .await

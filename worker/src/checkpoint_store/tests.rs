@@ -183,13 +183,24 @@ async fn the_local_copy_follows_changes_key_by_key() {
     assert_eq!(keys_of(&at_20), [(0, "b", "2"), (W, "k", "w1")]);
     assert_eq!(store.get_local(j, p0, 10).await.unwrap(), None, "moved on");
 
-    // Changes that do not start where the copy is are refused, and change nothing.
+    // Changes that do not start where the copy is change nothing locally; the checkpoint
+    // still goes to the checkpoint store (the local copy is a shortcut, not durability),
+    // and the stale copy is never restored at the new offset.
     let stray = changes(false, "hx", vec![entry(0, "c", Some("3"))]);
-    assert!(put_changes(&store, 0, 30, Some(10), &stray).await.is_err());
-    assert!(put_changes(&store, 1, 30, None, &stray).await.is_err());
+    put_changes(&store, 0, 30, Some(10), &stray).await.unwrap();
+    put_changes(&store, 1, 30, None, &stray).await.unwrap();
     assert_eq!(
         keys_of(&store.get_local(j, p0, 20).await.unwrap().unwrap()),
         [(0, "b", "2"), (W, "k", "w1")]
+    );
+    assert_eq!(
+        store.get_local(j, p0, 30).await.unwrap(),
+        None,
+        "never restored at 30"
+    );
+    assert_eq!(
+        remote.get(j, p0, 30).await.unwrap().as_deref(),
+        Some(&b"snapshot@30"[..])
     );
 
     // The snapshots went to the checkpoint store as well.
@@ -310,4 +321,75 @@ fn the_snapshot_file_format_is_pinned() {
     other_version[12] = 2;
     assert_eq!(super::snapshot_from_file(other_version), None);
     assert_eq!(super::snapshot_from_file(b"short".to_vec()), None);
+}
+
+/// A disk that can fill up: every write and sync fails while `full` is set.
+#[derive(Debug)]
+struct FillingDisk {
+    inner: redb::backends::InMemoryBackend,
+    full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FillingDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::other("No space left on device"));
+        }
+        Ok(())
+    }
+}
+
+impl redb::StorageBackend for FillingDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.write(offset, data)
+    }
+}
+
+/// Found by the soak run (seed 1): a worker's data directory full for 16 s made redb refuse
+/// every later write of the local copy ("Previous I/O error occurred"), every checkpoint of
+/// its partitions failed, and the failure limit failed the job for good. The local copy is
+/// a shortcut; the checkpoint store is what makes a checkpoint durable.
+#[tokio::test]
+async fn a_full_local_disk_leaves_checkpoints_to_the_checkpoint_store() {
+    let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let disk = FillingDisk {
+        inner: redb::backends::InMemoryBackend::new(),
+        full: full.clone(),
+    };
+    let remote = MemoryCheckpointStore::new();
+    let store = LocalFirst::with_backend(disk, remote.clone()).unwrap();
+    let (j, p0) = (JobId(1), PartitionId(0));
+    let first = changes(true, "h1", vec![entry(0, "a", Some("1"))]);
+    put_changes(&store, 0, 10, None, &first).await.unwrap();
+    full.store(true, std::sync::atomic::Ordering::Relaxed);
+    let second = changes(false, "h2", vec![entry(0, "b", Some("2"))]);
+    put_changes(&store, 0, 20, Some(10), &second)
+        .await
+        .expect("a checkpoint while the local disk is full");
+    full.store(false, std::sync::atomic::Ordering::Relaxed);
+    let third = changes(false, "h3", vec![entry(0, "c", Some("3"))]);
+    put_changes(&store, 0, 30, Some(20), &third)
+        .await
+        .expect("a checkpoint after the disk was freed");
+    // Durable in the checkpoint store; the stale local copy is never restored there.
+    assert_eq!(
+        remote.get(j, p0, 30).await.unwrap().as_deref(),
+        Some(&b"snapshot@30"[..])
+    );
+    assert_eq!(store.get_local(j, p0, 30).await.unwrap(), None);
 }
