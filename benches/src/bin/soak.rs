@@ -1076,8 +1076,8 @@ struct Soak {
     /// Processes that ended on a storage error while their disk was full (or shortly
     /// after), as designed: a failed fsync ends a coordinator rather than being retried.
     storage_exits: Vec<(String, Instant)>,
-    /// Disk-full faults: the process whose disk it was, and until when its exit counts as
-    /// a storage exit.
+    /// Disk-full faults: whose disk it was (the process's name begins the description),
+    /// and until when its exit counts as a storage exit.
     full_disks: Vec<(String, Instant)>,
     /// The process the current pause holds stopped.
     paused: Option<usize>,
@@ -1126,7 +1126,7 @@ impl Soak {
             let disk_was_full = self
                 .full_disks
                 .iter()
-                .any(|(user, until)| *user == name && now <= *until);
+                .any(|(user, until)| user.starts_with(name.as_str()) && now <= *until);
             if disk_was_full {
                 self.say(&format!(
                     "EXIT: {name} ended on a storage error while its disk was full, as designed; restarting it. Its log ends:\n{tail}"
