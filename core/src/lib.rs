@@ -9,6 +9,7 @@
 pub mod bugs;
 pub mod cli_error;
 pub mod ids;
+pub mod leader_client;
 pub mod seams;
 pub mod spec;
 pub mod wire;
