@@ -5,6 +5,11 @@ use crate::ids::{CheckpointId, Epoch, JobId, NodeId, PartitionId, TenantName, Wo
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The response header naming the leader's address as the answering member sees it (absent
+/// while it knows none), on every `/v1` answer past admission, so that a client sends its
+/// next requests to the leader instead of through a follower.
+pub const LEADER_HEADER: &str = "x-weir-leader";
+
 /// `GET /v1/cluster`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
