@@ -51,6 +51,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::Parser;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -78,6 +79,8 @@ use weir_benches::worker::idle::memory_of;
 use weir_benches::worker::kafka::KafkaProcess;
 use weir_broker::kafka::KafkaBroker;
 use weir_broker::Broker;
+use weir_client::{GroupClient, Request, Timeouts};
+use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{ClusterStatus, JobDetail, JobState, JobSummary, SubmittedJob, TenantToken};
 
 // ---- bounds and settings ---------------------------------------------------------------
@@ -159,10 +162,16 @@ const DEDUPE_TTL_S: u64 = 10;
 const POISON_EVERY: u64 = 997;
 /// Every this many events, one has a string amount (dead-lettered `expression_error`).
 const EXPRESSION_ERROR_EVERY: u64 = 1_009;
-/// Attempts of one setup or cleanup API call, across the coordinators.
-const API_ATTEMPTS: u32 = 40;
-/// Pause between two attempts.
-const API_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// The retries of one setup or cleanup API call, across the coordinators.
+const API_POLICY: RetryPolicy = RetryPolicy {
+    attempts_max: 40,
+    deadline_ms: 120_000,
+    backoff_min_ms: 250,
+    backoff_max_ms: 2_000,
+    too_many_requests_max: 8,
+    retry_after_default_ms: 1_000,
+    retry_after_max_ms: 5_000,
+};
 /// Time one setup API request may take.
 const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the group electing a leader, the job being placed and output flowing.
@@ -850,15 +859,14 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
 
 // ---- the API -------------------------------------------------------------------------------
 
-/// Setup and cleanup calls to the group, retried across the coordinators.
+/// Setup and cleanup calls to the group, through the production leader-sticky client.
 struct Api {
-    http: Client,
-    addrs: Vec<String>,
+    group: GroupClient,
 }
 
 impl Api {
-    /// Sends until an answer that is not a 5xx arrives (bounded by [`API_ATTEMPTS`]); the
-    /// same idempotency key on every attempt.
+    /// Sends until a final answer arrives (anything but a 503, and 429s once waited out),
+    /// within [`API_POLICY`]; the same idempotency key on every attempt.
     async fn call(
         &self,
         method: Method,
@@ -867,28 +875,26 @@ impl Api {
         body: Option<&str>,
     ) -> anyhow::Result<(StatusCode, String)> {
         let key = format!("soak-{path}-{}", wall_ms());
-        let mut last = String::new();
-        for attempt in 0..API_ATTEMPTS {
-            let addr = &self.addrs[attempt as usize % self.addrs.len()];
-            let mut request = self
-                .http
-                .request(method.clone(), format!("http://{addr}{path}"))
-                .bearer_auth(token)
-                .header("idempotency-key", &key);
-            if let Some(body) = body {
-                request = request.body(body.to_string());
-            }
-            match request.send().await {
-                Ok(r) if !r.status().is_server_error() => {
-                    let status = r.status();
-                    return Ok((status, r.text().await.unwrap_or_default()));
-                }
-                Ok(r) => last = format!("{} from {addr}", r.status()),
-                Err(e) => last = format!("{e} from {addr}"),
-            }
-            tokio::time::sleep(API_RETRY_PAUSE).await;
-        }
-        bail!("{method} {path}: no coordinator answered well in {API_ATTEMPTS} attempts (last: {last})")
+        let content_type = match body.map(str::trim_start) {
+            Some(b) if b.starts_with('{') => "application/json",
+            _ => "application/yaml",
+        };
+        let request = Request {
+            method: method.clone(),
+            path,
+            token: Some(token),
+            idempotency_key: Some(&key),
+            body: body.map(|b| (Bytes::copy_from_slice(b.as_bytes()), content_type)),
+        };
+        let reply = self
+            .group
+            .send(&request)
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        Ok((
+            reply.status,
+            String::from_utf8_lossy(&reply.body).into_owned(),
+        ))
     }
 
     /// A call that must succeed, decoded.
@@ -1885,12 +1891,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         spec.env = vec![("RUST_LOG".into(), "info,openraft=warn,rdkafka=warn".into())];
         procs.push(Proc::start(id, spec)?);
     }
+    let timeouts = Timeouts {
+        attempt_ms: API_REQUEST_TIMEOUT.as_millis() as u64,
+        connect_ms: 500,
+    };
     let api = Api {
-        http: Client::builder()
-            .timeout(API_REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build an HTTP client")?,
-        addrs: addrs.clone(),
+        group: GroupClient::new(addrs.clone(), API_POLICY, timeouts),
     };
     let leader = LeaderWatch::start(addrs.clone())?;
     wait_for("a leader", READY_TIMEOUT, || async { leader.leader() }).await?;
