@@ -330,7 +330,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             checkpoint: checkpoint.0,
             offset,
             snapshot: &snapshot,
-            changes: &changes,
+            changes,
             base_offset,
         };
         let put = self
