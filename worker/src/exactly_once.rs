@@ -233,14 +233,14 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> std::fmt::Debug for Partiti
     }
 }
 
-fn encode_snapshot(checkpoint: CheckpointId, pipeline: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_snapshot(checkpoint: CheckpointId, pipeline: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + pipeline.len());
     out.extend_from_slice(&checkpoint.0.to_le_bytes());
     out.extend_from_slice(pipeline);
     out
 }
 
-fn decode_snapshot(bytes: &[u8]) -> Result<(CheckpointId, &[u8]), RestoreError> {
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<(CheckpointId, &[u8]), RestoreError> {
     if bytes.len() < SNAPSHOT_HEADER_BYTES {
         return Err(RestoreError::Corrupt("shorter than its header".into()));
     }
