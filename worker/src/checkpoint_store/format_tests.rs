@@ -101,11 +101,13 @@ fn the_pipeline_snapshot_format_is_pinned() {
 #[test]
 fn the_checkpoint_snapshot_file_format_is_pinned() {
     let pipeline_bytes = pipeline().snapshot();
-    let snapshot = crate::exactly_once::encode_snapshot(CheckpointId(41), &pipeline_bytes);
+    let snapshot =
+        crate::exactly_once::snapshot_codec::encode_snapshot(CheckpointId(41), &pipeline_bytes);
     let file = [&snapshot[..], &snapshot_trailer(&snapshot)].concat();
     let golden_file = golden("checkpoint_snapshot_file.bin", &file);
     let read = snapshot_from_file(golden_file).expect("the trailer holds");
-    let (checkpoint, pipeline_read) = crate::exactly_once::decode_snapshot(&read).unwrap();
+    let (checkpoint, pipeline_read) =
+        crate::exactly_once::snapshot_codec::decode_snapshot(&read).unwrap();
     assert_eq!(checkpoint, CheckpointId(41));
     assert_eq!(pipeline_read, &pipeline_bytes[..]);
 }
