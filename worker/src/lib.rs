@@ -14,5 +14,6 @@ pub mod checkpoint_store;
 pub mod control;
 pub mod exactly_once;
 pub mod fleet;
+pub mod metrics;
 pub mod operators;
 pub mod rate_limit;

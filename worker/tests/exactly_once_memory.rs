@@ -22,6 +22,8 @@ struct LocalControl {
     state: Mutex<ControlState>,
     /// Answer checkpoint reports with no results at all (a broken or hostile answer).
     answer_nothing: AtomicBool,
+    /// Answer checkpoint reports with this body, as a newer coordinator would send it.
+    answer_body: Mutex<Option<String>>,
 }
 
 impl LocalControl {
@@ -69,6 +71,9 @@ impl ControlPlane for LocalControl {
     ) -> Result<CheckpointReportResults, ControlError> {
         if self.answer_nothing.load(Ordering::Relaxed) {
             return Ok(CheckpointReportResults { results: vec![] });
+        }
+        if let Some(body) = self.answer_body.lock().unwrap().as_deref() {
+            return Ok(serde_json::from_str(body).expect("the answer's list reads"));
         }
         match self.apply(Command::Checkpoint {
             worker: id.clone(),
@@ -479,6 +484,55 @@ async fn a_prepared_record_answered_with_no_result_is_not_taken_as_accepted() {
     );
 }
 
+/// A newer coordinator's refusal: a kind this worker does not know, or a known kind with
+/// fields it cannot read. Either stops the partition with an error saying so: not taken for
+/// fencing (which would stop it quietly), not for an unanswered call (which would postpone
+/// the checkpoint and retry it forever), and counted toward failing the job.
+#[tokio::test]
+async fn a_refusal_this_worker_cannot_read_stops_the_partition_with_a_clear_error() {
+    for body in [
+        r#"{"results": [{"Err": {"refusal": "quota_exceeded", "limit": 3}}]}"#,
+        r#"{"results": [{"Err": {"refusal": "stale_epoch", "got": "1", "current": "2"}}]}"#,
+    ] {
+        let inputs = events(200);
+        let (broker, spec, control) = setup(STATELESS, &inputs).await;
+        place(&control, "w1", 1);
+        *control.answer_body.lock().unwrap() = Some(body.into());
+        let mut r = runner(
+            &broker,
+            &spec,
+            &control,
+            MemoryCheckpointStore::new(),
+            "w1",
+            1,
+            0,
+        )
+        .await;
+        let mut now = 0;
+        let ended = drain(&mut r, &mut now, inputs.len() as i64).await;
+        let Err(err) = ended else {
+            panic!("{body}: the partition went on");
+        };
+        assert!(
+            matches!(
+                err,
+                PartitionError::Refused(weir_core::wire::CheckpointRefusal::Unknown)
+            ),
+            "{body}: {err:?}"
+        );
+        assert!(err.counts_toward_failing_the_job(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("cannot read") && message.contains("newer coordinator"),
+            "{message}"
+        );
+        assert!(
+            committed(&broker, "alerts").await.is_empty(),
+            "nothing committed"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_idle_partition_commits_its_offset_again_before_kafka_forgets_it() {
     use weir_worker::exactly_once::OFFSETS_REFRESH_INTERVAL_MS;
@@ -621,4 +675,146 @@ async fn an_output_too_large_for_the_sink_is_dead_lettered() {
     assert!(letters[0]["payload"].as_str().unwrap().contains("xxxx"));
     let (expected_out, _) = failure_free(STATELESS, &events(20)).await;
     assert_eq!(committed(&broker, "alerts").await, expected_out);
+}
+
+/// A redb disk whose fsync waits, while its gate is closed, until the test opens it.
+#[derive(Debug)]
+struct GatedDisk {
+    inner: redb::backends::InMemoryBackend,
+    gate: Arc<DiskGate>,
+}
+
+#[derive(Debug, Default)]
+struct DiskGate {
+    closed: AtomicBool,
+    /// True while an fsync is waiting at the closed gate.
+    waiting: AtomicBool,
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl DiskGate {
+    fn close(&self) {
+        *self.open.lock().unwrap() = false;
+        self.closed.store(true, Ordering::SeqCst);
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+    /// Holds the first fsync after `close` until `open`, or at most 30 s, so a store that
+    /// blocked its caller's thread fails the test instead of hanging it.
+    fn pass(&self) {
+        if !self.closed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        let open = self.open.lock().unwrap();
+        let _ = self
+            .opened
+            .wait_timeout_while(open, std::time::Duration::from_secs(30), |open| !*open)
+            .unwrap();
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
+impl redb::StorageBackend for GatedDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.gate.pass();
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_local_disk_stalls_only_its_own_partition() {
+    use weir_worker::checkpoint_store::{LocalFirst, Offload};
+    // Two partitions on one thread (an actor thread is a single-threaded runtime); A's
+    // local copy waits on its fsync. B keeps processing meanwhile, and A waits at its open
+    // checkpoint: it processes nothing past it.
+    let inputs = events(2_000);
+    let (broker_a, spec, control_a) = setup(WINDOWED, &inputs).await;
+    let (broker_b, _, control_b) = setup(WINDOWED, &inputs).await;
+    place(&control_a, "w1", 1);
+    place(&control_b, "w1", 1);
+    let gate = Arc::new(DiskGate::default());
+    let disk = GatedDisk {
+        inner: redb::backends::InMemoryBackend::new(),
+        gate: gate.clone(),
+    };
+    let store_a = LocalFirst::with_backend(disk, MemoryCheckpointStore::new())
+        .unwrap()
+        .with_offload(Offload::blocking_pool());
+    let mut a = runner(&broker_a, &spec, &control_a, store_a, "w1", 1, 0).await;
+    let mut b = runner(
+        &broker_b,
+        &spec,
+        &control_b,
+        MemoryCheckpointStore::new(),
+        "w1",
+        1,
+        0,
+    )
+    .await;
+    gate.close();
+    let a_offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let run_a = {
+        let a_offset = a_offset.clone();
+        async move {
+            let mut now = 0;
+            // The first batch makes the first checkpoint due at once: it waits on the disk.
+            while a.next_offset() < inputs.len() as i64 {
+                now += 300;
+                a.step(now).await.unwrap();
+                a_offset.store(a.next_offset(), Ordering::SeqCst);
+            }
+            a
+        }
+    };
+    let run_b = async {
+        for _ in 0..1_000 {
+            if gate.waiting.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(
+            gate.waiting.load(Ordering::SeqCst),
+            "B ran only when A's fsync was not held (the store blocked the thread)"
+        );
+        let held_at = a_offset.load(Ordering::SeqCst);
+        let mut now = 0;
+        drain(&mut b, &mut now, 2_000).await.unwrap();
+        assert!(
+            gate.waiting.load(Ordering::SeqCst),
+            "A's fsync was let go before B finished"
+        );
+        assert_eq!(
+            a_offset.load(Ordering::SeqCst),
+            held_at,
+            "A processed past its open checkpoint"
+        );
+        gate.open();
+        b
+    };
+    let (mut a, mut b) = tokio::join!(run_a, run_b);
+    assert_eq!(a.next_offset(), 2_000);
+    assert_eq!(b.next_offset(), 2_000);
+    a.checkpoint(1_000_000).await.unwrap();
+    b.checkpoint(1_000_000).await.unwrap();
+    assert_eq!(
+        committed(&broker_a, "alerts").await,
+        committed(&broker_b, "alerts").await
+    );
 }

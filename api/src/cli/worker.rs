@@ -52,6 +52,7 @@ pub struct WorkerArgs {
 /// Serves the process's metrics until the system stops.
 async fn serve_metrics(listener: tokio::net::TcpListener) {
     let handle = weir_coordinator::server::metrics_handle();
+    weir_worker::metrics::describe_metrics();
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route(

@@ -30,11 +30,13 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the log tables, creating them on first use.
+    /// Opens the log tables, creating them on first use, and records the store's format
+    /// version if it has none yet.
     pub fn new(db: Arc<Database>) -> Result<Self, StorageError> {
         let txn = db.begin_write().map_err(write_err)?;
         txn.open_table(LOG).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
+        super::format::record_if_missing(&txn).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
         Ok(LogStore {
             db,

@@ -7,8 +7,8 @@
 //! local copy ahead of the last Kafka commit). The checkpoint store stays the source of
 //! truth: a checkpoint counts as durable only once both writes returned.
 
-use super::{Checkpoint, CheckpointStore, LocalState, StoreError};
-use crate::operators::StateEntry;
+use super::{Checkpoint, CheckpointStore, LocalState, Offload, StoreError};
+use crate::operators::{StateChanges, StateEntry};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -16,12 +16,28 @@ use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{JobId, PartitionId};
 
 /// Per (job, partition): the offset and checkpoint of the local state, and its header.
-const STATE_META: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("state_meta");
+pub(super) const STATE_META: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("state_meta");
 /// Per (job, partition, section, key): the key's state.
-const STATE_KEYS: TableDefinition<(u64, u32, u32, &str), &[u8]> =
+pub(super) const STATE_KEYS: TableDefinition<(u64, u32, u32, &str), &[u8]> =
     TableDefinition::new("state_keys");
 /// Bytes of a meta value before the header: offset and checkpoint.
 const META_FIXED_BYTES: usize = 16;
+/// The local copy's format version, under [`FORMAT_VERSION_KEY`]. It covers the tables'
+/// keys and the meta values' layout; the header and the keys' values are the pipeline
+/// snapshot's pieces, which carry that format's own version in the header.
+pub(super) const FORMAT: TableDefinition<&str, u64> = TableDefinition::new("local_format");
+/// The key of the format version in [`FORMAT`].
+const FORMAT_VERSION_KEY: &str = "version";
+/// The local copy format this code writes, and the newest it reads. Bump it (and
+/// regenerate `worker/tests/golden/local_copy_meta.bin`) when the layout changes.
+pub const LOCAL_COPY_FORMAT_VERSION: u64 = 1;
+/// The version of a local copy written before the version was recorded.
+const UNRECORDED_FORMAT_VERSION: u64 = 1;
+/// The local copy's file name inside the worker's data directory.
+pub const LOCAL_COPY_FILE: &str = "state.redb";
+/// How errors name a local copy opened over a backend, which has no file name.
+const BACKEND_LOCAL_COPY_NAME: &str = "the worker's local state copy";
 
 fn local(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("local state database: {e}"))
@@ -34,17 +50,20 @@ pub struct LocalFirst<S> {
     remote: S,
     /// Whether a local write failed already (its warning is logged once).
     local_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the redb reads and fsynced writes run: the blocking pool on a real disk, inline
+    /// on the simulation's.
+    offload: Offload,
 }
 
 /// The local state's place: its offset, checkpoint and header.
-struct Meta {
-    offset: i64,
-    checkpoint: u64,
-    header: Vec<u8>,
+pub(super) struct Meta {
+    pub(super) offset: i64,
+    pub(super) checkpoint: u64,
+    pub(super) header: Vec<u8>,
 }
 
 impl Meta {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(META_FIXED_BYTES + self.header.len());
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.checkpoint.to_le_bytes());
@@ -52,7 +71,7 @@ impl Meta {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Meta, StoreError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Meta, StoreError> {
         if bytes.len() < META_FIXED_BYTES {
             return Err(StoreError::Corrupt("local state meta is truncated".into()));
         }
@@ -65,6 +84,20 @@ impl Meta {
             checkpoint: u64::from_le_bytes(word),
             header: bytes[META_FIXED_BYTES..].to_vec(),
         })
+    }
+}
+
+/// The local copy's format version: the recorded one, or [`UNRECORDED_FORMAT_VERSION`]
+/// for a copy that has none.
+fn format_version(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(local)?;
+    match txn.open_table(FORMAT) {
+        Ok(table) => Ok(table
+            .get(FORMAT_VERSION_KEY)
+            .map_err(local)?
+            .map_or(UNRECORDED_FORMAT_VERSION, |v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(UNRECORDED_FORMAT_VERSION),
+        Err(e) => Err(local(e)),
     }
 }
 
@@ -82,15 +115,20 @@ fn partition_keys(
 }
 
 impl<S: CheckpointStore> LocalFirst<S> {
-    /// Opens (or creates) `<data_dir>/state.redb` in front of `remote`.
+    /// Opens (or creates) `<data_dir>/state.redb` in front of `remote`, refusing a copy of
+    /// a newer format than this code reads.
     #[allow(clippy::disallowed_methods)] // the production disk seam: the local redb's folder
     pub fn open(data_dir: &Path, remote: S) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let db = Database::create(data_dir.join("state.redb")).map_err(local)?;
-        Self::with_database(db, remote)
+        let path = data_dir.join(LOCAL_COPY_FILE);
+        let db = Database::create(&path).map_err(local)?;
+        Ok(
+            Self::with_database(db, remote, &path.display().to_string())?
+                .with_offload(Offload::blocking_pool()),
+        )
     }
 
     /// Opens (or creates) the local copy over any redb storage backend: the disk seam the
@@ -99,30 +137,71 @@ impl<S: CheckpointStore> LocalFirst<S> {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(local)?;
-        Self::with_database(db, remote)
+        Self::with_database(db, remote, BACKEND_LOCAL_COPY_NAME)
     }
 
-    fn with_database(db: Database, remote: S) -> Result<Self, StoreError> {
+    /// Checks the copy's format version (`path` names it in a refusal), then creates the
+    /// tables on first use and records the version in a copy that has none yet (one written
+    /// before versions existed is version 1), in the same transaction.
+    fn with_database(db: Database, remote: S, path: &str) -> Result<Self, StoreError> {
+        let found = format_version(&db)?;
+        if found > LOCAL_COPY_FORMAT_VERSION {
+            return Err(StoreError::NewerFormat {
+                path: path.to_string(),
+                found,
+                supported: LOCAL_COPY_FORMAT_VERSION,
+            });
+        }
         let txn = db.begin_write().map_err(local)?;
         txn.open_table(STATE_META).map_err(local)?;
         txn.open_table(STATE_KEYS).map_err(local)?;
+        {
+            let mut format = txn.open_table(FORMAT).map_err(local)?;
+            if format.get(FORMAT_VERSION_KEY).map_err(local)?.is_none() {
+                format
+                    .insert(FORMAT_VERSION_KEY, LOCAL_COPY_FORMAT_VERSION)
+                    .map_err(local)?;
+            }
+        }
         txn.commit().map_err(local)?;
         Ok(LocalFirst {
             db: Arc::new(db),
             remote,
             local_failed: Arc::default(),
+            offload: Offload::Inline,
         })
     }
 
-    /// Applies a checkpoint's changes to the local copy, in one fsynced transaction.
-    fn write_local(
-        &self,
-        job: JobId,
-        partition: PartitionId,
-        checkpoint: &Checkpoint<'_>,
-    ) -> Result<(), StoreError> {
-        let changes = checkpoint.changes;
-        let mut txn = self.db.begin_write().map_err(local)?;
+    /// The same store running its redb work where `offload` says (`open` uses the
+    /// blocking pool; `with_backend` runs inline unless told otherwise).
+    pub fn with_offload(mut self, offload: Offload) -> Self {
+        self.offload = offload;
+        self
+    }
+}
+
+/// Where a checkpoint's changes go in the local copy.
+struct LocalWrite {
+    job: JobId,
+    partition: PartitionId,
+    checkpoint: u64,
+    offset: i64,
+    base_offset: Option<i64>,
+    changes: StateChanges,
+}
+
+impl LocalWrite {
+    /// Applies the changes to the local copy `db`, in one fsynced transaction.
+    fn apply(self, db: &Database) -> Result<(), StoreError> {
+        let LocalWrite {
+            job,
+            partition,
+            checkpoint,
+            offset,
+            base_offset,
+            changes,
+        } = self;
+        let mut txn = db.begin_write().map_err(local)?;
         txn.set_durability(Durability::Immediate).map_err(local)?;
         {
             let mut meta = txn.open_table(STATE_META).map_err(local)?;
@@ -136,11 +215,10 @@ impl<S: CheckpointStore> LocalFirst<S> {
                     .map_err(local)?;
             } else {
                 let at = current.as_ref().map(|m| m.offset);
-                if at.is_none() || at != checkpoint.base_offset {
+                if at.is_none() || at != base_offset {
                     return Err(StoreError::Unavailable(format!(
                         "the local state of job {job} partition {partition} is at offset {at:?}, \
-                         not at {:?} where these changes start",
-                        checkpoint.base_offset
+                         not at {base_offset:?} where these changes start"
                     )));
                 }
             }
@@ -156,9 +234,9 @@ impl<S: CheckpointStore> LocalFirst<S> {
                 }
             }
             let new_meta = Meta {
-                offset: checkpoint.offset,
-                checkpoint: checkpoint.checkpoint,
-                header: changes.header.clone(),
+                offset,
+                checkpoint,
+                header: changes.header,
             };
             meta.insert((job.0, partition.0), new_meta.encode().as_slice())
                 .map_err(local)?;
@@ -184,7 +262,16 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         checkpoint: Checkpoint<'_>,
     ) -> Result<String, StoreError> {
-        if let Err(e) = self.write_local(job, partition, &checkpoint) {
+        let write = LocalWrite {
+            job,
+            partition,
+            checkpoint: checkpoint.checkpoint,
+            offset: checkpoint.offset,
+            base_offset: checkpoint.base_offset,
+            changes: checkpoint.changes,
+        };
+        let db = self.db.clone();
+        if let Err(e) = self.offload.run(move || write.apply(&db)).await {
             // The local copy is a shortcut for recovery on this machine, not part of a
             // checkpoint's durability: the checkpoint store is. A copy not brought to this
             // offset is never restored (recovery takes it only at exactly the committed
@@ -221,32 +308,10 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         offset: i64,
     ) -> Result<Option<LocalState>, StoreError> {
-        let txn = self.db.begin_read().map_err(local)?;
-        let meta = txn.open_table(STATE_META).map_err(local)?;
-        let Some(found) = meta.get((job.0, partition.0)).map_err(local)? else {
-            return Ok(None);
-        };
-        let found = Meta::decode(found.value())?;
-        // Planted bug: trust the copy whatever offset it is at.
-        if found.offset != offset && !planted(PlantedBug::LocalCopyAnyOffset) {
-            return Ok(None);
-        }
-        let keys = txn.open_table(STATE_KEYS).map_err(local)?;
-        let mut entries = Vec::new();
-        for item in keys.range(partition_keys(job, partition)).map_err(local)? {
-            let (k, v) = item.map_err(local)?;
-            let (_, _, section, key) = k.value();
-            entries.push(StateEntry {
-                section,
-                key: key.to_string(),
-                value: Some(v.value().to_vec()),
-            });
-        }
-        Ok(Some(LocalState {
-            checkpoint: found.checkpoint,
-            header: found.header,
-            entries,
-        }))
+        let db = self.db.clone();
+        self.offload
+            .run(move || read_local(&db, job, partition, offset))
+            .await
     }
 
     async fn newest_offset(
@@ -266,4 +331,39 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
     ) -> Result<(), StoreError> {
         self.remote.prune(job, partition, offset).await
     }
+}
+
+/// The local copy's state of (job, partition) if it is at exactly `offset`.
+fn read_local(
+    db: &Database,
+    job: JobId,
+    partition: PartitionId,
+    offset: i64,
+) -> Result<Option<LocalState>, StoreError> {
+    let txn = db.begin_read().map_err(local)?;
+    let meta = txn.open_table(STATE_META).map_err(local)?;
+    let Some(found) = meta.get((job.0, partition.0)).map_err(local)? else {
+        return Ok(None);
+    };
+    let found = Meta::decode(found.value())?;
+    // Planted bug: trust the copy whatever offset it is at.
+    if found.offset != offset && !planted(PlantedBug::LocalCopyAnyOffset) {
+        return Ok(None);
+    }
+    let keys = txn.open_table(STATE_KEYS).map_err(local)?;
+    let mut entries = Vec::new();
+    for item in keys.range(partition_keys(job, partition)).map_err(local)? {
+        let (k, v) = item.map_err(local)?;
+        let (_, _, section, key) = k.value();
+        entries.push(StateEntry {
+            section,
+            key: key.to_string(),
+            value: Some(v.value().to_vec()),
+        });
+    }
+    Ok(Some(LocalState {
+        checkpoint: found.checkpoint,
+        header: found.header,
+        entries,
+    }))
 }

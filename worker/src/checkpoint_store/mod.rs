@@ -12,10 +12,12 @@
 mod dir;
 mod local_first;
 mod memory;
+mod offload;
 
 pub use dir::DirCheckpointStore;
 pub use local_first::LocalFirst;
 pub use memory::MemoryCheckpointStore;
+pub use offload::{Offload, DISK_JOBS_MAX};
 
 use crate::operators::{StateChanges, StateEntry};
 use std::future::Future;
@@ -35,7 +37,7 @@ pub struct LocalState {
 
 /// A checkpoint as the runner hands it to the store: the whole snapshot, and what changed
 /// in the state since the previous checkpoint of the same runner.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Checkpoint<'a> {
     /// The checkpoint's id.
     pub checkpoint: u64,
@@ -43,8 +45,9 @@ pub struct Checkpoint<'a> {
     pub offset: i64,
     /// The snapshot, as `put` takes it.
     pub snapshot: &'a [u8],
-    /// The state's changes since `base_offset`.
-    pub changes: &'a StateChanges,
+    /// The state's changes since `base_offset`, handed over (a store may write them on
+    /// another thread).
+    pub changes: StateChanges,
     /// The offset of the previous checkpoint these changes build on (`None` for the first
     /// checkpoint of a runner, whose changes are full).
     pub base_offset: Option<i64>,
@@ -65,6 +68,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("checkpoint store unavailable: {0}")]
     Unavailable(String),
+    /// A stored file of a format newer than this code reads (written by a newer weir):
+    /// refused rather than misread.
+    #[error(
+        "{path} has format version {found}, but this worker reads versions up to {supported}: \
+         it was written by a newer weir; run that version (or newer) on it, or move the file \
+         away to start from the checkpoint store"
+    )]
+    NewerFormat {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
 }
 
 /// Durable storage for partition snapshots.
@@ -165,5 +180,7 @@ pub(crate) fn snapshot_from_file(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
     (trailer[..] == snapshot_trailer(&bytes)[..]).then_some(bytes)
 }
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod tests;
