@@ -716,6 +716,45 @@ impl ProducerContext for WriterContext {
 
 type WriterProducer = ThreadedProducer<WriterContext>;
 
+/// The writer's side of the transaction protocol: the in-memory writer's states, as far as
+/// librdkafka has them, and two of the rdkafka client's own. A timed-out commit or abort
+/// leaves the transaction `Open` (or `MustAbort`): librdkafka lets either call be retried,
+/// and the commit's retry skips offsets already sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum WriterState {
+    /// No transaction: only `begin` is valid. `aborted_reports`: the last transaction was
+    /// aborted and the failures its purged records reported are not forgotten yet (the
+    /// abort's wait for them was cancelled; `begin` finishes it).
+    Ready { aborted_reports: bool },
+    /// In a transaction: `send`, `commit`, `abort`. `offsets_sent`:
+    /// `send_offsets_to_transaction` succeeded in it, so a commit retried after a timeout
+    /// must not send them again.
+    Open { offsets_sent: bool },
+    /// The open transaction failed (librdkafka's abortable state): `send` and `commit`
+    /// return AbortRequired; only `abort`.
+    MustAbort,
+    /// A blocking call is running. Seen by a later call only when the call's future was
+    /// dropped, leaving its outcome unknown: every call fails; rebuild the writer.
+    InFlight,
+    /// Fenced or fatally failed: every call returns this error; rebuild the writer.
+    Broken(BrokerError),
+}
+
+impl WriterState {
+    /// A transaction is open, failed or not: `abort` is valid.
+    fn in_transaction(&self) -> bool {
+        matches!(self, WriterState::Open { .. } | WriterState::MustAbort)
+    }
+
+    /// The open transaction can only be aborted now. Outside a transaction there is
+    /// nothing to doom: a failure reported then belongs to an aborted transaction.
+    fn doom(&mut self) {
+        if let WriterState::Open { .. } = self {
+            *self = WriterState::MustAbort;
+        }
+    }
+}
+
 /// A transactional producer for one `transactional.id`. Dropping it with a transaction
 /// open leaves that transaction to the next writer of the id (whose creation aborts it) or
 /// to the coordinator's transaction timeout, as a crash would.
@@ -726,21 +765,7 @@ pub struct KafkaWriter {
     producer: Option<WriterProducer>,
     /// Delivery reports of enqueued records, shared with the producer's context.
     tracker: Arc<DeliveryTracker>,
-    /// The last transaction was aborted and the failures its purged records reported are
-    /// not forgotten yet.
-    aborted_reports: bool,
-    /// A transaction is open (begun, not yet committed or aborted).
-    open: bool,
-    /// `send_offsets_to_transaction` succeeded in the open transaction: a commit retried
-    /// after a timeout must not send them again.
-    offsets_sent: bool,
-    /// The open transaction failed (librdkafka's abortable state): `send` and `commit`
-    /// return AbortRequired until `abort`.
-    must_abort: bool,
-    /// A blocking call is running, or was when its future was dropped (outcome unknown).
-    in_flight: bool,
-    /// Fenced or fatally failed: every call returns this error; rebuild the writer.
-    broken: Option<BrokerError>,
+    state: WriterState,
     partition_counts: BTreeMap<String, u32>,
     /// Round-robin position for records with neither key nor partition (one counter for
     /// all topics, as in the memory model).
@@ -767,12 +792,9 @@ impl KafkaWriter {
             bootstrap_servers: settings.bootstrap_servers.clone(),
             producer: Some(producer),
             tracker,
-            aborted_reports: false,
-            open: false,
-            offsets_sent: false,
-            must_abort: false,
-            in_flight: false,
-            broken: None,
+            state: WriterState::Ready {
+                aborted_reports: false,
+            },
             partition_counts: BTreeMap::new(),
             keyless_sent: 0,
             group_clients: BTreeMap::new(),
@@ -805,16 +827,14 @@ impl KafkaWriter {
     }
 
     fn usable(&self) -> Result<(), BrokerError> {
-        if let Some(err) = &self.broken {
-            return Err(err.clone());
-        }
-        if self.in_flight {
-            return Err(BrokerError::Fatal(format!(
+        match &self.state {
+            WriterState::Broken(err) => Err(err.clone()),
+            WriterState::InFlight => Err(BrokerError::Fatal(format!(
                 "writer {}: an earlier call was cancelled while the broker worked on it",
                 self.transactional_id
-            )));
+            ))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Passes a result through, remembering what it means for later calls: fenced and
@@ -822,9 +842,9 @@ impl KafkaWriter {
     fn settle<T>(&mut self, result: Result<T, BrokerError>) -> Result<T, BrokerError> {
         match &result {
             Err(err @ (BrokerError::Fenced(_) | BrokerError::Fatal(_))) => {
-                self.broken = Some(err.clone());
+                self.state = WriterState::Broken(err.clone());
             }
-            Err(BrokerError::AbortRequired(_)) => self.must_abort = true,
+            Err(BrokerError::AbortRequired(_)) => self.state.doom(),
             _ => {}
         }
         result
@@ -844,7 +864,7 @@ impl KafkaWriter {
         F: FnOnce(&WriterProducer) -> rdkafka::error::KafkaResult<()> + Send + 'static,
     {
         let producer = self.producer().clone();
-        self.in_flight = true;
+        let before = std::mem::replace(&mut self.state, WriterState::InFlight);
         let result = blocking(move || {
             call(&producer).map_err(|e| {
                 let requires_abort =
@@ -857,11 +877,13 @@ impl KafkaWriter {
         })
         .await;
         // Reached only if this future was not dropped: the call is over.
-        self.in_flight = false;
+        self.state = before;
         let result = match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err((err, requires_abort))) => {
-                self.must_abort |= requires_abort;
+                if requires_abort {
+                    self.state.doom();
+                }
                 Err(err)
             }
             Err(err) => Err(err),
@@ -984,7 +1006,8 @@ impl KafkaWriter {
         // commit_transaction flushes and fails on a failed delivery by itself; waiting here
         // first reports a failed delivery with its own error (and without blocking a thread).
         self.wait_for_deliveries(0).await?;
-        if !offsets.is_empty() && !self.offsets_sent {
+        let offsets_sent = matches!(self.state, WriterState::Open { offsets_sent: true });
+        if !offsets.is_empty() && !offsets_sent {
             let mut tpl = TopicPartitionList::new();
             for offset in offsets {
                 tpl.add_partition_offset(
@@ -1007,7 +1030,7 @@ impl KafkaWriter {
                 p.send_offsets_to_transaction(&tpl, &metadata, TRANSACTION_CALL_TIMEOUT)
             })
             .await?;
-            self.offsets_sent = true;
+            self.state = WriterState::Open { offsets_sent: true };
         }
         self.transactional_call("commit_transaction", |p| {
             p.commit_transaction(TRANSACTION_CALL_TIMEOUT)
@@ -1019,13 +1042,13 @@ impl KafkaWriter {
 impl TransactionalWriter for KafkaWriter {
     fn begin(&mut self) -> Result<(), BrokerError> {
         self.usable()?;
-        if self.open {
+        let WriterState::Ready { aborted_reports } = self.state else {
             return Err(BrokerError::Fatal(format!(
                 "writer {}: begin while a transaction is open",
                 self.transactional_id
             )));
-        }
-        if self.aborted_reports {
+        };
+        if aborted_reports {
             if self.tracker.pending() > 0 {
                 return Err(BrokerError::Timeout(format!(
                     "writer {}: delivery reports of the aborted transaction are still arriving",
@@ -1033,7 +1056,9 @@ impl TransactionalWriter for KafkaWriter {
                 )));
             }
             self.tracker.reset_failure();
-            self.aborted_reports = false;
+            self.state = WriterState::Ready {
+                aborted_reports: false,
+            };
         }
         // Local to librdkafka: no request, no blocking.
         let result = self
@@ -1041,21 +1066,23 @@ impl TransactionalWriter for KafkaWriter {
             .begin_transaction()
             .map_err(|e| self.map_error("begin_transaction", &e));
         self.settle(result)?;
-        self.open = true;
-        self.offsets_sent = false;
+        self.state = WriterState::Open {
+            offsets_sent: false,
+        };
         Ok(())
     }
 
     async fn send(&mut self, record: OutgoingRecord) -> Result<(), BrokerError> {
         self.usable()?;
-        if !self.open {
-            return Err(BrokerError::Fatal(format!(
-                "writer {}: send outside a transaction",
-                self.transactional_id
-            )));
-        }
-        if self.must_abort {
-            return Err(self.abort_required());
+        match self.state {
+            WriterState::Open { .. } => {}
+            WriterState::MustAbort => return Err(self.abort_required()),
+            _ => {
+                return Err(BrokerError::Fatal(format!(
+                    "writer {}: send outside a transaction",
+                    self.transactional_id
+                )))
+            }
         }
         // Every await below happens before the record is enqueued, so a cancelled send
         // has enqueued nothing.
@@ -1113,14 +1140,15 @@ impl TransactionalWriter for KafkaWriter {
 
     async fn commit(&mut self, group: &str, offsets: &[SourceOffset]) -> Result<(), BrokerError> {
         self.usable()?;
-        if !self.open {
-            return Err(BrokerError::Fatal(format!(
-                "writer {}: commit without an open transaction",
-                self.transactional_id
-            )));
-        }
-        if self.must_abort {
-            return Err(self.abort_required());
+        match self.state {
+            WriterState::Open { .. } => {}
+            WriterState::MustAbort => return Err(self.abort_required()),
+            _ => {
+                return Err(BrokerError::Fatal(format!(
+                    "writer {}: commit without an open transaction",
+                    self.transactional_id
+                )))
+            }
         }
         // librdkafka skips negative offsets silently; a negative offset here is a bug.
         if let Some(bad) = offsets.iter().find(|o| o.next_offset < 0) {
@@ -1144,7 +1172,7 @@ impl TransactionalWriter for KafkaWriter {
             {
                 Ok(_) => {}
                 Err(err @ BrokerError::UnknownTopic(_)) => {
-                    self.must_abort = true;
+                    self.state.doom();
                     return Err(err);
                 }
                 Err(err) => return self.settle(Err(err)),
@@ -1153,14 +1181,15 @@ impl TransactionalWriter for KafkaWriter {
         // On an error the transaction stays open: after Timeout the commit may be retried
         // (or the transaction aborted); after AbortRequired it must be aborted.
         self.commit_open(group, offsets).await?;
-        self.open = false;
-        self.offsets_sent = false;
+        self.state = WriterState::Ready {
+            aborted_reports: false,
+        };
         Ok(())
     }
 
     async fn abort(&mut self) -> Result<(), BrokerError> {
         self.usable()?;
-        if !self.open {
+        if !self.state.in_transaction() {
             return Err(BrokerError::Fatal(format!(
                 "writer {}: abort without an open transaction",
                 self.transactional_id
@@ -1172,13 +1201,12 @@ impl TransactionalWriter for KafkaWriter {
             p.abort_transaction(TRANSACTION_CALL_TIMEOUT)
         })
         .await?;
-        self.open = false;
-        self.offsets_sent = false;
-        self.must_abort = false;
         // The polling thread may still be running the last reports' callbacks: wait for
         // them, so none of them counts against the next transaction (`begin` finishes
         // this if the wait is cancelled).
-        self.aborted_reports = true;
+        self.state = WriterState::Ready {
+            aborted_reports: true,
+        };
         let drained = tokio::time::timeout(
             TRANSACTION_CALL_TIMEOUT,
             self.tracker.wait_until(false, |t| t.pending() == 0),
@@ -1193,7 +1221,9 @@ impl TransactionalWriter for KafkaWriter {
             return self.settle(Err(err));
         }
         self.tracker.reset_failure();
-        self.aborted_reports = false;
+        self.state = WriterState::Ready {
+            aborted_reports: false,
+        };
         Ok(())
     }
 }
@@ -1202,9 +1232,7 @@ impl std::fmt::Debug for KafkaWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaWriter")
             .field("transactional_id", &self.transactional_id)
-            .field("open", &self.open)
-            .field("must_abort", &self.must_abort)
-            .field("broken", &self.broken)
+            .field("state", &self.state)
             .field("deliveries_pending", &self.tracker.pending())
             .finish_non_exhaustive()
     }
@@ -1479,5 +1507,26 @@ mod tests {
         assert!(matches!(classify("x", &err, fatal), BrokerError::Fenced(_)));
         let fatal = Some((RDKafkaErrorCode::InvalidMessage, "bad".to_string()));
         assert!(matches!(classify("x", &err, fatal), BrokerError::Fatal(_)));
+    }
+
+    #[test]
+    fn only_an_open_transaction_is_doomed() {
+        let mut open = WriterState::Open { offsets_sent: true };
+        assert!(open.in_transaction());
+        open.doom();
+        assert_eq!(open, WriterState::MustAbort);
+        assert!(open.in_transaction());
+        for mut state in [
+            WriterState::Ready {
+                aborted_reports: true,
+            },
+            WriterState::InFlight,
+            WriterState::Broken(BrokerError::Fatal("x".into())),
+        ] {
+            let before = state.clone();
+            state.doom();
+            assert_eq!(state, before);
+            assert!(!state.in_transaction());
+        }
     }
 }
