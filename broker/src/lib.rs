@@ -6,8 +6,8 @@
 //!
 //! Two implementations stand behind it: `kafka` (rdkafka, production and the real-broker
 //! tests) and `memory` (a model of Kafka's transactional semantics for the simulation and
-//! `weir local`). One conformance suite (`conformance`) runs against both, so the model
-//! cannot drift from the real broker.
+//! `weir local`). One conformance suite (the `weir-broker-conformance` crate, a test
+//! dependency only) runs against both, so the model cannot drift from the real broker.
 //!
 //! The traits are async without a `Send` bound: partition actors run on single-threaded
 //! runtimes (actix arbiters, or the simulation's one thread).
@@ -16,7 +16,6 @@
 // only through the seams (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
-pub mod conformance;
 pub mod kafka;
 pub mod memory;
 
