@@ -24,6 +24,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod worker_calls;
+pub mod write_error;
 
 /// Describes every metric a coordinator records, so that `/metrics` carries a `# HELP`
 /// line and a unit for each. Called once, when the process's recorder is installed.
