@@ -11,13 +11,14 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::classify::{classify, classify_code};
+use super::classify::{classify, classify_code, partitions_of};
 use super::config::{
-    base_config, group_config, KafkaSettings, METADATA_TIMEOUT, READ_COMMITTED_SCAN_TIMEOUT,
-    TOPIC_MESSAGE_BYTES_DEFAULT, TOPIC_READY_TIMEOUT, WRITER_MESSAGE_BYTES_MAX,
+    base_config, group_config, KafkaSettings, ReaderEnd, METADATA_TIMEOUT,
+    READ_COMMITTED_SCAN_TIMEOUT, TOPIC_MESSAGE_BYTES_DEFAULT, TOPIC_READY_TIMEOUT,
+    WRITER_MESSAGE_BYTES_MAX,
 };
 use super::offload::blocking;
-use super::reader::{KafkaReader, ReaderEnd};
+use super::reader::KafkaReader;
 use super::writer::KafkaWriter;
 use crate::{Broker, BrokerError, BrokerRecord, PartitionReader};
 
@@ -277,31 +278,4 @@ impl Broker for KafkaBroker {
         }
         Ok(records)
     }
-}
-
-/// A topic's partition count in `metadata`, and whether every partition has a leader.
-/// A topic with no partitions (being deleted) counts as unknown.
-pub(super) fn partitions_of(
-    metadata: &rdkafka::metadata::Metadata,
-    topic: &str,
-) -> Result<(u32, bool), BrokerError> {
-    let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(BrokerError::UnknownTopic(topic.to_string()));
-    };
-    if let Some(err) = entry.error() {
-        return Err(classify_code(
-            &format!("metadata of topic {topic}"),
-            err.into(),
-        ));
-    }
-    let partitions = entry.partitions();
-    if partitions.is_empty() {
-        return Err(BrokerError::UnknownTopic(topic.to_string()));
-    }
-    let count = u32::try_from(partitions.len())
-        .map_err(|_| BrokerError::Fatal(format!("topic {topic} has too many partitions")))?;
-    let led = partitions
-        .iter()
-        .all(|p| p.error().is_none() && p.leader() >= 0);
-    Ok((count, led))
 }

@@ -1,9 +1,37 @@
 //! rdkafka's errors in the seam's terms ([`BrokerError`]): which codes mean fenced,
-//! unavailable, timed out, too large, unknown topic, or a client to rebuild.
+//! unavailable, timed out, too large, unknown topic, or a client to rebuild; and a topic's
+//! metadata read as a partition count or an unknown topic.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::BrokerError;
+
+/// A topic's partition count in `metadata`, and whether every partition has a leader.
+/// A topic with no partitions (being deleted) counts as unknown.
+pub(super) fn partitions_of(
+    metadata: &rdkafka::metadata::Metadata,
+    topic: &str,
+) -> Result<(u32, bool), BrokerError> {
+    let Some(entry) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(BrokerError::UnknownTopic(topic.to_string()));
+    };
+    if let Some(err) = entry.error() {
+        return Err(classify_code(
+            &format!("metadata of topic {topic}"),
+            err.into(),
+        ));
+    }
+    let partitions = entry.partitions();
+    if partitions.is_empty() {
+        return Err(BrokerError::UnknownTopic(topic.to_string()));
+    }
+    let count = u32::try_from(partitions.len())
+        .map_err(|_| BrokerError::Fatal(format!("topic {topic} has too many partitions")))?;
+    let led = partitions
+        .iter()
+        .all(|p| p.error().is_none() && p.leader() >= 0);
+    Ok((count, led))
+}
 
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
     matches!(

@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 
-use super::reader::ReaderEnd;
-
 /// How long the transaction coordinator lets a transaction stay open before it aborts it
 /// on its own. It bounds how long a crashed writer's records block `read_committed`
 /// readers (the last stable offset). Must not exceed the broker's
@@ -194,4 +192,14 @@ pub(super) fn group_config(bootstrap_servers: &str, group: &str) -> ClientConfig
     let mut config = consumer_base_config(bootstrap_servers, "weir-group");
     config.set("group.id", group);
     config
+}
+
+/// Where a reader's records end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReaderEnd {
+    /// A partition actor's reader: the partition never ends.
+    Never,
+    /// A snapshot: stop at the last stable offset (librdkafka's partition EOF for a
+    /// `read_committed` consumer), past which no committed record is visible yet.
+    LastStableOffset,
 }

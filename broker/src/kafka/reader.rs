@@ -10,19 +10,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::classify::classify;
-use super::config::reader_config;
+use super::config::{reader_config, ReaderEnd};
 use super::offload::drop_off_thread;
 use crate::{BrokerError, BrokerRecord, PartitionReader};
-
-/// Where a reader's records end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ReaderEnd {
-    /// A partition actor's reader: the partition never ends.
-    Never,
-    /// A snapshot: stop at the last stable offset (librdkafka's partition EOF for a
-    /// `read_committed` consumer), past which no committed record is visible yet.
-    LastStableOffset,
-}
 
 /// A `read_committed` consumer of one partition, assigned (never subscribed) at an offset.
 pub struct KafkaReader {

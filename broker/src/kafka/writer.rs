@@ -11,8 +11,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::broker::partitions_of;
-use super::classify::classify;
+use super::classify::{classify, partitions_of};
 use super::config::{
     group_config, producer_config, KafkaSettings, METADATA_TIMEOUT, TRANSACTION_CALL_TIMEOUT,
     WRITER_DELIVERIES_PENDING_MAX, WRITER_GROUP_CLIENTS_MAX, WRITER_QUEUE_FULL_RETRY_INTERVAL,

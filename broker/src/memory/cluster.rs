@@ -6,30 +6,12 @@ use std::sync::Arc;
 
 use weir_core::seams::Clock;
 
-use super::faults::Faults;
+use super::fault_queue::BrokerCall;
+use super::fault_queue::Faults;
 use super::log::{DataStatus, LogEntry, PartitionLog};
-use super::{BrokerCall, TOPIC_MESSAGE_BYTES_DEFAULT, WRITER_MESSAGE_BYTES_MAX};
+use super::transaction::{Outcome, ProducerId, TransactionSerial, TransactionStatus};
+use super::{TOPIC_MESSAGE_BYTES_DEFAULT, WRITER_MESSAGE_BYTES_MAX};
 use crate::{BrokerError, OutgoingRecord, SourceOffset};
-
-/// A transaction's number, unique in the cluster, so a writer can tell its own transaction
-/// from a later one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct TransactionSerial(u64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) struct ProducerId(i64);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
-    Committed,
-    Aborted,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum TransactionStatus {
-    Open,
-    Ended(Outcome),
-}
 
 #[derive(Debug)]
 pub(super) struct Cluster {
@@ -69,8 +51,8 @@ impl Cluster {
             topics: BTreeMap::new(),
             producers: BTreeMap::new(),
             group_offsets: BTreeMap::new(),
-            next_producer_id: ProducerId(0),
-            next_transaction: TransactionSerial(0),
+            next_producer_id: ProducerId::FIRST,
+            next_transaction: TransactionSerial::FIRST,
             clock,
             logical_clock_ms: 0,
             faults: Faults::default(),
@@ -148,7 +130,7 @@ impl Cluster {
             return producer.epoch;
         }
         let producer_id = self.next_producer_id;
-        self.next_producer_id = ProducerId(producer_id.0 + 1);
+        self.next_producer_id = producer_id.next();
         let producer = Producer {
             producer_id,
             epoch: 0,
@@ -162,7 +144,7 @@ impl Cluster {
 
     pub(super) fn open_transaction(&mut self, transactional_id: &str) -> TransactionSerial {
         let serial = self.next_transaction;
-        self.next_transaction = TransactionSerial(serial.0 + 1);
+        self.next_transaction = serial.next();
         let producer = self.producer_mut(transactional_id);
         assert!(
             producer.open.is_none(),

@@ -1,56 +1,13 @@
 //! Fault injection: the handle through which the simulation and the tests make calls fail,
 //! cut the cluster off, expire transactions and group offsets, and lose commit replies.
+//! The injected failures wait in the cluster's queue (`fault_queue.rs`).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use super::cluster::Cluster;
-use super::{lock, MAX_PENDING_FAULTS_PER_CALL};
-use crate::BrokerError;
-
-/// A kind of broker call, to aim injected failures at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum BrokerCall {
-    /// [`Broker::partition_count`](crate::Broker::partition_count).
-    PartitionCount,
-    /// [`Broker::create_topic`](crate::Broker::create_topic).
-    CreateTopic,
-    /// [`Broker::committed_offset`](crate::Broker::committed_offset).
-    CommittedOffset,
-    /// [`Broker::reader`](crate::Broker::reader).
-    Reader,
-    /// [`Broker::writer`](crate::Broker::writer): a failed call neither bumps the epoch nor fences
-    /// anyone.
-    Writer,
-    /// [`Broker::read_committed`](crate::Broker::read_committed).
-    ReadCommitted,
-    /// [`PartitionReader::poll_batch`](crate::PartitionReader::poll_batch): a failed poll leaves
-    /// the position where it was.
-    Poll,
-    /// [`TransactionalWriter::begin`](crate::TransactionalWriter::begin).
-    Begin,
-    /// [`TransactionalWriter::send`](crate::TransactionalWriter::send). `Unavailable` leaves the
-    /// record out and the transaction usable (like a full local queue); `Timeout` leaves the record
-    /// out and the transaction must be aborted, as after a delivery timeout in librdkafka.
-    Send,
-    /// [`TransactionalWriter::commit`](crate::TransactionalWriter::commit). `Unavailable` changes
-    /// nothing. `Timeout` commits nothing, but the writer then accepts only a retried `commit`
-    /// (which completes it), as librdkafka does after a commit times out.
-    Commit,
-    /// [`TransactionalWriter::abort`](crate::TransactionalWriter::abort). `Unavailable` changes
-    /// nothing; `Timeout` aborts nothing, and the writer then accepts only a retried `abort`.
-    Abort,
-}
-
-/// The error an injected failure returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InjectedFailure {
-    /// [`BrokerError::Unavailable`].
-    Unavailable,
-    /// [`BrokerError::Timeout`].
-    Timeout,
-}
+use super::fault_queue::{BrokerCall, Faults, Injected, InjectedFailure};
+use super::lock;
 
 /// The fault-injection handle of a [`MemoryBroker`](super::MemoryBroker), shared with it. Every
 /// fault is applied when the caller says so; the model holds no randomness of its own.
@@ -133,50 +90,5 @@ impl fmt::Debug for MemoryBrokerFaults {
             .field("unreachable", &cluster.faults.unreachable)
             .field("pending", &cluster.faults.pending)
             .finish()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Injected {
-    Unavailable,
-    Timeout,
-    /// Only ever queued for commits.
-    TimeoutAfterCommit,
-}
-
-impl Injected {
-    pub(super) fn error(self, call: BrokerCall) -> BrokerError {
-        match self {
-            Injected::Unavailable => {
-                BrokerError::Unavailable(format!("injected: {call:?} unavailable"))
-            }
-            Injected::Timeout | Injected::TimeoutAfterCommit => {
-                BrokerError::Timeout(format!("injected: {call:?} timed out"))
-            }
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-pub(super) struct Faults {
-    pub(super) unreachable: bool,
-    pub(super) pending: BTreeMap<BrokerCall, VecDeque<Injected>>,
-}
-
-impl Faults {
-    pub(super) fn push(&mut self, call: BrokerCall, count: usize, injected: Injected) {
-        let queue = self.pending.entry(call).or_default();
-        assert!(
-            queue.len().saturating_add(count) <= MAX_PENDING_FAULTS_PER_CALL,
-            "at most {MAX_PENDING_FAULTS_PER_CALL} injected failures may wait for {call:?}"
-        );
-        queue.extend(std::iter::repeat_n(injected, count));
-    }
-
-    pub(super) fn take(&mut self, call: BrokerCall) -> Option<Injected> {
-        if self.unreachable {
-            return Some(Injected::Unavailable);
-        }
-        self.pending.get_mut(&call)?.pop_front()
     }
 }

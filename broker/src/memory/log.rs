@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::cluster::{Outcome, ProducerId};
+use super::transaction::{Outcome, ProducerId};
 use crate::{BrokerError, BrokerRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,20 +33,24 @@
 //! Where each part lives: the handle and the broker calls here; the cluster state and the
 //! transaction coordinator in `cluster.rs`; one partition's log and what `read_committed`
 //! sees of it in `log.rs`; the reader and the writer (its typed `WriterState`) in
-//! `reader.rs` and `writer.rs`; fault injection in `faults.rs`; Kafka's partitioner in
-//! `partitioner.rs`.
+//! `reader.rs` and `writer.rs`; the protocol's shared words (producer ids, transaction
+//! serials, outcomes) in `transaction.rs`; fault injection in `faults.rs` (the handle) and
+//! `fault_queue.rs` (what waits for the calls); Kafka's partitioner in `partitioner.rs`.
 
 mod cluster;
+mod fault_queue;
 mod faults;
 mod log;
 mod partitioner;
 mod reader;
+mod transaction;
 mod writer;
 
 #[cfg(test)]
 mod tests;
 
-pub use faults::{BrokerCall, InjectedFailure, MemoryBrokerFaults};
+pub use fault_queue::{BrokerCall, InjectedFailure};
+pub use faults::MemoryBrokerFaults;
 pub use partitioner::{murmur2, partition_for_key};
 pub use reader::MemoryReader;
 pub use writer::MemoryWriter;

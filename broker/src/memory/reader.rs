@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::cluster::Cluster;
-use super::{lock, BrokerCall};
+use super::fault_queue::BrokerCall;
+use super::lock;
 use crate::{BrokerError, BrokerRecord, PartitionReader};
 
 /// A `read_committed` reader of one partition of a [`MemoryBroker`](super::MemoryBroker).

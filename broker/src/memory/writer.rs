@@ -4,9 +4,10 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use super::cluster::{Cluster, Outcome, TransactionSerial, TransactionStatus};
-use super::faults::Injected;
-use super::{lock, partition_for_key, BrokerCall, RECORD_FRAMING_BYTES};
+use super::cluster::Cluster;
+use super::fault_queue::{BrokerCall, Injected};
+use super::transaction::{Outcome, TransactionSerial, TransactionStatus};
+use super::{lock, partition_for_key, RECORD_FRAMING_BYTES};
 use crate::{BrokerError, OutgoingRecord, SourceOffset, TransactionalWriter};
 
 /// A transactional producer of a [`MemoryBroker`](super::MemoryBroker), for one transactional id
