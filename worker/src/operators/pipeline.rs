@@ -4,35 +4,27 @@
 
 use super::aggregate::Input;
 use super::changes::{StateChanges, StateEntry, WINDOWS_SECTION};
+use super::compile::{compile_expr, millis, CompileError};
 use super::datum::write_i64;
 use super::datum::Datum;
-use super::dedupe::DedupeMemory;
+use super::dedupe::{Dedupe, DedupeMemory};
 use super::event_time::event_time_ms;
-use super::expr::{cel_env, CelEnv, Expr, ExprCompileError};
+use super::expr::{cel_env, CelEnv, Expr};
+use super::filter::Filter;
 use super::json::{self, DecodeError, FieldSpan, SourceDoc};
-use super::limits::{PipelineError, KEY_LEN_MAX_BYTES, WINDOWS_PER_EVENT_MAX};
+use super::key_by::KeyBy;
+use super::limits::{PipelineError, WINDOWS_PER_EVENT_MAX};
+use super::map::Map;
 use super::object::Obj;
 use super::record::{
     write_json_str, DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord,
 };
 use super::snapshot;
+use super::stages::{run_steps, Flow, Step};
 use super::window::{Assigner, Fired, Windows};
 use std::borrow::Cow;
 use std::sync::Arc;
-use weir_core::spec::{
-    parse_aggregate_call, validate, AggregateFunction, JobSpec, SpecError, Stage,
-};
-
-/// Why a job spec cannot run as a pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CompileError {
-    /// The spec breaks a rule of job specs.
-    #[error("invalid job spec: {0}")]
-    InvalidSpec(#[from] SpecError),
-    /// An expression does not compile (validation normally catches this first).
-    #[error("{field}: {message}")]
-    Expression { field: String, message: String },
-}
+use weir_core::spec::{parse_aggregate_call, validate, AggregateFunction, JobSpec, Stage};
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,28 +62,6 @@ pub(crate) struct Plan {
     /// The ttl of each dedupe memory, by memory index.
     pub(crate) dedupe_ttls_ms: Vec<i64>,
     pub(crate) fingerprint: [u8; 32],
-}
-
-#[derive(Debug)]
-enum Step {
-    Filter {
-        field: String,
-        expr: Expr,
-    },
-    Map {
-        field: String,
-        outputs: Vec<(String, Expr)>,
-    },
-    Dedupe {
-        field: String,
-        key: Expr,
-        ttl_ms: i64,
-        memory: usize,
-    },
-    KeyBy {
-        field: String,
-        expr: Expr,
-    },
 }
 
 #[derive(Debug)]
@@ -343,33 +313,17 @@ impl Plan {
                 &mut pre
             };
             match stage {
-                Stage::Filter(source) => steps.push(Step::Filter {
-                    expr: compile_expr(&field, source, &env)?,
-                    field,
-                }),
-                Stage::KeyBy(source) => steps.push(Step::KeyBy {
-                    expr: compile_expr(&field, source, &env)?,
-                    field,
-                }),
-                Stage::Map(outputs) => {
-                    let outputs = outputs
-                        .iter()
-                        .map(|(name, source)| {
-                            let expr = compile_expr(&format!("{field}.{name}"), source, &env)?;
-                            Ok((name.clone(), expr))
-                        })
-                        .collect::<Result<_, CompileError>>()?;
-                    steps.push(Step::Map { field, outputs });
+                Stage::Filter(source) => {
+                    steps.push(Step::Filter(Filter::compile(field, source, &env)?));
                 }
+                Stage::KeyBy(source) => {
+                    steps.push(Step::KeyBy(KeyBy::compile(field, source, &env)?))
+                }
+                Stage::Map(outputs) => steps.push(Step::Map(Map::compile(field, outputs, &env)?)),
                 Stage::Dedupe(dedupe) => {
-                    let ttl_ms = millis(dedupe.ttl);
-                    steps.push(Step::Dedupe {
-                        key: compile_expr(&format!("{field}.key"), &dedupe.key, &env)?,
-                        field,
-                        ttl_ms,
-                        memory: dedupe_ttls_ms.len(),
-                    });
-                    dedupe_ttls_ms.push(ttl_ms);
+                    let stage = Dedupe::compile(field, dedupe, dedupe_ttls_ms.len(), &env)?;
+                    dedupe_ttls_ms.push(stage.ttl_ms());
+                    steps.push(Step::Dedupe(stage));
                 }
                 Stage::Window(spec_window) => pending_window = Some((field, spec_window)),
                 Stage::Aggregate(outputs) => {
@@ -422,19 +376,6 @@ impl State {
             inputs: Vec::new(),
         }
     }
-}
-
-fn millis(duration: weir_core::spec::SpecDuration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn compile_expr(field: &str, source: &str, env: &cel::Env) -> Result<Expr, CompileError> {
-    Expr::compile(source, env).map_err(|err| match err {
-        ExprCompileError::Invalid(message) => CompileError::Expression {
-            field: field.to_string(),
-            message,
-        },
-    })
 }
 
 pub(crate) fn watermark(plan: &Plan, state: &State) -> Option<i64> {
@@ -679,100 +620,6 @@ fn window_result_json(window: &WindowPlan, fired: &Fired) -> Vec<u8> {
     }
     value.push(b'}');
     value
-}
-
-/// Where an event (or a window result) is after the stages.
-enum Flow<'x> {
-    /// Still in the pipeline: its current object and key.
-    Continue(Obj<'x>, Option<Cow<'x, str>>),
-    /// Dropped by a filter or as a repeat.
-    Dropped,
-    /// Failed: a dead letter.
-    Failed(DeadLetterReason, String),
-}
-
-fn run_steps<'x>(
-    steps: &'x [Step],
-    env: &CelEnv,
-    dedupe: &mut [DedupeMemory],
-    mut obj: Obj<'x>,
-    mut key: Option<Cow<'x, str>>,
-    event_ms: i64,
-    watermark_ms: Option<i64>,
-) -> Result<Flow<'x>, PipelineError> {
-    let failed = |field: &str, message: String| {
-        Ok(Flow::Failed(
-            DeadLetterReason::ExpressionError,
-            format!("{field}: {message}"),
-        ))
-    };
-    for step in steps {
-        match step {
-            Step::Filter { field, expr } => match expr.eval(&obj, env) {
-                Ok(Datum::Bool(true)) => {}
-                Ok(Datum::Bool(false)) => return Ok(Flow::Dropped),
-                Ok(other) => {
-                    let message =
-                        format!("a filter must yield a bool, not a {}", other.type_name());
-                    return failed(field, message);
-                }
-                Err(message) => return failed(field, message),
-            },
-            Step::Map { field, outputs } => {
-                let mut fields = Vec::with_capacity(outputs.len());
-                for (name, expr) in outputs {
-                    let value = expr
-                        .eval(&obj, env)
-                        .and_then(|value| value.check_json().map(|()| value));
-                    match value {
-                        Ok(value) => fields.push((name.as_str(), value)),
-                        Err(message) => return failed(&format!("{field}.{name}"), message),
-                    }
-                }
-                obj = Obj::Fields(fields);
-            }
-            Step::Dedupe {
-                field,
-                key: key_expr,
-                ttl_ms,
-                memory,
-            } => {
-                let text = match key_text(key_expr, &obj, env) {
-                    Ok(text) => text,
-                    Err(message) => return failed(&format!("{field}.key"), message),
-                };
-                if !dedupe[*memory].admit(&text, event_ms, watermark_ms, *ttl_ms)? {
-                    return Ok(Flow::Dropped);
-                }
-            }
-            Step::KeyBy { field, expr } => match key_text(expr, &obj, env) {
-                Ok(text) => key = Some(text),
-                Err(message) => return failed(field, message),
-            },
-        }
-    }
-    Ok(Flow::Continue(obj, key))
-}
-
-/// An expression's value as a key: a string as it is, anything else as its JSON text.
-fn key_text<'x>(expr: &'x Expr, obj: &Obj<'x>, env: &CelEnv) -> Result<Cow<'x, str>, String> {
-    if let Some(text) = expr.integer_field_text(obj) {
-        debug_assert_eq!(
-            expr.eval(obj, env)
-                .and_then(Datum::into_key_text)
-                .as_deref(),
-            Ok(text)
-        );
-        return Ok(Cow::Borrowed(text));
-    }
-    let text = expr.eval(obj, env)?.into_key_text()?;
-    if text.len() > KEY_LEN_MAX_BYTES {
-        return Err(format!(
-            "the key is {} bytes long; the limit is {KEY_LEN_MAX_BYTES}",
-            text.len()
-        ));
-    }
-    Ok(text)
 }
 
 fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>, source_offset: i64) {
