@@ -350,6 +350,25 @@ fn bad_command_lines_are_one_sentence_naming_the_argument() {
         ]),
         "--initial-cluster-state",
     );
+    // An election timeout range openraft cannot express (the first MAX/2 is its lease).
+    let free = common::free_addr();
+    assert_one_sentence(
+        &run(&[
+            "--id",
+            "1",
+            "--listen",
+            &free,
+            "--peers",
+            &format!("1={free}"),
+            "--data-dir",
+            data,
+            "--admin-token",
+            ADMIN,
+            "--election-timeout-ms",
+            "230..400",
+        ]),
+        "--election-timeout-ms",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

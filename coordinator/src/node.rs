@@ -39,8 +39,15 @@ pub struct CoordinatorConfig {
     pub advertise_addr: String,
     /// The initial members (`--peers`); a node not listed here waits to be added.
     pub peers: BTreeMap<NodeId, String>,
+    /// How often the leader sends Raft heartbeats.
     pub heartbeat_interval_ms: u64,
+    /// openraft's election timeout range, drawn from once per process. A follower that has
+    /// seen a leader waits `election_timeout_max_ms` (openraft's leader lease) *plus* its
+    /// drawn timeout before standing, so the wait operators reason about is
+    /// [`CoordinatorConfig::follower_wait_ms`]; set both with
+    /// [`CoordinatorConfig::set_follower_wait_ms`].
     pub election_timeout_min_ms: u64,
+    /// See `election_timeout_min_ms`.
     pub election_timeout_max_ms: u64,
     /// Entries since the last snapshot that trigger a new one.
     pub snapshot_every_entries: u64,
@@ -69,8 +76,9 @@ impl CoordinatorConfig {
             // openraft 0.9 draws each member's election timeout once, at start, from this
             // range, and a follower that has seen a leader waits `election_timeout_max_ms`
             // (the leader lease) plus its own timeout before standing for election, checked
-            // on ticks of 1.5 heartbeat intervals. Failover therefore takes about
-            // max + [min, max) + one tick: 200 + 100..200 + 45 ms here.
+            // on ticks of 1.5 heartbeat intervals. Followers therefore wait 300..400 ms
+            // (`follower_wait_ms`, the `--election-timeout-ms` default), and failover takes
+            // about that plus one tick and a vote round.
             heartbeat_interval_ms: 30,
             election_timeout_min_ms: 100,
             election_timeout_max_ms: 200,
@@ -86,6 +94,55 @@ impl CoordinatorConfig {
             worker_heartbeat_interval_ms: 250,
             bootstrap: true,
         }
+    }
+}
+
+/// Why a follower-wait range cannot be turned into openraft's election settings.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FollowerWaitError {
+    #[error("MIN ({min} ms) must be below MAX ({max} ms)")]
+    Empty { min: u64, max: u64 },
+    #[error(
+        "MIN ({min} ms) must exceed half of MAX ({half} ms) plus the heartbeat interval \
+         ({heartbeat} ms): a follower first waits out the leader lease of MAX/2, then a random \
+         time of at least one heartbeat"
+    )]
+    TooWide { min: u64, half: u64, heartbeat: u64 },
+}
+
+impl CoordinatorConfig {
+    /// The range of time a follower that hears nothing from its leader waits before it
+    /// stands for election: openraft 0.9's leader lease (its maximum election timeout) plus
+    /// the election timeout it drew, `max + [min, max)`. This is what
+    /// `weir coordinator --election-timeout-ms` sets and what failover bounds are stated in.
+    pub fn follower_wait_ms(&self) -> (u64, u64) {
+        (
+            self.election_timeout_max_ms + self.election_timeout_min_ms,
+            2 * self.election_timeout_max_ms,
+        )
+    }
+
+    /// Sets openraft's election settings so a follower waits a random time in `min..max`
+    /// ms (see [`CoordinatorConfig::follower_wait_ms`]): a lease of `max / 2` and timeouts
+    /// drawn from `min - max / 2 .. max / 2`. Validated against the heartbeat interval, so
+    /// set that first.
+    pub fn set_follower_wait_ms(&mut self, min: u64, max: u64) -> Result<(), FollowerWaitError> {
+        if min >= max {
+            return Err(FollowerWaitError::Empty { min, max });
+        }
+        let half = max / 2;
+        if min <= half + self.heartbeat_interval_ms {
+            return Err(FollowerWaitError::TooWide {
+                min,
+                half,
+                heartbeat: self.heartbeat_interval_ms,
+            });
+        }
+        self.election_timeout_min_ms = min - half;
+        self.election_timeout_max_ms = half;
+        debug_assert!(self.election_timeout_min_ms < self.election_timeout_max_ms);
+        debug_assert!(self.heartbeat_interval_ms < self.election_timeout_min_ms);
+        Ok(())
     }
 }
 
@@ -643,5 +700,50 @@ async fn control_loop(coordinator: std::sync::Weak<Coordinator>) {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod follower_wait_tests {
+    use super::*;
+
+    fn config() -> CoordinatorConfig {
+        CoordinatorConfig::new(1, "127.0.0.1:1", BTreeMap::new())
+    }
+
+    #[test]
+    fn the_default_follower_wait_is_what_the_flag_defaults_to() {
+        assert_eq!(config().follower_wait_ms(), (300, 400));
+    }
+
+    #[test]
+    fn a_follower_wait_round_trips_through_openraft_settings() {
+        let mut c = config();
+        c.set_follower_wait_ms(300, 400).unwrap();
+        assert_eq!(
+            (c.election_timeout_min_ms, c.election_timeout_max_ms),
+            (100, 200)
+        );
+        c.set_follower_wait_ms(1_500, 2_000).unwrap();
+        assert_eq!(
+            (c.election_timeout_min_ms, c.election_timeout_max_ms),
+            (500, 1_000)
+        );
+        assert_eq!(c.follower_wait_ms(), (1_500, 2_000));
+    }
+
+    #[test]
+    fn a_range_openraft_cannot_express_is_refused() {
+        let mut c = config();
+        assert_eq!(
+            c.set_follower_wait_ms(400, 300),
+            Err(FollowerWaitError::Empty { min: 400, max: 300 })
+        );
+        // 230 - 200 = 30 ms of random timeout is not above the 30 ms heartbeat.
+        assert!(matches!(
+            c.set_follower_wait_ms(230, 400),
+            Err(FollowerWaitError::TooWide { .. })
+        ));
+        assert_eq!(c.follower_wait_ms(), (300, 400), "unchanged on error");
     }
 }

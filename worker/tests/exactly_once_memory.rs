@@ -622,3 +622,145 @@ async fn an_output_too_large_for_the_sink_is_dead_lettered() {
     let (expected_out, _) = failure_free(STATELESS, &events(20)).await;
     assert_eq!(committed(&broker, "alerts").await, expected_out);
 }
+
+/// A redb disk whose fsync waits, while its gate is closed, until the test opens it.
+#[derive(Debug)]
+struct GatedDisk {
+    inner: redb::backends::InMemoryBackend,
+    gate: Arc<DiskGate>,
+}
+
+#[derive(Debug, Default)]
+struct DiskGate {
+    closed: AtomicBool,
+    /// True while an fsync is waiting at the closed gate.
+    waiting: AtomicBool,
+    open: Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl DiskGate {
+    fn close(&self) {
+        *self.open.lock().unwrap() = false;
+        self.closed.store(true, Ordering::SeqCst);
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+    /// Holds the first fsync after `close` until `open`, or at most 30 s, so a store that
+    /// blocked its caller's thread fails the test instead of hanging it.
+    fn pass(&self) {
+        if !self.closed.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        let open = self.open.lock().unwrap();
+        let _ = self
+            .opened
+            .wait_timeout_while(open, std::time::Duration::from_secs(30), |open| !*open)
+            .unwrap();
+        self.waiting.store(false, Ordering::SeqCst);
+    }
+}
+
+impl redb::StorageBackend for GatedDisk {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.gate.pass();
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_slow_local_disk_stalls_only_its_own_partition() {
+    use weir_worker::checkpoint_store::{LocalFirst, Offload};
+    // Two partitions on one thread (an actor thread is a single-threaded runtime); A's
+    // local copy waits on its fsync. B keeps processing meanwhile, and A waits at its open
+    // checkpoint: it processes nothing past it.
+    let inputs = events(2_000);
+    let (broker_a, spec, control_a) = setup(WINDOWED, &inputs).await;
+    let (broker_b, _, control_b) = setup(WINDOWED, &inputs).await;
+    place(&control_a, "w1", 1);
+    place(&control_b, "w1", 1);
+    let gate = Arc::new(DiskGate::default());
+    let disk = GatedDisk {
+        inner: redb::backends::InMemoryBackend::new(),
+        gate: gate.clone(),
+    };
+    let store_a = LocalFirst::with_backend(disk, MemoryCheckpointStore::new())
+        .unwrap()
+        .with_offload(Offload::blocking_pool());
+    let mut a = runner(&broker_a, &spec, &control_a, store_a, "w1", 1, 0).await;
+    let mut b = runner(
+        &broker_b,
+        &spec,
+        &control_b,
+        MemoryCheckpointStore::new(),
+        "w1",
+        1,
+        0,
+    )
+    .await;
+    gate.close();
+    let a_offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let run_a = {
+        let a_offset = a_offset.clone();
+        async move {
+            let mut now = 0;
+            // The first batch makes the first checkpoint due at once: it waits on the disk.
+            while a.next_offset() < inputs.len() as i64 {
+                now += 300;
+                a.step(now).await.unwrap();
+                a_offset.store(a.next_offset(), Ordering::SeqCst);
+            }
+            a
+        }
+    };
+    let run_b = async {
+        for _ in 0..1_000 {
+            if gate.waiting.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(
+            gate.waiting.load(Ordering::SeqCst),
+            "B ran only when A's fsync was not held (the store blocked the thread)"
+        );
+        let held_at = a_offset.load(Ordering::SeqCst);
+        let mut now = 0;
+        drain(&mut b, &mut now, 2_000).await.unwrap();
+        assert!(
+            gate.waiting.load(Ordering::SeqCst),
+            "A's fsync was let go before B finished"
+        );
+        assert_eq!(
+            a_offset.load(Ordering::SeqCst),
+            held_at,
+            "A processed past its open checkpoint"
+        );
+        gate.open();
+        b
+    };
+    let (mut a, mut b) = tokio::join!(run_a, run_b);
+    assert_eq!(a.next_offset(), 2_000);
+    assert_eq!(b.next_offset(), 2_000);
+    a.checkpoint(1_000_000).await.unwrap();
+    b.checkpoint(1_000_000).await.unwrap();
+    assert_eq!(
+        committed(&broker_a, "alerts").await,
+        committed(&broker_b, "alerts").await
+    );
+}

@@ -33,8 +33,9 @@ pub struct CoordinatorArgs {
     #[arg(long, default_value_t = 30)]
     pub heartbeat_interval_ms: u64,
     /// Election timeout range in milliseconds, as MIN..MAX; a follower that hears nothing
-    /// from a leader for a random time in this range stands for election.
-    #[arg(long, default_value = "100..200", value_parser = parse_range)]
+    /// from a leader for a random time in this range stands for election. MIN must exceed
+    /// MAX/2 plus the heartbeat interval (the first MAX/2 is Raft's leader lease).
+    #[arg(long, default_value = "300..400", value_parser = parse_range)]
     pub election_timeout_ms: (u64, u64),
     /// `new`: a member with no store forms the group with --peers (the group's first
     /// start). `existing`: a member with no store only waits to be added with `weir cluster
@@ -162,18 +163,15 @@ pub async fn run(args: CoordinatorArgs) -> anyhow::Result<()> {
     config.lease_timeout_ms = args.lease_timeout_ms;
     config.bootstrap = args.initial_cluster_state == InitialClusterState::New;
     config.heartbeat_interval_ms = args.heartbeat_interval_ms;
-    (
-        config.election_timeout_min_ms,
-        config.election_timeout_max_ms,
-    ) = args.election_timeout_ms;
+    let (wait_min, wait_max) = args.election_timeout_ms;
+    config
+        .set_follower_wait_ms(wait_min, wait_max)
+        .map_err(|e| anyhow::anyhow!("--election-timeout-ms {wait_min}..{wait_max}: {e}"))?;
     if config.lease_timeout_ms <= config.worker_heartbeat_interval_ms {
         bail!(
             "--lease-timeout-ms must be longer than the workers' heartbeat interval ({} ms)",
             config.worker_heartbeat_interval_ms
         );
-    }
-    if config.heartbeat_interval_ms >= config.election_timeout_min_ms {
-        bail!("--heartbeat-interval-ms must be shorter than the minimum election timeout");
     }
     weir_coordinator::server::refuse_lost_store(&config, &args.data_dir, &args.admin_token).await?;
     let running =

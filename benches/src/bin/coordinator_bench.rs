@@ -30,7 +30,7 @@ struct Args {
     #[arg(long, env = "WEIR_BIN", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/weir"))]
     weir_bin: PathBuf,
     /// An extra argument for every `weir coordinator`, e.g.
-    /// `--weir-arg=--election-timeout-ms=100..200`; repeat for several.
+    /// `--weir-arg=--election-timeout-ms=300..400`; repeat for several.
     #[arg(long = "weir-arg", allow_hyphen_values = true)]
     weir_args: Vec<String>,
     /// A candidate build measured as system `weir-b` beside `weir` (A/B in one run); add

@@ -12,7 +12,7 @@
 // The production side of the checkpoint-store seam: files are what this module is for.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use super::{prunable, snapshot_from_file, snapshot_trailer, CheckpointStore, StoreError};
+use super::{prunable, snapshot_from_file, snapshot_trailer, CheckpointStore, Offload, StoreError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +30,8 @@ fn offset_of(file_name: &str) -> Option<i64> {
 #[derive(Debug, Clone)]
 pub struct DirCheckpointStore {
     root: PathBuf,
+    /// File work runs on the blocking pool, off the partitions' actor threads.
+    offload: Offload,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -48,7 +50,10 @@ impl DirCheckpointStore {
                 .unwrap_or(root.as_ref()),
         );
         std::fs::create_dir_all(&root).map_err(io(&root))?;
-        Ok(DirCheckpointStore { root })
+        Ok(DirCheckpointStore {
+            root,
+            offload: Offload::blocking_pool(),
+        })
     }
 
     fn partition_dir(&self, job: JobId, partition: PartitionId) -> PathBuf {
@@ -84,6 +89,57 @@ impl CheckpointStore for DirCheckpointStore {
         offset: i64,
         snapshot: &[u8],
     ) -> Result<String, StoreError> {
+        let (this, snapshot) = (self.clone(), snapshot.to_vec());
+        self.offload
+            .run(move || this.put_now(job, partition, offset, &snapshot))
+            .await
+    }
+
+    async fn get(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let this = self.clone();
+        self.offload
+            .run(move || this.get_now(job, partition, offset))
+            .await
+    }
+
+    async fn newest_offset(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+    ) -> Result<Option<i64>, StoreError> {
+        let this = self.clone();
+        self.offload
+            .run(move || Ok(this.offsets(job, partition)?.last().copied()))
+            .await
+    }
+
+    async fn prune(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        self.offload
+            .run(move || this.prune_now(job, partition, offset))
+            .await
+    }
+}
+
+/// The file work itself, run where `offload` puts it.
+impl DirCheckpointStore {
+    fn put_now(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+        snapshot: &[u8],
+    ) -> Result<String, StoreError> {
         let dir = self.partition_dir(job, partition);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let path = self.file(job, partition, offset);
@@ -106,7 +162,7 @@ impl CheckpointStore for DirCheckpointStore {
         Ok(format!("file://{}", path.display()))
     }
 
-    async fn get(
+    fn get_now(
         &self,
         job: JobId,
         partition: PartitionId,
@@ -124,20 +180,7 @@ impl CheckpointStore for DirCheckpointStore {
         }
     }
 
-    async fn newest_offset(
-        &self,
-        job: JobId,
-        partition: PartitionId,
-    ) -> Result<Option<i64>, StoreError> {
-        Ok(self.offsets(job, partition)?.last().copied())
-    }
-
-    async fn prune(
-        &self,
-        job: JobId,
-        partition: PartitionId,
-        offset: i64,
-    ) -> Result<(), StoreError> {
+    fn prune_now(&self, job: JobId, partition: PartitionId, offset: i64) -> Result<(), StoreError> {
         let offsets = self.offsets(job, partition)?;
         let pruned: Vec<i64> = prunable(&offsets, offset).collect();
         debug_assert!(pruned.iter().zip(&offsets).all(|(p, o)| p == o), "a prefix");

@@ -7,8 +7,8 @@
 //! local copy ahead of the last Kafka commit). The checkpoint store stays the source of
 //! truth: a checkpoint counts as durable only once both writes returned.
 
-use super::{Checkpoint, CheckpointStore, LocalState, StoreError};
-use crate::operators::StateEntry;
+use super::{Checkpoint, CheckpointStore, LocalState, Offload, StoreError};
+use crate::operators::{StateChanges, StateEntry};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
@@ -34,6 +34,9 @@ pub struct LocalFirst<S> {
     remote: S,
     /// Whether a local write failed already (its warning is logged once).
     local_failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Where the redb reads and fsynced writes run: the blocking pool on a real disk, inline
+    /// on the simulation's.
+    offload: Offload,
 }
 
 /// The local state's place: its offset, checkpoint and header.
@@ -90,7 +93,7 @@ impl<S: CheckpointStore> LocalFirst<S> {
             source,
         })?;
         let db = Database::create(data_dir.join("state.redb")).map_err(local)?;
-        Self::with_database(db, remote)
+        Ok(Self::with_database(db, remote)?.with_offload(Offload::blocking_pool()))
     }
 
     /// Opens (or creates) the local copy over any redb storage backend: the disk seam the
@@ -111,18 +114,40 @@ impl<S: CheckpointStore> LocalFirst<S> {
             db: Arc::new(db),
             remote,
             local_failed: Arc::default(),
+            offload: Offload::Inline,
         })
     }
 
-    /// Applies a checkpoint's changes to the local copy, in one fsynced transaction.
-    fn write_local(
-        &self,
-        job: JobId,
-        partition: PartitionId,
-        checkpoint: &Checkpoint<'_>,
-    ) -> Result<(), StoreError> {
-        let changes = checkpoint.changes;
-        let mut txn = self.db.begin_write().map_err(local)?;
+    /// The same store running its redb work where `offload` says (`open` uses the
+    /// blocking pool; `with_backend` runs inline unless told otherwise).
+    pub fn with_offload(mut self, offload: Offload) -> Self {
+        self.offload = offload;
+        self
+    }
+}
+
+/// Where a checkpoint's changes go in the local copy.
+struct LocalWrite {
+    job: JobId,
+    partition: PartitionId,
+    checkpoint: u64,
+    offset: i64,
+    base_offset: Option<i64>,
+    changes: StateChanges,
+}
+
+impl LocalWrite {
+    /// Applies the changes to the local copy `db`, in one fsynced transaction.
+    fn apply(self, db: &Database) -> Result<(), StoreError> {
+        let LocalWrite {
+            job,
+            partition,
+            checkpoint,
+            offset,
+            base_offset,
+            changes,
+        } = self;
+        let mut txn = db.begin_write().map_err(local)?;
         txn.set_durability(Durability::Immediate).map_err(local)?;
         {
             let mut meta = txn.open_table(STATE_META).map_err(local)?;
@@ -136,11 +161,10 @@ impl<S: CheckpointStore> LocalFirst<S> {
                     .map_err(local)?;
             } else {
                 let at = current.as_ref().map(|m| m.offset);
-                if at.is_none() || at != checkpoint.base_offset {
+                if at.is_none() || at != base_offset {
                     return Err(StoreError::Unavailable(format!(
                         "the local state of job {job} partition {partition} is at offset {at:?}, \
-                         not at {:?} where these changes start",
-                        checkpoint.base_offset
+                         not at {base_offset:?} where these changes start"
                     )));
                 }
             }
@@ -156,9 +180,9 @@ impl<S: CheckpointStore> LocalFirst<S> {
                 }
             }
             let new_meta = Meta {
-                offset: checkpoint.offset,
-                checkpoint: checkpoint.checkpoint,
-                header: changes.header.clone(),
+                offset,
+                checkpoint,
+                header: changes.header,
             };
             meta.insert((job.0, partition.0), new_meta.encode().as_slice())
                 .map_err(local)?;
@@ -184,7 +208,16 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         checkpoint: Checkpoint<'_>,
     ) -> Result<String, StoreError> {
-        if let Err(e) = self.write_local(job, partition, &checkpoint) {
+        let write = LocalWrite {
+            job,
+            partition,
+            checkpoint: checkpoint.checkpoint,
+            offset: checkpoint.offset,
+            base_offset: checkpoint.base_offset,
+            changes: checkpoint.changes,
+        };
+        let db = self.db.clone();
+        if let Err(e) = self.offload.run(move || write.apply(&db)).await {
             // The local copy is a shortcut for recovery on this machine, not part of a
             // checkpoint's durability: the checkpoint store is. A copy not brought to this
             // offset is never restored (recovery takes it only at exactly the committed
@@ -221,32 +254,10 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         partition: PartitionId,
         offset: i64,
     ) -> Result<Option<LocalState>, StoreError> {
-        let txn = self.db.begin_read().map_err(local)?;
-        let meta = txn.open_table(STATE_META).map_err(local)?;
-        let Some(found) = meta.get((job.0, partition.0)).map_err(local)? else {
-            return Ok(None);
-        };
-        let found = Meta::decode(found.value())?;
-        // Planted bug: trust the copy whatever offset it is at.
-        if found.offset != offset && !planted(PlantedBug::LocalCopyAnyOffset) {
-            return Ok(None);
-        }
-        let keys = txn.open_table(STATE_KEYS).map_err(local)?;
-        let mut entries = Vec::new();
-        for item in keys.range(partition_keys(job, partition)).map_err(local)? {
-            let (k, v) = item.map_err(local)?;
-            let (_, _, section, key) = k.value();
-            entries.push(StateEntry {
-                section,
-                key: key.to_string(),
-                value: Some(v.value().to_vec()),
-            });
-        }
-        Ok(Some(LocalState {
-            checkpoint: found.checkpoint,
-            header: found.header,
-            entries,
-        }))
+        let db = self.db.clone();
+        self.offload
+            .run(move || read_local(&db, job, partition, offset))
+            .await
     }
 
     async fn newest_offset(
@@ -266,4 +277,39 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
     ) -> Result<(), StoreError> {
         self.remote.prune(job, partition, offset).await
     }
+}
+
+/// The local copy's state of (job, partition) if it is at exactly `offset`.
+fn read_local(
+    db: &Database,
+    job: JobId,
+    partition: PartitionId,
+    offset: i64,
+) -> Result<Option<LocalState>, StoreError> {
+    let txn = db.begin_read().map_err(local)?;
+    let meta = txn.open_table(STATE_META).map_err(local)?;
+    let Some(found) = meta.get((job.0, partition.0)).map_err(local)? else {
+        return Ok(None);
+    };
+    let found = Meta::decode(found.value())?;
+    // Planted bug: trust the copy whatever offset it is at.
+    if found.offset != offset && !planted(PlantedBug::LocalCopyAnyOffset) {
+        return Ok(None);
+    }
+    let keys = txn.open_table(STATE_KEYS).map_err(local)?;
+    let mut entries = Vec::new();
+    for item in keys.range(partition_keys(job, partition)).map_err(local)? {
+        let (k, v) = item.map_err(local)?;
+        let (_, _, section, key) = k.value();
+        entries.push(StateEntry {
+            section,
+            key: key.to_string(),
+            value: Some(v.value().to_vec()),
+        });
+    }
+    Ok(Some(LocalState {
+        checkpoint: found.checkpoint,
+        header: found.header,
+        entries,
+    }))
 }

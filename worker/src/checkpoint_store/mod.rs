@@ -12,10 +12,12 @@
 mod dir;
 mod local_first;
 mod memory;
+mod offload;
 
 pub use dir::DirCheckpointStore;
 pub use local_first::LocalFirst;
 pub use memory::MemoryCheckpointStore;
+pub use offload::{Offload, DISK_JOBS_MAX};
 
 use crate::operators::{StateChanges, StateEntry};
 use std::future::Future;
@@ -35,7 +37,7 @@ pub struct LocalState {
 
 /// A checkpoint as the runner hands it to the store: the whole snapshot, and what changed
 /// in the state since the previous checkpoint of the same runner.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Checkpoint<'a> {
     /// The checkpoint's id.
     pub checkpoint: u64,
@@ -43,8 +45,9 @@ pub struct Checkpoint<'a> {
     pub offset: i64,
     /// The snapshot, as `put` takes it.
     pub snapshot: &'a [u8],
-    /// The state's changes since `base_offset`.
-    pub changes: &'a StateChanges,
+    /// The state's changes since `base_offset`, handed over (a store may write them on
+    /// another thread).
+    pub changes: StateChanges,
     /// The offset of the previous checkpoint these changes build on (`None` for the first
     /// checkpoint of a runner, whose changes are full).
     pub base_offset: Option<i64>,

@@ -122,7 +122,7 @@ async fn put_changes<S: CheckpointStore>(
                 checkpoint: offset as u64 / 10,
                 offset,
                 snapshot: snapshot.as_bytes(),
-                changes,
+                changes: changes.clone(),
                 base_offset,
             },
         )

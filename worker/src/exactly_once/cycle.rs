@@ -97,6 +97,9 @@ pub enum Event {
     BatchProcessed { next_offset: i64 },
     /// The driver's clock, after each step.
     Tick { now_ms: u64 },
+    /// A checkpoint is wanted now, whether or not the interval passed (a runner asked to
+    /// checkpoint at once, as a test or a bench does before it stops).
+    CheckpointNow { now_ms: u64 },
     /// `StoreSnapshot` is durable at `location`.
     SnapshotStored { location: String },
     /// `StoreSnapshot` failed.
@@ -240,7 +243,8 @@ impl Cycle {
                 self.dirty = true;
                 (Phase::Open, Vec::new())
             }
-            (Phase::Open, Event::Tick { now_ms }) => self.tick(now_ms),
+            (Phase::Open, Event::Tick { now_ms }) => self.tick(now_ms, false),
+            (Phase::Open, Event::CheckpointNow { now_ms }) => self.tick(now_ms, true),
             (Phase::Storing(p), Event::SnapshotStored { location }) => {
                 self.stored_at = Some(p.offset);
                 let p = Pending { location, ..p };
@@ -295,15 +299,16 @@ impl Cycle {
                 | Phase::Preparing(_)
                 | Phase::Committing(_)
                 | Phase::Refreshing { .. }),
-                Event::Tick { .. },
+                Event::Tick { .. } | Event::CheckpointNow { .. },
             ) => (phase, Vec::new()),
             (phase, event) => panic!("exactly-once cycle: {event:?} cannot happen in {phase:?}"),
         }
     }
 
-    /// Time passed: starts a checkpoint (or an idle refresh) when one is due.
-    fn tick(&mut self, now_ms: u64) -> (Phase, Vec<Action>) {
-        let first_due = self.first_commit_pending && self.dirty;
+    /// Time passed: starts a checkpoint (or an idle refresh) when one is due, or at once
+    /// when `forced`.
+    fn tick(&mut self, now_ms: u64, forced: bool) -> (Phase, Vec<Action>) {
+        let first_due = forced || (self.first_commit_pending && self.dirty);
         let interval_passed =
             now_ms.saturating_sub(self.last_checkpoint_ms) >= self.config.checkpoint_interval_ms;
         if !first_due && !interval_passed {

@@ -156,6 +156,38 @@ fn every_answer_to_prepared() {
 }
 
 #[test]
+fn a_checkpoint_asked_for_now_starts_at_once_or_refreshes_when_idle() {
+    let mut c = cycle();
+    c.handle(Event::BatchProcessed { next_offset: 25 });
+    c.handle(Event::Tick { now_ms: 2 });
+    c.handle(Event::SnapshotStored {
+        location: "s".into(),
+    });
+    c.handle(Event::PreparedAnswered(PrepareAnswer::Accepted));
+    c.handle(Event::TransactionCommitted { now_ms: 3 });
+    c.handle(Event::BatchProcessed { next_offset: 30 });
+    // Long before the interval: a tick does nothing, asking for one does.
+    assert_eq!(c.handle(Event::Tick { now_ms: 4 }), vec![]);
+    assert_eq!(
+        c.handle(Event::CheckpointNow { now_ms: 5 }),
+        vec![Action::StoreSnapshot {
+            checkpoint: CheckpointId(5),
+            offset: 30,
+            base_offset: Some(25)
+        }]
+    );
+    // Mid-checkpoint it changes nothing.
+    assert_eq!(c.handle(Event::CheckpointNow { now_ms: 6 }), vec![]);
+    // Idle: nothing to store; the refresh still waits for its own interval.
+    let mut idle = cycle();
+    assert_eq!(idle.handle(Event::CheckpointNow { now_ms: 1 }), vec![]);
+    assert_eq!(
+        idle.handle(Event::CheckpointNow { now_ms: 3_600_000 }),
+        vec![Action::Commit { offset: 10 }]
+    );
+}
+
+#[test]
 fn a_postponed_checkpoint_keeps_its_records_and_waits_an_interval() {
     let mut c = in_phase("preparing");
     c.handle(Event::PreparedAnswered(PrepareAnswer::Unavailable));

@@ -1,0 +1,136 @@
+//! Writes a batch's results and dead letters into the open transaction, so that no single
+//! record can stall its partition: a result larger than the sink topic accepts becomes an
+//! `output_too_large` dead letter, and a dead letter is cut to fit the dead-letter topic's
+//! limit (and cut further if the broker still refuses it).
+
+use super::{PartitionError, DEAD_LETTER_FALLBACK_BYTES};
+use crate::operators::{DeadLetter, DeadLetterReason, Outputs};
+use weir_broker::{BrokerError, OutgoingRecord, TransactionalWriter};
+use weir_core::bugs::{planted, PlantedBug};
+use weir_core::ids::{JobId, PartitionId};
+
+/// Where one partition's results and dead letters go, and how large each may be.
+#[derive(Debug, Clone)]
+pub struct OutputTargets {
+    pub job: JobId,
+    pub partition: PartitionId,
+    /// The source topic, named in dead letters.
+    pub source_topic: String,
+    pub sink_topic: String,
+    pub dead_letter_topic: String,
+    /// Where keyless outputs go; keyed ones are placed by their key.
+    pub sink_partition: i32,
+    /// Where this partition's dead letters go.
+    pub dead_letter_partition: i32,
+    /// Largest key plus value the sink topic accepts; a larger result is dead-lettered.
+    pub sink_record_max: usize,
+    /// Largest dead letter the dead-letter topic accepts; larger ones are cut to fit.
+    pub dead_letter_max: usize,
+}
+
+/// How many results and dead letters a batch wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub records: u64,
+    pub dead_letters: u64,
+}
+
+impl OutputTargets {
+    /// Sends `outputs` (emptied) through `writer`: results first, then dead letters.
+    pub async fn write<W: TransactionalWriter>(
+        &self,
+        writer: &mut W,
+        outputs: &mut Outputs,
+    ) -> Result<Written, PartitionError> {
+        let mut written = Written {
+            records: outputs.records.len() as u64,
+            dead_letters: outputs.dead_letters.len() as u64,
+        };
+        for r in std::mem::take(&mut outputs.records) {
+            let size = r.key.as_ref().map_or(0, String::len) + r.value.len();
+            if size > self.sink_record_max {
+                let letter = self.output_too_large(size, r.source_offset, Some(r.value));
+                outputs.dead_letters.push(letter);
+                written.records -= 1;
+                written.dead_letters += 1;
+                continue;
+            }
+            let record = OutgoingRecord {
+                topic: self.sink_topic.clone(),
+                partition: r.key.is_none().then_some(self.sink_partition),
+                key: r.key.map(String::into_bytes),
+                value: r.value,
+                timestamp_ms: None,
+            };
+            match writer.send(record).await {
+                Ok(()) => {}
+                // The broker's limit is below what it said (the record moved into the
+                // refused send, so the letter goes without it; its size is in the detail).
+                Err(BrokerError::RecordTooLarge(e)) => {
+                    tracing::warn!(job = %self.job, partition = %self.partition, error = %e, "a result the sink refused as too large goes to the dead-letter topic");
+                    outputs
+                        .dead_letters
+                        .push(self.output_too_large(size, r.source_offset, None));
+                    written.records -= 1;
+                    written.dead_letters += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for letter in std::mem::take(&mut outputs.dead_letters) {
+            if letter.reason == DeadLetterReason::ExpressionError
+                && planted(PlantedBug::DropDeadLetter)
+            {
+                continue;
+            }
+            self.send_dead_letter(writer, &letter).await?;
+        }
+        Ok(written)
+    }
+
+    /// Sends one dead letter cut to the topic's limit, cut further once if refused.
+    async fn send_dead_letter<W: TransactionalWriter>(
+        &self,
+        writer: &mut W,
+        letter: &DeadLetter,
+    ) -> Result<(), PartitionError> {
+        let mut cut_to = self.dead_letter_max;
+        loop {
+            let record = OutgoingRecord {
+                topic: self.dead_letter_topic.clone(),
+                partition: Some(self.dead_letter_partition),
+                key: None,
+                value: letter.to_json_within(cut_to),
+                timestamp_ms: None,
+            };
+            match writer.send(record).await {
+                Ok(()) => return Ok(()),
+                Err(BrokerError::RecordTooLarge(e)) if cut_to > DEAD_LETTER_FALLBACK_BYTES => {
+                    tracing::warn!(job = %self.job, partition = %self.partition, error = %e, "a dead letter cut to the topic's limit was refused; cutting it further");
+                    cut_to = DEAD_LETTER_FALLBACK_BYTES;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The dead letter of a result too large for the sink topic.
+    fn output_too_large(
+        &self,
+        size: usize,
+        source_offset: i64,
+        payload: Option<Vec<u8>>,
+    ) -> DeadLetter {
+        DeadLetter {
+            reason: DeadLetterReason::OutputTooLarge,
+            detail: format!(
+                "output too large: {size} bytes; the sink topic {} accepts at most {}",
+                self.sink_topic, self.sink_record_max
+            ),
+            topic: self.source_topic.clone(),
+            partition: self.partition.0 as i32,
+            offset: source_offset,
+            payload,
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Taking a partition over: fence the previous owner, find the commit point Kafka holds,
+//! and restore exactly the state the committed outputs were computed from. What to restore
+//! is decided by [`plan_recovery`] (pure, tested with the cycle); this file performs the
+//! reads it needs and the plan it returns.
+
+use super::cycle::{next_checkpoint_after, plan_recovery, RecoveryPlan};
+use super::output_writer::OutputTargets;
+use super::snapshot_codec::decode_snapshot;
+use super::{PartitionConfig, PartitionError};
+use crate::checkpoint_store::CheckpointStore;
+use crate::operators::Pipeline;
+use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
+use weir_core::bugs::{planted, PlantedBug};
+use weir_core::ids::CheckpointId;
+
+/// A partition taken over, ready to run: the previous owner fenced, state restored, a
+/// transaction open, reading from the commit point.
+pub(super) struct Recovered<B: Broker> {
+    pub writer: B::Writer,
+    pub reader: B::Reader,
+    pub pipeline: Pipeline,
+    pub next_offset: i64,
+    pub next_checkpoint: CheckpointId,
+    /// Whether Kafka holds a commit point for the partition.
+    pub has_commit_point: bool,
+    pub targets: OutputTargets,
+}
+
+/// Takes the partition of `config` over.
+pub(super) async fn recover<B: Broker, S: CheckpointStore>(
+    config: &PartitionConfig,
+    broker: &B,
+    store: &S,
+) -> Result<Recovered<B>, PartitionError> {
+    let topic = config.spec.source.topic.clone();
+    let partition = config.partition.0 as i32;
+    // Fence first: after this, the previous owner can commit nothing more.
+    let mut writer = broker.writer(&config.transactional_id()).await?;
+    let committed = broker
+        .committed_offset(&config.group(), &topic, partition)
+        .await?;
+    let committed = match committed {
+        Some(_) if planted(PlantedBug::RestoreNewestSnapshot) => {
+            store.newest_offset(config.job, config.partition).await?
+        }
+        other => other,
+    };
+    // The local copy first (a restart on the same machine); any trouble with it sends
+    // recovery to the checkpoint store, which is the source of truth.
+    let mut local = match committed {
+        Some(offset) => restore_local_copy(config, store, offset).await,
+        None => None,
+    };
+    let plan = plan_recovery(
+        committed,
+        local.as_ref().map(|(_, checkpoint)| *checkpoint),
+        config.committed_checkpoint,
+    );
+    let (pipeline, next_offset, next_checkpoint) = match plan {
+        RecoveryPlan::CommittedOffsetLost { checkpoint } => {
+            return Err(PartitionError::CommittedOffsetLost { checkpoint })
+        }
+        RecoveryPlan::Fresh { next_checkpoint } => {
+            (Pipeline::compile(&config.spec)?, 0, next_checkpoint)
+        }
+        RecoveryPlan::Local {
+            offset,
+            next_checkpoint,
+        } => {
+            let Some((pipeline, _)) = local.take() else {
+                unreachable!("recovery plans a local restore only with a local copy")
+            };
+            (pipeline, offset, next_checkpoint)
+        }
+        RecoveryPlan::Snapshot { offset } => {
+            let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
+                let newest = store.newest_offset(config.job, config.partition).await?;
+                return Err(PartitionError::MissingSnapshot {
+                    committed: offset,
+                    newest,
+                });
+            };
+            let (checkpoint, state) = decode_snapshot(&bytes)?;
+            let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
+            (Pipeline::restore(&config.spec, state)?, offset, next)
+        }
+    };
+    let reader = broker.reader(&topic, partition, next_offset).await?;
+    let targets = output_targets(config, broker).await?;
+    writer.begin()?;
+    tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, next_offset, "partition recovered");
+    Ok(Recovered {
+        writer,
+        reader,
+        pipeline,
+        next_offset,
+        next_checkpoint,
+        has_commit_point: committed.is_some(),
+        targets,
+    })
+}
+
+/// The pipeline restored from the worker's local copy at exactly `offset`, with its
+/// checkpoint id, or `None` (no copy there, or one that cannot be used).
+async fn restore_local_copy<S: CheckpointStore>(
+    config: &PartitionConfig,
+    store: &S,
+    offset: i64,
+) -> Option<(Pipeline, u64)> {
+    match store.get_local(config.job, config.partition, offset).await {
+        Ok(Some(local)) => {
+            match Pipeline::restore_entries(&config.spec, &local.header, &local.entries) {
+                Ok(pipeline) => Some((pipeline, local.checkpoint)),
+                Err(e) => {
+                    tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "local state copy unusable; restoring from the checkpoint store");
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "local state copy unreadable; restoring from the checkpoint store");
+            None
+        }
+    }
+}
+
+/// Where the partition's outputs go and how large each may be, read from the broker.
+async fn output_targets<B: Broker>(
+    config: &PartitionConfig,
+    broker: &B,
+) -> Result<OutputTargets, PartitionError> {
+    let partition = config.partition.0 as i32;
+    // Keyless outputs stay on the sink partition numbered like their source partition
+    // (modulo the sink's size): they keep their source order and batch well, instead of
+    // being spread record by record.
+    let sink_topic = config.spec.sink.topic.clone();
+    let dead_letter_topic = config.spec.dead_letter_topic_or_default();
+    let sink_partition = partition % broker.partition_count(&sink_topic).await?.max(1) as i32;
+    let dead_letter_partition =
+        partition % broker.partition_count(&dead_letter_topic).await?.max(1) as i32;
+    // Records over these would be refused and fail the partition at every retry: a result
+    // is dead-lettered instead, and a dead letter cut to fit.
+    let sink_record_max = broker
+        .max_record_bytes(&sink_topic)
+        .await?
+        .saturating_sub(RECORD_FRAMING_BYTES_MAX);
+    let dead_letter_max = broker
+        .max_record_bytes(&dead_letter_topic)
+        .await?
+        .saturating_sub(RECORD_FRAMING_BYTES_MAX);
+    Ok(OutputTargets {
+        job: config.job,
+        partition: config.partition,
+        source_topic: config.spec.source.topic.clone(),
+        sink_topic,
+        dead_letter_topic,
+        sink_partition,
+        dead_letter_partition,
+        sink_record_max,
+        dead_letter_max,
+    })
+}
