@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use weir_api::cli::{run, Cli, Command};
 
 fn main() -> ExitCode {
+    // Before any thread: the allocator keeps less of a long-running process's peaks.
+    weir_api::malloc::limit_retained_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
