@@ -162,6 +162,29 @@ pub async fn metrics_upkeep(handle: PrometheusHandle) {
     }
 }
 
+/// Serves the `/v1` API until the task is aborted, with the metrics upkeep beside it.
+async fn serve_api(
+    listener: Accepted<std::net::TcpStream>,
+    state: ApiState,
+    metrics: Option<PrometheusHandle>,
+) {
+    let serve = std::future::IntoFuture::into_future(axum::serve(listener, http::router(state)));
+    let upkeep = async move {
+        match metrics {
+            Some(handle) => metrics_upkeep(handle).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serve => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }
+        () = upkeep => {}
+    }
+}
+
 /// How long a fresh member waits for each peer's view of the group before starting.
 pub const SEEN_PROBE_TIMEOUT_MS: u64 = 1_000;
 
@@ -423,24 +446,7 @@ pub async fn launch(
         connections: api_rx,
         local_addr: addr,
     };
-    let server = tokio::spawn(async move {
-        let serve =
-            std::future::IntoFuture::into_future(axum::serve(api_listener, http::router(state)));
-        let upkeep = async move {
-            match upkeep {
-                Some(handle) => metrics_upkeep(handle).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            served = serve => {
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTP server stopped");
-                }
-            }
-            () = upkeep => {}
-        }
-    });
+    let server = tokio::spawn(serve_api(api_listener, state, upkeep));
     tracing::debug!(%addr, raft_path = RAFT_RPC_PATH, "serving the API and Raft RPCs");
     Ok(RunningCoordinator {
         coordinator,
