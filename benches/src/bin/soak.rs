@@ -1127,8 +1127,9 @@ struct Soak {
     paused: Option<usize>,
     /// The memory windows: the baseline's (from minute 5) and the end's (the run's last
     /// stretch, fault-free), each with its start.
-    rss_baseline: (Instant, RssWindow),
-    rss_end: (Instant, RssWindow),
+    /// Each: its start, VmRSS (the check) and RssAnon (its anonymous part, reported).
+    rss_baseline: (Instant, RssWindow, RssWindow),
+    rss_end: (Instant, RssWindow, RssWindow),
     /// When every process's RSS is next logged (a growth curve for the log, not a check).
     rss_logged_next: Instant,
 }
@@ -1241,9 +1242,11 @@ impl Soak {
             .map(
                 |p| match p.process.pid().and_then(|pid| memory_of(pid).ok()) {
                     Some(m) => format!(
-                        "{} {:.1} MiB ({} threads, start {})",
+                        "{} {:.1} MiB (anon {:.1}, file {:.1}; {} threads, start {})",
                         p.name,
                         m.rss_kib as f64 / 1024.0,
+                        m.rss_anon_kib as f64 / 1024.0,
+                        m.rss_file_kib as f64 / 1024.0,
                         m.threads,
                         p.incarnation
                     ),
@@ -1260,7 +1263,7 @@ impl Soak {
     fn sample_rss(&mut self) {
         let now = Instant::now();
         for end_window in [false, true] {
-            let (start, window) = if end_window {
+            let (start, window, _) = if end_window {
                 &self.rss_end
             } else {
                 &self.rss_baseline
@@ -1268,20 +1271,29 @@ impl Soak {
             if now < *start || !window.due(now.saturating_duration_since(*start)) {
                 continue;
             }
-            let round: Vec<(String, u32, Option<u64>)> = self
+            let memory: Vec<(String, u32, Option<_>)> = self
                 .procs
                 .iter()
                 .map(|p| {
-                    let rss = p.process.pid().and_then(|pid| memory_of(pid).ok());
-                    (p.name.clone(), p.incarnation, rss.map(|m| m.rss_kib))
+                    let m = p.process.pid().and_then(|pid| memory_of(pid).ok());
+                    (p.name.clone(), p.incarnation, m)
                 })
                 .collect();
-            let window = if end_window {
-                &mut self.rss_end.1
+            let (_, window, anon) = if end_window {
+                &mut self.rss_end
             } else {
-                &mut self.rss_baseline.1
+                &mut self.rss_baseline
             };
-            window.record(round);
+            anon.record(
+                memory
+                    .iter()
+                    .map(|(n, i, m)| (n.clone(), *i, m.map(|m| m.rss_anon_kib))),
+            );
+            window.record(
+                memory
+                    .into_iter()
+                    .map(|(n, i, m)| (n, i, m.map(|m| m.rss_kib))),
+            );
             if window.complete() {
                 let window = window.clone();
                 let text = window
@@ -2092,10 +2104,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         storage_exits: Vec::new(),
         full_disks: Vec::new(),
         paused: None,
-        rss_baseline: (started + rss_baseline_after, RssWindow::default()),
+        rss_baseline: (
+            started + rss_baseline_after,
+            RssWindow::default(),
+            RssWindow::default(),
+        ),
         rss_logged_next: started,
         rss_end: (
             started + run_len.saturating_sub(RSS_SAMPLE_EVERY * RSS_SAMPLES),
+            RssWindow::default(),
             RssWindow::default(),
         ),
     };
@@ -2110,6 +2127,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let rss_base = soak.rss_baseline.1.figures();
     let rss_end = soak.rss_end.1.figures();
+    let anon_base = soak.rss_baseline.2.figures();
+    let anon_end = soak.rss_end.2.figures();
     soak.say(&format!(
         "run over; stopping the load ({} events sent)",
         load.sent()
@@ -2260,8 +2279,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 format!("{:.1} MiB", f.median_kib as f64 / 1024.0)
             })
         };
+        let anon = match (anon_base.get(&p.name), anon_end.get(&p.name)) {
+            (Some(b), Some(e)) if same && b.median_kib > 0 => format!(
+                "{} → {} ({:.2}x)",
+                mib(Some(b)),
+                mib(Some(e)),
+                e.median_kib as f64 / b.median_kib as f64
+            ),
+            (b, e) => format!("{} → {}", mib(b), mib(e)),
+        };
         rss_rows.push(format!(
-            "| RSS {} | {} | {} | {} |",
+            "| RSS {} | {} | {} | {} | {anon} |",
             p.name,
             mib(base),
             mib(end),
@@ -2460,7 +2488,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         out,
-        "\n| process | RSS at the baseline (median, t+{:.0}s to t+{:.0}s) | RSS at the end (median, t+{:.0}s to t+{:.0}s) | end / baseline |\n| --- | --- | --- | --- |",
+        "\n| process | RSS at the baseline (median, t+{:.0}s to t+{:.0}s) | RSS at the end (median, t+{:.0}s to t+{:.0}s) | end / baseline | of which anonymous (RssAnon, not checked) |\n| --- | --- | --- | --- | --- |",
         rss_baseline_after.as_secs_f64(),
         (rss_baseline_after + RSS_SAMPLE_EVERY * (RSS_SAMPLES - 1)).as_secs_f64(),
         soak.t(soak.rss_end.0),
