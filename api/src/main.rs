@@ -35,6 +35,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Coordinator(_) | Command::Worker(_)) {
+        if let Err(e) = weir_api::malloc::start_trimming() {
+            eprintln!("weir: cannot start the memory trimming thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let default_filter = match cli.command {
         Command::Coordinator(_) | Command::Worker(_) => "info,openraft=warn,rdkafka=warn",
         _ => "error,openraft=off,rdkafka=off",

@@ -1,5 +1,6 @@
 //! glibc malloc settings for the long-running `weir coordinator` and `weir worker`
-//! processes, set once at start (before any thread).
+//! processes, set once at start (before any thread), and a thread that returns the free
+//! pages inside malloc's heaps to the kernel now and then ([`start_trimming`]).
 //!
 //! With glibc's defaults a process keeps the memory of its peaks: the threshold above which
 //! an allocation gets pages of its own from the kernel rises with every large block freed
@@ -21,6 +22,29 @@ pub const MALLOC_MMAP_THRESHOLD_BYTES: i32 = 128 * 1024;
 /// Free memory at the top of the heap beyond this is returned to the kernel; fixed, as
 /// glibc would otherwise raise it with the mmap threshold.
 pub const MALLOC_TRIM_THRESHOLD_BYTES: i32 = 256 * 1024;
+
+/// How often [`start_trimming`]'s thread returns free heap pages to the kernel.
+pub const MALLOC_TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Starts a thread that calls glibc's `malloc_trim(0)` every [`MALLOC_TRIM_INTERVAL`]: it
+/// returns every whole free page inside each arena to the kernel, where glibc by itself
+/// only ever shrinks the top of a heap. A worker that took over another's partitions and
+/// handed them back kept the freed memory of their Kafka clients and buffers between
+/// live blocks (its RSS stayed 1.6 MiB up in the soak run); a coordinator after a flood
+/// the same. A no-op where the C library is not glibc.
+pub fn start_trimming() -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    std::thread::Builder::new()
+        .name("weir-malloc-trim".into())
+        .spawn(|| loop {
+            std::thread::sleep(MALLOC_TRIM_INTERVAL);
+            // SAFETY: malloc_trim takes each arena's lock and only releases free pages.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        })?;
+    Ok(())
+}
 
 /// Applies the settings above, unless the environment sets glibc's own; a no-op where the
 /// C library is not glibc. Call before starting any thread.
