@@ -9,7 +9,7 @@
 //! a core (taken by threads as they come: actix, tokio and librdkafka's threads of every
 //! Kafka client a partition starts) holds freed pages of its own. Soak runs measured
 //! coordinators (18–20 MiB before) at 35–49 MiB after two API floods with the defaults,
-//! and at 27–29 MiB with the settings below (docs/BENCHMARKS.md, "Soak and chaos run").
+//! and at 26–29 MiB with the settings below (docs/BENCHMARKS.md, "Soak and chaos run").
 //! mimalloc as the global allocator measured worse (workers at about 100 MiB within a
 //! minute, against 27 MiB). An operator's `GLIBC_TUNABLES` or
 //! `MALLOC_ARENA_MAX` takes precedence: nothing is set when either is present.
