@@ -25,6 +25,11 @@ pub struct Memory {
     pub rss_kib: u64,
     pub hwm_kib: u64,
     pub threads: u64,
+    /// The part of `rss_kib` that is the process's own memory (heap, stacks)...
+    pub rss_anon_kib: u64,
+    /// ...and the part that is pages of mapped files, the binary's code above all (shared,
+    /// clean, and growing as code runs for the first time).
+    pub rss_file_kib: u64,
 }
 
 /// Both measurements.
@@ -72,6 +77,8 @@ pub fn memory_of(pid: u32) -> anyhow::Result<Memory> {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
         threads: field("Threads:")?,
+        rss_anon_kib: field("RssAnon:")?,
+        rss_file_kib: field("RssFile:")?,
     })
 }
 
