@@ -10,8 +10,9 @@
 //! Each stage kind has a file of its own, named as the job spec names it: `filter.rs`,
 //! `map.rs`, `dedupe.rs` (with its memory), `key_by.rs` (and the key text `dedupe` shares),
 //! `window.rs`, `aggregate.rs`. `stages.rs` takes a record through the record-at-a-time
-//! stages; `pipeline.rs` ties decoding, event time, the stages, windows and the watermark
-//! together; `snapshot.rs` and `changes.rs` are what a checkpoint keeps.
+//! stages; `plan.rs` holds what a compiled pipeline is made of (its `Plan` and its
+//! partition `State`); `pipeline.rs` ties decoding, event time, the stages, windows and the
+//! watermark together; `snapshot.rs` and `changes.rs` are what a checkpoint keeps.
 //!
 //! # Records and decoding
 //!
@@ -166,6 +167,7 @@ pub mod limits;
 mod map;
 mod object;
 mod pipeline;
+mod plan;
 mod record;
 mod snapshot;
 mod stages;
@@ -185,7 +187,8 @@ pub use limits::{
     PipelineError, StateLimit, DEDUPE_KEYS_MAX, KEYS_PER_PARTITION_MAX, KEY_LEN_MAX_BYTES,
     OPEN_WINDOWS_PER_KEY_MAX, OPEN_WINDOWS_PER_PARTITION_MAX, WINDOWS_PER_EVENT_MAX,
 };
-pub use pipeline::{Pipeline, RestoreError};
+pub use pipeline::Pipeline;
+pub use plan::RestoreError;
 pub use record::{
     DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
 };
