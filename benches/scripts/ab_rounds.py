@@ -11,6 +11,9 @@ within a minute of each other, so a machine whose speed drifts hurts both alike)
 
 Every run's stdout and stderr are kept under --out. The figures are higher-is-better;
 the verdict column says whether the median ratio is within the given tolerance below 1.
+With --baseline FIGURE (a figure's name as printed, e.g. 'serde_json → struct — events/s'),
+one more column divides each figure by that baseline of its own run first, which cancels
+the machine's drift between runs.
 """
 
 import argparse
@@ -55,6 +58,10 @@ def figures(stdout):
     return found
 
 
+def number(value):
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def run(command, path):
     with open(path + ".out", "w") as out, open(path + ".err", "w") as err:
         done = subprocess.run(
@@ -74,6 +81,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tolerance-pct", type=float, default=5.0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--baseline", help="a figure to divide the others by, run by run")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 20:
         sys.exit("--rounds must be 1..=20")
@@ -86,9 +94,10 @@ def main():
         after.append(run(args.after, os.path.join(args.out, f"after-{r}")))
     keys = [k for k in before[0] if all(k in f for f in before + after)]
     print(f"{args.rounds} rounds, before and after alternated; medians.\n")
+    base = args.baseline if args.baseline in keys else None
     print("| figure | before | after | after ÷ before (median of rounds) | min | max |"
-          f" within {args.tolerance_pct:.0f} % |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+          f" within {args.tolerance_pct:.0f} % |" + (" same, × baseline |" if base else ""))
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |" + (" ---: |" if base else ""))
     for key in keys:
         b = [f[key] for f in before]
         a = [f[key] for f in after]
@@ -97,9 +106,14 @@ def main():
             continue
         ratio = statistics.median(ratios)
         ok = ratio >= 1 - args.tolerance_pct / 100
-        print(f"| {key} | {statistics.median(b):.6g} | {statistics.median(a):.6g} | "
-              f"{ratio:.3f} | {min(ratios):.3f} | {max(ratios):.3f} | "
-              f"{'yes' if ok else '**no**'} |")
+        row = (f"| {key} | {number(statistics.median(b))} | {number(statistics.median(a))} | "
+               f"{ratio:.3f} | {min(ratios):.3f} | {max(ratios):.3f} | "
+               f"{'yes' if ok else '**no**'} |")
+        if base:
+            normalised = [(x / fa[base]) / (y / fb[base])
+                          for x, y, fa, fb in zip(a, b, after, before) if y > 0 and fa[base] > 0]
+            row += f" {statistics.median(normalised):.3f} |" if key != base else " — |"
+        print(row)
 
 
 if __name__ == "__main__":
