@@ -13,7 +13,7 @@ FILE_LINES_MAX = 800
 FN_LINES_MAX = 80
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # benches/ is measuring tooling, not shipped or simulated code.
-CRATES = ["core", "broker", "coordinator", "worker", "api", "simulation"]
+CRATES = ["core", "broker", "coordinator", "worker", "client", "api", "simulation"]
 FN_START = re.compile(r"^\s*(pub(\([^)]*\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?fn\s+(\w+)")
 STRING = re.compile(r'"(\\.|[^"\\])*"')
 CHAR = re.compile(r"'(\\.|[^'\\])'")

@@ -46,6 +46,10 @@ if grep -E 'feature "(planted-bugs|test-util)"' <<<"$deployed_features"; then
   echo "the weir binary's dependencies turn on a feature it must not have (above)" >&2
   exit 1
 fi
+if grep -E '^weir-broker-conformance ' <<<"$deployed_features"; then
+  echo "the weir binary links the broker conformance suite, a test dependency only" >&2
+  exit 1
+fi
 
 log "production files and functions within their size limits"
 scripts/size-limits.sh

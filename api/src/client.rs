@@ -1,13 +1,16 @@
-//! A Rust client of the coordinators' HTTP API. It knows several coordinators and moves on
-//! to the next when one is unreachable or has no leader, with a bounded number of attempts,
-//! so callers ride through a leader failover without seeing it.
+//! A Rust client of the coordinators' HTTP API. It sends through the one leader-sticky
+//! client of the group (`weir_client::GroupClient`): requests go to the member last known
+//! to lead, a failed member is left for the next, 429s are waited out, and callers ride
+//! through a leader failover without seeing it, within explicit bounds.
 
-use reqwest::{Method, StatusCode};
+use bytes::Bytes;
+use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::time::Duration;
 use thiserror::Error;
+use weir_client::{GroupClient, Reply, Request, Timeouts};
 use weir_core::ids::JobId;
+use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{
     AddMemberRequest, CheckpointRecord, ClusterStatus, CreateTenantRequest, ErrorBody, JobDetail,
     JobSummary, SubmittedJob, TenantToken, WorkerStatus,
@@ -15,10 +18,16 @@ use weir_core::wire::{
 
 /// Attempts per request across all coordinators before giving up.
 pub const REQUEST_ATTEMPTS_MAX: u32 = 40;
-/// Pause between attempts after a coordinator could not serve the request.
+/// No attempt of a request starts later than this after its first.
+pub const REQUEST_DEADLINE_MS: u64 = 120_000;
+/// The first backoff wait, once every coordinator failed in a row; it doubles from here.
 pub const RETRY_BACKOFF_MS: u64 = 100;
+/// The largest backoff base wait (jitter adds up to as much again).
+pub const RETRY_BACKOFF_MAX_MS: u64 = 2_000;
 /// Time one attempt may take.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Time connecting to one coordinator may take.
+pub const CONNECT_TIMEOUT_MS: u64 = 500;
 /// Longest wait a 429's `Retry-After` may ask of the client; a longer one is cut to this.
 pub const RETRY_AFTER_MAX_MS: u64 = 5_000;
 /// Wait after a 429 without a usable `Retry-After`.
@@ -26,16 +35,16 @@ pub const RETRY_AFTER_DEFAULT_MS: u64 = 1_000;
 /// 429 answers one request accepts (each waits as asked) before the caller sees the 429.
 pub const TOO_MANY_REQUESTS_RETRIES_MAX: u32 = 8;
 
-/// The wait a 429 asks for: `Retry-After` in seconds, bounded by [`RETRY_AFTER_MAX_MS`].
-fn retry_after_ms(headers: &reqwest::header::HeaderMap) -> u64 {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| s.saturating_mul(1_000))
-        .unwrap_or(RETRY_AFTER_DEFAULT_MS)
-        .min(RETRY_AFTER_MAX_MS)
-}
+/// The retry policy of the CLI's and the Rust client's requests.
+pub const REQUEST_POLICY: RetryPolicy = RetryPolicy {
+    attempts_max: REQUEST_ATTEMPTS_MAX,
+    deadline_ms: REQUEST_DEADLINE_MS,
+    backoff_min_ms: RETRY_BACKOFF_MS,
+    backoff_max_ms: RETRY_BACKOFF_MAX_MS,
+    too_many_requests_max: TOO_MANY_REQUESTS_RETRIES_MAX,
+    retry_after_default_ms: RETRY_AFTER_DEFAULT_MS,
+    retry_after_max_ms: RETRY_AFTER_MAX_MS,
+};
 
 /// A fresh random idempotency key.
 fn new_idempotency_key() -> String {
@@ -78,29 +87,24 @@ impl ClientError {
 /// A client of one coordinator group.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    coordinators: Vec<String>,
+    group: GroupClient,
     token: Option<String>,
 }
 
 impl Client {
     /// A client of the coordinators at `coordinators` (host:port), authenticating with `token`.
     pub fn new(coordinators: Vec<String>, token: Option<String>) -> Self {
-        assert!(!coordinators.is_empty(), "at least one coordinator address");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
-            .connect_timeout(Duration::from_millis(500))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
+        let timeouts = Timeouts {
+            attempt_ms: REQUEST_TIMEOUT_MS,
+            connect_ms: CONNECT_TIMEOUT_MS,
+        };
         Client {
-            http,
-            coordinators,
+            group: GroupClient::new(coordinators, REQUEST_POLICY, timeouts),
             token,
         }
     }
 
-    /// The same client acting with another token.
+    /// The same client acting with another token (sharing what it knows of the leader).
     pub fn with_token(&self, token: impl Into<String>) -> Self {
         Client {
             token: Some(token.into()),
@@ -108,88 +112,38 @@ impl Client {
         }
     }
 
-    /// Sends a request, retrying on other coordinators while none can serve it.
+    /// The address of the coordinator last known to lead.
+    pub fn leader(&self) -> Option<String> {
+        self.group.leader()
+    }
+
+    /// Sends a request, following the leader and retrying on other coordinators while none
+    /// can serve it.
     pub async fn request<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: Option<(Vec<u8>, &'static str)>,
     ) -> Result<T, ClientError> {
-        let mut last = String::new();
         // One key for every attempt of this request: a retry after a lost answer or a
         // failover is answered as the first attempt was, never applied twice.
         let idempotency_key = (method != Method::GET).then(new_idempotency_key);
-        let mut too_many = 0u32;
-        for attempt in 0..REQUEST_ATTEMPTS_MAX {
-            let addr = &self.coordinators[attempt as usize % self.coordinators.len()];
-            let mut req = self
-                .http
-                .request(method.clone(), format!("http://{addr}{path}"));
-            if let Some(token) = &self.token {
-                req = req.bearer_auth(token);
-            }
-            if let Some(key) = &idempotency_key {
-                req = req.header("idempotency-key", key);
-            }
-            if let Some((bytes, content_type)) = &body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, *content_type)
-                    .body(bytes.clone());
-            }
-            let resp = match req.send().await {
-                Ok(resp) => resp,
-                Err(e) => {
-                    last = format!("{addr}: {e}");
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-                    continue;
-                }
-            };
-            let status = resp.status();
-            let wait_ms = retry_after_ms(resp.headers());
-            let bytes = match resp.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last = format!("{addr}: {e}");
-                    continue;
-                }
-            };
-            if status == StatusCode::TOO_MANY_REQUESTS && too_many < TOO_MANY_REQUESTS_RETRIES_MAX {
-                // The coordinator sheds load: wait as long as it asks, then try again.
-                too_many += 1;
-                last = format!("{addr}: {}", String::from_utf8_lossy(&bytes));
-                tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-                continue;
-            }
-            if status == StatusCode::SERVICE_UNAVAILABLE {
-                last = format!("{addr}: {}", String::from_utf8_lossy(&bytes));
-                tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS)).await;
-                continue;
-            }
-            if !status.is_success() {
-                let err: ErrorBody = serde_json::from_slice(&bytes).unwrap_or(ErrorBody {
-                    error: String::from_utf8_lossy(&bytes).into_owned(),
-                    field: None,
-                });
-                return Err(ClientError::Api {
-                    status: status.as_u16(),
-                    error: err.error,
-                    field: err.field,
-                });
-            }
-            let bytes = if bytes.is_empty() {
-                &b"null"[..]
-            } else {
-                &bytes[..]
-            };
-            return serde_json::from_slice(bytes).map_err(|e| ClientError::Decode {
-                addr: addr.clone(),
-                message: e.to_string(),
-            });
-        }
-        Err(ClientError::Unavailable {
-            attempts: REQUEST_ATTEMPTS_MAX,
-            last,
-        })
+        let request = Request {
+            method,
+            path,
+            token: self.token.as_deref(),
+            idempotency_key: idempotency_key.as_deref(),
+            body: body.map(|(bytes, content_type)| (Bytes::from(bytes), content_type)),
+        };
+        let reply = self
+            .group
+            .send(&request)
+            .await
+            .map_err(|e| ClientError::Unavailable {
+                attempts: e.attempts,
+                last: e.last,
+            })?;
+        decode(reply)
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -217,7 +171,7 @@ impl Client {
     /// `GET /v1/cluster` from one given coordinator, without retrying elsewhere.
     pub async fn cluster_status_of(&self, addr: &str) -> Result<ClusterStatus, ClientError> {
         Client {
-            coordinators: vec![addr.to_string()],
+            group: self.group.only(addr),
             ..self.clone()
         }
         .get("/v1/cluster")
@@ -309,19 +263,64 @@ impl Client {
     }
 }
 
+/// A final answer as the caller sees it: the decoded body, or the API's error.
+fn decode<T: DeserializeOwned>(reply: Reply) -> Result<T, ClientError> {
+    if !reply.status.is_success() {
+        let err: ErrorBody = serde_json::from_slice(&reply.body).unwrap_or(ErrorBody {
+            error: String::from_utf8_lossy(&reply.body).into_owned(),
+            field: None,
+        });
+        return Err(ClientError::Api {
+            status: reply.status.as_u16(),
+            error: err.error,
+            field: err.field,
+        });
+    }
+    let bytes = if reply.body.is_empty() {
+        &b"null"[..]
+    } else {
+        &reply.body[..]
+    };
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Decode {
+        addr: reply.member,
+        message: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::StatusCode;
+
+    fn reply(status: u16, body: &'static str) -> Reply {
+        Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::from_static(body.as_bytes()),
+            member: "c1".into(),
+        }
+    }
 
     #[test]
-    fn retry_after_is_honoured_within_bounds() {
-        let mut h = reqwest::header::HeaderMap::new();
-        assert_eq!(retry_after_ms(&h), RETRY_AFTER_DEFAULT_MS);
-        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
-        assert_eq!(retry_after_ms(&h), 2_000);
-        h.insert(reqwest::header::RETRY_AFTER, "3600".parse().unwrap());
-        assert_eq!(retry_after_ms(&h), RETRY_AFTER_MAX_MS);
-        h.insert(reqwest::header::RETRY_AFTER, "soon".parse().unwrap());
-        assert_eq!(retry_after_ms(&h), RETRY_AFTER_DEFAULT_MS);
+    fn final_answers_decode_or_become_api_errors() {
+        assert_eq!(decode::<u32>(reply(200, "7")).unwrap(), 7);
+        assert_eq!(decode::<Option<u32>>(reply(202, "")).unwrap(), None);
+        match decode::<u32>(reply(429, r#"{"error":"busy"}"#)) {
+            Err(ClientError::Api {
+                status: 429,
+                error,
+                field: None,
+            }) => assert_eq!(error, "busy"),
+            other => panic!("{other:?}"),
+        }
+        match decode::<u32>(reply(400, "not json")) {
+            Err(ClientError::Api {
+                status: 400, error, ..
+            }) => assert_eq!(error, "not json"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decode::<u32>(reply(200, "{}")),
+            Err(ClientError::Decode { .. })
+        ));
     }
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use weir_api::cli::{run, Cli, Command};
 
 fn main() -> ExitCode {
+    // Before any thread: the allocator keeps less of a long-running process's peaks.
+    weir_api::malloc::limit_retained_memory();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -33,6 +35,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if matches!(cli.command, Command::Coordinator(_) | Command::Worker(_)) {
+        if let Err(e) = weir_api::malloc::start_trimming() {
+            eprintln!("weir: cannot start the memory trimming thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let default_filter = match cli.command {
         Command::Coordinator(_) | Command::Worker(_) => "info,openraft=warn,rdkafka=warn",
         _ => "error,openraft=off,rdkafka=off",

@@ -9,6 +9,8 @@ use common::processes::CoordinatorProcesses;
 use common::{wait_for, ADMIN};
 use std::process::Command;
 use weir_api::client::{Client, ClientError};
+use weir_core::ids::WorkerId;
+use weir_worker::control::{ControlPlane, HttpControlPlane};
 
 /// Writes `n` tenants named `<prefix>-<i>`; returns those acknowledged. A write whose answer
 /// was lost and that turns out to exist (409 on retry) counts as acknowledged too.
@@ -84,6 +86,59 @@ async fn kill_9_the_leader_and_then_everyone_loses_nothing_acknowledged() {
     acked.extend(write(&client, "restarted", 10).await);
     assert_all_present(&client, &acked, &addrs).await;
     assert_eq!(acked.len(), 130);
+}
+
+/// The CLI's client and a worker's control plane, each given the followers first, find the
+/// leader from their first answer and send to it from then on; after the leader is killed
+/// they find the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_given_a_follower_first_find_the_leader_and_follow_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = CoordinatorProcesses::new(dir.path(), 3);
+    for id in 1..=3 {
+        p.start(id);
+    }
+    let addrs: Vec<String> = p.peers.values().cloned().collect();
+    let first = leader(&Client::new(addrs, Some(ADMIN.into()))).await;
+    let leader_addr = p.peers[&first].clone();
+    let mut followers_first: Vec<String> = p
+        .peers
+        .iter()
+        .filter(|(id, _)| **id != first)
+        .map(|(_, a)| a.clone())
+        .collect();
+    followers_first.push(leader_addr.clone());
+
+    let cli = Client::new(followers_first.clone(), Some(ADMIN.into()));
+    assert_eq!(cli.leader(), None);
+    cli.create_tenant("sticky").await.expect("create a tenant");
+    assert_eq!(cli.leader().as_deref(), Some(leader_addr.as_str()));
+
+    let control = HttpControlPlane::new(followers_first, ADMIN.into());
+    let worker = WorkerId("w-sticky".into());
+    control
+        .register(&worker, "127.0.0.1:9")
+        .await
+        .expect("register");
+    assert_eq!(control.leader().as_deref(), Some(leader_addr.as_str()));
+
+    p.kill9(first);
+    let moved = wait_for("the clients to find the new leader", 30_000, || async {
+        cli.list_tenants().await.ok()?;
+        // Its lease has lapsed by now: a refusal is an answer too, naming the leader.
+        let _ = control.assignments(&worker).await;
+        let (a, b) = (cli.leader()?, control.leader()?);
+        (a == b && a != leader_addr).then_some(a)
+    })
+    .await;
+    let status = cli
+        .cluster_status_of(&moved)
+        .await
+        .expect("the new leader's view");
+    assert_eq!(
+        status.leader.map(|id| p.peers[&id].clone()).as_deref(),
+        Some(moved.as_str())
+    );
 }
 
 /// Runs `weir coordinator` with `args`; it must fail with one line on stderr naming `flag`.

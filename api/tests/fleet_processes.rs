@@ -410,6 +410,10 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
         "weir_state_bytes",
     ] {
         assert!(metrics.contains(name), "worker metric {name} missing");
+        assert!(
+            metrics.contains(&format!("# HELP {name}")),
+            "worker metric {name} has no # HELP line"
+        );
     }
 
     // SIGTERM: the worker stops its partitions (each aborts its open transaction) and

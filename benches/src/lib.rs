@@ -16,5 +16,6 @@ pub mod failover;
 pub mod load;
 pub mod process;
 pub mod report;
+pub mod soak_support;
 pub mod weir;
 pub mod worker;

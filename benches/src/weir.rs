@@ -5,8 +5,12 @@
 use crate::cluster::{Cluster, MemberStatus, System, MEMBERS};
 use crate::process::{free_port, LaunchSpec, ManagedProcess};
 use anyhow::{bail, Context};
-use reqwest::{Client, RequestBuilder, StatusCode};
+use bytes::Bytes;
+use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use std::sync::Arc;
+use std::time::Duration;
+use weir_client::{GroupClient, Request, Timeouts};
+use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{ClusterStatus, CreateTenantRequest};
 
 /// The administrator token of the bench's group (only ever on loopback).
@@ -133,49 +137,77 @@ pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Clu
     Cluster::new(system, members, addrs, ids, root)
 }
 
-/// POSTs `body` to `path` on `addr` as the administrator; a non-2xx answer is an error.
-pub async fn post_admin(
-    http: &Client,
-    addr: &str,
-    path: &str,
-    body: &impl serde::Serialize,
-) -> anyhow::Result<reqwest::Response> {
-    let response = http
-        .post(format!("http://{addr}{path}"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {path}"))?;
-    if !response.status().is_success() {
-        let status = response.status();
-        bail!(
-            "POST {path} answered {status}: {}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-    Ok(response)
+/// The benches' calls to the group: the production leader-sticky client, patient enough
+/// for a group that is still electing or failing over.
+pub const ADMIN_POLICY: RetryPolicy = RetryPolicy {
+    attempts_max: 40,
+    deadline_ms: 60_000,
+    backoff_min_ms: 100,
+    backoff_max_ms: 1_000,
+    too_many_requests_max: 8,
+    retry_after_default_ms: 1_000,
+    retry_after_max_ms: 5_000,
+};
+
+/// A client of the group at `coordinators` for the benches' setup and status calls (one
+/// attempt may take `attempt_timeout`).
+pub fn admin_client(coordinators: &[String], attempt_timeout: Duration) -> GroupClient {
+    let timeouts = Timeouts {
+        attempt_ms: u64::try_from(attempt_timeout.as_millis()).unwrap_or(u64::MAX),
+        connect_ms: 500,
+    };
+    GroupClient::new(coordinators.to_vec(), ADMIN_POLICY, timeouts)
 }
 
-/// GETs `path` as the administrator from the first of `coordinators` that answers (any
-/// member serves reads).
+/// Sends a request as the administrator (a write with an idempotency key, the same on
+/// every attempt); a final answer that is not 2xx is an error, a 2xx one is decoded.
+async fn admin<T: serde::de::DeserializeOwned>(
+    group: &GroupClient,
+    method: Method,
+    path: &str,
+    body: Option<Bytes>,
+) -> anyhow::Result<T> {
+    let key = (method != Method::GET).then(|| format!("bench-{:032x}", rand::random::<u128>()));
+    let request = Request {
+        method: method.clone(),
+        path,
+        token: Some(ADMIN_TOKEN),
+        idempotency_key: key.as_deref(),
+        body: body.map(|b| (b, "application/json")),
+    };
+    let reply = group
+        .send(&request)
+        .await
+        .with_context(|| format!("{method} {path}"))?;
+    if !reply.status.is_success() {
+        bail!(
+            "{method} {path} answered {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    serde_json::from_slice(&reply.body).with_context(|| {
+        format!(
+            "{method} {path} answered {}",
+            String::from_utf8_lossy(&reply.body)
+        )
+    })
+}
+
+/// POSTs `body` to `path` as the administrator; a non-2xx answer is an error.
+pub async fn post_admin<T: serde::de::DeserializeOwned>(
+    group: &GroupClient,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> anyhow::Result<T> {
+    let bytes = serde_json::to_vec(body).context("cannot encode the request")?;
+    admin(group, Method::POST, path, Some(bytes.into())).await
+}
+
+/// GETs `path` as the administrator (from the leader, as the group's reads are served).
 pub async fn get_admin<T: serde::de::DeserializeOwned>(
-    http: &Client,
-    coordinators: &[String],
+    group: &GroupClient,
     path: &str,
 ) -> anyhow::Result<T> {
-    let mut last = None;
-    for addr in coordinators {
-        match http
-            .get(format!("http://{addr}{path}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => return Ok(r.json().await?),
-            Ok(r) => last = Some(anyhow::anyhow!("GET {path} answered {}", r.status())),
-            Err(e) => last = Some(e.into()),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no coordinator")))
+    admin(group, Method::GET, path, None).await
 }

@@ -5,9 +5,13 @@
 //! metadata.
 //!
 //! Two implementations stand behind it: `kafka` (rdkafka, production and the real-broker
-//! tests) and `memory` (a model of Kafka's transactional semantics for the simulation and
-//! `weir local`). One conformance suite (`conformance`) runs against both, so the model
-//! cannot drift from the real broker.
+//! tests: the cluster handle, reader, transactional writer, client settings, error
+//! classification, a file each) and `memory` (a model of Kafka's transactional semantics
+//! for the simulation and `weir local`: cluster and transaction coordinator, partition
+//! logs, reader, writer, fault injection). One conformance suite (the
+//! `weir-broker-conformance` crate, a test dependency only) runs against both, so the
+//! model cannot drift from the real broker. Both writers keep the transaction as one typed
+//! `WriterState`.
 //!
 //! The traits are async without a `Send` bound: partition actors run on single-threaded
 //! runtimes (actix arbiters, or the simulation's one thread).
@@ -16,7 +20,6 @@
 // only through the seams (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
-pub mod conformance;
 pub mod kafka;
 pub mod memory;
 

@@ -16,13 +16,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use weir_broker::conformance;
 use weir_broker::kafka::{KafkaBroker, KafkaSettings};
 use weir_broker::memory::partition_for_key;
 use weir_broker::{
     Broker, BrokerError, BrokerRecord, OutgoingRecord, PartitionReader, SourceOffset,
     TransactionalWriter,
 };
+use weir_broker_conformance as conformance;
 
 /// The test broker's `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
 const EXPIRY_CHECK_INTERVAL_MS: u32 = 500;

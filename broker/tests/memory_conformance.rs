@@ -3,8 +3,8 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
 
-use weir_broker::conformance::{self, ConformanceFailure};
 use weir_broker::memory::MemoryBroker;
+use weir_broker_conformance::{self as conformance, ConformanceFailure};
 
 #[tokio::test]
 async fn the_whole_suite_passes_on_one_shared_cluster() -> Result<(), ConformanceFailure> {

@@ -5,9 +5,9 @@
 //! (docs/BENCHMARKS.md). Commands in a batch are applied in order and each gets its own
 //! result, so a batch is invisible to callers.
 
-use crate::node::WriteError;
 use crate::raft_types::Raft;
 use crate::state::{Command, CommandResult};
+use crate::write_error::WriteError;
 use openraft::error::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,10 +1,23 @@
 //! A member of weir's coordinator group: the Raft-replicated control plane holding
 //! tenants, jobs, placement, worker registrations and checkpoint records.
 //!
-//! Layout (after openraft's own examples): `raft_types` is the type configuration, `store`
-//! the redb log and snapshots, `network` the transport seam, `state` the replicated state
-//! machine, `scheduler` and `lease` the leader's pure control logic, `node` ties them into a
-//! running coordinator, and `http` is its API surface.
+//! Layout (after openraft's own examples), one concept a module:
+//! - `raft_types`: the type configuration; `runtime`: openraft's async runtime, its
+//!   election timeouts drawn from a generator the simulation seeds.
+//! - `store`: the Raft log, vote and snapshots in one redb database (the disk seam).
+//! - `network`: the transport seam between members, its adapter to openraft and the
+//!   production HTTP transport.
+//! - `state`: the replicated control state, a plain `apply(command) -> result` machine.
+//! - `scheduler` and `lease`: the leader's pure decisions (placement, worker leases).
+//! - `node`: `Coordinator`, which ties them into a running member: start, the leader's
+//!   control loop, writes, linearizable reads, membership. `group_commit` batches the
+//!   writes that queue up into one log entry; `write_error` is why a write was not
+//!   applied, shared by both and by their callers.
+//! - `worker_calls`: the workers' calls (register, heartbeat, checkpoint reports) as
+//!   plain functions, run by the HTTP API and the simulation alike.
+//! - `http`: the API surface (routes, auth, admission, errors) and the Raft RPC endpoint.
+//! - `server`: the production driver (redb file, HTTP transport, OS clock and entropy,
+//!   listeners) that `weir coordinator`, `weir local` and the tests start.
 
 // Unit tests make files, sockets and threads freely; production code reaches them
 // only through the seams (clippy.toml).
@@ -24,6 +37,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod worker_calls;
+pub mod write_error;
 
 /// Describes every metric a coordinator records, so that `/metrics` carries a `# HELP`
 /// line and a unit for each. Called once, when the process's recorder is installed.

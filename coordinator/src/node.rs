@@ -4,12 +4,14 @@
 //! clock and the entropy source, and tokio's (virtual, in the simulation) timers.
 
 use crate::group_commit::GroupCommit;
+// Its home is `write_error`; re-exported here, where callers of `write` look for it.
 use crate::lease::LeaseTable;
 use crate::network::{Network, RaftTransport};
 use crate::raft_types::Raft;
 use crate::scheduler;
 use crate::state::{Command, CommandResult};
 use crate::store::{self, OpenError, SharedState};
+pub use crate::write_error::WriteError;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState, SnapshotPolicy};
 use redb::Database;
@@ -158,23 +160,6 @@ pub enum StartError {
     /// The member lost its store while the group counts it as having one.
     #[error("{0}")]
     LostStore(String),
-}
-
-/// Why a write was not applied.
-#[derive(Debug, Error)]
-pub enum WriteError {
-    /// This node is not the leader; the leader, when known, is at `leader_addr`.
-    #[error("not the leader (leader: {leader_id:?})")]
-    NotLeader {
-        leader_id: Option<NodeId>,
-        leader_addr: Option<String>,
-    },
-    /// The command was applied and refused by the state machine.
-    #[error(transparent)]
-    Refused(#[from] crate::state::Refusal),
-    /// The group could not commit it; whether it will be applied later is unknown.
-    #[error("the coordinator group is unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// One coordinator of the group.

@@ -58,6 +58,11 @@ pub const LATENCY_BUCKETS_SECONDS: [f64; 14] = [
 ];
 /// Buckets of the size histograms (entries per fsync, commands per batch).
 pub const SIZE_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// How often the recorder's histogram samples are folded into their buckets. The recorder
+/// is installed without the exporter's own upkeep task, and a histogram keeps every sample
+/// (8 bytes each) until then: without this, until the next scrape of `/metrics`, and in a
+/// process nobody scrapes, for ever (a coordinator records a few hundred a second).
+pub const METRICS_UPKEEP_INTERVAL_MS: u64 = 5_000;
 
 /// A coordinator serving HTTP.
 #[derive(Debug)]
@@ -143,6 +148,41 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// Folds the recorder's histogram samples into their buckets every
+/// [`METRICS_UPKEEP_INTERVAL_MS`], for as long as it runs (run it beside whatever serves
+/// `/metrics`).
+pub async fn metrics_upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(Duration::from_millis(METRICS_UPKEEP_INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Serves the `/v1` API until the task is aborted, with the metrics upkeep beside it.
+async fn serve_api(
+    listener: Accepted<std::net::TcpStream>,
+    state: ApiState,
+    metrics: Option<PrometheusHandle>,
+) {
+    let serve = std::future::IntoFuture::into_future(axum::serve(listener, http::router(state)));
+    let upkeep = async move {
+        match metrics {
+            Some(handle) => metrics_upkeep(handle).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serve => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }
+        () = upkeep => {}
+    }
 }
 
 /// How long a fresh member waits for each peer's view of the group before starting.
@@ -400,16 +440,13 @@ pub async fn launch(
         Err(e) => return Err(StartError::Raft(format!("the Raft runtime failed: {e}"))),
     }
 
+    let upkeep = metrics.clone();
     let state = ApiState::new(coordinator.clone(), admin_token, metrics);
     let api_listener = Accepted {
         connections: api_rx,
         local_addr: addr,
     };
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(api_listener, http::router(state)).await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    let server = tokio::spawn(serve_api(api_listener, state, upkeep));
     tracing::debug!(%addr, raft_path = RAFT_RPC_PATH, "serving the API and Raft RPCs");
     Ok(RunningCoordinator {
         coordinator,
@@ -422,6 +459,35 @@ pub async fn launch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn upkeep_folds_histogram_samples_into_buckets_and_loses_none() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS_SECONDS)
+            .expect("buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        let upkeep = tokio::spawn(metrics_upkeep(handle.clone()));
+        const ROUNDS: u64 = 5;
+        const SAMPLES_PER_ROUND: u64 = 1_000;
+        for _ in 0..ROUNDS {
+            metrics::with_local_recorder(&recorder, || {
+                let h = metrics::histogram!("weir_test_seconds");
+                for _ in 0..SAMPLES_PER_ROUND {
+                    h.record(0.001);
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(METRICS_UPKEEP_INTERVAL_MS)).await;
+        }
+        let text = handle.render();
+        let count_line = format!("weir_test_seconds_count {}", ROUNDS * SAMPLES_PER_ROUND);
+        assert!(text.contains(&count_line), "{text}");
+        assert!(
+            !upkeep.is_finished(),
+            "the upkeep runs for as long as it is polled"
+        );
+        upkeep.abort();
+    }
 
     #[test]
     fn connections_are_told_apart_by_their_first_line() {

@@ -3,8 +3,9 @@
 //! control plane both call these, so the simulation runs the code production runs; only
 //! the transport differs.
 
-use crate::node::{Coordinator, WriteError};
+use crate::node::Coordinator;
 use crate::state::{Command, CommandResult, Refusal};
+use crate::write_error::WriteError;
 use weir_core::ids::{JobId, WorkerId};
 use weir_core::wire::{
     Assignments, CheckpointReport, JobState, Lease, WorkerAssignment, WorkerReport,

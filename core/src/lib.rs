@@ -1,6 +1,14 @@
 //! weir's shared vocabulary: the identifiers, the job spec with its validation, the HTTP
 //! API's wire types, and the seams (clock, randomness) through which coordinator and worker
 //! logic reach the outside world, so the simulation can drive the same code.
+//!
+//! - `ids`: the identifier newtypes (`JobId`, `PartitionId`, `Epoch`, `CheckpointId`, ...).
+//! - `spec`: the job spec: model, the stage kinds (`spec/stage.rs`), parsing from
+//!   YAML or JSON, validation naming the field, CEL compiled up front.
+//! - `wire`: the JSON bodies of the HTTP API.
+//! - `seams`: the `Clock` and `Entropy` seams.
+//! - `bugs`: the planted bugs the simulation's self-test switches on; `cli_error`: one
+//!   sentence from a clap error, for both binaries.
 
 // Unit tests make files, sockets and threads freely; production code reaches them
 // only through the seams (clippy.toml).
@@ -9,6 +17,7 @@
 pub mod bugs;
 pub mod cli_error;
 pub mod ids;
+pub mod leader_client;
 pub mod seams;
 pub mod spec;
 pub mod wire;

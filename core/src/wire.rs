@@ -1,9 +1,18 @@
 //! The JSON bodies of weir's HTTP API (docs/HTTP_API.md), shared by the coordinators that serve
 //! them, the Rust client, the CLI and the workers. Field names are part of the contract.
+//!
+//! The bodies carry no version field: the `/v1/` in every path is the API's version, and
+//! a body that changes incompatibly goes under a new path. Golden files
+//! (`core/tests/golden/api/`) pin each body's JSON, so a change is made knowingly.
 
 use crate::ids::{CheckpointId, Epoch, JobId, NodeId, PartitionId, TenantName, WorkerId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The response header naming the leader's address as the answering member sees it (absent
+/// while it knows none), on every `/v1` answer past admission, so that a client sends its
+/// next requests to the leader instead of through a follower.
+pub const LEADER_HEADER: &str = "x-weir-leader";
 
 /// `GET /v1/cluster`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,17 +287,45 @@ pub struct CheckpointReport {
     pub snapshot: String,
 }
 
-/// The outcome of each report in a batch, in order: `ok`, or why it was refused.
+/// The outcome of each report in a batch, in order: `ok`, or why it was refused. A result
+/// this reader cannot read (a refusal of a kind, or with fields, from a newer coordinator)
+/// reads as [`CheckpointRefusal::Unknown`]: the report was not accepted, and the worker
+/// must say so rather than take the whole answer for a lost one and retry it silently.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointReportResults {
+    #[serde(deserialize_with = "results_as_far_as_known")]
     pub results: Vec<Result<(), CheckpointRefusal>>,
+}
+
+/// Reads each result of [`CheckpointReportResults`] on its own, an unreadable one as
+/// [`CheckpointRefusal::Unknown`]; the list itself must still be a list.
+fn results_as_far_as_known<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Result<(), CheckpointRefusal>>, D::Error> {
+    /// One result as sent: one this version reads, or anything else.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Answer {
+        Known(Result<(), CheckpointRefusal>),
+        Unreadable(serde::de::IgnoredAny),
+    }
+    let answers = Vec::<Answer>::deserialize(deserializer)?;
+    Ok(answers
+        .into_iter()
+        .map(|answer| match answer {
+            Answer::Known(result) => result,
+            Answer::Unreadable(_) => Err(CheckpointRefusal::Unknown),
+        })
+        .collect())
 }
 
 /// Why the group refused a checkpoint report, typed end to end: the worker decides by the
 /// kind (a stale epoch or a lost ownership means another owner took over) rather than by
 /// reading a sentence. On the wire `{"refusal": "<kind>", ...fields}`; a kind this reader
-/// does not know is [`CheckpointRefusal::Unknown`], which stops the partition with a clear
-/// error rather than being taken for a known one.
+/// does not know, or a known kind whose fields it cannot read (a newer coordinator's, under
+/// the same `/v1/`), is [`CheckpointRefusal::Unknown`], which stops the partition with a
+/// clear error rather than being taken for a known one. Fields a reader does not know are
+/// ignored, so a refusal may gain fields without a new version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "refusal", rename_all = "snake_case")]
 pub enum CheckpointRefusal {
@@ -323,8 +360,13 @@ pub enum CheckpointRefusal {
     /// The group answered something other than exactly one result for one report.
     #[error("the coordinator did not answer the report exactly once")]
     NotAnsweredOnce,
-    /// A refusal of a kind this version does not know (a newer coordinator's).
-    #[error("a refusal of a kind this worker does not know")]
+    /// A refusal this version cannot read: a kind it does not know, or a known kind with
+    /// fields it cannot read (a newer coordinator's). Neither fencing nor to be retried
+    /// as if unanswered.
+    #[error(
+        "a refusal this worker cannot read (a refusal kind or version from a newer \
+         coordinator; upgrade the worker)"
+    )]
     #[serde(other)]
     Unknown,
 }

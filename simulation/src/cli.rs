@@ -117,114 +117,144 @@ pub fn run(args: SimArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    if args.coordinators != 3 && args.coordinators != 5 {
-        bail!("--coordinators must be 3 or 5");
-    }
-    if args.workers > 5 {
-        bail!("--workers must be 0 to 5");
-    }
-    if !(1..=4).contains(&args.jobs) {
-        bail!("--jobs must be 1 to 4");
-    }
-    if !(1_000..=600_000).contains(&args.fault_phase_ms) {
-        bail!("--fault-phase-ms must be 1000 to 600000");
-    }
-    let threads = match args.threads {
-        Some(n) if !(1..=THREADS_MAX).contains(&n) => {
-            bail!("--threads must be 1 to {THREADS_MAX}")
+    let sweep = Sweep::from_args(&args)?;
+    sweep.run(&args)
+}
+
+/// The seeds to run and how, from the flags once they are checked.
+struct Sweep {
+    options: SimOptions,
+    threads: usize,
+    /// The seeds `first..end`.
+    first: u64,
+    end: u64,
+}
+
+impl Sweep {
+    /// Checks the flags; an error names the flag and its legal values.
+    fn from_args(args: &SimArgs) -> anyhow::Result<Self> {
+        if args.coordinators != 3 && args.coordinators != 5 {
+            bail!("--coordinators must be 3 or 5");
         }
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    let mut options = SimOptions {
-        coordinators: args.coordinators,
-        workers: args.workers,
-        jobs: args.jobs,
-        fault_phase_ms: args.fault_phase_ms,
-        skip_faults: args
-            .skip_faults
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect::<BTreeSet<usize>>(),
-        ..SimOptions::default()
-    };
-    if let Some(name) = &args.plant_bug {
-        let bug = PlantedBug::from_name(name)
-            .with_context(|| format!("unknown bug {name:?}; weir sim --list-bugs names them"))?;
-        options.plant_bug = Some(bug);
-    }
-    if let Some(list) = &args.faults {
-        options.faults = parse_faults(list)?;
-    }
-    let (first, end) = match (&args.seed, &args.seeds) {
-        (Some(s), _) => (*s, *s + 1),
-        (None, Some(range)) => parse_seeds(range)?,
-        (None, None) => bail!("give --seed N or --seeds A..B"),
-    };
-    #[allow(clippy::disallowed_methods)] // wall time of the whole run, for the summary only
-    let started = std::time::Instant::now();
-    let mut failed = Vec::new();
-    let total = end - first;
-    let mut last_progress_ms = 0u128;
-    let mut done: u64 = 0;
-    run_seeds(first..end, &options, threads, |seed, outcome| {
-        done += 1;
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(panic) => {
-                // The run itself broke: a failure, with what it said.
-                println!("seed={seed} result=fail trace={}", "0".repeat(64));
-                eprintln!("  the run panicked: {panic}");
-                eprintln!("  replay: weir sim --seed {seed}");
-                failed.push(seed);
-                return;
+        if args.workers > 5 {
+            bail!("--workers must be 0 to 5");
+        }
+        if !(1..=4).contains(&args.jobs) {
+            bail!("--jobs must be 1 to 4");
+        }
+        if !(1_000..=600_000).contains(&args.fault_phase_ms) {
+            bail!("--fault-phase-ms must be 1000 to 600000");
+        }
+        let threads = match args.threads {
+            Some(n) if !(1..=THREADS_MAX).contains(&n) => {
+                bail!("--threads must be 1 to {THREADS_MAX}")
             }
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        println!(
-            "seed={seed} result={} trace={}",
-            if outcome.ok { "ok" } else { "fail" },
-            outcome.trace_hash
-        );
-        if !outcome.ok {
-            report_failure(&args, &options, seed, &outcome);
-            failed.push(seed);
+        let mut options = SimOptions {
+            coordinators: args.coordinators,
+            workers: args.workers,
+            jobs: args.jobs,
+            fault_phase_ms: args.fault_phase_ms,
+            skip_faults: args
+                .skip_faults
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect::<BTreeSet<usize>>(),
+            ..SimOptions::default()
+        };
+        if let Some(name) = &args.plant_bug {
+            let bug = PlantedBug::from_name(name).with_context(|| {
+                format!("unknown bug {name:?}; weir sim --list-bugs names them")
+            })?;
+            options.plant_bug = Some(bug);
         }
-        // Progress on stderr (seeds/s, failures so far) about once a second; stdout keeps
-        // exactly one line per seed for scripts.
-        let elapsed_ms = started.elapsed().as_millis();
-        if total > 1 && elapsed_ms >= last_progress_ms + 1_000 {
-            last_progress_ms = elapsed_ms;
-            let rate = done as f64 / (elapsed_ms as f64 / 1_000.0).max(1e-9);
-            eprintln!(
-                "progress: {done}/{total} seeds, {rate:.1} seeds/s, {} failed",
-                failed.len()
+        if let Some(list) = &args.faults {
+            options.faults = parse_faults(list)?;
+        }
+        let (first, end) = match (&args.seed, &args.seeds) {
+            (Some(s), _) => (*s, *s + 1),
+            (None, Some(range)) => parse_seeds(range)?,
+            (None, None) => bail!("give --seed N or --seeds A..B"),
+        };
+        Ok(Sweep {
+            options,
+            threads,
+            first,
+            end,
+        })
+    }
+
+    /// Runs every seed, one line each on stdout, progress on stderr, and a summary; an
+    /// error if any seed failed.
+    fn run(&self, args: &SimArgs) -> anyhow::Result<()> {
+        let (options, threads, first, end) = (&self.options, self.threads, self.first, self.end);
+        #[allow(clippy::disallowed_methods)] // wall time of the whole run, for the summary only
+        let started = std::time::Instant::now();
+        let mut failed = Vec::new();
+        let total = end - first;
+        let mut last_progress_ms = 0u128;
+        let mut done: u64 = 0;
+        run_seeds(first..end, options, threads, |seed, outcome| {
+            done += 1;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(panic) => {
+                    // The run itself broke: a failure, with what it said.
+                    println!("seed={seed} result=fail trace={}", "0".repeat(64));
+                    eprintln!("  the run panicked: {panic}");
+                    eprintln!("  replay: weir sim --seed {seed}");
+                    failed.push(seed);
+                    return;
+                }
+            };
+            println!(
+                "seed={seed} result={} trace={}",
+                if outcome.ok { "ok" } else { "fail" },
+                outcome.trace_hash
+            );
+            if !outcome.ok {
+                report_failure(args, options, seed, &outcome);
+                failed.push(seed);
+            }
+            // Progress on stderr (seeds/s, failures so far) about once a second; stdout keeps
+            // exactly one line per seed for scripts.
+            let elapsed_ms = started.elapsed().as_millis();
+            if total > 1 && elapsed_ms >= last_progress_ms + 1_000 {
+                last_progress_ms = elapsed_ms;
+                let rate = done as f64 / (elapsed_ms as f64 / 1_000.0).max(1e-9);
+                eprintln!(
+                    "progress: {done}/{total} seeds, {rate:.1} seeds/s, {} failed",
+                    failed.len()
+                );
+            }
+        })?;
+        if end - first > 1 {
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "{} seeds, {} failed, {:.1} s ({:.1} seeds/s){}",
+                end - first,
+                failed.len(),
+                secs,
+                (end - first) as f64 / secs.max(1e-9),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; failing seeds: {failed:?}")
+                }
             );
         }
-    })?;
-    if end - first > 1 {
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "{} seeds, {} failed, {:.1} s ({:.1} seeds/s){}",
-            end - first,
-            failed.len(),
-            secs,
-            (end - first) as f64 / secs.max(1e-9),
-            if failed.is_empty() {
-                String::new()
-            } else {
-                format!("; failing seeds: {failed:?}")
-            }
-        );
+        if !failed.is_empty() {
+            bail!(
+                "{} of {} seeds violated an invariant",
+                failed.len(),
+                end - first
+            );
+        }
+        Ok(())
     }
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} seeds violated an invariant",
-            failed.len(),
-            end - first
-        );
-    }
-    Ok(())
 }
 
 /// Runs `seeds` on `threads` threads and hands each outcome to `each`, in seed order, on

@@ -1,18 +1,21 @@
 //! Deterministic simulation of whole weir clusters under faults, in the manner of
-//! TigerBeetle's VOPR: the real coordinator code, on one thread, over simulated disks,
-//! clocks and a simulated network, driven by one seed.
+//! TigerBeetle's VOPR: the real coordinator and worker code, on one thread, over simulated
+//! disks, clocks, a simulated network, the in-memory Kafka model and an in-memory
+//! checkpoint store, driven by one seed.
 //!
 //! - `disk`: redb's storage backend in memory, losing unsynced writes in a crash.
 //! - `network`: the Raft transport in memory, with drops, duplicates, delays, partitions.
 //! - `clock`: per-node wall clocks on tokio's paused clock, with jumps; seeded entropy.
 //! - `cluster`: a coordinator group over those seams; crash and restart of its nodes.
+//! - `fleet`: the worker fleet (real supervisors and partition actors) over simulated
+//!   seams; `jobs` and `dataflow`: the jobs, their input and the end-of-run output check.
+//! - `reference`: the independent evaluator of job specs the outputs are checked against.
 //! - `faults`: the seed's fault mix and schedule; `workload`: the clients.
-//! - `checker`: the invariants, one a file; `trace`: the hashed event log.
-//! - `scenario`: one seeded run, `run_seed`.
-//!
-//! A failing seed prints the command that replays it (`SimOutcome::reproduce`);
-//! `cargo run -p weir-simulation --example one_seed -- <seed>` runs one seed and, with
-//! `WEIR_SIM_TRACE=1`, prints its trace.
+//! - `checker`: the invariants, one a file; `trace`: the hashed event log; `context`: what
+//!   every task of a run shares.
+//! - `scenario`: one seeded run, `run_seed` (setup, the fault timeline, one method per
+//!   fault kind, the final checks); `shrink`: a failing seed's fewest needed faults.
+//! - `cli`: the `weir-sim` binary's flags and seed loop.
 
 // Unit tests make files, sockets and threads freely; production code reaches them
 // only through the seams (clippy.toml).

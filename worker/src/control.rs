@@ -1,14 +1,17 @@
 //! The worker's calls to the coordinator group, behind the `ControlPlane` seam. Production
-//! speaks HTTP to any coordinator (followers forward to the leader) and moves on to the next
-//! coordinator when one is down or has no leader; the simulation implements the same trait
-//! in memory.
+//! speaks HTTP through the one leader-sticky client of the group (`weir_client`): calls go
+//! to the coordinator last known to lead (followers forward to the leader and name it), a
+//! coordinator that is down or has no leader is left for the next; the simulation
+//! implements the same trait in memory and drives the same policy ([`CONTROL_POLICY`]).
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
-use std::time::Duration;
 use thiserror::Error;
+use weir_client::{GroupClient, Request, Timeouts};
 use weir_core::ids::{JobId, WorkerId};
+use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{
     Assignments, CheckpointReport, CheckpointReportBatch, CheckpointReportResults, Lease,
     RegisterWorkerRequest, ReportPartitionsRequest, WorkerReport,
@@ -16,16 +19,50 @@ use weir_core::wire::{
 
 /// Attempts per call across the coordinators before giving up on this round.
 pub const CONTROL_ATTEMPTS_MAX: u32 = 12;
-/// Pause between attempts.
+/// No attempt of a call starts later than this after its first (twelve attempts of at most
+/// 2 s each, as before the bound was explicit).
+pub const CONTROL_DEADLINE_MS: u64 = 25_000;
+/// The first backoff wait, once every coordinator failed in a row; it doubles from here.
 pub const CONTROL_RETRY_BACKOFF_MS: u64 = 50;
+/// The largest backoff base wait (jitter adds up to as much again).
+pub const CONTROL_RETRY_BACKOFF_MAX_MS: u64 = 1_000;
 /// Time one attempt may take.
 pub const CONTROL_TIMEOUT_MS: u64 = 2_000;
+/// Time connecting to one coordinator may take.
+pub const CONTROL_CONNECT_TIMEOUT_MS: u64 = 300;
 /// Time one heartbeat attempt may take: well below the lease, so that a hung coordinator
 /// costs a heartbeat round one attempt, not the lease.
 pub const HEARTBEAT_ATTEMPT_TIMEOUT_MS: u64 = 400;
 /// Heartbeat attempts per round: every coordinator twice at most (the next round comes
 /// one heartbeat interval later anyway).
 pub const HEARTBEAT_ATTEMPTS_PER_COORDINATOR: u32 = 2;
+
+/// The retry policy of the worker's control calls. A 429 is not waited out: the call
+/// fails as unavailable and the worker's next round (a heartbeat interval or an assignments
+/// poll later) tries again; the group never sheds the administrator's heartbeats anyway.
+pub const CONTROL_POLICY: RetryPolicy = RetryPolicy {
+    attempts_max: CONTROL_ATTEMPTS_MAX,
+    deadline_ms: CONTROL_DEADLINE_MS,
+    backoff_min_ms: CONTROL_RETRY_BACKOFF_MS,
+    backoff_max_ms: CONTROL_RETRY_BACKOFF_MAX_MS,
+    too_many_requests_max: 0,
+    retry_after_default_ms: 0,
+    retry_after_max_ms: 0,
+};
+
+/// The policy of one heartbeat round over `coordinators` members: every coordinator twice
+/// at most, and no attempt starting after the time those attempts could take.
+pub fn heartbeat_policy(coordinators: usize) -> RetryPolicy {
+    let attempts = u32::try_from(coordinators)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(HEARTBEAT_ATTEMPTS_PER_COORDINATOR)
+        .clamp(1, CONTROL_ATTEMPTS_MAX);
+    RetryPolicy {
+        attempts_max: attempts,
+        deadline_ms: u64::from(attempts) * HEARTBEAT_ATTEMPT_TIMEOUT_MS,
+        ..CONTROL_POLICY
+    }
+}
 
 /// Why a control call failed.
 #[derive(Debug, Error)]
@@ -82,52 +119,41 @@ pub trait ControlPlane: Send + Sync + 'static {
 /// The production control plane: HTTP to the coordinators.
 #[derive(Debug, Clone)]
 pub struct HttpControlPlane {
-    client: reqwest::Client,
-    coordinators: Vec<String>,
+    group: GroupClient,
     token: String,
-    attempts: u32,
 }
 
 impl HttpControlPlane {
     /// A control plane over the coordinators at `coordinators` (host:port), authenticating
     /// with the cluster's administrator token.
     pub fn new(coordinators: Vec<String>, token: String) -> Self {
-        Self::with_limits(
-            coordinators,
+        let timeouts = Timeouts {
+            attempt_ms: CONTROL_TIMEOUT_MS,
+            connect_ms: CONTROL_CONNECT_TIMEOUT_MS,
+        };
+        HttpControlPlane {
+            group: GroupClient::new(coordinators, CONTROL_POLICY, timeouts),
             token,
-            CONTROL_TIMEOUT_MS,
-            CONTROL_ATTEMPTS_MAX,
-        )
+        }
     }
 
     /// A control plane for a [`HeartbeatThread`](crate::fleet::HeartbeatThread): its own
     /// connections, short attempts, few of them.
     pub fn for_heartbeats(coordinators: Vec<String>, token: String) -> Self {
-        let attempts = (coordinators.len() as u32)
-            .saturating_mul(HEARTBEAT_ATTEMPTS_PER_COORDINATOR)
-            .clamp(1, CONTROL_ATTEMPTS_MAX);
-        Self::with_limits(coordinators, token, HEARTBEAT_ATTEMPT_TIMEOUT_MS, attempts)
+        let policy = heartbeat_policy(coordinators.len());
+        let timeouts = Timeouts {
+            attempt_ms: HEARTBEAT_ATTEMPT_TIMEOUT_MS,
+            connect_ms: CONTROL_CONNECT_TIMEOUT_MS,
+        };
+        HttpControlPlane {
+            group: GroupClient::new(coordinators, policy, timeouts),
+            token,
+        }
     }
 
-    fn with_limits(
-        coordinators: Vec<String>,
-        token: String,
-        timeout_ms: u64,
-        attempts: u32,
-    ) -> Self {
-        assert!(!coordinators.is_empty(), "at least one coordinator");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(timeout_ms))
-            .connect_timeout(Duration::from_millis(300.min(timeout_ms)))
-            .tcp_nodelay(true)
-            .build()
-            .unwrap_or_default();
-        HttpControlPlane {
-            client,
-            coordinators,
-            token,
-            attempts,
-        }
+    /// The address of the coordinator last known to lead.
+    pub fn leader(&self) -> Option<String> {
+        self.group.leader()
     }
 
     async fn call<T: DeserializeOwned>(
@@ -136,41 +162,35 @@ impl HttpControlPlane {
         path: &str,
         body: Option<&(impl Serialize + Sync)>,
     ) -> Result<T, (u16, String)> {
-        let mut last = String::new();
-        for attempt in 0..self.attempts {
-            let addr = &self.coordinators[attempt as usize % self.coordinators.len()];
-            let mut req = self
-                .client
-                .request(method.clone(), format!("http://{addr}{path}"))
-                .bearer_auth(&self.token);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            match req.send().await {
-                Ok(resp) if resp.status().as_u16() == 503 => last = format!("{addr}: no leader"),
-                Ok(resp) if resp.status().is_success() => {
-                    let bytes = resp.bytes().await.map_err(|e| (0, e.to_string()))?;
-                    let bytes = if bytes.is_empty() {
-                        &b"null"[..]
-                    } else {
-                        &bytes[..]
-                    };
-                    return serde_json::from_slice(bytes)
-                        .map_err(|e| (0, format!("{addr}: bad answer: {e}")));
-                }
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    let message = serde_json::from_str::<weir_core::wire::ErrorBody>(&text)
-                        .map(|b| b.error)
-                        .unwrap_or(text);
-                    return Err((status, message));
-                }
-                Err(e) => last = format!("{addr}: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(CONTROL_RETRY_BACKOFF_MS)).await;
+        let body = match body.map(serde_json::to_vec).transpose() {
+            Ok(body) => body.map(|b| (Bytes::from(b), "application/json")),
+            Err(e) => return Err((0, format!("cannot encode the request: {e}"))),
+        };
+        let request = Request {
+            method,
+            path,
+            token: Some(&self.token),
+            idempotency_key: None,
+            body,
+        };
+        let reply = self
+            .group
+            .send(&request)
+            .await
+            .map_err(|e| (0, e.to_string()))?;
+        if !reply.status.is_success() {
+            let text = String::from_utf8_lossy(&reply.body).into_owned();
+            let message = serde_json::from_str::<weir_core::wire::ErrorBody>(&text)
+                .map(|b| b.error)
+                .unwrap_or(text);
+            return Err((reply.status.as_u16(), message));
         }
-        Err((0, last))
+        let bytes = if reply.body.is_empty() {
+            &b"null"[..]
+        } else {
+            &reply.body[..]
+        };
+        serde_json::from_slice(bytes).map_err(|e| (0, format!("{}: bad answer: {e}", reply.member)))
     }
 }
 

@@ -22,6 +22,8 @@ struct LocalControl {
     state: Mutex<ControlState>,
     /// Answer checkpoint reports with no results at all (a broken or hostile answer).
     answer_nothing: AtomicBool,
+    /// Answer checkpoint reports with this body, as a newer coordinator would send it.
+    answer_body: Mutex<Option<String>>,
 }
 
 impl LocalControl {
@@ -69,6 +71,9 @@ impl ControlPlane for LocalControl {
     ) -> Result<CheckpointReportResults, ControlError> {
         if self.answer_nothing.load(Ordering::Relaxed) {
             return Ok(CheckpointReportResults { results: vec![] });
+        }
+        if let Some(body) = self.answer_body.lock().unwrap().as_deref() {
+            return Ok(serde_json::from_str(body).expect("the answer's list reads"));
         }
         match self.apply(Command::Checkpoint {
             worker: id.clone(),
@@ -477,6 +482,55 @@ async fn a_prepared_record_answered_with_no_result_is_not_taken_as_accepted() {
         committed(&broker, "alerts").await.is_empty(),
         "nothing committed"
     );
+}
+
+/// A newer coordinator's refusal: a kind this worker does not know, or a known kind with
+/// fields it cannot read. Either stops the partition with an error saying so: not taken for
+/// fencing (which would stop it quietly), not for an unanswered call (which would postpone
+/// the checkpoint and retry it forever), and counted toward failing the job.
+#[tokio::test]
+async fn a_refusal_this_worker_cannot_read_stops_the_partition_with_a_clear_error() {
+    for body in [
+        r#"{"results": [{"Err": {"refusal": "quota_exceeded", "limit": 3}}]}"#,
+        r#"{"results": [{"Err": {"refusal": "stale_epoch", "got": "1", "current": "2"}}]}"#,
+    ] {
+        let inputs = events(200);
+        let (broker, spec, control) = setup(STATELESS, &inputs).await;
+        place(&control, "w1", 1);
+        *control.answer_body.lock().unwrap() = Some(body.into());
+        let mut r = runner(
+            &broker,
+            &spec,
+            &control,
+            MemoryCheckpointStore::new(),
+            "w1",
+            1,
+            0,
+        )
+        .await;
+        let mut now = 0;
+        let ended = drain(&mut r, &mut now, inputs.len() as i64).await;
+        let Err(err) = ended else {
+            panic!("{body}: the partition went on");
+        };
+        assert!(
+            matches!(
+                err,
+                PartitionError::Refused(weir_core::wire::CheckpointRefusal::Unknown)
+            ),
+            "{body}: {err:?}"
+        );
+        assert!(err.counts_toward_failing_the_job(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("cannot read") && message.contains("newer coordinator"),
+            "{message}"
+        );
+        assert!(
+            committed(&broker, "alerts").await.is_empty(),
+            "nothing committed"
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ use super::{print_json, read_file};
 use clap::Subcommand;
 use std::path::PathBuf;
 use weir_core::ids::JobId;
+use weir_core::wire::{CheckpointRecord, JobDetail, JobSummary};
 
 /// Job commands.
 #[derive(Debug, Subcommand)]
@@ -67,71 +68,14 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             if client.json {
                 return print_json(&jobs);
             }
-            println!(
-                "{:<6} {:<32} {:<16} {:<11} VERSION",
-                "ID", "NAME", "TENANT", "STATE"
-            );
-            for j in jobs {
-                // Why a job failed or cannot start, after its row.
-                let reason = j.reason.as_deref().map(|r| format!("  ({r})"));
-                println!(
-                    "{:<6} {:<32} {:<16} {:<11} {}{}",
-                    j.id,
-                    j.name,
-                    j.tenant,
-                    j.state.as_str(),
-                    j.version,
-                    reason.unwrap_or_default()
-                );
-            }
+            print_jobs(&jobs);
         }
         JobCommand::Get { id, client } => {
             let job = client.client().get_job(JobId(id)).await?;
             if client.json {
                 return print_json(&job);
             }
-            println!(
-                "job {} ({}) tenant {} state {} version {}",
-                job.id,
-                job.name,
-                job.tenant,
-                job.state.as_str(),
-                job.version
-            );
-            if let Some(reason) = &job.reason {
-                println!("reason: {reason}");
-            }
-            match job.partition_count {
-                Some(n) => println!("partitions: {n}"),
-                None => {
-                    println!("partitions: not known yet (no worker has read the topic's metadata)")
-                }
-            }
-            if !job.partitions.is_empty() {
-                println!(
-                    "{:<10} {:<20} {:<6} {:<11} OFFSET",
-                    "PARTITION", "WORKER", "EPOCH", "CHECKPOINT"
-                );
-                for p in &job.partitions {
-                    println!(
-                        "{:<10} {:<20} {:<6} {:<11} {}",
-                        p.partition,
-                        p.worker.as_ref().map(|w| w.0.as_str()).unwrap_or("-"),
-                        p.epoch,
-                        p.checkpoint
-                            .map(|c| c.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        p.offset
-                            .map(|o| o.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                    );
-                }
-                for p in &job.partitions {
-                    if let Some(problem) = &p.problem {
-                        println!("partition {} cannot progress: {problem}", p.partition);
-                    }
-                }
-            }
+            print_job(&job);
         }
         JobCommand::Cancel { id, client } => {
             let job = client.client().cancel_job(JobId(id)).await?;
@@ -145,22 +89,94 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             if client.json {
                 return print_json(&records);
             }
-            println!(
-                "{:<10} {:<11} {:<6} {:<10} {:<12} SNAPSHOT",
-                "PARTITION", "CHECKPOINT", "EPOCH", "PHASE", "OFFSET"
-            );
-            for r in records {
-                println!(
-                    "{:<10} {:<11} {:<6} {:<10} {:<12} {}",
-                    r.partition,
-                    r.checkpoint,
-                    r.epoch,
-                    format!("{:?}", r.phase).to_lowercase(),
-                    r.offset,
-                    r.snapshot
-                );
-            }
+            print_checkpoints(&records);
         }
     }
     Ok(())
+}
+
+/// The job table of `weir job list`, a reason after a job's row when it has one.
+fn print_jobs(jobs: &[JobSummary]) {
+    println!(
+        "{:<6} {:<32} {:<16} {:<11} VERSION",
+        "ID", "NAME", "TENANT", "STATE"
+    );
+    for j in jobs {
+        // Why a job failed or cannot start, after its row.
+        let reason = j.reason.as_deref().map(|r| format!("  ({r})"));
+        println!(
+            "{:<6} {:<32} {:<16} {:<11} {}{}",
+            j.id,
+            j.name,
+            j.tenant,
+            j.state.as_str(),
+            j.version,
+            reason.unwrap_or_default()
+        );
+    }
+}
+
+/// One job and where its partitions run, for `weir job get`.
+fn print_job(job: &JobDetail) {
+    println!(
+        "job {} ({}) tenant {} state {} version {}",
+        job.id,
+        job.name,
+        job.tenant,
+        job.state.as_str(),
+        job.version
+    );
+    if let Some(reason) = &job.reason {
+        println!("reason: {reason}");
+    }
+    match job.partition_count {
+        Some(n) => println!("partitions: {n}"),
+        None => {
+            println!("partitions: not known yet (no worker has read the topic's metadata)")
+        }
+    }
+    if !job.partitions.is_empty() {
+        println!(
+            "{:<10} {:<20} {:<6} {:<11} OFFSET",
+            "PARTITION", "WORKER", "EPOCH", "CHECKPOINT"
+        );
+        for p in &job.partitions {
+            println!(
+                "{:<10} {:<20} {:<6} {:<11} {}",
+                p.partition,
+                p.worker.as_ref().map(|w| w.0.as_str()).unwrap_or("-"),
+                p.epoch,
+                p.checkpoint
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                p.offset
+                    .map(|o| o.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        for p in &job.partitions {
+            if let Some(problem) = &p.problem {
+                println!("partition {} cannot progress: {problem}", p.partition);
+            }
+        }
+    }
+}
+
+/// The checkpoint records of `weir job checkpoints`.
+fn print_checkpoints(records: &[CheckpointRecord]) {
+    println!(
+        "{:<10} {:<11} {:<6} {:<10} {:<12} SNAPSHOT",
+        "PARTITION", "CHECKPOINT", "EPOCH", "PHASE", "OFFSET"
+    );
+    for r in records {
+        println!(
+            "{:<10} {:<11} {:<6} {:<10} {:<12} {}",
+            r.partition,
+            r.checkpoint,
+            r.epoch,
+            format!("{:?}", r.phase).to_lowercase(),
+            r.offset,
+            r.snapshot
+        );
+    }
 }

@@ -52,6 +52,8 @@ pub struct WorkerArgs {
 /// Serves the process's metrics until the system stops.
 async fn serve_metrics(listener: tokio::net::TcpListener) {
     let handle = weir_coordinator::server::metrics_handle();
+    weir_worker::metrics::describe_metrics();
+    let upkeep = handle.clone();
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route(
@@ -61,8 +63,20 @@ async fn serve_metrics(listener: tokio::net::TcpListener) {
                 async move { handle.map(|h| h.render()).unwrap_or_default() }
             }),
         );
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "metrics server stopped");
+    let serve = std::future::IntoFuture::into_future(axum::serve(listener, app));
+    let upkeep = async move {
+        match upkeep {
+            Some(h) => weir_coordinator::server::metrics_upkeep(h).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        served = serve => {
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        }
+        () = upkeep => {}
     }
 }
 

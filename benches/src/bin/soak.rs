@@ -20,8 +20,10 @@
 //! - an API flood from the job's tenant: many concurrent requests, oversized and deeply
 //!   nested bodies among them, and valid job submissions (cancelled after the flood).
 //!
-//! A process that exits by itself is recorded as a crash and started again, as an
-//! operator would; a coordinator that keeps running but whose answers stay behind the
+//! A process that exits by itself is recorded as a crash (or, when it ends while its own
+//! disk is full or shortly after, as a storage exit, by design) and started again, as a
+//! supervisor would: after 0.5 s, doubling to at most 8 s while it keeps ending within
+//! 10 s of its start (systemd's `RestartSec`, see `weir_benches::soak_support`); a coordinator that keeps running but whose answers stay behind the
 //! group (an older term, or an applied index far behind) for [`WEDGED_AFTER`] is recorded
 //! as wedged and restarted (kill -9, start), as a health check would. At the end, with the
 //! producer stopped:
@@ -33,7 +35,8 @@
 //!   end for longer than [`STALL_MAX`], and no transaction was left open in the sink;
 //! - the group was never leaderless (no member answering `GET /v1/cluster` that it leads
 //!   at the newest term any member has reported) for longer than twice the maximum
-//!   election timeout. The figure is the gap between two such answers, polled every
+//!   election timeout (the `--election-timeout-ms` range, a follower's wait before
+//!   standing). The figure is the gap between two such answers, polled every
 //!   [`LEADER_POLL`] from each member: an upper bound, by up to about two polls. A leader
 //!   whose Raft core has stopped still answers that it leads, and counts until another
 //!   member reports a newer term;
@@ -42,7 +45,11 @@
 //! - after the last fault, every partition caught up with the log end as it was when the
 //!   fault ended within [`DRAIN_MAX`];
 //! - the resident memory of each weir process not restarted since the baseline (minute 5,
-//!   or half the run if shorter) grew at most [`RSS_GROWTH_MAX`] times.
+//!   or half the run if shorter) grew at most [`RSS_GROWTH_MAX`] times. Each side is the
+//!   median of seven samples 5 s apart (30 s from the baseline on; the end's in the
+//!   fault-free last stretch, ending 5 s before the load stops), so one sample taken at a
+//!   passing peak does not decide the check; a process restarted within or between the
+//!   windows is not compared.
 //!
 //! The table of figures goes to stdout; the exit code is non-zero when a check fails.
 //! Every process started dies with the run (guards that kill on drop, on success, error,
@@ -51,6 +58,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::Parser;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -72,12 +80,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::time::Instant;
 use weir_benches::process::{free_port, LaunchSpec, ManagedProcess};
+use weir_benches::soak_support::{RestartBackoff, RssWindow, RSS_SAMPLES, RSS_SAMPLE_EVERY};
 use weir_benches::weir::ADMIN_TOKEN;
 use weir_benches::worker::cluster_recovery::worker_launch;
 use weir_benches::worker::idle::memory_of;
 use weir_benches::worker::kafka::KafkaProcess;
 use weir_broker::kafka::KafkaBroker;
 use weir_broker::Broker;
+use weir_client::{GroupClient, Request, Timeouts};
+use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{ClusterStatus, JobDetail, JobState, JobSummary, SubmittedJob, TenantToken};
 
 // ---- bounds and settings ---------------------------------------------------------------
@@ -88,9 +99,10 @@ const PARTITIONS: u32 = 4;
 const COORDINATORS: usize = 3;
 /// The workers' ids.
 const WORKERS: [&str; 2] = ["soak-w1", "soak-w2"];
-/// The coordinators' election timeout range, passed on their command line.
-const ELECTION_TIMEOUT_MIN_MS: u64 = 100;
-const ELECTION_TIMEOUT_MAX_MS: u64 = 200;
+/// The coordinators' election timeout range, passed on their command line: the time a
+/// follower that hears nothing from a leader waits before standing for election.
+const ELECTION_TIMEOUT_MIN_MS: u64 = 300;
+const ELECTION_TIMEOUT_MAX_MS: u64 = 400;
 /// The longest the group may go without a member answering that it leads.
 const LEADERLESS_MAX: Duration = Duration::from_millis(2 * ELECTION_TIMEOUT_MAX_MS);
 /// How often each coordinator is asked for `GET /v1/cluster`.
@@ -118,6 +130,8 @@ const FINAL_LAG_WAIT: Duration = Duration::from_secs(90);
 const STALL_MAX: Duration = Duration::from_secs(60);
 /// Resident memory at the end may be at most this multiple of the baseline.
 const RSS_GROWTH_MAX: f64 = 1.1;
+/// How often every process's RSS is logged.
+const RSS_LOG_EVERY: Duration = Duration::from_secs(60);
 /// When the memory baseline is taken (or at half the run, if that is sooner).
 const RSS_BASELINE_AT: Duration = Duration::from_secs(5 * 60);
 /// No fault before this, so the job is flowing first.
@@ -159,10 +173,16 @@ const DEDUPE_TTL_S: u64 = 10;
 const POISON_EVERY: u64 = 997;
 /// Every this many events, one has a string amount (dead-lettered `expression_error`).
 const EXPRESSION_ERROR_EVERY: u64 = 1_009;
-/// Attempts of one setup or cleanup API call, across the coordinators.
-const API_ATTEMPTS: u32 = 40;
-/// Pause between two attempts.
-const API_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// The retries of one setup or cleanup API call, across the coordinators.
+const API_POLICY: RetryPolicy = RetryPolicy {
+    attempts_max: 40,
+    deadline_ms: 120_000,
+    backoff_min_ms: 250,
+    backoff_max_ms: 2_000,
+    too_many_requests_max: 8,
+    retry_after_default_ms: 1_000,
+    retry_after_max_ms: 5_000,
+};
 /// Time one setup API request may take.
 const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the group electing a leader, the job being placed and output flowing.
@@ -214,6 +234,19 @@ struct Args {
     /// Print the fault schedule of `--seed` and `--minutes` and exit.
     #[arg(long)]
     dry_run: bool,
+    /// Keep only these kinds of fault of the seed's schedule, at their times (to look into
+    /// one kind, such as the memory the floods leave); every kind by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    faults: Vec<FaultClass>,
+}
+
+/// The kinds of fault, as `--faults` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FaultClass {
+    Kill,
+    Pause,
+    Disk,
+    Flood,
 }
 
 fn main() -> std::process::ExitCode {
@@ -755,6 +788,12 @@ struct Proc {
     incarnation: u32,
     /// Killed by the run and not yet restarted.
     down: bool,
+    /// When the running incarnation started.
+    started: Instant,
+    /// Ended by itself: restarted at this time (the supervisor's backoff).
+    restart_at: Option<Instant>,
+    /// Delays between restarts after it ends by itself.
+    backoff: RestartBackoff,
 }
 
 impl Proc {
@@ -764,6 +803,9 @@ impl Proc {
             process: ManagedProcess::start(spec)?,
             incarnation: 1,
             down: false,
+            started: Instant::now(),
+            restart_at: None,
+            backoff: RestartBackoff::default(),
         })
     }
 
@@ -771,6 +813,8 @@ impl Proc {
         self.process.restart()?;
         self.incarnation += 1;
         self.down = false;
+        self.started = Instant::now();
+        self.restart_at = None;
         Ok(())
     }
 }
@@ -850,15 +894,14 @@ fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
 
 // ---- the API -------------------------------------------------------------------------------
 
-/// Setup and cleanup calls to the group, retried across the coordinators.
+/// Setup and cleanup calls to the group, through the production leader-sticky client.
 struct Api {
-    http: Client,
-    addrs: Vec<String>,
+    group: GroupClient,
 }
 
 impl Api {
-    /// Sends until an answer that is not a 5xx arrives (bounded by [`API_ATTEMPTS`]); the
-    /// same idempotency key on every attempt.
+    /// Sends until a final answer arrives (anything but a 503, and 429s once waited out),
+    /// within [`API_POLICY`]; the same idempotency key on every attempt.
     async fn call(
         &self,
         method: Method,
@@ -867,28 +910,26 @@ impl Api {
         body: Option<&str>,
     ) -> anyhow::Result<(StatusCode, String)> {
         let key = format!("soak-{path}-{}", wall_ms());
-        let mut last = String::new();
-        for attempt in 0..API_ATTEMPTS {
-            let addr = &self.addrs[attempt as usize % self.addrs.len()];
-            let mut request = self
-                .http
-                .request(method.clone(), format!("http://{addr}{path}"))
-                .bearer_auth(token)
-                .header("idempotency-key", &key);
-            if let Some(body) = body {
-                request = request.body(body.to_string());
-            }
-            match request.send().await {
-                Ok(r) if !r.status().is_server_error() => {
-                    let status = r.status();
-                    return Ok((status, r.text().await.unwrap_or_default()));
-                }
-                Ok(r) => last = format!("{} from {addr}", r.status()),
-                Err(e) => last = format!("{e} from {addr}"),
-            }
-            tokio::time::sleep(API_RETRY_PAUSE).await;
-        }
-        bail!("{method} {path}: no coordinator answered well in {API_ATTEMPTS} attempts (last: {last})")
+        let content_type = match body.map(str::trim_start) {
+            Some(b) if b.starts_with('{') => "application/json",
+            _ => "application/yaml",
+        };
+        let request = Request {
+            method: method.clone(),
+            path,
+            token: Some(token),
+            idempotency_key: Some(&key),
+            body: body.map(|b| (Bytes::copy_from_slice(b.as_bytes()), content_type)),
+        };
+        let reply = self
+            .group
+            .send(&request)
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        Ok((
+            reply.status,
+            String::from_utf8_lossy(&reply.body).into_owned(),
+        ))
     }
 
     /// A call that must succeed, decoded.
@@ -935,6 +976,15 @@ impl FaultKind {
             FaultKind::Pause { .. } => "SIGSTOP, SIGCONT",
             FaultKind::DiskFull { .. } => "disk full",
             FaultKind::Flood { .. } => "API flood",
+        }
+    }
+
+    fn class(&self) -> FaultClass {
+        match self {
+            FaultKind::Kill { .. } => FaultClass::Kill,
+            FaultKind::Pause { .. } => FaultClass::Pause,
+            FaultKind::DiskFull { .. } => FaultClass::Disk,
+            FaultKind::Flood { .. } => FaultClass::Flood,
         }
     }
 
@@ -1081,9 +1131,13 @@ struct Soak {
     full_disks: Vec<(String, Instant)>,
     /// The process the current pause holds stopped.
     paused: Option<usize>,
-    rss_baseline_at: Instant,
-    /// RSS in KiB per process at the baseline, with its incarnation then.
-    rss_baseline: Option<Vec<(String, u32, u64)>>,
+    /// The memory windows: the baseline's (from minute 5) and the end's (the run's last
+    /// stretch, fault-free), each with its start.
+    /// Each: its start, VmRSS (the check) and RssAnon (its anonymous part, reported).
+    rss_baseline: (Instant, RssWindow, RssWindow),
+    rss_end: (Instant, RssWindow, RssWindow),
+    /// When every process's RSS is next logged (a growth curve for the log, not a check).
+    rss_logged_next: Instant,
 }
 
 impl Soak {
@@ -1101,8 +1155,10 @@ impl Soak {
     async fn idle_until(&mut self, until: Instant) -> anyhow::Result<()> {
         loop {
             self.check_crashes()?;
-            if self.rss_baseline.is_none() && Instant::now() >= self.rss_baseline_at {
-                self.take_rss_baseline();
+            self.sample_rss();
+            if Instant::now() >= self.rss_logged_next {
+                self.rss_logged_next += RSS_LOG_EVERY;
+                self.log_rss();
             }
             let now = Instant::now();
             if now >= until {
@@ -1112,10 +1168,13 @@ impl Soak {
         }
     }
 
+    /// Records processes that ended by themselves and restarts them once their backoff
+    /// delay has passed (as systemd's `Restart=on-failure` with a doubling `RestartSec`);
+    /// restarts coordinators found wedged.
     fn check_crashes(&mut self) -> anyhow::Result<()> {
         let mut crashed = Vec::new();
         for (i, p) in self.procs.iter_mut().enumerate() {
-            if !p.down && p.process.exited() {
+            if !p.down && p.restart_at.is_none() && p.process.exited() {
                 crashed.push(i);
             }
         }
@@ -1123,30 +1182,48 @@ impl Soak {
             let tail = log_tail(self.procs[i].process.log());
             let name = self.procs[i].name.clone();
             let now = Instant::now();
+            let uptime = now.saturating_duration_since(self.procs[i].started);
+            let delay = self.procs[i].backoff.on_exit(uptime);
+            // The disk's description begins with its owner's name: "c3's data directory".
+            let owner = format!("{name}'s ");
             let disk_was_full = self
                 .full_disks
                 .iter()
-                .any(|(user, until)| user.starts_with(name.as_str()) && now <= *until);
+                .any(|(user, until)| user.starts_with(owner.as_str()) && now <= *until);
             if disk_was_full {
                 self.say(&format!(
-                    "EXIT: {name} ended on a storage error while its disk was full, as designed; restarting it. Its log ends:\n{tail}"
+                    "EXIT: {name} ended on a storage error while its disk was full, as designed (up {}); restarting it in {}. Its log ends:\n{tail}",
+                    fmt_s(uptime),
+                    fmt_s(delay)
                 ));
                 self.storage_exits.push((name, now));
             } else {
                 self.say(&format!(
-                    "CRASH: {name} exited by itself; restarting it. Its log ends:\n{tail}"
+                    "CRASH: {name} exited by itself (up {}); restarting it in {}. Its log ends:\n{tail}",
+                    fmt_s(uptime),
+                    fmt_s(delay)
                 ));
                 self.crashes.push((name, now, tail));
             }
             let p = &mut self.procs[i];
             p.process.reap();
-            p.restart()?;
+            p.restart_at = Some(now + delay);
             if i < COORDINATORS {
                 self.leader.forget(i);
             }
         }
+        let now = Instant::now();
+        for i in 0..self.procs.len() {
+            if self.procs[i].restart_at.is_some_and(|at| now >= at) {
+                self.procs[i].restart()?;
+                self.say(&format!("      restarted {}", self.procs[i].name));
+                if i < COORDINATORS {
+                    self.leader.forget(i);
+                }
+            }
+        }
         for (i, detail) in self.leader.wedged(WEDGED_AFTER) {
-            if self.procs[i].down || self.paused == Some(i) {
+            if self.procs[i].down || self.procs[i].restart_at.is_some() || self.paused == Some(i) {
                 continue;
             }
             let name = self.procs[i].name.clone();
@@ -1163,23 +1240,84 @@ impl Soak {
         Ok(())
     }
 
-    fn take_rss_baseline(&mut self) {
-        let baseline = self
+    /// Logs every process's RSS and thread count now.
+    fn log_rss(&self) {
+        let text = self
             .procs
             .iter()
-            .filter_map(|p| {
-                let pid = p.process.pid()?;
-                let rss = memory_of(pid).ok()?.rss_kib;
-                Some((p.name.clone(), p.incarnation, rss))
-            })
-            .collect::<Vec<_>>();
-        let text = baseline
-            .iter()
-            .map(|(n, _, rss)| format!("{n} {} MiB", rss / 1024))
+            .map(
+                |p| match p.process.pid().and_then(|pid| memory_of(pid).ok()) {
+                    Some(m) => format!(
+                        "{} {:.1} MiB (anon {:.1}, file {:.1}; {} threads, start {})",
+                        p.name,
+                        m.rss_kib as f64 / 1024.0,
+                        m.rss_anon_kib as f64 / 1024.0,
+                        m.rss_file_kib as f64 / 1024.0,
+                        m.threads,
+                        p.incarnation
+                    ),
+                    None => format!("{} not running", p.name),
+                },
+            )
             .collect::<Vec<_>>()
             .join(", ");
-        self.say(&format!("memory baseline (RSS): {text}"));
-        self.rss_baseline = Some(baseline);
+        self.say(&format!("memory: {text}"));
+    }
+
+    /// Takes the memory samples that are due, in either window; says each window's
+    /// samples once it is complete.
+    fn sample_rss(&mut self) {
+        let now = Instant::now();
+        for end_window in [false, true] {
+            let (start, window, _) = if end_window {
+                &self.rss_end
+            } else {
+                &self.rss_baseline
+            };
+            if now < *start || !window.due(now.saturating_duration_since(*start)) {
+                continue;
+            }
+            let memory: Vec<(String, u32, Option<_>)> = self
+                .procs
+                .iter()
+                .map(|p| {
+                    let m = p.process.pid().and_then(|pid| memory_of(pid).ok());
+                    (p.name.clone(), p.incarnation, m)
+                })
+                .collect();
+            let (_, window, anon) = if end_window {
+                &mut self.rss_end
+            } else {
+                &mut self.rss_baseline
+            };
+            anon.record(
+                memory
+                    .iter()
+                    .map(|(n, i, m)| (n.clone(), *i, m.map(|m| m.rss_anon_kib))),
+            );
+            window.record(
+                memory
+                    .into_iter()
+                    .map(|(n, i, m)| (n, i, m.map(|m| m.rss_kib))),
+            );
+            if window.complete() {
+                let window = window.clone();
+                let text = window
+                    .figures()
+                    .iter()
+                    .map(|(name, f)| {
+                        format!(
+                            "{name} median {:.1} MiB of {:?} KiB",
+                            f.median_kib as f64 / 1024.0,
+                            window.samples_of(name)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let which = if end_window { "end" } else { "baseline" };
+                self.say(&format!("memory {which} (RSS): {text}"));
+            }
+        }
     }
 
     fn resolve(&self, target: Target) -> Option<usize> {
@@ -1208,9 +1346,13 @@ impl Soak {
                 } else {
                     ""
                 };
-                self.procs[i].process.kill()?;
+                // A process waiting for its restart after ending by itself has none to kill.
+                if self.procs[i].process.pid().is_some() {
+                    self.procs[i].process.kill()?;
+                }
                 self.procs[i].process.reap();
                 self.procs[i].down = true;
+                self.procs[i].restart_at = None;
                 self.say(&format!(
                     "FAULT kill -9 {name}{leader_note}; restart in {} s",
                     down.as_secs()
@@ -1796,7 +1938,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let run_len = Duration::from_secs(args.minutes * 60);
     let rss_baseline_after = RSS_BASELINE_AT.min(run_len / 2);
     if args.dry_run {
-        for f in schedule(args.seed, run_len, DISK_TARGETS, rss_baseline_after) {
+        for f in schedule(args.seed, run_len, DISK_TARGETS, rss_baseline_after)
+            .into_iter()
+            .filter(|f| args.faults.is_empty() || args.faults.contains(&f.kind.class()))
+        {
             println!("t+{:6.1}s  {:?}", f.at.as_secs_f64(), f.kind);
         }
         return Ok(());
@@ -1885,12 +2030,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         spec.env = vec![("RUST_LOG".into(), "info,openraft=warn,rdkafka=warn".into())];
         procs.push(Proc::start(id, spec)?);
     }
+    let timeouts = Timeouts {
+        attempt_ms: API_REQUEST_TIMEOUT.as_millis() as u64,
+        connect_ms: 500,
+    };
     let api = Api {
-        http: Client::builder()
-            .timeout(API_REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build an HTTP client")?,
-        addrs: addrs.clone(),
+        group: GroupClient::new(addrs.clone(), API_POLICY, timeouts),
     };
     let leader = LeaderWatch::start(addrs.clone())?;
     wait_for("a leader", READY_TIMEOUT, || async { leader.leader() }).await?;
@@ -1938,7 +2083,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.rate
     );
 
-    let plan = schedule(args.seed, run_len, mounts.len(), rss_baseline_after);
+    let plan: Vec<PlannedFault> = schedule(args.seed, run_len, mounts.len(), rss_baseline_after)
+        .into_iter()
+        .filter(|f| args.faults.is_empty() || args.faults.contains(&f.kind.class()))
+        .collect();
     println!("soak: {} faults scheduled:", plan.len());
     for f in &plan {
         println!("    t+{:6.1}s  {:?}", f.at.as_secs_f64(), f.kind);
@@ -1962,29 +2110,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
         storage_exits: Vec::new(),
         full_disks: Vec::new(),
         paused: None,
-        rss_baseline_at: started + rss_baseline_after,
-        rss_baseline: None,
+        rss_baseline: (
+            started + rss_baseline_after,
+            RssWindow::default(),
+            RssWindow::default(),
+        ),
+        rss_logged_next: started,
+        rss_end: (
+            started + run_len.saturating_sub(RSS_SAMPLE_EVERY * RSS_SAMPLES),
+            RssWindow::default(),
+            RssWindow::default(),
+        ),
     };
     for fault in &plan {
         soak.idle_until(started + fault.at).await?;
         soak.run_fault(fault.kind).await?;
     }
     soak.idle_until(started + run_len).await?;
-    if soak.rss_baseline.is_none() {
-        soak.take_rss_baseline();
+    // Normally complete by now (the end window closes a sample interval before the end).
+    while !(soak.rss_baseline.1.complete() && soak.rss_end.1.complete()) {
+        soak.idle_until(Instant::now() + RSS_SAMPLE_EVERY).await?;
     }
-    let rss_end: Vec<(String, u32, Option<u64>)> = soak
-        .procs
-        .iter()
-        .map(|p| {
-            let rss = p
-                .process
-                .pid()
-                .and_then(|pid| memory_of(pid).ok())
-                .map(|m| m.rss_kib);
-            (p.name.clone(), p.incarnation, rss)
-        })
-        .collect();
+    let rss_base = soak.rss_baseline.1.figures();
+    let rss_end = soak.rss_end.1.figures();
+    let anon_base = soak.rss_baseline.2.figures();
+    let anon_end = soak.rss_end.2.figures();
     soak.say(&format!(
         "run over; stopping the load ({} events sent)",
         load.sent()
@@ -2112,32 +2262,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut rss_rows = Vec::new();
     let mut rss_ok = true;
     let mut compared = Vec::new();
-    let baseline = soak.rss_baseline.clone().unwrap_or_default();
-    for (name, incarnation, end) in &rss_end {
-        let base = baseline.iter().find(|(n, _, _)| n == name);
-        let (base_kib, same) = match base {
-            Some((_, inc, kib)) => (Some(*kib), inc == incarnation),
-            None => (None, false),
-        };
-        let ratio = match (base_kib, end) {
-            (Some(b), Some(e)) if same && b > 0 => Some(*e as f64 / b as f64),
+    for p in &soak.procs {
+        let base = rss_base.get(&p.name);
+        let end = rss_end.get(&p.name);
+        // Comparable: one incarnation through both windows (not restarted in between).
+        let same = matches!((base, end), (Some(b), Some(e))
+            if b.incarnation.is_some() && b.incarnation == e.incarnation);
+        let ratio = match (base, end) {
+            (Some(b), Some(e)) if same && b.median_kib > 0 => {
+                Some(e.median_kib as f64 / b.median_kib as f64)
+            }
             _ => None,
         };
         if let Some(r) = ratio {
-            compared.push(name.clone());
+            compared.push(p.name.clone());
             if r > RSS_GROWTH_MAX {
                 rss_ok = false;
             }
         }
+        let mib = |f: Option<&weir_benches::soak_support::RssFigure>| {
+            f.map_or("-".into(), |f| {
+                format!("{:.1} MiB", f.median_kib as f64 / 1024.0)
+            })
+        };
+        let anon = match (anon_base.get(&p.name), anon_end.get(&p.name)) {
+            (Some(b), Some(e)) if same && b.median_kib > 0 => format!(
+                "{} → {} ({:.2}x)",
+                mib(Some(b)),
+                mib(Some(e)),
+                e.median_kib as f64 / b.median_kib as f64
+            ),
+            (b, e) => format!("{} → {}", mib(b), mib(e)),
+        };
         rss_rows.push(format!(
-            "| RSS {name} | {} | {} | {} |",
-            base_kib.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-            end.map_or("-".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            "| RSS {} | {} | {} | {} | {anon} |",
+            p.name,
+            mib(base),
+            mib(end),
             match ratio {
                 Some(r) => format!("{r:.2}x"),
                 None => format!(
                     "not compared: restarted since the baseline ({} starts)",
-                    incarnation
+                    p.incarnation
                 ),
             }
         ));
@@ -2204,7 +2370,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "memory",
         rss_ok,
         format!(
-            "RSS at the end at most {RSS_GROWTH_MAX}x the baseline; compared: {}",
+            "RSS at the end at most {RSS_GROWTH_MAX}x the baseline (medians of {RSS_SAMPLES} samples {} apart); compared: {}",
+            fmt_s(RSS_SAMPLE_EVERY),
             if compared.is_empty() {
                 "none".into()
             } else {
@@ -2325,7 +2492,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "| longest stall of a committed offset | {} |",
         fmt_s(longest_stall)
     );
-    let _ = writeln!(out, "\n| process | RSS at the baseline (t+{:.0}s) | RSS at the end | end / baseline |\n| --- | --- | --- | --- |", rss_baseline_after.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "\n| process | RSS at the baseline (median, t+{:.0}s to t+{:.0}s) | RSS at the end (median, t+{:.0}s to t+{:.0}s) | end / baseline | of which anonymous (RssAnon, not checked) |\n| --- | --- | --- | --- | --- |",
+        rss_baseline_after.as_secs_f64(),
+        (rss_baseline_after + RSS_SAMPLE_EVERY * (RSS_SAMPLES - 1)).as_secs_f64(),
+        soak.t(soak.rss_end.0),
+        soak.t(soak.rss_end.0 + RSS_SAMPLE_EVERY * (RSS_SAMPLES - 1)),
+    );
     for row in &rss_rows {
         let _ = writeln!(out, "{row}");
     }

@@ -18,7 +18,6 @@ use anyhow::{bail, Context};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use reqwest::Client;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -192,7 +191,8 @@ pub async fn measure(
     trials: usize,
 ) -> anyhow::Result<Vec<ClusterTrial>> {
     let workers_dir = tempfile::tempdir().context("cannot create the workers' directory")?;
-    let (group, leader, coordinators) = weir_group::start_ready(weir_bin, "recovery-probe").await?;
+    let (group, _leader, coordinators) =
+        weir_group::start_ready(weir_bin, "recovery-probe").await?;
     let mut workers: BTreeMap<&str, ManagedProcess> = BTreeMap::new();
     for id in WORKERS {
         let spec = worker_launch(
@@ -204,25 +204,17 @@ pub async fn measure(
         );
         workers.insert(id, ManagedProcess::start(spec)?);
     }
-    let http = Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("cannot build an HTTP client")?;
-    let leader_addr = coordinators[leader].clone();
-    weir_group::post_admin(
-        &http,
-        &leader_addr,
+    // The production client, pointed at the whole group: it finds the leader itself.
+    let group_api = weir_group::admin_client(&coordinators, REQUEST_TIMEOUT);
+    let _: serde_json::Value = weir_group::post_admin(
+        &group_api,
         "/v1/tenants",
         &serde_json::json!({ "name": "recovery" }),
     )
     .await?;
     let spec = Job::FilterMap.spec(source, sink)?;
     let job: SubmittedJob =
-        weir_group::post_admin(&http, &leader_addr, "/v1/jobs?tenant=recovery", &spec)
-            .await?
-            .json()
-            .await
-            .context("the submit answer")?;
+        weir_group::post_admin(&group_api, "/v1/jobs?tenant=recovery", &spec).await?;
     let watcher = SinkWatcher::start(bootstrap, sink)?;
     let live = LiveProducer::start_partitioned(bootstrap, source, rate_per_s, PARTITIONS)?;
     let path = format!("/v1/jobs/{}", job.id);
@@ -234,9 +226,7 @@ pub async fn measure(
             WAIT_TIMEOUT,
             POLL,
             || async {
-                let detail: JobDetail = weir_group::get_admin(&http, &coordinators, &path)
-                    .await
-                    .ok()?;
+                let detail: JobDetail = weir_group::get_admin(&group_api, &path).await.ok()?;
                 let owners: BTreeMap<i32, String> = detail
                     .partitions
                     .iter()

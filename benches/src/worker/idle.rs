@@ -6,7 +6,6 @@
 use crate::process::{wait_until, ManagedProcess};
 use crate::weir as weir_group;
 use anyhow::{bail, Context};
-use reqwest::Client;
 use std::path::Path;
 use std::time::Duration;
 use weir_core::wire::{JobDetail, JobState, SubmittedJob, WorkerStatus};
@@ -26,6 +25,11 @@ pub struct Memory {
     pub rss_kib: u64,
     pub hwm_kib: u64,
     pub threads: u64,
+    /// The part of `rss_kib` that is the process's own memory (heap, stacks)...
+    pub rss_anon_kib: u64,
+    /// ...and the part that is pages of mapped files, the binary's code above all (shared,
+    /// clean, and growing as code runs for the first time).
+    pub rss_file_kib: u64,
 }
 
 /// Both measurements.
@@ -73,6 +77,8 @@ pub fn memory_of(pid: u32) -> anyhow::Result<Memory> {
         rss_kib: field("VmRSS:")?,
         hwm_kib: field("VmHWM:")?,
         threads: field("Threads:")?,
+        rss_anon_kib: field("RssAnon:")?,
+        rss_file_kib: field("RssFile:")?,
     })
 }
 
@@ -87,7 +93,7 @@ pub async fn measure(
 ) -> anyhow::Result<IdleMemory> {
     check_binary(weir_bin)?;
     let worker_dir = tempfile::tempdir().context("cannot create the worker's directory")?;
-    let (group, leader, coordinators) = weir_group::start_ready(weir_bin, "idle-probe").await?;
+    let (group, _leader, coordinators) = weir_group::start_ready(weir_bin, "idle-probe").await?;
     let worker = ManagedProcess::start(super::cluster_recovery::worker_launch(
         weir_bin,
         WORKER_ID,
@@ -96,20 +102,16 @@ pub async fn measure(
         worker_dir.path(),
     ))?;
     let pid = worker.pid().context("the worker did not start")?;
-    let http = Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .build()
-        .context("cannot build an HTTP client")?;
-    let leader_addr = coordinators[leader].clone();
+    // The production client, pointed at the whole group: it finds the leader itself.
+    let group_api = weir_group::admin_client(&coordinators, REQUEST_TIMEOUT);
     wait_until(
         "the worker to register",
         PLACEMENT_TIMEOUT,
         POLL,
         || async {
-            let workers: Vec<WorkerStatus> =
-                weir_group::get_admin(&http, std::slice::from_ref(&leader_addr), "/v1/workers")
-                    .await
-                    .ok()?;
+            let workers: Vec<WorkerStatus> = weir_group::get_admin(&group_api, "/v1/workers")
+                .await
+                .ok()?;
             workers.iter().any(|w| w.id.0 == WORKER_ID).then_some(())
         },
     )
@@ -118,21 +120,17 @@ pub async fn measure(
     let unassigned = memory_of(pid)?;
 
     let tenant = serde_json::json!({ "name": "bench" });
-    weir_group::post_admin(&http, &leader_addr, "/v1/tenants", &tenant).await?;
+    let _: serde_json::Value = weir_group::post_admin(&group_api, "/v1/tenants", &tenant).await?;
     let spec = super::jobs::Job::FilterMap.spec(idle_topic, "idle-out")?;
-    let submitted =
-        weir_group::post_admin(&http, &leader_addr, "/v1/jobs?tenant=bench", &spec).await?;
-    let job: SubmittedJob = submitted.json().await.context("the submit answer")?;
+    let job: SubmittedJob =
+        weir_group::post_admin(&group_api, "/v1/jobs?tenant=bench", &spec).await?;
     let path = format!("/v1/jobs/{}", job.id);
     let assigned_partitions = wait_until(
         "every partition to be placed on the worker",
         PLACEMENT_TIMEOUT,
         POLL,
         || async {
-            let detail: JobDetail =
-                weir_group::get_admin(&http, std::slice::from_ref(&leader_addr), &path)
-                    .await
-                    .ok()?;
+            let detail: JobDetail = weir_group::get_admin(&group_api, &path).await.ok()?;
             let placed = detail
                 .partitions
                 .iter()

@@ -1,7 +1,7 @@
 //! How the API answers errors: a status and `{"error", "field"}` (docs/HTTP_API.md).
 
-use crate::node::WriteError;
 use crate::state::Refusal;
+use crate::write_error::WriteError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;

@@ -73,8 +73,21 @@ pub(super) fn will_forward(state: &ApiState, req: &Request) -> bool {
         && !req.headers().contains_key(FORWARDED_HEADER)
 }
 
-/// Middleware: serve here when this node leads (or for local reads), else forward.
+/// Middleware: serve here when this node leads (or for local reads), else forward; either
+/// way the answer names the leader (`x-weir-leader`) for the client's next requests.
 pub async fn to_leader(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let mut response = serve_or_forward(&state, req, next).await;
+    if let (Some(_), Some(addr)) = state.coordinator.leader() {
+        if let Ok(value) = HeaderValue::from_str(&addr) {
+            response
+                .headers_mut()
+                .insert(weir_core::wire::LEADER_HEADER, value);
+        }
+    }
+    response
+}
+
+async fn serve_or_forward(state: &ApiState, req: Request, next: Next) -> Response {
     if served_locally(&req) || state.coordinator.is_leader() {
         return next.run(req).await;
     }
@@ -85,7 +98,7 @@ pub async fn to_leader(State(state): State<ApiState>, req: Request, next: Next) 
         )
         .into_response();
     }
-    match forward(&state, req, next).await {
+    match forward(state, req, next).await {
         Ok(resp) => resp,
         Err(e) => e.into_response(),
     }

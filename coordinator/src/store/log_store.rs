@@ -30,11 +30,13 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the log tables, creating them on first use.
+    /// Opens the log tables, creating them on first use, and records the store's format
+    /// version if it has none yet.
     pub fn new(db: Arc<Database>) -> Result<Self, StorageError> {
         let txn = db.begin_write().map_err(write_err)?;
         txn.open_table(LOG).map_err(write_err)?;
         txn.open_table(META).map_err(write_err)?;
+        super::format::record_if_missing(&txn).map_err(write_err)?;
         txn.commit().map_err(write_err)?;
         Ok(LogStore {
             db,
@@ -186,6 +188,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         };
         txn.set_durability(durability).map_err(write_err)?;
         let entries: Vec<Entry> = entries.into_iter().collect();
+        let mut sizes = Vec::with_capacity(entries.len());
         {
             let mut table = txn.open_table(LOG).map_err(write_err)?;
             for entry in &entries {
@@ -193,13 +196,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 table
                     .insert(entry.log_id.index, bytes.as_slice())
                     .map_err(write_err)?;
+                sizes.push(bytes.len());
             }
         }
         let result = txn
             .commit()
             .map_err(|e| std::io::Error::other(e.to_string()));
         if result.is_ok() {
-            self.cache().appended(&entries);
+            self.cache().appended(entries.iter().zip(sizes));
         }
         metrics::histogram!("weir_raft_append_batch_entries").record(entries.len() as f64);
         let failed = result.as_ref().err().map(|e| e.to_string());

@@ -16,7 +16,11 @@
 #[cfg(test)]
 mod damage_tests;
 mod entry_cache;
+pub mod format;
+#[cfg(test)]
+mod format_tests;
 mod log_store;
+pub mod snapshot_format;
 mod state_machine;
 
 pub use log_store::LogStore;
@@ -69,11 +73,45 @@ pub enum OpenError {
          group, delete the file, start it with --initial-cluster-state existing and add it again)"
     )]
     Damaged { path: String, detail: String },
+    /// The store was written in a format newer than this code reads (by a newer weir):
+    /// reading it could misread the log or the vote. Not damage: the file is left as it is,
+    /// for the newer weir to open again.
+    #[error(
+        "{path} has store format version {found}, but this coordinator reads versions up to \
+         {supported}: it was written by a newer weir; run that version (or newer) on it"
+    )]
+    NewerFormat {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
 }
 
-/// Opens (or creates) the database over any storage backend.
+/// Refuses a store of a format newer than this code reads; `path` names it in the error.
+fn check_format(db: &Database, path: &str) -> Result<(), OpenError> {
+    let found = format::stored_version(db).map_err(|detail| OpenError::Damaged {
+        path: path.to_string(),
+        detail: format!("its format version does not read: {detail}"),
+    })?;
+    if format::readable(found) {
+        Ok(())
+    } else {
+        Err(OpenError::NewerFormat {
+            path: path.to_string(),
+            found,
+            supported: format::STORE_FORMAT_VERSION,
+        })
+    }
+}
+
+/// How [`open_with_backend`]'s errors name a store that has no file name.
+const BACKEND_STORE_NAME: &str = "the coordinator store";
+
+/// Opens (or creates) the database over any storage backend, refusing a store of a newer
+/// format.
 pub fn open_with_backend(backend: impl StorageBackend) -> Result<Arc<Database>, OpenError> {
     let db = redb::Builder::new().create_with_backend(backend)?;
+    check_format(&db, BACKEND_STORE_NAME)?;
     Ok(Arc::new(db))
 }
 
@@ -91,8 +129,8 @@ pub fn store_exists(data_dir: &Path) -> bool {
 /// commit), and a restart must not find a clean-looking file that lost acknowledged writes.
 pub const DAMAGED_MARKER_FILE: &str = "coordinator.redb.damaged";
 
-/// Opens (or creates) `<data_dir>/coordinator.redb`, refusing a file that is empty or fails
-/// its checks (see [`verify`]): nothing read from the disk may panic the process or be
+/// Opens (or creates) `<data_dir>/coordinator.redb`, refusing a file that is empty, of a
+/// newer format ([`format`]) or fails its checks (see [`verify`]): nothing read from the disk may panic the process or be
 /// mistaken for a new member's empty store. A refusal for damage is recorded beside the
 /// store ([`DAMAGED_MARKER_FILE`]) and holds until an operator replaces the member.
 #[allow(clippy::disallowed_methods, clippy::disallowed_types)] // the production disk seam
@@ -139,6 +177,8 @@ pub fn open_in_dir(data_dir: &Path) -> Result<Arc<Database>, OpenError> {
             Ok(false) => return Err(damaged("it failed redb's integrity check".into())),
             Err(e) => return Err(damaged(format!("integrity check: {e}"))),
         }
+        // Before reading anything else: a newer format is refused as such, not as damage.
+        check_format(&db, &shown)?;
         let db = Arc::new(db);
         verify(&db).map_err(damaged)?;
         Ok(db)
@@ -251,8 +291,7 @@ pub fn verify(db: &Database) -> Result<(), String> {
                 (Some(meta), Some(data)) => {
                     serde_json::from_slice::<crate::raft_types::SnapshotMeta>(meta.value())
                         .map_err(|e| format!("snapshot metadata: {e}"))?;
-                    serde_json::from_slice::<state_machine::AppliedState>(data.value())
-                        .map_err(|e| format!("snapshot: {e}"))?;
+                    snapshot_format::decode(data.value()).map_err(|e| format!("snapshot: {e}"))?;
                 }
                 _ => return Err("the snapshot has only one of its two halves".into()),
             }

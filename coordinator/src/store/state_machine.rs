@@ -16,7 +16,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 pub(crate) const SNAPSHOT_META: &str = "meta";
 pub(crate) const SNAPSHOT_DATA: &str = "data";
 
-/// The applied state, the log id it reflects, and the group's membership as of it.
+/// The applied state, the log id it reflects, and the group's membership as of it. Its
+/// bytes in a snapshot are `snapshot_format`'s, which adds their version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppliedState {
     pub last_applied: Option<LogId>,
@@ -62,7 +63,7 @@ impl StateMachineStore {
             snapshots_built: 0,
         };
         if let Some((_, data)) = store.read_snapshot()? {
-            let applied: AppliedState = serde_json::from_slice(&data).map_err(read_err)?;
+            let applied = super::snapshot_format::decode(&data).map_err(read_err)?;
             *store.shared.write() = applied;
         }
         Ok(store)
@@ -117,7 +118,7 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let data = serde_json::to_vec(&self.applied).map_err(write_err)?;
+        let data = super::snapshot_format::encode(&self.applied).map_err(write_err)?;
         let last = self.applied.last_applied;
         let snapshot_id = match last {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.sequence),
@@ -192,7 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let applied: AppliedState = serde_json::from_slice(&data).map_err(read_err)?;
+        let applied = super::snapshot_format::decode(&data).map_err(read_err)?;
         assert_eq!(
             applied.last_applied, meta.last_log_id,
             "snapshot data and metadata disagree"

@@ -1,9 +1,14 @@
 //! The worker's control-plane seam in the simulation. Each call goes to a coordinator of
 //! the simulated group over the simulated network's links (a partition between the worker
 //! and a coordinator blocks it; a request's latency is drawn per call), and runs the very
-//! functions the HTTP handlers run (`weir_coordinator::worker_calls`). Production's
-//! followers forward to the leader; here a "not the leader" answer sends the next attempt
-//! to the leader it names, which is the same round trip without the extra hop.
+//! functions the HTTP handlers run (`weir_coordinator::worker_calls`). Which coordinator
+//! each attempt goes to and how long it waits first is decided by the production client's
+//! policy (`weir_core::leader_client`, with the worker's `CONTROL_POLICY`), fed the
+//! simulated answers and the simulated clock: calls stick to the coordinator last known to
+//! lead, a "not the leader" answer is followed at once, failures rotate and back off with
+//! jitter drawn from this process's seeded generator. Production's followers forward to
+//! the leader and name it; here a follower's "not the leader" answer names it, which is the
+//! same discovery without the extra hop.
 //!
 //! It also watches what the group answers: the epoch of a (job, partition) read from a
 //! linearizable assignments call must never go back (checked across every worker).
@@ -13,7 +18,7 @@ use crate::cluster::ClusterView;
 use crate::context::SimContext;
 use crate::network::SimNet;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -22,12 +27,11 @@ use weir_coordinator::node::{Coordinator, WriteError};
 use weir_coordinator::state::Refusal;
 use weir_coordinator::worker_calls;
 use weir_core::ids::{Epoch, JobId, NodeId, PartitionId, WorkerId};
+use weir_core::leader_client::{Answer, LeaderMemory, Retry, Step};
 use weir_core::wire::{
     Assignments, CheckpointReport, CheckpointReportResults, Lease, WorkerReport,
 };
-use weir_worker::control::{
-    ControlError, ControlPlane, CONTROL_ATTEMPTS_MAX, CONTROL_RETRY_BACKOFF_MS, CONTROL_TIMEOUT_MS,
-};
+use weir_worker::control::{ControlError, ControlPlane, CONTROL_POLICY, CONTROL_TIMEOUT_MS};
 
 /// One-way latency of a control request or reply.
 pub const CONTROL_LATENCY_MS: (u64, u64) = (1, 5);
@@ -48,6 +52,8 @@ pub struct SimControlPlane {
     ctx: Arc<SimContext>,
     epochs: EpochsSeen,
     rng: Mutex<StdRng>,
+    /// Which coordinator leads, as far as this process knows (the production client's).
+    memory: Mutex<LeaderMemory>,
     /// What this process last learned it runs, to trace changes.
     running: Arc<Mutex<Vec<(JobId, PartitionId, Epoch)>>>,
 }
@@ -65,7 +71,10 @@ impl SimControlPlane {
         epochs: EpochsSeen,
         seed: u64,
     ) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let start = rng.gen_range(0..coordinators.len().max(1));
         SimControlPlane {
+            memory: Mutex::new(LeaderMemory::new(coordinators.len(), start)),
             node,
             coordinators,
             view,
@@ -73,7 +82,7 @@ impl SimControlPlane {
             gate,
             ctx,
             epochs,
-            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            rng: Mutex::new(rng),
             running: Arc::default(),
         }
     }
@@ -85,62 +94,102 @@ impl SimControlPlane {
             .gen_range(range.0..=range.1)
     }
 
-    /// Sends `call` to coordinators until one answers, as the HTTP control plane does.
+    fn memory(&self) -> std::sync::MutexGuard<'_, LeaderMemory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `call` to coordinators until one answers, as the HTTP control plane does: the
+    /// same policy decides where each attempt goes and how long it waits.
     async fn call<T, F, Fut>(&self, worker: Option<&WorkerId>, call: F) -> Result<T, ControlError>
     where
         F: Fn(Arc<Coordinator>) -> Fut,
         Fut: Future<Output = Result<T, WriteError>>,
     {
-        let first = self.draw((0, self.coordinators.len() as u64 - 1)) as usize;
-        let mut target = self.coordinators[first];
-        let mut last = String::from("no attempt");
-        for attempt in 0..CONTROL_ATTEMPTS_MAX {
+        let started = tokio::time::Instant::now();
+        let now_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let seed = self
+            .rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_u64();
+        let (mut retry, mut member) = Retry::start(CONTROL_POLICY, &self.memory(), 0, seed);
+        loop {
             self.gate.pass().await;
-            let next = self.coordinators[(first + attempt as usize + 1) % self.coordinators.len()];
-            let node = self.view.get(target);
-            match node {
-                Some(node) if !self.net.is_blocked(self.node, target) => {
-                    tokio::time::sleep(Duration::from_millis(self.draw(CONTROL_LATENCY_MS))).await;
-                    let answer = tokio::time::timeout(
-                        Duration::from_millis(CONTROL_TIMEOUT_MS),
-                        call(node.coordinator.clone()),
-                    )
-                    .await;
-                    tokio::time::sleep(Duration::from_millis(self.draw(CONTROL_LATENCY_MS))).await;
-                    self.gate.pass().await;
-                    if self.net.is_blocked(target, self.node) {
-                        last = format!("n{target}: the reply was lost");
-                        target = next;
-                    } else {
-                        match answer {
-                            Ok(Ok(value)) => return Ok(value),
-                            Ok(Err(WriteError::NotLeader { leader_id, .. })) => {
-                                last = format!("n{target}: not the leader");
-                                target = leader_id.unwrap_or(next);
-                            }
-                            Ok(Err(WriteError::Refused(refusal))) => {
-                                return Err(refused(worker, refusal));
-                            }
-                            Ok(Err(WriteError::Unavailable(e))) => {
-                                last = format!("n{target}: {e}");
-                                target = next;
-                            }
-                            Err(_) => {
-                                last = format!("n{target}: timed out");
-                                target = next;
-                            }
-                        }
+            let (answer, outcome, note) = self.attempt(worker, member, &call).await;
+            let step = retry.on_answer(now_ms(), member, &answer, &mut self.memory());
+            match (step, outcome) {
+                (Step::Finish, Some(outcome)) => return outcome,
+                (Step::Finish | Step::GiveUp(_), _) => return Err(ControlError::Unavailable(note)),
+                (
+                    Step::Send {
+                        member: next,
+                        delay_ms,
+                    },
+                    _,
+                ) => {
+                    if delay_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                     }
-                }
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(CONTROL_CONNECT_TIMEOUT_MS)).await;
-                    last = format!("n{target}: unreachable");
-                    target = next;
+                    member = next;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(CONTROL_RETRY_BACKOFF_MS)).await;
         }
-        Err(ControlError::Unavailable(last))
+    }
+
+    /// One attempt at the coordinator `member` (an index into this process's list): the
+    /// policy's answer, the call's outcome when final, and what happened, for the error.
+    async fn attempt<T, F, Fut>(
+        &self,
+        worker: Option<&WorkerId>,
+        member: usize,
+        call: &F,
+    ) -> (Answer, Option<Result<T, ControlError>>, String)
+    where
+        F: Fn(Arc<Coordinator>) -> Fut,
+        Fut: Future<Output = Result<T, WriteError>>,
+    {
+        let target = self.coordinators[member];
+        let node = match self.view.get(target) {
+            Some(node) if !self.net.is_blocked(self.node, target) => node,
+            _ => {
+                tokio::time::sleep(Duration::from_millis(CONTROL_CONNECT_TIMEOUT_MS)).await;
+                return (Answer::Unreachable, None, format!("n{target}: unreachable"));
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(self.draw(CONTROL_LATENCY_MS))).await;
+        let answer = tokio::time::timeout(
+            Duration::from_millis(CONTROL_TIMEOUT_MS),
+            call(node.coordinator.clone()),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(self.draw(CONTROL_LATENCY_MS))).await;
+        self.gate.pass().await;
+        if self.net.is_blocked(target, self.node) {
+            return (
+                Answer::NoAnswer,
+                None,
+                format!("n{target}: the reply was lost"),
+            );
+        }
+        // Only the leader serves these calls: an answer names the member that gave it.
+        let served = Answer::Served {
+            leader: Some(member),
+        };
+        match answer {
+            Ok(Ok(value)) => (served, Some(Ok(value)), String::new()),
+            Ok(Err(WriteError::Refused(refusal))) => {
+                (served, Some(Err(refused(worker, refusal))), String::new())
+            }
+            Ok(Err(WriteError::NotLeader { leader_id, .. })) => {
+                let leader = leader_id.and_then(|l| self.coordinators.iter().position(|c| *c == l));
+                let note = format!("n{target}: not the leader");
+                (Answer::NotLeader { leader }, None, note)
+            }
+            Ok(Err(WriteError::Unavailable(e))) => {
+                (Answer::Unavailable, None, format!("n{target}: {e}"))
+            }
+            Err(_) => (Answer::NoAnswer, None, format!("n{target}: timed out")),
+        }
     }
 }
 

@@ -16,12 +16,28 @@ use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{JobId, PartitionId};
 
 /// Per (job, partition): the offset and checkpoint of the local state, and its header.
-const STATE_META: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("state_meta");
+pub(super) const STATE_META: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("state_meta");
 /// Per (job, partition, section, key): the key's state.
-const STATE_KEYS: TableDefinition<(u64, u32, u32, &str), &[u8]> =
+pub(super) const STATE_KEYS: TableDefinition<(u64, u32, u32, &str), &[u8]> =
     TableDefinition::new("state_keys");
 /// Bytes of a meta value before the header: offset and checkpoint.
 const META_FIXED_BYTES: usize = 16;
+/// The local copy's format version, under [`FORMAT_VERSION_KEY`]. It covers the tables'
+/// keys and the meta values' layout; the header and the keys' values are the pipeline
+/// snapshot's pieces, which carry that format's own version in the header.
+pub(super) const FORMAT: TableDefinition<&str, u64> = TableDefinition::new("local_format");
+/// The key of the format version in [`FORMAT`].
+const FORMAT_VERSION_KEY: &str = "version";
+/// The local copy format this code writes, and the newest it reads. Bump it (and
+/// regenerate `worker/tests/golden/local_copy_meta.bin`) when the layout changes.
+pub const LOCAL_COPY_FORMAT_VERSION: u64 = 1;
+/// The version of a local copy written before the version was recorded.
+const UNRECORDED_FORMAT_VERSION: u64 = 1;
+/// The local copy's file name inside the worker's data directory.
+pub const LOCAL_COPY_FILE: &str = "state.redb";
+/// How errors name a local copy opened over a backend, which has no file name.
+const BACKEND_LOCAL_COPY_NAME: &str = "the worker's local state copy";
 
 fn local(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("local state database: {e}"))
@@ -40,14 +56,14 @@ pub struct LocalFirst<S> {
 }
 
 /// The local state's place: its offset, checkpoint and header.
-struct Meta {
-    offset: i64,
-    checkpoint: u64,
-    header: Vec<u8>,
+pub(super) struct Meta {
+    pub(super) offset: i64,
+    pub(super) checkpoint: u64,
+    pub(super) header: Vec<u8>,
 }
 
 impl Meta {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(META_FIXED_BYTES + self.header.len());
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.checkpoint.to_le_bytes());
@@ -55,7 +71,7 @@ impl Meta {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Result<Meta, StoreError> {
+    pub(super) fn decode(bytes: &[u8]) -> Result<Meta, StoreError> {
         if bytes.len() < META_FIXED_BYTES {
             return Err(StoreError::Corrupt("local state meta is truncated".into()));
         }
@@ -68,6 +84,20 @@ impl Meta {
             checkpoint: u64::from_le_bytes(word),
             header: bytes[META_FIXED_BYTES..].to_vec(),
         })
+    }
+}
+
+/// The local copy's format version: the recorded one, or [`UNRECORDED_FORMAT_VERSION`]
+/// for a copy that has none.
+fn format_version(db: &Database) -> Result<u64, StoreError> {
+    let txn = db.begin_read().map_err(local)?;
+    match txn.open_table(FORMAT) {
+        Ok(table) => Ok(table
+            .get(FORMAT_VERSION_KEY)
+            .map_err(local)?
+            .map_or(UNRECORDED_FORMAT_VERSION, |v| v.value())),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(UNRECORDED_FORMAT_VERSION),
+        Err(e) => Err(local(e)),
     }
 }
 
@@ -85,15 +115,20 @@ fn partition_keys(
 }
 
 impl<S: CheckpointStore> LocalFirst<S> {
-    /// Opens (or creates) `<data_dir>/state.redb` in front of `remote`.
+    /// Opens (or creates) `<data_dir>/state.redb` in front of `remote`, refusing a copy of
+    /// a newer format than this code reads.
     #[allow(clippy::disallowed_methods)] // the production disk seam: the local redb's folder
     pub fn open(data_dir: &Path, remote: S) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let db = Database::create(data_dir.join("state.redb")).map_err(local)?;
-        Ok(Self::with_database(db, remote)?.with_offload(Offload::blocking_pool()))
+        let path = data_dir.join(LOCAL_COPY_FILE);
+        let db = Database::create(&path).map_err(local)?;
+        Ok(
+            Self::with_database(db, remote, &path.display().to_string())?
+                .with_offload(Offload::blocking_pool()),
+        )
     }
 
     /// Opens (or creates) the local copy over any redb storage backend: the disk seam the
@@ -102,13 +137,32 @@ impl<S: CheckpointStore> LocalFirst<S> {
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(local)?;
-        Self::with_database(db, remote)
+        Self::with_database(db, remote, BACKEND_LOCAL_COPY_NAME)
     }
 
-    fn with_database(db: Database, remote: S) -> Result<Self, StoreError> {
+    /// Checks the copy's format version (`path` names it in a refusal), then creates the
+    /// tables on first use and records the version in a copy that has none yet (one written
+    /// before versions existed is version 1), in the same transaction.
+    fn with_database(db: Database, remote: S, path: &str) -> Result<Self, StoreError> {
+        let found = format_version(&db)?;
+        if found > LOCAL_COPY_FORMAT_VERSION {
+            return Err(StoreError::NewerFormat {
+                path: path.to_string(),
+                found,
+                supported: LOCAL_COPY_FORMAT_VERSION,
+            });
+        }
         let txn = db.begin_write().map_err(local)?;
         txn.open_table(STATE_META).map_err(local)?;
         txn.open_table(STATE_KEYS).map_err(local)?;
+        {
+            let mut format = txn.open_table(FORMAT).map_err(local)?;
+            if format.get(FORMAT_VERSION_KEY).map_err(local)?.is_none() {
+                format
+                    .insert(FORMAT_VERSION_KEY, LOCAL_COPY_FORMAT_VERSION)
+                    .map_err(local)?;
+            }
+        }
         txn.commit().map_err(local)?;
         Ok(LocalFirst {
             db: Arc::new(db),

@@ -68,6 +68,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("checkpoint store unavailable: {0}")]
     Unavailable(String),
+    /// A stored file of a format newer than this code reads (written by a newer weir):
+    /// refused rather than misread.
+    #[error(
+        "{path} has format version {found}, but this worker reads versions up to {supported}: \
+         it was written by a newer weir; run that version (or newer) on it, or move the file \
+         away to start from the checkpoint store"
+    )]
+    NewerFormat {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
 }
 
 /// Durable storage for partition snapshots.
@@ -168,5 +180,7 @@ pub(crate) fn snapshot_from_file(mut bytes: Vec<u8>) -> Option<Vec<u8>> {
     (trailer[..] == snapshot_trailer(&bytes)[..]).then_some(bytes)
 }
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod tests;

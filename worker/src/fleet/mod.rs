@@ -9,6 +9,7 @@
 mod actor_threads;
 mod heartbeat_thread;
 mod partition_actor;
+mod status;
 mod supervisor;
 
 pub use actor_threads::{
@@ -16,6 +17,5 @@ pub use actor_threads::{
 };
 pub use heartbeat_thread::{HeartbeatThread, LeaseActivator, PROCESSING_STALL_MAX_MS};
 pub use partition_actor::PartitionActor;
-pub use supervisor::{
-    FleetStatus, PartitionStatus, StatusBoard, StopSupervisor, Supervisor, SupervisorConfig,
-};
+pub use status::{FleetStatus, PartitionStatus, StatusBoard};
+pub use supervisor::{StopSupervisor, Supervisor, SupervisorConfig};

@@ -7,7 +7,7 @@
 //! actor reports the job failed, with the problem as its reason, instead of restarting
 //! for ever.
 
-use super::supervisor::{PartitionStatus, StatusBoard};
+use super::status::{PartitionStatus, StatusBoard};
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::ControlPlane;
 use crate::exactly_once::{PartitionConfig, PartitionError, PartitionRunner};

@@ -2,15 +2,74 @@
 //! occurrence. A key is remembered while `t_prev + ttl > watermark`; an index ordered by
 //! that time lets the watermark's advance forget keys in order, so memory follows the
 //! watermark instead of growing with every key ever seen.
+//!
+//! The stage itself ([`Dedupe`]) is here too: its key expression, its ttl and which
+//! memory is its own.
 
+use super::compile::{compile_expr, millis, CompileError};
+use super::expr::{CelEnv, Expr};
 use super::hash::{FxHashMap, FxHashSet};
+use super::key_by::key_text;
 use super::limits::{PipelineError, StateLimit, DEDUPE_KEYS_MAX};
+use super::object::Obj;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Bytes of bookkeeping per remembered key, beyond the key itself, for
 /// [`DedupeMemory::state_bytes`]: two table entries and two reference counts.
 const ENTRY_OVERHEAD_BYTES: usize = 96;
+
+/// A compiled `dedupe` stage.
+#[derive(Debug)]
+pub(crate) struct Dedupe {
+    /// The spec field it came from, for dead letters (`pipeline[i].dedupe`).
+    field: String,
+    key: Expr,
+    ttl_ms: i64,
+    /// Its memory's index among the pipeline's dedupe memories.
+    memory: usize,
+}
+
+impl Dedupe {
+    /// The stage at spec field `field`, remembering in the pipeline's memory `memory`.
+    pub(crate) fn compile(
+        field: String,
+        spec: &weir_core::spec::Dedupe,
+        memory: usize,
+        env: &cel::Env,
+    ) -> Result<Self, CompileError> {
+        Ok(Dedupe {
+            key: compile_expr(&format!("{field}.key"), &spec.key, env)?,
+            field,
+            ttl_ms: millis(spec.ttl),
+            memory,
+        })
+    }
+
+    pub(crate) fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
+    /// Whether the event goes on (`Ok(true)`) or is a repeat (`Ok(false)`), remembered in
+    /// its memory among `memories`; an inner error is the dead letter's detail (the key
+    /// failed), an outer one a state limit.
+    #[inline]
+    pub(crate) fn admit(
+        &self,
+        memories: &mut [DedupeMemory],
+        obj: &Obj<'_>,
+        env: &CelEnv,
+        event_ms: i64,
+        watermark_ms: Option<i64>,
+    ) -> Result<Result<bool, String>, PipelineError> {
+        let text = match key_text(&self.key, obj, env) {
+            Ok(text) => text,
+            Err(message) => return Ok(Err(format!("{}.key: {message}", self.field))),
+        };
+        let admitted = memories[self.memory].admit(&text, event_ms, watermark_ms, self.ttl_ms)?;
+        Ok(Ok(admitted))
+    }
+}
 
 /// What one dedupe stage remembers.
 #[derive(Debug, Clone, Default)]

@@ -7,6 +7,13 @@
 //! This comment is the engine's specification: a reference evaluator written from it
 //! alone must produce the same outputs for the same spec and records.
 //!
+//! Each stage kind has a file of its own, named as the job spec names it: `filter.rs`,
+//! `map.rs`, `dedupe.rs` (with its memory), `key_by.rs` (and the key text `dedupe` shares),
+//! `window.rs`, `aggregate.rs`. `stages.rs` takes a record through the record-at-a-time
+//! stages; `plan.rs` holds what a compiled pipeline is made of (its `Plan` and its
+//! partition `State`); `pipeline.rs` ties decoding, event time, the stages, windows and the
+//! watermark together; `snapshot.rs` and `changes.rs` are what a checkpoint keeps.
+//!
 //! # Records and decoding
 //!
 //! Records are processed one at a time in offset order. For each record:
@@ -146,18 +153,24 @@
 
 mod aggregate;
 mod changes;
+mod compile;
 mod datum;
 mod dedupe;
 mod event_time;
 mod exact;
 mod expr;
+mod filter;
 mod hash;
 mod json;
+mod key_by;
 pub mod limits;
+mod map;
 mod object;
 mod pipeline;
+mod plan;
 mod record;
 mod snapshot;
+mod stages;
 mod table_key;
 mod window;
 
@@ -165,6 +178,7 @@ mod window;
 mod tests;
 
 pub use changes::{StateChanges, StateEntry, WINDOWS_SECTION};
+pub use compile::CompileError;
 pub use event_time::{parse_rfc3339_ms, EVENT_TIME_ABS_MAX_MS};
 pub use expr::EXPRESSION_DEPTH_MAX;
 pub use hash::seed_this_thread as seed_key_hash_this_thread;
@@ -173,7 +187,8 @@ pub use limits::{
     PipelineError, StateLimit, DEDUPE_KEYS_MAX, KEYS_PER_PARTITION_MAX, KEY_LEN_MAX_BYTES,
     OPEN_WINDOWS_PER_KEY_MAX, OPEN_WINDOWS_PER_PARTITION_MAX, WINDOWS_PER_EVENT_MAX,
 };
-pub use pipeline::{CompileError, Pipeline, RestoreError};
+pub use pipeline::Pipeline;
+pub use plan::RestoreError;
 pub use record::{
     DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
 };

@@ -4,176 +4,33 @@
 
 use super::aggregate::Input;
 use super::changes::{StateChanges, StateEntry, WINDOWS_SECTION};
+use super::compile::{millis, CompileError};
 use super::datum::write_i64;
 use super::datum::Datum;
-use super::dedupe::DedupeMemory;
+use super::dedupe::{Dedupe, DedupeMemory};
 use super::event_time::event_time_ms;
-use super::expr::{cel_env, CelEnv, Expr, ExprCompileError};
+use super::expr::cel_env;
+use super::filter::Filter;
 use super::json::{self, DecodeError, FieldSpan, SourceDoc};
-use super::limits::{PipelineError, KEY_LEN_MAX_BYTES, WINDOWS_PER_EVENT_MAX};
+use super::key_by::KeyBy;
+use super::limits::PipelineError;
+use super::map::Map;
 use super::object::Obj;
+use super::plan::{watermark, Plan, RestoreError, State, WindowPlan};
 use super::record::{
     write_json_str, DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord,
 };
 use super::snapshot;
-use super::window::{Assigner, Fired, Windows};
+use super::stages::{run_steps, Flow, Step};
+use super::window::{Fired, Windows};
 use std::borrow::Cow;
 use std::sync::Arc;
-use weir_core::spec::{
-    parse_aggregate_call, validate, AggregateFunction, JobSpec, SpecError, Stage,
-};
-
-/// Why a job spec cannot run as a pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CompileError {
-    /// The spec breaks a rule of job specs.
-    #[error("invalid job spec: {0}")]
-    InvalidSpec(#[from] SpecError),
-    /// An expression does not compile (validation normally catches this first).
-    #[error("{field}: {message}")]
-    Expression { field: String, message: String },
-}
-
-/// Why a snapshot cannot be restored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RestoreError {
-    /// The spec itself does not compile.
-    #[error(transparent)]
-    Compile(#[from] CompileError),
-    /// The snapshot was taken of a pipeline with other stages or event-time settings.
-    #[error("the snapshot belongs to a different pipeline (its stages or event time changed)")]
-    SpecMismatch,
-    /// The snapshot's format version is unknown to this build.
-    #[error("the snapshot has format version {0}, which this build cannot read")]
-    UnknownVersion(u32),
-    /// The bytes are not a snapshot this pipeline could have written.
-    #[error("the snapshot is corrupt: {0}")]
-    Corrupt(String),
-}
+use weir_core::spec::{validate, JobSpec, Stage};
 
 /// A compiled pipeline with its partition state.
 pub struct Pipeline {
     pub(crate) plan: Plan,
     pub(crate) state: State,
-}
-
-/// What never changes while a pipeline runs.
-pub(crate) struct Plan {
-    env: CelEnv,
-    event_time_field: Option<String>,
-    max_out_of_orderness_ms: i64,
-    /// Stages before the window (all of them when there is none).
-    pre: Vec<Step>,
-    pub(crate) window: Option<WindowPlan>,
-    /// Stages after the aggregate, run on each window result.
-    post: Vec<Step>,
-    /// The ttl of each dedupe memory, by memory index.
-    pub(crate) dedupe_ttls_ms: Vec<i64>,
-    pub(crate) fingerprint: [u8; 32],
-}
-
-#[derive(Debug)]
-enum Step {
-    Filter {
-        field: String,
-        expr: Expr,
-    },
-    Map {
-        field: String,
-        outputs: Vec<(String, Expr)>,
-    },
-    Dedupe {
-        field: String,
-        key: Expr,
-        ttl_ms: i64,
-        memory: usize,
-    },
-    KeyBy {
-        field: String,
-        expr: Expr,
-    },
-}
-
-#[derive(Debug)]
-pub(crate) struct WindowPlan {
-    pub(crate) assigner: Assigner,
-    pub(crate) allowed_lateness_ms: i64,
-    aggregates: Vec<AggregatePlan>,
-}
-
-impl WindowPlan {
-    /// The window stage at `window_field` with its aggregate stage at `aggregate_field`.
-    fn compile(
-        window_field: &str,
-        spec_window: &weir_core::spec::Window,
-        aggregate_field: &str,
-        outputs: &std::collections::BTreeMap<String, String>,
-        env: &cel::Env,
-    ) -> Result<WindowPlan, CompileError> {
-        let assigner = Assigner::from_spec(&spec_window.kind);
-        debug_assert!(
-            assigner.windows_per_event() <= WINDOWS_PER_EVENT_MAX,
-            "{window_field}: validation bounds the windows per event"
-        );
-        let mut aggregates = Vec::with_capacity(outputs.len());
-        for (name, call_source) in outputs {
-            let field = format!("{aggregate_field}.{name}");
-            let call =
-                parse_aggregate_call(call_source).map_err(|message| CompileError::Expression {
-                    field: field.clone(),
-                    message,
-                })?;
-            let argument = match &call.argument {
-                Some(source) => Some(compile_expr(&field, source, env)?),
-                None => None,
-            };
-            let mut json_prefix = b",".to_vec();
-            write_json_str(&mut json_prefix, name);
-            json_prefix.push(b':');
-            aggregates.push(AggregatePlan {
-                name: name.clone(),
-                json_prefix,
-                field,
-                function: call.function,
-                argument,
-            });
-        }
-        Ok(WindowPlan {
-            assigner,
-            allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
-            aggregates,
-        })
-    }
-
-    pub(crate) fn functions(&self) -> Vec<AggregateFunction> {
-        self.aggregates.iter().map(|a| a.function).collect()
-    }
-}
-
-#[derive(Debug)]
-struct AggregatePlan {
-    name: String,
-    /// `,"<name>":`, written before the value in a result.
-    json_prefix: Vec<u8>,
-    field: String,
-    function: AggregateFunction,
-    argument: Option<Expr>,
-}
-
-/// What a partition's pipeline remembers between records.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) max_event_ms: Option<i64>,
-    pub(crate) dedupe: Vec<DedupeMemory>,
-    pub(crate) windows: Option<Windows>,
-    failed: Option<PipelineError>,
-    /// Whether the changes tracked since they were last taken are every difference from
-    /// the state as then written (false for a new or restored state: write it whole).
-    changes_complete: bool,
-    // Buffers kept across records so the hot path does not allocate.
-    field_spans: Vec<FieldSpan>,
-    fired: Vec<Fired>,
-    inputs: Vec<Option<Input>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -343,33 +200,17 @@ impl Plan {
                 &mut pre
             };
             match stage {
-                Stage::Filter(source) => steps.push(Step::Filter {
-                    expr: compile_expr(&field, source, &env)?,
-                    field,
-                }),
-                Stage::KeyBy(source) => steps.push(Step::KeyBy {
-                    expr: compile_expr(&field, source, &env)?,
-                    field,
-                }),
-                Stage::Map(outputs) => {
-                    let outputs = outputs
-                        .iter()
-                        .map(|(name, source)| {
-                            let expr = compile_expr(&format!("{field}.{name}"), source, &env)?;
-                            Ok((name.clone(), expr))
-                        })
-                        .collect::<Result<_, CompileError>>()?;
-                    steps.push(Step::Map { field, outputs });
+                Stage::Filter(source) => {
+                    steps.push(Step::Filter(Filter::compile(field, source, &env)?));
                 }
+                Stage::KeyBy(source) => {
+                    steps.push(Step::KeyBy(KeyBy::compile(field, source, &env)?))
+                }
+                Stage::Map(outputs) => steps.push(Step::Map(Map::compile(field, outputs, &env)?)),
                 Stage::Dedupe(dedupe) => {
-                    let ttl_ms = millis(dedupe.ttl);
-                    steps.push(Step::Dedupe {
-                        key: compile_expr(&format!("{field}.key"), &dedupe.key, &env)?,
-                        field,
-                        ttl_ms,
-                        memory: dedupe_ttls_ms.len(),
-                    });
-                    dedupe_ttls_ms.push(ttl_ms);
+                    let stage = Dedupe::compile(field, dedupe, dedupe_ttls_ms.len(), &env)?;
+                    dedupe_ttls_ms.push(stage.ttl_ms());
+                    steps.push(Step::Dedupe(stage));
                 }
                 Stage::Window(spec_window) => pending_window = Some((field, spec_window)),
                 Stage::Aggregate(outputs) => {
@@ -401,46 +242,6 @@ impl Plan {
             fingerprint: snapshot::fingerprint(spec),
         })
     }
-}
-
-impl State {
-    pub(crate) fn new(plan: &Plan) -> State {
-        State {
-            max_event_ms: None,
-            dedupe: vec![DedupeMemory::default(); plan.dedupe_ttls_ms.len()],
-            windows: plan.window.as_ref().map(|window| {
-                Windows::new(
-                    window.assigner,
-                    window.allowed_lateness_ms,
-                    window.functions(),
-                )
-            }),
-            failed: None,
-            changes_complete: false,
-            field_spans: Vec::new(),
-            fired: Vec::new(),
-            inputs: Vec::new(),
-        }
-    }
-}
-
-fn millis(duration: weir_core::spec::SpecDuration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn compile_expr(field: &str, source: &str, env: &cel::Env) -> Result<Expr, CompileError> {
-    Expr::compile(source, env).map_err(|err| match err {
-        ExprCompileError::Invalid(message) => CompileError::Expression {
-            field: field.to_string(),
-            message,
-        },
-    })
-}
-
-pub(crate) fn watermark(plan: &Plan, state: &State) -> Option<i64> {
-    state
-        .max_event_ms
-        .map(|max| max - plan.max_out_of_orderness_ms)
 }
 
 fn process_record(
@@ -679,100 +480,6 @@ fn window_result_json(window: &WindowPlan, fired: &Fired) -> Vec<u8> {
     }
     value.push(b'}');
     value
-}
-
-/// Where an event (or a window result) is after the stages.
-enum Flow<'x> {
-    /// Still in the pipeline: its current object and key.
-    Continue(Obj<'x>, Option<Cow<'x, str>>),
-    /// Dropped by a filter or as a repeat.
-    Dropped,
-    /// Failed: a dead letter.
-    Failed(DeadLetterReason, String),
-}
-
-fn run_steps<'x>(
-    steps: &'x [Step],
-    env: &CelEnv,
-    dedupe: &mut [DedupeMemory],
-    mut obj: Obj<'x>,
-    mut key: Option<Cow<'x, str>>,
-    event_ms: i64,
-    watermark_ms: Option<i64>,
-) -> Result<Flow<'x>, PipelineError> {
-    let failed = |field: &str, message: String| {
-        Ok(Flow::Failed(
-            DeadLetterReason::ExpressionError,
-            format!("{field}: {message}"),
-        ))
-    };
-    for step in steps {
-        match step {
-            Step::Filter { field, expr } => match expr.eval(&obj, env) {
-                Ok(Datum::Bool(true)) => {}
-                Ok(Datum::Bool(false)) => return Ok(Flow::Dropped),
-                Ok(other) => {
-                    let message =
-                        format!("a filter must yield a bool, not a {}", other.type_name());
-                    return failed(field, message);
-                }
-                Err(message) => return failed(field, message),
-            },
-            Step::Map { field, outputs } => {
-                let mut fields = Vec::with_capacity(outputs.len());
-                for (name, expr) in outputs {
-                    let value = expr
-                        .eval(&obj, env)
-                        .and_then(|value| value.check_json().map(|()| value));
-                    match value {
-                        Ok(value) => fields.push((name.as_str(), value)),
-                        Err(message) => return failed(&format!("{field}.{name}"), message),
-                    }
-                }
-                obj = Obj::Fields(fields);
-            }
-            Step::Dedupe {
-                field,
-                key: key_expr,
-                ttl_ms,
-                memory,
-            } => {
-                let text = match key_text(key_expr, &obj, env) {
-                    Ok(text) => text,
-                    Err(message) => return failed(&format!("{field}.key"), message),
-                };
-                if !dedupe[*memory].admit(&text, event_ms, watermark_ms, *ttl_ms)? {
-                    return Ok(Flow::Dropped);
-                }
-            }
-            Step::KeyBy { field, expr } => match key_text(expr, &obj, env) {
-                Ok(text) => key = Some(text),
-                Err(message) => return failed(field, message),
-            },
-        }
-    }
-    Ok(Flow::Continue(obj, key))
-}
-
-/// An expression's value as a key: a string as it is, anything else as its JSON text.
-fn key_text<'x>(expr: &'x Expr, obj: &Obj<'x>, env: &CelEnv) -> Result<Cow<'x, str>, String> {
-    if let Some(text) = expr.integer_field_text(obj) {
-        debug_assert_eq!(
-            expr.eval(obj, env)
-                .and_then(Datum::into_key_text)
-                .as_deref(),
-            Ok(text)
-        );
-        return Ok(Cow::Borrowed(text));
-    }
-    let text = expr.eval(obj, env)?.into_key_text()?;
-    if text.len() > KEY_LEN_MAX_BYTES {
-        return Err(format!(
-            "the key is {} bytes long; the limit is {KEY_LEN_MAX_BYTES}",
-            text.len()
-        ));
-    }
-    Ok(text)
 }
 
 fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>, source_offset: i64) {

@@ -258,25 +258,16 @@ pub(crate) fn write_json_str(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// Appends the standard, padded base64 encoding of `bytes`.
+/// Appends the standard, padded base64 encoding of `bytes` (RFC 4648, section 4).
 fn base64_encode(out: &mut Vec<u8>, bytes: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in bytes.chunks(3) {
-        let b0 = chunk[0];
-        let b1 = chunk.get(1).copied().unwrap_or(0);
-        let b2 = chunk.get(2).copied().unwrap_or(0);
-        let triple = (u32::from(b0) << 16) | (u32::from(b1) << 8) | u32::from(b2);
-        out.push(ALPHABET[(triple >> 18) as usize & 63]);
-        out.push(ALPHABET[(triple >> 12) as usize & 63]);
-        out.push(match chunk.len() {
-            1 => b'=',
-            _ => ALPHABET[(triple >> 6) as usize & 63],
-        });
-        out.push(match chunk.len() {
-            3 => ALPHABET[triple as usize & 63],
-            _ => b'=',
-        });
-    }
+    use base64::Engine as _;
+    // A payload is at most one broker record, far below where the length could overflow.
+    let len = bytes.len().div_ceil(3) * 4;
+    let start = out.len();
+    out.resize(start + len, 0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(bytes, &mut out[start..]);
+    // The space is exactly the padded length, so the engine has all it needs.
+    assert_eq!(written.ok(), Some(len), "base64 fills its padded length");
 }
 
 #[cfg(test)]
@@ -406,6 +397,49 @@ mod tests {
             let mut out = Vec::new();
             base64_encode(&mut out, input.as_bytes());
             assert_eq!(String::from_utf8(out).unwrap(), expected, "{input}");
+        }
+    }
+
+    /// The hand-written encoder the crate replaced, kept as the reference: dead letters
+    /// must read the same as before.
+    fn base64_reference(out: &mut Vec<u8>, bytes: &[u8]) {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for chunk in bytes.chunks(3) {
+            let b0 = chunk[0];
+            let b1 = chunk.get(1).copied().unwrap_or(0);
+            let b2 = chunk.get(2).copied().unwrap_or(0);
+            let triple = (u32::from(b0) << 16) | (u32::from(b1) << 8) | u32::from(b2);
+            out.push(ALPHABET[(triple >> 18) as usize & 63]);
+            out.push(ALPHABET[(triple >> 12) as usize & 63]);
+            out.push(match chunk.len() {
+                1 => b'=',
+                _ => ALPHABET[(triple >> 6) as usize & 63],
+            });
+            out.push(match chunk.len() {
+                3 => ALPHABET[triple as usize & 63],
+                _ => b'=',
+            });
+        }
+    }
+
+    #[test]
+    fn base64_is_byte_identical_to_the_encoder_it_replaced() {
+        // Every byte value, every length up to 1 KiB (all three paddings), appended after
+        // existing output as the dead-letter writer does.
+        let mut bytes: Vec<u8> = (0..=255u8).collect();
+        let mut x: u32 = 0x9e37_79b9;
+        while bytes.len() < 1024 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            bytes.push(x as u8);
+        }
+        for len in 0..=bytes.len() {
+            let (mut ours, mut reference) = (b"prefix".to_vec(), b"prefix".to_vec());
+            base64_encode(&mut ours, &bytes[..len]);
+            base64_reference(&mut reference, &bytes[..len]);
+            assert_eq!(ours, reference, "length {len}");
         }
     }
 }

@@ -20,7 +20,7 @@ use super::dedupe::DedupeMemory;
 use super::event_time::EVENT_TIME_ABS_MAX_MS;
 use super::exact::{ExactFloatSum, LIMBS_MAX};
 use super::limits::{DEDUPE_KEYS_MAX, KEYS_PER_PARTITION_MAX, OPEN_WINDOWS_PER_KEY_MAX};
-use super::pipeline::{watermark, Plan, RestoreError, State};
+use super::plan::{watermark, Plan, RestoreError, State};
 use super::window::{Accumulators, Pane};
 use sha2::{Digest, Sha256};
 use weir_core::spec::JobSpec;
