@@ -7,6 +7,8 @@
 //! - `nexmark` — the bid events, generated up front from a seed;
 //! - `jobs` — the job specs measured;
 //! - `operators` — the engine on one thread, against serde_json;
+//! - `libraries` — the filter-map job built from JSON and CEL libraries, for the A/B of
+//!   the engine's hand-written paths;
 //! - `kafka` — the broker process, filling topics, and the copy-loop baseline;
 //! - `control` — an in-process control plane that accepts every checkpoint;
 //! - `e2e` — runners over a pre-filled topic;
@@ -23,6 +25,7 @@ pub mod e2e;
 pub mod idle;
 pub mod jobs;
 pub mod kafka;
+pub mod libraries;
 pub mod nexmark;
 pub mod operators;
 pub mod recovery;

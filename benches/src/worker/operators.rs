@@ -8,12 +8,17 @@
 //! `date_time` moves forward by the set's span, so windows keep opening and firing as on
 //! an endless stream and nothing is late. Each trial starts a fresh pipeline.
 //!
+//! The library variants ([`super::libraries`]) do the filter-map job's work with
+//! serde_json, sonic-rs or the `cel` interpreter in place of the engine's hand-written
+//! paths; before any trial, each is checked to give the engine's outputs on the records.
+//!
 //! The checkpointed variant takes `pipeline.snapshot()` and writes it to a
 //! `DirCheckpointStore` (fsync, rename, directory fsync) whenever a checkpoint interval of
 //! processing time has passed, and prunes old snapshots, as the runner does; that time
 //! counts as processing time and is also reported on its own.
 
 use super::jobs::{Job, WINDOW_SIZE_MS};
+use super::libraries::{self, FilterMapByLibrary, LibraryPath};
 use super::nexmark::{rewrite_date_time, Bids};
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -36,6 +41,8 @@ pub enum Variant {
     Engine(Job),
     /// The windowed count with a checkpoint every interval of processing time.
     Checkpointed,
+    /// The filter-map job built from libraries instead of the engine's own paths.
+    Library(LibraryPath),
 }
 
 impl Variant {
@@ -49,6 +56,18 @@ impl Variant {
         Variant::Checkpointed,
     ];
 
+    /// The library variants, run only when asked for (`--variants`), in table order.
+    pub const LIBRARIES: [Variant; 3] = [
+        Variant::Library(LibraryPath::SerdeRaw),
+        Variant::Library(LibraryPath::SonicLazy),
+        Variant::Library(LibraryPath::CelSerdeRaw),
+    ];
+
+    /// Every variant there is: [`Variant::ALL`] then [`Variant::LIBRARIES`].
+    pub fn every() -> impl Iterator<Item = Variant> {
+        Variant::ALL.into_iter().chain(Variant::LIBRARIES)
+    }
+
     /// The variant's name in tables and on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +75,7 @@ impl Variant {
             Variant::SerdeTyped => "serde_json → struct",
             Variant::Engine(job) => job.name(),
             Variant::Checkpointed => "windowed count + checkpoints",
+            Variant::Library(path) => path.name(),
         }
     }
 
@@ -68,12 +88,13 @@ impl Variant {
             Variant::Engine(Job::FilterMap) => "filter-map",
             Variant::Engine(Job::WindowedCount) => "windowed",
             Variant::Checkpointed => "checkpointed",
+            Variant::Library(path) => path.flag(),
         }
     }
 
     fn job(self) -> Option<Job> {
         match self {
-            Variant::SerdeValue | Variant::SerdeTyped => None,
+            Variant::SerdeValue | Variant::SerdeTyped | Variant::Library(_) => None,
             Variant::Engine(job) => Some(job),
             Variant::Checkpointed => Some(Job::WindowedCount),
         }
@@ -225,6 +246,12 @@ pub fn run(config: &OperatorsConfig) -> anyhow::Result<OperatorsResult> {
     let dir = tempfile::tempdir().context("cannot create the checkpoint directory")?;
     let store = DirCheckpointStore::new(dir.path().display().to_string())
         .context("cannot open the checkpoint store")?;
+    let filter_map = Job::FilterMap.spec("bids", "out")?;
+    for variant in &config.variants {
+        if let Variant::Library(path) = variant {
+            libraries::check_against_engine(*path, &filter_map, &replay.records)?;
+        }
+    }
     // Warm-up, untimed: touch every record once.
     for record in &replay.records {
         black_box(serde_json::from_slice::<Bid>(value(record)).ok());
@@ -293,6 +320,13 @@ fn run_trial(
         Some(job) => Some(Pipeline::compile(&job.spec("bids", "out")?)?),
         None => None,
     };
+    let mut library = match variant {
+        Variant::Library(path) => Some(FilterMapByLibrary::new(
+            path,
+            &Job::FilterMap.spec("bids", "out")?,
+        )?),
+        _ => None,
+    };
     let mut out = Outputs::new();
     let mut trial = Trial::new(variant);
     let mut since_checkpoint = Duration::ZERO;
@@ -310,6 +344,15 @@ fn run_trial(
                     for record in batch {
                         black_box(serde_json::from_slice::<Bid>(value(record))?);
                     }
+                }
+                (Variant::Library(_), _) => {
+                    let Some(library) = library.as_mut() else {
+                        bail!("{} has no job", variant.name());
+                    };
+                    library.process_batch(batch, &mut out);
+                    trial.records_out += out.records.len() as u64;
+                    trial.dead_letters += out.dead_letters.len() as u64;
+                    out.clear();
                 }
                 (_, Some(pipeline)) => {
                     pipeline.process_batch(batch, &mut out)?;

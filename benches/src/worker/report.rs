@@ -68,6 +68,70 @@ fn median_rate(result: &OperatorsResult, variant: Variant) -> Option<f64> {
     (!trials.is_empty()).then(|| median(trials.iter().map(|t| t.events_per_s()).collect()))
 }
 
+/// The least margin by which a hand-written path must beat the library it stands for.
+pub const HAND_WRITTEN_WIN_PCT_MIN: f64 = 15.0;
+
+/// The library variants against the engine's filter+map, round by round: the engine's
+/// events/s over the library's in each round (both ran within seconds of each other), and
+/// the median of those ratios.
+fn libraries_ab(result: &OperatorsResult) -> String {
+    let mut out = String::new();
+    let engine = trials_of(result, Variant::Engine(super::jobs::Job::FilterMap));
+    if engine.is_empty() {
+        return out;
+    }
+    let mut rows = Vec::new();
+    for variant in Variant::LIBRARIES {
+        let trials = trials_of(result, variant);
+        if trials.is_empty() {
+            continue;
+        }
+        let ratios: Vec<f64> = engine
+            .iter()
+            .zip(&trials)
+            .map(|(e, l)| e.events_per_s() / l.events_per_s().max(1e-9))
+            .collect();
+        let (min, max) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
+        let ratio = median(ratios);
+        let rate = median(trials.iter().map(|t| t.events_per_s()).collect());
+        let verdict = if (ratio - 1.0) * 100.0 >= HAND_WRITTEN_WIN_PCT_MIN {
+            format!(
+                "engine wins by {:.0} % (>= {HAND_WRITTEN_WIN_PCT_MIN:.0} %)",
+                (ratio - 1.0) * 100.0
+            )
+        } else if ratio >= 1.0 {
+            format!(
+                "engine ahead by {:.0} %, under {HAND_WRITTEN_WIN_PCT_MIN:.0} %",
+                (ratio - 1.0) * 100.0
+            )
+        } else {
+            format!(
+                "the library is faster by {:.0} %",
+                (1.0 / ratio - 1.0) * 100.0
+            )
+        };
+        rows.push(format!(
+            "| {} | {rate:.0} | {ratio:.2} | {min:.2} | {max:.2} | {verdict} |",
+            variant.name()
+        ));
+    }
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "| library path | events/s (median) | engine filter+map ÷ library (median of rounds) | min | max | verdict |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | --- |");
+    for row in rows {
+        let _ = writeln!(out, "{row}");
+    }
+    out.push('\n');
+    out
+}
+
 /// The operator bench's tables.
 pub fn operators(result: &OperatorsResult, rounds: usize) -> String {
     let mut out = String::new();
@@ -90,7 +154,7 @@ pub fn operators(result: &OperatorsResult, rounds: usize) -> String {
         out,
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for variant in Variant::ALL {
+    for variant in Variant::every() {
         let trials = trials_of(result, variant);
         if trials.is_empty() {
             continue;
@@ -124,6 +188,7 @@ pub fn operators(result: &OperatorsResult, rounds: usize) -> String {
         );
     }
     out.push('\n');
+    out.push_str(&libraries_ab(result));
     let checkpointed = trials_of(result, Variant::Checkpointed);
     let windowed = median_rate(result, Variant::Engine(super::jobs::Job::WindowedCount));
     if !checkpointed.is_empty() {
