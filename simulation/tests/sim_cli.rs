@@ -68,8 +68,11 @@ fn a_planted_bug_fails_the_run() {
     ];
     args.extend(QUICK);
     let mut failed = false;
-    // The bug shows on most seeds; try a few so the test does not hang on one schedule.
-    for seed in ["0", "2", "4", "5"] {
+    // With the whole fault phase the bug shows on half the seeds; with this short one on
+    // fewer (the leader's panic on a follower's log reversion used to show it at once;
+    // openraft now re-replicates instead, and the checkers see the lost writes).
+    let seeds: Vec<String> = (0..32).map(|s| s.to_string()).collect();
+    for seed in &seeds {
         args[1] = seed;
         let out = weir_sim(&args);
         if !out.status.success() {
