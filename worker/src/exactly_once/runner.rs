@@ -193,6 +193,18 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
     /// call again.
     pub async fn pause(&mut self, now_ms: u64) -> Result<bool, PartitionError> {
         self.fail_if_stopped()?;
+        if planted(PlantedBug::ResumeSkipsInFlight) && !self.cycle.is_pausing() {
+            // The mistake: what the reader fetched but the pipeline has not seen is
+            // thrown away at the pause, and the resume reads on after it.
+            let dropped = self
+                .reader
+                .poll_batch(POLL_BATCH_RECORDS_MAX, Duration::from_millis(0))
+                .await?;
+            tracing::debug!(
+                records = dropped.len(),
+                "planted bug: records in flight dropped"
+            );
+        }
         if !self.cycle.is_paused() {
             self.drive(Event::PauseRequested { now_ms }, now_ms).await?;
         }
