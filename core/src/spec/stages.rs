@@ -17,7 +17,7 @@
 //!   2. the records are not already partitioned by that key: neither the source declares
 //!      `source.partitioned_by: f` with the `key_by` naming the field `f` (carried through
 //!      `map` stages that copy it as a bare field, `card: "card_id"`), nor an earlier
-//!      shuffle used the same key expression with no `map` in between.
+//!      shuffle used the same key expression with no `map` or `aggregate` in between.
 //!
 //!   Otherwise the `key_by` stays inside its stage ([`KeyByDecision`] says which reason).
 //! - The `key_by` that shuffles belongs to the **upstream** stage: it computes the key,
@@ -232,7 +232,26 @@ pub fn plan_stages(
         operators: start..spec.pipeline.len(),
         output: StageOutput::Sink,
     });
-    Ok(StagePlan { stages, key_bys })
+    let plan = StagePlan { stages, key_bys };
+    assert_covers_pipeline(&plan, spec.pipeline.len());
+    Ok(plan)
+}
+
+/// Every pipeline stage runs in exactly one stage of the chain, in order.
+fn assert_covers_pipeline(plan: &StagePlan, pipeline_len: usize) {
+    let mut next = 0;
+    for stage in &plan.stages {
+        assert_eq!(
+            stage.operators.start, next,
+            "stages are contiguous: {plan:?}"
+        );
+        assert!(stage.operators.start <= stage.operators.end);
+        next = stage.operators.end;
+    }
+    assert_eq!(
+        next, pipeline_len,
+        "the stages cover the pipeline: {plan:?}"
+    );
 }
 
 /// Each `key_by`'s decision, following how the records are partitioned through the
