@@ -17,7 +17,10 @@
 //! - a consume-transform-produce cycle that crashes resumes from the committed offset
 //!   with no output lost or repeated;
 //! - `create_topic` and `partition_count`; unknown topics and partitions are errors;
-//! - records with the same key land in one partition, in order.
+//! - records with the same key land in one partition, in order;
+//! - topics weir owns: created with their settings and described as created, an existing
+//!   one with another partition count or cleanup policy refused with a typed error,
+//!   invalid specs refused, deletion idempotent and thorough (records, committed offsets).
 //!
 //! Every case is small (a few records) and bounded in time, and makes its own topics,
 //! transactional ids and groups from the caller's prefix, so cases never see each other's
@@ -34,15 +37,21 @@
 //! as a dev-dependency. The cases are grouped by property: what a reader sees
 //! (`visibility.rs`), what a transaction commits together and who may commit
 //! (`transactions.rs`), where a reader or a crashed worker resumes (`resume.rs`), and
-//! topics, partitions and keys (`topics.rs`); `support.rs` holds the shared helpers
+//! topics, partitions and keys (`topics.rs`), topics weir owns (`owned_topics.rs`);
+//! `support.rs` holds the shared helpers
 //! (naming, sending, reading with bounded waits).
 
+mod owned_topics;
 mod resume;
 mod support;
 mod topics;
 mod transactions;
 mod visibility;
 
+pub use owned_topics::{
+    existing_topics_with_other_settings_are_refused, invalid_topic_specs_are_refused,
+    owned_topics_are_created_with_their_settings, topics_are_deleted_idempotently,
+};
 pub use resume::{consume_transform_produce_resumes_exactly, reader_resumes_at_any_offset};
 pub use topics::{
     keyed_records_stay_in_one_partition, topics_report_their_partition_count,
@@ -117,5 +126,9 @@ pub async fn run_all<B: Broker>(broker: &B, topic_prefix: &str) -> Result<(), Co
     topics_report_their_partition_count(broker, topic_prefix).await?;
     unknown_topics_and_partitions_are_errors(broker, topic_prefix).await?;
     keyed_records_stay_in_one_partition(broker, topic_prefix).await?;
+    owned_topics_are_created_with_their_settings(broker, topic_prefix).await?;
+    existing_topics_with_other_settings_are_refused(broker, topic_prefix).await?;
+    invalid_topic_specs_are_refused(broker, topic_prefix).await?;
+    topics_are_deleted_idempotently(broker, topic_prefix).await?;
     Ok(())
 }

@@ -22,6 +22,9 @@
 
 pub mod kafka;
 pub mod memory;
+pub mod topic;
+
+pub use topic::{CleanupPolicy, Retention, TopicDescription, TopicSpec};
 
 use std::future::Future;
 use std::time::Duration;
@@ -84,6 +87,26 @@ pub enum BrokerError {
     /// instead (see [`Broker::max_record_bytes`]).
     #[error("record too large: {0}")]
     RecordTooLarge(String),
+    /// A topic spec or name no cluster would accept (an illegal name, a partition count
+    /// out of range, a setting the cluster refuses): nothing was created or changed.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// A topic weir owns exists with another partition count than asked for. Using it
+    /// would route keys to other partitions than the job's stages expect, so it is refused.
+    #[error("topic {topic} exists with {actual} partitions, expected {expected}")]
+    PartitionCountMismatch {
+        topic: String,
+        expected: u32,
+        actual: u32,
+    },
+    /// A topic weir owns exists with another `cleanup.policy` than asked for: compaction
+    /// would drop records a stage has not read, deletion would drop a changelog's history.
+    #[error("topic {topic} exists with cleanup.policy {actual}, expected {expected}")]
+    CleanupPolicyMismatch {
+        topic: String,
+        expected: CleanupPolicy,
+        actual: CleanupPolicy,
+    },
     /// Anything else; the client must be rebuilt.
     #[error("broker error: {0}")]
     Fatal(String),
@@ -148,6 +171,59 @@ pub trait Broker: Clone + 'static {
         topic: &str,
         partitions: u32,
     ) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// Creates the topic `spec` describes, with its settings. `Ok(true)` when this call
+    /// created it; `Ok(false)` when a topic of that name existed already, which is left as
+    /// it was and not checked (see [`Broker::ensure_topic`]). An invalid spec is
+    /// [`BrokerError::InvalidTopic`] and creates nothing. Returns once the topic is usable.
+    fn create_topic_with(
+        &self,
+        spec: &TopicSpec,
+    ) -> impl Future<Output = Result<bool, BrokerError>>;
+
+    /// What the cluster says `topic` is: partitions, replication and the settings a
+    /// [`TopicSpec`] sets. A missing topic is [`BrokerError::UnknownTopic`].
+    fn describe_topic(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<TopicDescription, BrokerError>>;
+
+    /// Deletes `topic` with its records and its groups' committed offsets. Deleting a
+    /// topic that does not exist is `Ok`, so a retried deletion succeeds. Returns once the
+    /// cluster no longer reports the topic (a new one of the same name may be created).
+    fn delete_topic(&self, topic: &str) -> impl Future<Output = Result<(), BrokerError>>;
+
+    /// Makes sure the topic `spec` describes exists as described: creates it if missing;
+    /// if it exists, checks it ([`TopicSpec::check_existing`]) and refuses one with another
+    /// partition count ([`BrokerError::PartitionCountMismatch`]) or cleanup policy
+    /// ([`BrokerError::CleanupPolicyMismatch`]) instead of using it. Returns the topic's
+    /// description, in which the caller may find a retention or size limit that differs
+    /// from the spec's (not refused: those do not decide where records go).
+    fn ensure_topic(
+        &self,
+        spec: &TopicSpec,
+    ) -> impl Future<Output = Result<TopicDescription, BrokerError>> {
+        async move {
+            spec.check()?;
+            let created = self.create_topic_with(spec).await?;
+            let actual = self.describe_topic(&spec.name).await?;
+            spec.check_existing(&actual)?;
+            if !created
+                && (actual.retention != spec.retention
+                    || actual.max_message_bytes != spec.max_message_bytes)
+            {
+                tracing::warn!(
+                    topic = %spec.name,
+                    expected_retention = ?spec.retention,
+                    actual_retention = ?actual.retention,
+                    expected_max_message_bytes = ?spec.max_message_bytes,
+                    actual_max_message_bytes = ?actual.max_message_bytes,
+                    "an existing topic's retention or size limit differs from the spec; using it as it is"
+                );
+            }
+            Ok(actual)
+        }
+    }
 
     /// The committed offset of `group` for a partition: the next offset to read, if any.
     fn committed_offset(

@@ -501,7 +501,7 @@ fn unknown_topics_and_partitions_are_reported() {
         ));
         assert!(matches!(
             broker.create_topic("kc-none", 0).await,
-            Err(BrokerError::Fatal(_))
+            Err(BrokerError::InvalidTopic(_))
         ));
         // An offset past the log end is an error, never a silent jump.
         let mut beyond = broker.reader("kc-small", 0, 99).await.unwrap();

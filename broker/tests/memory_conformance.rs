@@ -43,4 +43,8 @@ case_tests!(
     topics_report_their_partition_count,
     unknown_topics_and_partitions_are_errors,
     keyed_records_stay_in_one_partition,
+    owned_topics_are_created_with_their_settings,
+    existing_topics_with_other_settings_are_refused,
+    invalid_topic_specs_are_refused,
+    topics_are_deleted_idempotently,
 );

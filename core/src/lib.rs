@@ -16,6 +16,8 @@
 
 pub mod bugs;
 pub mod cli_error;
+#[cfg(any(test, feature = "golden-files"))]
+pub mod golden;
 pub mod ids;
 pub mod leader_client;
 pub mod seams;

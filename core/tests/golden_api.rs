@@ -14,32 +14,12 @@ use std::path::PathBuf;
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
 use weir_core::wire::*;
 
-/// Set to regenerate the golden files from the code instead of checking against them.
-const UPDATE_ENV: &str = "WEIR_UPDATE_GOLDEN";
-
-fn golden_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden/api")
-        .join(name)
-}
-
 /// Checks that `value` encodes to the golden file `name` and that the file decodes to it.
 fn pinned<T: Serialize + DeserializeOwned + PartialEq + Debug>(name: &str, value: &T) {
     let encoded = serde_json::to_string_pretty(value).unwrap() + "\n";
-    let path = golden_path(name);
-    if std::env::var_os(UPDATE_ENV).is_some() {
-        std::fs::write(&path, &encoded).unwrap();
-    }
-    let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with {UPDATE_ENV}=1 to create it)",
-            path.display()
-        )
-    });
-    assert_eq!(
-        encoded, golden,
-        "{name}: the encoding changed; if on purpose, regenerate with {UPDATE_ENV}=1"
-    );
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/api");
+    let golden = String::from_utf8(weir_core::golden::check(&dir, name, encoded.as_bytes()))
+        .expect("a golden body is UTF-8");
     let decoded: T = serde_json::from_str(&golden).unwrap();
     assert_eq!(
         &decoded, value,

@@ -38,6 +38,8 @@ pub struct FaultClasses {
     pub broker: bool,
     /// The checkpoint store stalling.
     pub slow_disk: bool,
+    /// Bursts of concurrent client writes aimed at the leader (`crate::api_load`).
+    pub api_load: bool,
 }
 
 impl FaultClasses {
@@ -55,6 +57,7 @@ impl FaultClasses {
             zombie: true,
             broker: true,
             slow_disk: true,
+            api_load: true,
         }
     }
 
@@ -72,11 +75,12 @@ impl FaultClasses {
             zombie: false,
             broker: false,
             slow_disk: false,
+            api_load: false,
         }
     }
 
     /// The classes as `--faults` names them, in order.
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "crash",
         "partition",
         "drop",
@@ -88,6 +92,7 @@ impl FaultClasses {
         "zombie",
         "broker",
         "slow-disk",
+        "api-load",
     ];
 
     /// The names of the classes switched on, in `NAMES` order.
@@ -104,6 +109,7 @@ impl FaultClasses {
             self.zombie,
             self.broker,
             self.slow_disk,
+            self.api_load,
         ];
         Self::NAMES
             .iter()
@@ -127,6 +133,7 @@ impl FaultClasses {
             "zombie" => &mut self.zombie,
             "broker" => &mut self.broker,
             "slow-disk" => &mut self.slow_disk,
+            "api-load" => &mut self.api_load,
             _ => return false,
         };
         *flag = true;

@@ -22,6 +22,7 @@
 // only through the seams (clippy.toml).
 #![cfg_attr(test, allow(clippy::disallowed_methods, clippy::disallowed_types))]
 
+pub mod api_load;
 pub mod checker;
 pub mod cli;
 pub mod clock;

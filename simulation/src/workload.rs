@@ -76,17 +76,19 @@ async fn attempt(
 }
 
 /// Writes `name` until an answer settles it, `attempts_max` attempts pass, or `keep_going`
-/// turns false.
+/// turns false; the first attempt goes to `first` when given.
+#[allow(clippy::too_many_arguments)] // the write, where to send it, and its retry policy
 pub async fn write_until_settled(
     ctx: &SimContext,
     view: &ClusterView,
     nodes: &[NodeId],
     rng: &mut StdRng,
     name: &TenantName,
+    first: Option<NodeId>,
     attempts_max: usize,
     keep_going: &(dyn Fn() -> bool + Sync),
 ) -> Settled {
-    let mut hint: Option<NodeId> = None;
+    let mut hint: Option<NodeId> = first;
     let mut at_ms: Option<u64> = None;
     let mut sent = 0;
     for _ in 0..attempts_max {
@@ -158,6 +160,7 @@ pub async fn run_client(
             &nodes,
             &mut rng,
             &name,
+            None,
             CLIENT_ATTEMPTS_MAX,
             &|| true,
         )

@@ -126,3 +126,38 @@ fn poison_records_near_the_size_limit_become_dead_letters_and_stall_nothing() {
     }
     assert!(poisoned > 0, "the seeds produced no poison record");
 }
+
+/// API load on the leader (issue: API load caused elections): bursts of 50 to 200
+/// concurrent writes aimed at the leader, with no other fault, must leave the group under
+/// one leader, every burst write settled and applied once (the write oracle checks each).
+#[test]
+fn bursts_of_writes_at_the_leader_cost_no_election() {
+    let mut faults = FaultClasses::none();
+    assert!(faults.enable("api-load"));
+    let options = SimOptions {
+        faults,
+        fault_phase_ms: 6_000,
+        ..SimOptions::default()
+    };
+    let mut burst_seeds = 0;
+    for seed in 0..4 {
+        let outcome = run_seed(seed, &options);
+        assert_ok(&outcome);
+        let bursts: usize = outcome
+            .trace
+            .iter()
+            .filter(|line| line.contains("burst #"))
+            .count();
+        if bursts == 0 {
+            continue;
+        }
+        burst_seeds += 1;
+        assert_eq!(outcome.leaderships, 1, "{outcome}");
+        assert_eq!(outcome.writes_unknown, 0, "{outcome}");
+        assert!(
+            outcome.writes_acked >= 50 * bursts,
+            "every burst write acknowledged: {outcome}"
+        );
+    }
+    assert!(burst_seeds > 0, "no seed of 0..4 drew a burst");
+}

@@ -20,7 +20,9 @@ use weir_broker::kafka::{
     KafkaBroker, KafkaWriter, READER_FETCH_BYTES_MAX, READER_FETCH_WAIT_MAX_MS, READER_GROUP_ID,
     READER_PARTITION_FETCH_BYTES_MAX, READER_QUEUE_KBYTES_MAX, READER_QUEUE_MESSAGES_MIN,
 };
-use weir_broker::{Broker, BrokerError, BrokerRecord, PartitionReader};
+use weir_broker::{
+    Broker, BrokerError, BrokerRecord, PartitionReader, TopicDescription, TopicSpec,
+};
 
 /// The changed setting: how long librdkafka postpones a partition's next fetch while its
 /// queue is above the bounds.
@@ -145,6 +147,18 @@ impl Broker for TunedKafkaBroker {
 
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), BrokerError> {
         self.inner.create_topic(topic, partitions).await
+    }
+
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<bool, BrokerError> {
+        self.inner.create_topic_with(spec).await
+    }
+
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, BrokerError> {
+        self.inner.describe_topic(topic).await
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        self.inner.delete_topic(topic).await
     }
 
     async fn committed_offset(

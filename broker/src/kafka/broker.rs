@@ -1,26 +1,27 @@
 //! [`KafkaBroker`]: the handle on a Kafka cluster, with the calls that are not a reader's
 //! or a writer's: topic creation, metadata, committed offsets, topic configurations, and
-//! the `read_committed` scan for checks and tests.
+//! the `read_committed` scan for checks and tests. Creating topics with their settings,
+//! describing and deleting them is in `admin.rs`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::metadata::Metadata;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::classify::{classify, classify_code, partitions_of};
+use super::admin::Created;
+use super::classify::{classify, classify_code, partitions_of, replicas_of};
 use super::config::{
     base_config, group_config, KafkaSettings, ReaderEnd, METADATA_TIMEOUT,
-    READ_COMMITTED_SCAN_TIMEOUT, TOPIC_MESSAGE_BYTES_DEFAULT, TOPIC_READY_TIMEOUT,
-    WRITER_MESSAGE_BYTES_MAX,
+    READ_COMMITTED_SCAN_TIMEOUT, TOPIC_MESSAGE_BYTES_DEFAULT, WRITER_MESSAGE_BYTES_MAX,
 };
 use super::offload::blocking;
 use super::reader::KafkaReader;
 use super::writer::KafkaWriter;
-use crate::{Broker, BrokerError, BrokerRecord, PartitionReader};
+use crate::{Broker, BrokerError, BrokerRecord, PartitionReader, TopicDescription, TopicSpec};
 
 /// A Kafka cluster reached through rdkafka. Cloning is cheap; clones share one admin
 /// client (used for topic creation and metadata).
@@ -68,19 +69,33 @@ impl KafkaBroker {
         &self.shared.settings
     }
 
-    /// Partition count and whether every partition has a leader, from fresh metadata.
-    async fn topic_metadata(&self, topic: &str) -> Result<(u32, bool), BrokerError> {
+    /// The admin client all clones share.
+    pub(super) fn admin(&self) -> &AdminClient<DefaultClientContext> {
+        &self.shared.admin
+    }
+
+    /// Fresh metadata of `topic`, fetched on the blocking pool.
+    async fn fetch_metadata(&self, topic: &str) -> Result<Metadata, BrokerError> {
         let shared = self.shared.clone();
         let topic_owned = topic.to_string();
-        let metadata = blocking(move || {
+        blocking(move || {
             shared
                 .admin
                 .inner()
                 .fetch_metadata(Some(&topic_owned), METADATA_TIMEOUT)
         })
         .await?
-        .map_err(|e| classify("fetching topic metadata", &e, None))?;
-        partitions_of(&metadata, topic)
+        .map_err(|e| classify("fetching topic metadata", &e, None))
+    }
+
+    /// Partition count and whether every partition has a leader, from fresh metadata.
+    pub(super) async fn topic_metadata(&self, topic: &str) -> Result<(u32, bool), BrokerError> {
+        partitions_of(&self.fetch_metadata(topic).await?, topic)
+    }
+
+    /// Partition count and replication factor, from fresh metadata.
+    pub(super) async fn topic_replicas(&self, topic: &str) -> Result<(u32, u16), BrokerError> {
+        replicas_of(&self.fetch_metadata(topic).await?, topic)
     }
 
     async fn check_partition(&self, topic: &str, partition: i32) -> Result<(), BrokerError> {
@@ -108,7 +123,7 @@ impl Broker for KafkaBroker {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| {
-                BrokerError::Fatal(format!(
+                BrokerError::InvalidTopic(format!(
                     "topic {topic}: {partitions} is not a valid partition count"
                 ))
             })?;
@@ -131,22 +146,20 @@ impl Broker for KafkaBroker {
                 }
             }
         }
-        // CreateTopics returns once the controller has the topic; wait until this broker's
-        // metadata shows every partition with a leader, so the next call can use it.
-        let deadline = tokio::time::Instant::now() + TOPIC_READY_TIMEOUT;
-        loop {
-            match self.topic_metadata(topic).await {
-                Ok((_, true)) => return Ok(()),
-                Ok(_) | Err(BrokerError::UnknownTopic(_)) => {}
-                Err(e) => return Err(e),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(BrokerError::Timeout(format!(
-                    "topic {topic} was created but its partitions had no leaders within {TOPIC_READY_TIMEOUT:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.await_topic_ready(topic).await
+    }
+
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<bool, BrokerError> {
+        spec.check()?;
+        Ok(matches!(self.create(spec).await?, Created::Now))
+    }
+
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, BrokerError> {
+        self.describe(topic).await
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        self.delete(topic).await
     }
 
     async fn committed_offset(

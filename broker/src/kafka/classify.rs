@@ -33,6 +33,24 @@ pub(super) fn partitions_of(
     Ok((count, led))
 }
 
+/// A topic's partition count in `metadata` and its replication factor (the replicas of
+/// its first partition).
+pub(super) fn replicas_of(
+    metadata: &rdkafka::metadata::Metadata,
+    topic: &str,
+) -> Result<(u32, u16), BrokerError> {
+    let (count, _) = partitions_of(metadata, topic)?;
+    let replicas = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .and_then(|t| t.partitions().iter().find(|p| p.id() == 0))
+        .map_or(0, |p| p.replicas().len());
+    let replicas = u16::try_from(replicas)
+        .map_err(|_| BrokerError::Fatal(format!("topic {topic} has {replicas} replicas")))?;
+    Ok((count, replicas))
+}
+
 fn is_fenced(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,

@@ -30,6 +30,8 @@ pub const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on waiting for a new topic's partitions to have leaders.
 pub const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on waiting for a deleted topic to leave the metadata.
+pub const TOPIC_DELETED_TIMEOUT: Duration = Duration::from_secs(15);
 /// Bound on [`Broker::read_committed`](crate::Broker::read_committed)'s scan up to the last
 /// stable offset.
 pub const READ_COMMITTED_SCAN_TIMEOUT: Duration = Duration::from_secs(30);

@@ -15,7 +15,8 @@
 //!   context (`delivery.rs`), and its transaction is one typed state, like the in-memory
 //!   writer's.
 //! - A [`KafkaBroker`] (`broker.rs`) is the cluster handle: topic creation, metadata,
-//!   committed offsets and topic configurations, through one shared admin client.
+//!   committed offsets and topic configurations, through one shared admin client; topics
+//!   weir owns are created with their settings, described and deleted in `admin.rs`.
 //! - Every client setting that matters is set explicitly in `config.rs`, with the bounds
 //!   it is built from; rdkafka's errors become the seam's in `classify.rs`.
 //! - Partitions are chosen here, not by librdkafka's partitioner, exactly as the in-memory
@@ -33,6 +34,7 @@
 //! Transactions use Kafka's v1 transaction protocol: librdkafka does not implement KIP-890's
 //! v2 and Kafka 4.x brokers still serve v1 to clients that do not ask for v2.
 
+mod admin;
 mod broker;
 mod classify;
 mod config;

@@ -9,6 +9,7 @@ use weir_core::seams::Clock;
 use super::fault_queue::BrokerCall;
 use super::fault_queue::Faults;
 use super::log::{DataStatus, LogEntry, PartitionLog};
+use super::topics::TopicSettings;
 use super::transaction::{Outcome, ProducerId, TransactionSerial, TransactionStatus};
 use super::{TOPIC_MESSAGE_BYTES_DEFAULT, WRITER_MESSAGE_BYTES_MAX};
 use crate::{BrokerError, OutgoingRecord, SourceOffset};
@@ -26,6 +27,8 @@ pub(super) struct Cluster {
     pub(super) faults: Faults,
     /// Topics whose `max.message.bytes` differs from [`TOPIC_MESSAGE_BYTES_DEFAULT`].
     pub(super) max_message_bytes: BTreeMap<String, usize>,
+    /// The settings topics were created with; a topic missing here has the defaults.
+    pub(super) topic_settings: BTreeMap<String, TopicSettings>,
 }
 
 /// The transaction coordinator's view of one transactional id.
@@ -57,6 +60,7 @@ impl Cluster {
             logical_clock_ms: 0,
             faults: Faults::default(),
             max_message_bytes: BTreeMap::new(),
+            topic_settings: BTreeMap::new(),
         }
     }
 
@@ -99,7 +103,7 @@ impl Cluster {
         let partitions = self
             .topics
             .get_mut(topic)
-            .expect("topics are never deleted");
+            .expect("deleting a topic drops it from open transactions, and sends check it exists");
         &mut partitions[partition as usize]
     }
 

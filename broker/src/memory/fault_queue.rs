@@ -12,8 +12,14 @@ use crate::BrokerError;
 pub enum BrokerCall {
     /// [`Broker::partition_count`](crate::Broker::partition_count).
     PartitionCount,
-    /// [`Broker::create_topic`](crate::Broker::create_topic).
+    /// [`Broker::create_topic`](crate::Broker::create_topic) and
+    /// [`Broker::create_topic_with`](crate::Broker::create_topic_with): a failed call creates
+    /// nothing.
     CreateTopic,
+    /// [`Broker::describe_topic`](crate::Broker::describe_topic).
+    DescribeTopic,
+    /// [`Broker::delete_topic`](crate::Broker::delete_topic): a failed call deletes nothing.
+    DeleteTopic,
     /// [`Broker::committed_offset`](crate::Broker::committed_offset).
     CommittedOffset,
     /// [`Broker::reader`](crate::Broker::reader).

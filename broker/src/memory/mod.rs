@@ -20,6 +20,9 @@
 //! - **Faults.** [`MemoryBrokerFaults`] lets the simulation make calls fail with
 //!   `Unavailable` or `Timeout`, make the broker unreachable, expire an open transaction
 //!   as Kafka's transaction timeout would, and lose the reply of a commit that took effect.
+//!   Topic administration (create, describe, delete) fails on demand like every other
+//!   call ([`BrokerCall::CreateTopic`], [`BrokerCall::DescribeTopic`],
+//!   [`BrokerCall::DeleteTopic`]), without effect.
 //!   Nothing in here draws random numbers or reads a clock it was not given: the caller
 //!   drives every fault, so a seed replays exactly.
 //!
@@ -35,7 +38,8 @@
 //! sees of it in `log.rs`; the reader and the writer (its typed `WriterState`) in
 //! `reader.rs` and `writer.rs`; the protocol's shared words (producer ids, transaction
 //! serials, outcomes) in `transaction.rs`; fault injection in `faults.rs` (the handle) and
-//! `fault_queue.rs` (what waits for the calls); Kafka's partitioner in `partitioner.rs`.
+//! `fault_queue.rs` (what waits for the calls); Kafka's partitioner in `partitioner.rs`;
+//! creating, describing and deleting topics with their settings in `topics.rs`.
 
 mod cluster;
 mod fault_queue;
@@ -43,11 +47,14 @@ mod faults;
 mod log;
 mod partitioner;
 mod reader;
+mod topics;
 mod transaction;
 mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topics_tests;
 
 pub use fault_queue::{BrokerCall, InjectedFailure};
 pub use faults::MemoryBrokerFaults;
@@ -60,14 +67,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use weir_core::seams::Clock;
 
-use crate::{Broker, BrokerError, BrokerRecord};
+use crate::{Broker, BrokerError, BrokerRecord, TopicDescription, TopicSpec};
 use cluster::Cluster;
-use log::PartitionLog;
 use writer::WriterState;
 
-/// Most partitions the model lets one topic have. Kafka has no hard limit; a bound here
-/// turns a runaway test setting into a clear error instead of memory exhaustion.
-pub const MAX_TOPIC_PARTITIONS: u32 = 10_000;
+/// Most partitions the model lets one topic have: the seam's own bound
+/// ([`crate::topic::TOPIC_PARTITIONS_MAX`]), which turns a runaway setting into a clear
+/// error instead of memory exhaustion.
+pub const MAX_TOPIC_PARTITIONS: u32 = crate::topic::TOPIC_PARTITIONS_MAX;
 
 /// Most injected failures that may wait for one kind of call. Injecting more is a bug in
 /// the test or simulation driving the model, and panics.
@@ -83,9 +90,6 @@ pub const TOPIC_MESSAGE_BYTES_DEFAULT: usize = 1_048_588;
 /// one-record batch's header and the record's varints, as Kafka frames them (at most
 /// [`crate::RECORD_FRAMING_BYTES_MAX`]).
 pub const RECORD_FRAMING_BYTES: usize = 100;
-
-/// Longest topic name Kafka accepts, in bytes.
-const TOPIC_NAME_MAX_BYTES: usize = 249;
 
 /// An in-memory Kafka cluster with Kafka's transactional semantics. Clones share the same
 /// cluster.
@@ -108,7 +112,11 @@ const TOPIC_NAME_MAX_BYTES: usize = 249;
 ///   report just past the last record returned. Both are exact resume points.
 /// - Expiring a transaction ([`MemoryBrokerFaults::expire_transaction`]) aborts it but does
 ///   not bump the producer epoch; the writer sees `AbortRequired`, as librdkafka reports it.
-/// - Topics are never deleted and logs never truncated (no retention, no compaction).
+/// - Creating and deleting a topic take effect at once; a deleted topic's group offsets go
+///   with it at once too (Kafka removes them shortly after). A replication factor above 1
+///   is refused, as on a one-broker Kafka cluster.
+/// - Logs are never truncated: a topic's `cleanup.policy` and `retention.ms` are stored
+///   and described, but the model neither compacts nor deletes records for age.
 /// - Keyless records with no partition go round-robin per writer (librdkafka picks at
 ///   random); keyed ones use Kafka's murmur2 partitioner ([`partition_for_key`]).
 /// - Usage errors (a `send` outside a transaction, a second `begin`, an `abort` with no
@@ -211,17 +219,27 @@ impl Broker for MemoryBroker {
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), BrokerError> {
         let mut cluster = lock(&self.cluster);
         cluster.take_fault(BrokerCall::CreateTopic)?;
-        check_topic_name(topic)?;
-        if !(1..=MAX_TOPIC_PARTITIONS).contains(&partitions) {
-            return Err(BrokerError::Fatal(format!(
-                "topic {topic:?}: {partitions} partitions is outside 1..={MAX_TOPIC_PARTITIONS}"
-            )));
-        }
         cluster
-            .topics
-            .entry(topic.to_string())
-            .or_insert_with(|| (0..partitions).map(|_| PartitionLog::default()).collect());
-        Ok(())
+            .create_topic(&TopicSpec::new(topic, partitions))
+            .map(drop)
+    }
+
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<bool, BrokerError> {
+        let mut cluster = lock(&self.cluster);
+        cluster.take_fault(BrokerCall::CreateTopic)?;
+        cluster.create_topic(spec)
+    }
+
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, BrokerError> {
+        let mut cluster = lock(&self.cluster);
+        cluster.take_fault(BrokerCall::DescribeTopic)?;
+        cluster.describe_topic(topic)
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        let mut cluster = lock(&self.cluster);
+        cluster.take_fault(BrokerCall::DeleteTopic)?;
+        cluster.delete_topic(topic)
     }
 
     /// `None` for a topic or partition that does not exist, as Kafka's offset fetch answers.
@@ -303,21 +321,4 @@ fn lock(cluster: &Mutex<Cluster>) -> MutexGuard<'_, Cluster> {
     cluster
         .lock()
         .expect("memory broker state poisoned by an earlier panic")
-}
-
-/// Kafka's topic name rule: 1 to 249 of `[a-zA-Z0-9._-]`, and neither `.` nor `..`.
-fn check_topic_name(topic: &str) -> Result<(), BrokerError> {
-    let legal_chars = topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    let legal = !topic.is_empty()
-        && topic.len() <= TOPIC_NAME_MAX_BYTES
-        && legal_chars
-        && topic != "."
-        && topic != "..";
-    if legal {
-        Ok(())
-    } else {
-        Err(BrokerError::Fatal(format!("invalid topic name {topic:?}")))
-    }
 }

@@ -9,6 +9,8 @@
 //! - [`cel`]: compiling CEL expressions, shared by validation and the worker.
 //! - [`aggregate`]: reading `count()`, `sum(x)` and the other aggregate calls.
 //! - [`parse`] and [`validate`]: from request body to a checked [`JobSpec`].
+//! - [`stages`]: the chain of stages and repartition topics a job will run as (planned,
+//!   not yet run).
 
 pub mod aggregate;
 pub mod cel;
@@ -17,6 +19,7 @@ pub mod error;
 pub mod model;
 pub mod parse;
 pub mod stage;
+pub mod stages;
 pub mod validate;
 
 #[cfg(test)]

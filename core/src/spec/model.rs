@@ -32,6 +32,11 @@ pub struct JobSpec {
     /// How often every partition checkpoints its state and offsets.
     #[serde(default = "checkpoint_interval_default")]
     pub checkpoint_interval: SpecDuration,
+    /// The partition count of the job's repartition topics, so of every stage after a
+    /// shuffle ([`super::stages`]); `None` means the source topic's partition count.
+    /// Planned: validated and planned with, not yet run (a job runs as one stage today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
 }
 
 fn checkpoint_interval_default() -> SpecDuration {
@@ -52,7 +57,8 @@ impl JobSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// The Kafka topic; its partition count is the job's parallelism.
+    /// The Kafka topic; its partition count is the job's parallelism (today; see
+    /// [`JobSpec::parallelism`]).
     pub topic: String,
     /// How record values are encoded.
     #[serde(default)]
@@ -64,6 +70,11 @@ pub struct Source {
     /// How far behind the latest event time the watermark trails; `None` means zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_out_of_orderness: Option<SpecDuration>,
+    /// The top-level event field the topic is partitioned by, if the producer keys records
+    /// by it: a `key_by` on that field then needs no shuffle ([`super::stages`]). Planned:
+    /// validated and planned with, not yet checked against the records' partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitioned_by: Option<String>,
 }
 
 impl Source {

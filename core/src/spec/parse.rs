@@ -244,6 +244,25 @@ mod tests {
             spec.source.max_out_of_orderness_or_zero(),
             SpecDuration::ZERO
         );
+        assert_eq!(spec.parallelism, None);
+        assert_eq!(spec.source.partitioned_by, None);
+    }
+
+    #[test]
+    fn parallelism_and_partitioned_by_are_read_and_written_only_when_set() {
+        let yaml = "name: j\nsource: { topic: a, partitioned_by: card }\nsink: { topic: b }\n\
+                    parallelism: 8\n";
+        let spec = parse_job_spec(yaml.as_bytes()).unwrap();
+        assert_eq!(spec.parallelism, Some(8));
+        assert_eq!(spec.source.partitioned_by.as_deref(), Some("card"));
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(json.contains("\"parallelism\":8") && json.contains("\"partitioned_by\":\"card\""));
+        let minimal = "name: j\nsource: { topic: a }\nsink: { topic: b }\n";
+        let json = serde_json::to_string(&parse_job_spec(minimal.as_bytes()).unwrap()).unwrap();
+        assert!(
+            !json.contains("parallelism") && !json.contains("partitioned_by"),
+            "a spec without them is written as before: {json}"
+        );
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub const STAGE_OUTPUTS_MAX: usize = 64;
 pub const OUTPUT_NAME_LEN_MAX: usize = 128;
 /// The longest `source.event_time` field name.
 pub const EVENT_TIME_FIELD_LEN_MAX: usize = 256;
+/// The longest `source.partitioned_by` field name.
+pub const PARTITIONED_BY_FIELD_LEN_MAX: usize = 256;
+/// The largest `parallelism`: partitions of a repartition topic, and actors of a stage.
+/// The broker seam's bound on a topic's partitions.
+pub const PARALLELISM_MAX: u32 = 10_000;
 /// The longest window (tumbling or sliding size, session gap). Window state lives until the
 /// window closes, so this bounds how long a partition holds state for one key.
 pub const WINDOW_SIZE_MAX: SpecDuration = SpecDuration::from_secs(7 * 24 * 3600);
@@ -92,7 +97,18 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         spec.checkpoint_interval,
         CHECKPOINT_INTERVAL_MIN,
         CHECKPOINT_INTERVAL_MAX,
-    )
+    )?;
+    check_parallelism(spec.parallelism)
+}
+
+fn check_parallelism(parallelism: Option<u32>) -> Result<(), SpecError> {
+    match parallelism {
+        Some(count) if !(1..=PARALLELISM_MAX).contains(&count) => Err(SpecError::new(
+            "parallelism",
+            format!("{count} is outside the allowed range of 1 to {PARALLELISM_MAX}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_name(name: &str) -> Result<(), SpecError> {
@@ -124,6 +140,36 @@ fn check_source(source: &Source) -> Result<(), SpecError> {
     }
     if let Some(delay) = source.max_out_of_orderness {
         check_at_most("source.max_out_of_orderness", delay, LATENESS_MAX)?;
+    }
+    if let Some(field) = &source.partitioned_by {
+        check_partitioned_by(field)?;
+    }
+    Ok(())
+}
+
+/// A field a `key_by` can name as it is: a CEL identifier, not a reserved word.
+fn check_partitioned_by(field: &str) -> Result<(), SpecError> {
+    const FIELD: &str = "source.partitioned_by";
+    let mut bytes = field.bytes();
+    let starts_well = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    let continues_well = bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !starts_well || !continues_well || field.len() > PARTITIONED_BY_FIELD_LEN_MAX {
+        return Err(SpecError::new(
+            FIELD,
+            format!(
+                "`{}` is not a field name a key_by can refer to: use an identifier, \
+                 [a-zA-Z_][a-zA-Z0-9_]*, of at most {PARTITIONED_BY_FIELD_LEN_MAX} characters",
+                truncated(field)
+            ),
+        ));
+    }
+    if CEL_RESERVED_WORDS.contains(&field) {
+        return Err(SpecError::new(
+            FIELD,
+            format!("`{field}` is a reserved word in CEL; a key_by could not refer to it"),
+        ));
     }
     Ok(())
 }
@@ -887,5 +933,35 @@ mod tests {
             }),
             "pipeline[0].filter"
         );
+    }
+
+    #[test]
+    fn parallelism_is_between_one_and_its_limit() {
+        assert_eq!(field_after(|s| s.parallelism = Some(0)), "parallelism");
+        assert_eq!(
+            field_after(|s| s.parallelism = Some(PARALLELISM_MAX + 1)),
+            "parallelism"
+        );
+        accepts(|s| s.parallelism = Some(1));
+        accepts(|s| s.parallelism = Some(PARALLELISM_MAX));
+        accepts(|s| s.parallelism = None);
+    }
+
+    #[test]
+    fn partitioned_by_names_a_field_a_key_by_can_refer_to() {
+        for bad in ["", "card id", "card.id", "9card", "null", "in", "céline"] {
+            assert_eq!(
+                field_after(|s| s.source.partitioned_by = Some(bad.into())),
+                "source.partitioned_by",
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            field_after(|s| s.source.partitioned_by = Some("f".repeat(257))),
+            "source.partitioned_by"
+        );
+        accepts(|s| s.source.partitioned_by = Some("f".repeat(256)));
+        accepts(|s| s.source.partitioned_by = Some("card_id".into()));
+        accepts(|s| s.source.partitioned_by = Some("_merchant2".into()));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use weir_broker::memory::{MemoryBroker, MemoryReader, MemoryWriter};
 use weir_broker::{
     Broker, BrokerError, BrokerRecord, OutgoingRecord, PartitionReader, SourceOffset,
-    TransactionalWriter,
+    TopicDescription, TopicSpec, TransactionalWriter,
 };
 
 /// One process's handle on the simulated Kafka cluster.
@@ -99,6 +99,27 @@ impl Broker for GatedBroker {
         let created = self.inner.create_topic(topic, partitions).await;
         self.gate.pass().await;
         created
+    }
+
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<bool, BrokerError> {
+        self.gate.pass().await;
+        let created = self.inner.create_topic_with(spec).await;
+        self.gate.pass().await;
+        created
+    }
+
+    async fn describe_topic(&self, topic: &str) -> Result<TopicDescription, BrokerError> {
+        self.gate.pass().await;
+        let described = self.inner.describe_topic(topic).await;
+        self.gate.pass().await;
+        described
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        self.gate.pass().await;
+        let deleted = self.inner.delete_topic(topic).await;
+        self.gate.pass().await;
+        deleted
     }
 
     async fn committed_offset(

@@ -99,8 +99,8 @@ pub const DEAD_LETTER_ENVELOPE_BYTES: usize = 4_096;
 
 /// A dead letter as the worker writes it, for comparison: one whose payload (as a JSON
 /// string when UTF-8, else base64) cannot fit within `max_bytes` with its envelope is
-/// cut to fit, keeping the payload's length and SHA-256 (CONTRACT: "a dead letter fits
-/// the dead-letter topic ... marked truncated").
+/// cut to fit, keeping the payload's length and SHA-256 (docs/ARCHITECTURE.md, records
+/// near the size limit: a dead letter over its topic's limit is marked truncated).
 pub fn as_written(mut letter: RefDeadLetter, max_bytes: usize) -> RefDeadLetter {
     use sha2::{Digest, Sha256};
     let Some(payload) = &letter.payload else {

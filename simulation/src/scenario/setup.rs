@@ -17,6 +17,7 @@ use super::{
     draw_schedule, SimOptions, SimOutcome, LOG_KEPT_AFTER_SNAPSHOT, POLL_BATCH_RECORDS,
     SNAPSHOT_EVERY_ENTRIES,
 };
+use crate::api_load;
 use crate::checker::ElectionSafety;
 use crate::cluster::{ClusterSpec, ClusterView, SimCluster};
 use crate::context::SimContext;
@@ -73,6 +74,8 @@ pub(super) async fn run(seed: u64, options: SimOptions) -> SimOutcome {
     };
     let clients = spawn_clients(&run, &mut master, &stop);
     let lifecycle = spawn_lifecycle(&run, seed, &stop);
+    let bursts = spawn_bursts(&run, seed);
+
     for (index, fault) in schedule.into_iter().enumerate() {
         if !run.options.skip_faults.contains(&index) {
             run.at(fault.at_ms, Action::Fault(index, fault));
@@ -92,6 +95,9 @@ pub(super) async fn run(seed: u64, options: SimOptions) -> SimOutcome {
         if let Err(e) = client.await {
             ctx.violation(format!("a client task failed: {e}"));
         }
+    }
+    if let Err(e) = bursts.await {
+        ctx.violation(format!("the bursts' task failed: {e}"));
     }
     if accepted && submitted {
         run.check_data().await;
@@ -190,6 +196,14 @@ async fn start_data_side(
     (submitter, producer)
 }
 
+/// The seed's bursts of writes at the leader (`api-load`), as one task.
+fn spawn_bursts(run: &Run, seed: u64) -> JoinHandle<()> {
+    let faults = &run.options.faults;
+    let bursts = api_load::draw(seed, faults.api_load, run.options.fault_phase_ms);
+    let (ctx, view, nodes) = (run.ctx.clone(), run.view.clone(), run.nodes.clone());
+    api_load::spawn(ctx, view, nodes, seed, bursts)
+}
+
 /// The clients writing to the group during the safety phase, one generator each.
 fn spawn_clients(run: &Run, master: &mut StdRng, stop: &Arc<AtomicBool>) -> Vec<JoinHandle<()>> {
     (0..run.options.clients)
@@ -265,6 +279,7 @@ async fn submit_jobs(
         &nodes,
         &mut rng,
         &tenant,
+        None,
         dataflow::SUBMIT_ATTEMPTS_MAX * workload::CLIENT_ATTEMPTS_MAX,
         &|| true,
     )

@@ -218,6 +218,7 @@ impl Run {
             &self.nodes,
             &mut self.rng,
             &TenantName("probe".to_string()),
+            None,
             PROBE_ATTEMPTS_MAX,
             &before_deadline,
         )

@@ -16,30 +16,11 @@ use std::path::PathBuf;
 use weir_core::ids::{CheckpointId, JobId, PartitionId};
 use weir_core::spec::{parse_job_spec, JobSpec};
 
-/// Set to regenerate the golden files from the code instead of checking against them.
-const UPDATE_ENV: &str = "WEIR_UPDATE_GOLDEN";
-
-/// Checks `bytes` against the golden file `name` (or writes it, under [`UPDATE_ENV`]) and
-/// returns the file's bytes, for the decoding half of the test.
+/// Checks `bytes` against the golden file `name` of this crate (see `weir_core::golden`)
+/// and returns the file's bytes, for the decoding half of the test.
 fn golden(name: &str, bytes: &[u8]) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os(UPDATE_ENV).is_some() {
-        std::fs::write(&path, bytes).unwrap();
-    }
-    let file = std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (run with {UPDATE_ENV}=1 to create it)",
-            path.display()
-        )
-    });
-    assert!(
-        file == bytes,
-        "{name}: the encoding changed; if on purpose, regenerate with {UPDATE_ENV}=1 and \
-         bump the format version if older data no longer reads"
-    );
-    file
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    weir_core::golden::check(&dir, name, bytes)
 }
 
 /// A job with every kind of state: a dedupe stage and windows with every accumulator.

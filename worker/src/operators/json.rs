@@ -894,7 +894,15 @@ mod tests {
                     if i > 0 {
                         out.push_str(if rng.gen_bool(0.95) { ", " } else { " " });
                     }
-                    out.push_str(["\"k\"", "\"k\\\"2\"", "k", "\"\""][rng.gen_range(0..4)]);
+                    const NAMES: &[&str] = &[
+                        "\"k\"",
+                        "\"k\\\"2\"",
+                        "k",
+                        "\"\"",
+                        "\"\\u006b\"",
+                        "\"\\ud800\"",
+                    ];
+                    out.push_str(NAMES[rng.gen_range(0..NAMES.len())]);
                     out.push_str(if rng.gen_bool(0.95) { ":" } else { "" });
                     random_text(rng, depth + 1, out);
                 }
@@ -951,5 +959,39 @@ mod tests {
                 }
             },
         }
+    }
+
+    /// The index agrees with serde_json's reading of the same object: every name it finds
+    /// (escaped or not, repeated or not) leads to the text of the value serde_json read.
+    #[test]
+    fn indexes_generated_objects_as_serde_json_reads_them() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut objects = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            while !text.starts_with('{') {
+                text.clear();
+                random_text(&mut rng, 0, &mut text);
+            }
+            if rng.gen_bool(0.3) {
+                text = format!(" \n{text}\t ");
+            }
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            let mut fields = Vec::new();
+            match (index_object(text.as_bytes(), &mut fields), theirs) {
+                (Ok(doc), Ok(serde_json::Value::Object(map))) => {
+                    objects += 1;
+                    for (name, value) in &map {
+                        let raw = doc.get(name).unwrap_or_else(|| panic!("{name} in {text}"));
+                        let ours: serde_json::Value = serde_json::from_str(raw).unwrap();
+                        assert_eq!(&ours, value, "{name} in {text}");
+                    }
+                    assert!(doc.fields.len() >= map.len(), "{text}");
+                }
+                (Err(DecodeError::NotJson { .. }), Err(_)) => {}
+                (ours, theirs) => panic!("{text}: {ours:?} against {theirs:?}"),
+            }
+        }
+        assert!(objects > 3_000, "too few objects: {objects}");
     }
 }

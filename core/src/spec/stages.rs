@@ -1,0 +1,359 @@
+//! The job's stage plan: how a validated [`JobSpec`] splits into a chain of stages joined by
+//! repartition topics, computed from the spec, the job id and the source topic's partition
+//! count alone (a pure function: same inputs, same plan, on every coordinator and worker).
+//!
+//! **Planned, not yet run.** Today every job runs as one stage, reading the source topic,
+//! and `key_by` groups only within a source partition. This plan is what the multi-stage
+//! runtime will follow; nothing calls it at run time yet.
+//!
+//! # The rules
+//!
+//! - **Stage 0** reads the source topic, one task per source partition.
+//! - A `key_by` **shuffles** — ends the stage it is in and starts a new one reading a
+//!   repartition topic — when both:
+//!   1. a stage that keeps state per key follows it before the next `key_by` (a `window`;
+//!      `dedupe` keeps its memory per partition by its own key, not by `key_by`, and a
+//!      stateless tail only labels output records with the key, which needs no shuffle);
+//!   2. the records are not already partitioned by that key: neither the source declares
+//!      `source.partitioned_by: f` with the `key_by` naming the field `f` (carried through
+//!      `map` stages that copy it as a bare field, `card: "card_id"`), nor an earlier
+//!      shuffle used the same key expression with no `map` or `aggregate` in between.
+//!
+//!   Otherwise the `key_by` stays inside its stage ([`KeyByDecision`] says which reason).
+//! - The `key_by` that shuffles belongs to the **upstream** stage: it computes the key,
+//!   which routes the record (as the Kafka record key) to a repartition partition; the
+//!   downstream stage starts with the pipeline stage after it.
+//! - A **repartition topic** is named `weir-job-<job id>-repartition-<n>`, `n` the index
+//!   of the stage it feeds (1, 2, ...): only the job id and the spec decide it, so the name
+//!   is stable across restarts and coordinators, unique per job (job ids are never
+//!   reused), a legal Kafka topic name, and at most [`REPARTITION_TOPIC_NAME_LEN_MAX`]
+//!   bytes. Its partition count is the spec's `parallelism`, else the source topic's
+//!   partition count; every stage after stage 0 runs with that many tasks. Its cleanup
+//!   policy is `delete` and its retention [`REPARTITION_RETENTION_MS`].
+//! - Every stage writes dead letters to the job's dead-letter topic; the last writes the
+//!   sink.
+//!
+//! A declared `partitioned_by` is trusted here; checking that records really arrive on
+//! the partition their key hashes to is the runtime's job.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use thiserror::Error;
+
+use super::model::JobSpec;
+use super::stage::Stage;
+use super::validate::{PIPELINE_STAGES_MAX, TOPIC_LEN_MAX};
+use crate::ids::JobId;
+
+/// What every repartition topic's name starts with, before the job id: the same prefix as
+/// the job's consumer group (`weir-job-<id>`), so an operator finds a job's topics and
+/// group together.
+pub const REPARTITION_TOPIC_PREFIX: &str = "weir-job-";
+
+/// The longest repartition topic name: the prefix, a u64 job id (20 digits),
+/// `-repartition-` and a stage index below [`PIPELINE_STAGES_MAX`] (2 digits).
+pub const REPARTITION_TOPIC_NAME_LEN_MAX: usize =
+    REPARTITION_TOPIC_PREFIX.len() + 20 + "-repartition-".len() + 2;
+const _: () = assert!(REPARTITION_TOPIC_NAME_LEN_MAX <= TOPIC_LEN_MAX);
+const _: () = assert!(PIPELINE_STAGES_MAX < 100);
+
+/// `retention.ms` of repartition topics: 7 days. A downstream stage reads each record once,
+/// soon after it is written; the retention only bounds the disk a stopped or stalled job
+/// holds. A downstream stage stalled for longer would find its records gone: the runtime
+/// must then fail the job (a committed offset below the log start), never skip them.
+pub const REPARTITION_RETENTION_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// `cleanup.policy` of repartition topics: `delete`. Compaction would drop records of a
+/// key that a downstream stage has not read yet.
+pub const REPARTITION_CLEANUP_POLICY: &str = "delete";
+
+/// A job as a chain of stages; stage 0 reads the source, the last writes the sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagePlan {
+    /// The stages in order; never empty.
+    pub stages: Vec<PlannedStage>,
+    /// What each `key_by` of the pipeline does, in pipeline order.
+    pub key_bys: Vec<KeyByPlan>,
+}
+
+impl StagePlan {
+    /// The repartition topics the job needs, in stage order: what the coordinator creates
+    /// before the job starts and deletes with it.
+    pub fn repartition_topics(&self) -> Vec<&RepartitionTopic> {
+        self.stages
+            .iter()
+            .filter_map(|stage| match &stage.output {
+                StageOutput::Repartition(topic) => Some(topic),
+                StageOutput::Sink => None,
+            })
+            .collect()
+    }
+}
+
+/// One stage of the chain: a task per partition of its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedStage {
+    /// Where the stage reads.
+    pub input: StageInput,
+    /// The partition count of its input: how many tasks run the stage.
+    pub partitions: u32,
+    /// The pipeline stages it runs, as indices into [`JobSpec::pipeline`]; may be empty
+    /// only for a job with no pipeline.
+    pub operators: Range<usize>,
+    /// Where its results go (dead letters always go to the job's dead-letter topic).
+    pub output: StageOutput,
+}
+
+/// Where a stage reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageInput {
+    /// The job's source topic (stage 0).
+    Source { topic: String },
+    /// The repartition topic the previous stage writes.
+    Repartition { topic: String },
+}
+
+/// Where a stage writes its results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageOutput {
+    /// The job's sink topic (the last stage).
+    Sink,
+    /// A repartition topic, records routed by the key of a `key_by`.
+    Repartition(RepartitionTopic),
+}
+
+/// An internal topic between two stages, owned by the job: created before it runs and
+/// deleted with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepartitionTopic {
+    /// `weir-job-<job id>-repartition-<n>`, `n` the index of the stage it feeds.
+    pub name: String,
+    /// The spec's `parallelism`, else the source topic's partition count.
+    pub partitions: u32,
+    /// The pipeline index of the `key_by` whose key routes records to partitions.
+    pub key_by: usize,
+    /// `retention.ms`: [`REPARTITION_RETENTION_MS`]; the cleanup policy is
+    /// [`REPARTITION_CLEANUP_POLICY`].
+    pub retention_ms: u64,
+}
+
+/// What one `key_by` of the pipeline does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyByPlan {
+    /// Its index in [`JobSpec::pipeline`].
+    pub index: usize,
+    /// Whether it shuffles, and if not, why.
+    pub decision: KeyByDecision,
+}
+
+/// Why a `key_by` shuffles or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyByDecision {
+    /// It ends its stage: records go through a repartition topic to stage `stage`.
+    Shuffle { stage: usize },
+    /// The records are partitioned by this key already (`source.partitioned_by`, or an
+    /// earlier shuffle by the same key): no shuffle.
+    AlreadyPartitioned,
+    /// No window follows before the next `key_by`: the key only labels records, no
+    /// shuffle.
+    NoKeyedState,
+}
+
+/// Why a stage plan cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StagePlanError {
+    /// The source topic reported no partitions (a topic being deleted).
+    #[error("the source topic {topic} has no partitions")]
+    NoSourcePartitions { topic: String },
+    /// The pipeline is longer than validation allows: the spec was not validated.
+    #[error(
+        "the pipeline has {stages} stages; a validated spec has at most {PIPELINE_STAGES_MAX}"
+    )]
+    PipelineTooLong { stages: usize },
+}
+
+/// The name of the repartition topic feeding stage `stage` of job `job`.
+pub fn repartition_topic_name(job: JobId, stage: usize) -> String {
+    format!("{REPARTITION_TOPIC_PREFIX}{}-repartition-{stage}", job.0)
+}
+
+/// The stage plan of `spec` (validated) for job `job` whose source topic has
+/// `source_partitions` partitions. See the module documentation for the rules.
+pub fn plan_stages(
+    spec: &JobSpec,
+    job: JobId,
+    source_partitions: u32,
+) -> Result<StagePlan, StagePlanError> {
+    if source_partitions == 0 {
+        return Err(StagePlanError::NoSourcePartitions {
+            topic: spec.source.topic.clone(),
+        });
+    }
+    if spec.pipeline.len() > PIPELINE_STAGES_MAX {
+        return Err(StagePlanError::PipelineTooLong {
+            stages: spec.pipeline.len(),
+        });
+    }
+    let key_bys = decide_key_bys(spec);
+    let repartition_partitions = spec.parallelism.unwrap_or(source_partitions);
+    let mut stages = Vec::new();
+    let mut input = StageInput::Source {
+        topic: spec.source.topic.clone(),
+    };
+    let mut partitions = source_partitions;
+    let mut start = 0;
+    for key_by in &key_bys {
+        let KeyByDecision::Shuffle { stage } = key_by.decision else {
+            continue;
+        };
+        let topic = RepartitionTopic {
+            name: repartition_topic_name(job, stage),
+            partitions: repartition_partitions,
+            key_by: key_by.index,
+            retention_ms: REPARTITION_RETENTION_MS,
+        };
+        let next_input = StageInput::Repartition {
+            topic: topic.name.clone(),
+        };
+        stages.push(PlannedStage {
+            input,
+            partitions,
+            operators: start..key_by.index + 1,
+            output: StageOutput::Repartition(topic),
+        });
+        input = next_input;
+        partitions = repartition_partitions;
+        start = key_by.index + 1;
+    }
+    stages.push(PlannedStage {
+        input,
+        partitions,
+        operators: start..spec.pipeline.len(),
+        output: StageOutput::Sink,
+    });
+    let plan = StagePlan { stages, key_bys };
+    assert_covers_pipeline(&plan, spec.pipeline.len());
+    Ok(plan)
+}
+
+/// Every pipeline stage runs in exactly one stage of the chain, in order.
+fn assert_covers_pipeline(plan: &StagePlan, pipeline_len: usize) {
+    let mut next = 0;
+    for stage in &plan.stages {
+        assert_eq!(
+            stage.operators.start, next,
+            "stages are contiguous: {plan:?}"
+        );
+        assert!(stage.operators.start <= stage.operators.end);
+        next = stage.operators.end;
+    }
+    assert_eq!(
+        next, pipeline_len,
+        "the stages cover the pipeline: {plan:?}"
+    );
+}
+
+/// Each `key_by`'s decision, following how the records are partitioned through the
+/// pipeline.
+fn decide_key_bys(spec: &JobSpec) -> Vec<KeyByPlan> {
+    let mut partitioning = match &spec.source.partitioned_by {
+        Some(field) => Partitioning::Fields(BTreeSet::from([field.clone()])),
+        None => Partitioning::Unknown,
+    };
+    let mut key_bys = Vec::new();
+    let mut stage = 0;
+    for (index, pipeline_stage) in spec.pipeline.iter().enumerate() {
+        match pipeline_stage {
+            Stage::KeyBy(expression) => {
+                let decision = if !keyed_state_follows(&spec.pipeline[index + 1..]) {
+                    KeyByDecision::NoKeyedState
+                } else if partitioning.is_by(expression) {
+                    KeyByDecision::AlreadyPartitioned
+                } else {
+                    stage += 1;
+                    partitioning = Partitioning::by_key(expression);
+                    KeyByDecision::Shuffle { stage }
+                };
+                key_bys.push(KeyByPlan { index, decision });
+            }
+            Stage::Map(outputs) => partitioning = partitioning.through_map(outputs.iter()),
+            // A window result is a new object; nothing keyed may follow an aggregate today,
+            // so forgetting the partitioning costs nothing and cannot be wrong.
+            Stage::Aggregate(_) => partitioning = Partitioning::Unknown,
+            Stage::Filter(_) | Stage::Dedupe(_) | Stage::Window(_) => {}
+        }
+    }
+    key_bys
+}
+
+/// Whether a stage keeping state per key comes before the next `key_by` in `after`.
+fn keyed_state_follows(after: &[Stage]) -> bool {
+    after
+        .iter()
+        .take_while(|stage| !matches!(stage, Stage::KeyBy(_)))
+        .any(|stage| matches!(stage, Stage::Window(_)))
+}
+
+/// What the records at one point of the pipeline are known to be partitioned by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Partitioning {
+    /// Nothing known.
+    Unknown,
+    /// The key text of these fields of the current object, which all hold the same value.
+    Fields(BTreeSet<String>),
+    /// The key text of this expression (trimmed) over the current object.
+    Expression(String),
+}
+
+impl Partitioning {
+    /// After a shuffle by the key of `expression`.
+    fn by_key(expression: &str) -> Self {
+        let expression = expression.trim();
+        if is_identifier(expression) {
+            Partitioning::Fields(BTreeSet::from([expression.to_string()]))
+        } else {
+            Partitioning::Expression(expression.to_string())
+        }
+    }
+
+    /// Whether the key of `expression` is what the records are partitioned by.
+    fn is_by(&self, expression: &str) -> bool {
+        let expression = expression.trim();
+        match self {
+            Partitioning::Unknown => false,
+            Partitioning::Fields(fields) => fields.contains(expression),
+            Partitioning::Expression(known) => known == expression,
+        }
+    }
+
+    /// After a `map`: the outputs that copy a partitioning field as it is keep it.
+    fn through_map<'a>(&self, outputs: impl Iterator<Item = (&'a String, &'a String)>) -> Self {
+        let Partitioning::Fields(fields) = self else {
+            // An expression's inputs may be gone or changed in the new object.
+            return Partitioning::Unknown;
+        };
+        let carried: BTreeSet<String> = outputs
+            .filter(|(_, expression)| fields.contains(expression.trim()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if carried.is_empty() {
+            Partitioning::Unknown
+        } else {
+            Partitioning::Fields(carried)
+        }
+    }
+}
+
+/// A CEL identifier: what names a top-level field as it is.
+fn is_identifier(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+#[path = "stages_tests.rs"]
+mod tests;
