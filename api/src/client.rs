@@ -252,6 +252,32 @@ impl Client {
             .await
     }
 
+    /// Starts pausing a job: its partitions commit and stop consuming (`pausing`, then
+    /// `paused`).
+    pub async fn pause_job(&self, id: JobId) -> Result<JobSummary, ClientError> {
+        self.request(Method::POST, &format!("/v1/jobs/{id}/pause"), None)
+            .await
+    }
+
+    /// Resumes a pausing or paused job where it left off.
+    pub async fn resume_job(&self, id: JobId) -> Result<JobSummary, ClientError> {
+        self.request(Method::POST, &format!("/v1/jobs/{id}/resume"), None)
+            .await
+    }
+
+    /// Starts stopping a job: its partitions commit and are released (`stopping`, then
+    /// `stopped`).
+    pub async fn stop_job(&self, id: JobId) -> Result<JobSummary, ClientError> {
+        self.request(Method::POST, &format!("/v1/jobs/{id}/stop"), None)
+            .await
+    }
+
+    /// Starts a stopped job again from its last committed checkpoint.
+    pub async fn start_job(&self, id: JobId) -> Result<JobSummary, ClientError> {
+        self.request(Method::POST, &format!("/v1/jobs/{id}/start"), None)
+            .await
+    }
+
     /// A job's checkpoint records, newest first.
     pub async fn checkpoints(&self, id: JobId) -> Result<Vec<CheckpointRecord>, ClientError> {
         self.get(&format!("/v1/jobs/{id}/checkpoints")).await

@@ -1,12 +1,15 @@
 //! The placement planner the leader runs: given the control state, which (job, partition)
 //! should move where. Pure: the leader proposes its answer as one `Command::Place`.
 //!
-//! Rules: every partition of a pending or running job is owned by a registered worker;
-//! partitions of cancelling or failed jobs are owned by nobody; load (partitions per worker)
+//! Rules: every partition of a pending, running, pausing or paused job is owned by a
+//! registered worker; a stopping job's partition keeps its owner until the owner reported
+//! it paused (committed, no open transaction), then is owned by nobody; partitions of
+//! stopped, cancelling, cancelled or failed jobs are owned by nobody; load (partitions per worker)
 //! differs by at most one between workers; and nothing moves unless one of those rules needs
 //! it. Each move takes the partition's epoch + 1, so a previous owner is fenced.
 
-use crate::state::{Command, ControlState, Move};
+use crate::state::lifecycle;
+use crate::state::{Command, ControlState, Move, PartitionState};
 use std::collections::BTreeMap;
 use weir_core::ids::{JobId, PartitionId, WorkerId};
 use weir_core::wire::JobState;
@@ -22,20 +25,28 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
         commands.push(Command::Place { moves });
     }
     for job in state.jobs.values() {
-        // Cancelled once nothing runs and nothing a previous owner left open remains (with
-        // no worker registered nobody can fence: Kafka's transaction timeout ends it).
+        // Cancelled or stopped once nothing runs and nothing a previous owner left open
+        // remains (with no worker registered nobody can fence: Kafka's transaction timeout
+        // ends it).
         let nobody = state.workers.is_empty();
-        let stopped =
-            |p: &crate::state::PartitionState| p.worker.is_none() && (nobody || !p.needs_fencing());
-        if job.state == JobState::Cancelling && job.partitions.values().all(stopped) {
-            commands.push(Command::FinishCancel { job: job.id });
+        let released = |p: &PartitionState| p.worker.is_none() && (nobody || !p.needs_fencing());
+        if !job.partitions.values().all(released) {
+            continue;
+        }
+        match job.state {
+            JobState::Cancelling => commands.push(Command::FinishCancel { job: job.id }),
+            JobState::Stopping => commands.push(Command::FinishStop { job: job.id }),
+            _ => {}
         }
     }
     commands
 }
 
-fn wants_workers(state: JobState) -> bool {
-    matches!(state, JobState::Pending | JobState::Running)
+/// Whether a partition of a job in `state` should have an owner: a stopping job's
+/// partition is released once its owner reported it paused, and never placed again.
+fn wants_owner(state: JobState, p: &PartitionState) -> bool {
+    lifecycle::wants_owners(state)
+        && !(lifecycle::releases_when_paused(state) && (p.paused || p.worker.is_none()))
 }
 
 fn plan_moves(state: &ControlState) -> Vec<Move> {
@@ -47,7 +58,7 @@ fn plan_moves(state: &ControlState) -> Vec<Move> {
     for job in state.jobs.values() {
         for (partition, p) in &job.partitions {
             let key = (job.id, *partition);
-            match (&p.worker, wants_workers(job.state)) {
+            match (&p.worker, wants_owner(job.state, p)) {
                 (Some(_), false) => moves.push(Move {
                     job: job.id,
                     partition: *partition,

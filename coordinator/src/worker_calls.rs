@@ -4,7 +4,7 @@
 //! the transport differs.
 
 use crate::node::Coordinator;
-use crate::state::{Command, CommandResult, Refusal};
+use crate::state::{lifecycle, Command, CommandResult, Refusal};
 use crate::write_error::WriteError;
 use weir_core::ids::{JobId, WorkerId};
 use weir_core::wire::{
@@ -62,17 +62,18 @@ pub async fn assignments(
         .into_iter()
         .filter_map(|(job, partition, epoch)| {
             let j = s.control.jobs.get(&job)?;
+            let p = j.partitions.get(&partition);
             Some(WorkerAssignment {
                 job,
                 partition,
                 epoch,
                 job_version: j.version,
                 spec: j.spec.clone(),
-                committed_checkpoint: j
-                    .partitions
-                    .get(&partition)
+                committed_checkpoint: p
                     .and_then(|p| p.committed)
                     .map(|(checkpoint, _)| checkpoint),
+                pause: lifecycle::wants_pause(j.state),
+                pause_recorded: p.is_some_and(|p| p.paused),
             })
         })
         .collect();

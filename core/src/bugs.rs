@@ -30,11 +30,14 @@ pub enum PlantedBug {
     /// the committed offset (it may be ahead, from a checkpoint whose commit never
     /// happened).
     LocalCopyAnyOffset,
+    /// A pausing partition drops the records its reader had already fetched (in flight at
+    /// the pause) instead of leaving them to be read after the resume.
+    ResumeSkipsInFlight,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -42,6 +45,7 @@ impl PlantedBug {
         PlantedBug::SkipFencing,
         PlantedBug::DropDeadLetter,
         PlantedBug::LocalCopyAnyOffset,
+        PlantedBug::ResumeSkipsInFlight,
     ];
 
     /// The name `--plant-bug` takes.
@@ -54,6 +58,7 @@ impl PlantedBug {
             PlantedBug::SkipFencing => "skip-fencing",
             PlantedBug::DropDeadLetter => "drop-dead-letter",
             PlantedBug::LocalCopyAnyOffset => "local-copy-any-offset",
+            PlantedBug::ResumeSkipsInFlight => "resume-skips-in-flight",
         }
     }
 

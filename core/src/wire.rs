@@ -73,6 +73,15 @@ pub struct SubmittedJob {
 pub enum JobState {
     Pending,
     Running,
+    /// Asked to pause: its partitions commit their open checkpoint and stop consuming.
+    Pausing,
+    /// Every partition committed and holds no open transaction; its state is kept.
+    Paused,
+    /// Asked to stop: its partitions commit and are released.
+    Stopping,
+    /// Every partition committed and was released; `start` runs it again from its last
+    /// committed checkpoint.
+    Stopped,
     Cancelling,
     Cancelled,
     Failed,
@@ -80,9 +89,13 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, for metrics that report a count per state.
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 9] = [
         JobState::Pending,
         JobState::Running,
+        JobState::Pausing,
+        JobState::Paused,
+        JobState::Stopping,
+        JobState::Stopped,
         JobState::Cancelling,
         JobState::Cancelled,
         JobState::Failed,
@@ -93,6 +106,10 @@ impl JobState {
         match self {
             JobState::Pending => "pending",
             JobState::Running => "running",
+            JobState::Pausing => "pausing",
+            JobState::Paused => "paused",
+            JobState::Stopping => "stopping",
+            JobState::Stopped => "stopped",
             JobState::Cancelling => "cancelling",
             JobState::Cancelled => "cancelled",
             JobState::Failed => "failed",
@@ -246,6 +263,15 @@ pub enum WorkerReport {
         job: JobId,
         partitions: Vec<PartitionId>,
     },
+    /// The partition this worker owns at `epoch` was asked to pause ([`WorkerAssignment::pause`])
+    /// and did: its last checkpoint committed, it holds no open transaction and reads
+    /// nothing more. Once every partition of a pausing job reported it, the job is paused
+    /// (a stopping one releases the partition).
+    Paused {
+        job: JobId,
+        partition: PartitionId,
+        epoch: Epoch,
+    },
 }
 
 /// One (job, partition) a worker owns, with the job's spec so it can run it.
@@ -260,6 +286,15 @@ pub struct WorkerAssignment {
     /// checkpoint ids must be above it, whatever snapshot it restores.
     #[serde(default)]
     pub committed_checkpoint: Option<CheckpointId>,
+    /// The job is pausing, paused or stopping: the partition commits its open checkpoint,
+    /// stops consuming and holds no open transaction until this turns false again. Left
+    /// out when false, so assignments of running jobs read as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
+    /// The group recorded this owner's [`WorkerReport::Paused`] at this epoch: the worker
+    /// reports it until this is true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause_recorded: bool,
 }
 
 /// `POST /v1/jobs/{id}/partitions`.

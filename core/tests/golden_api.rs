@@ -258,9 +258,29 @@ fn worker_bodies_are_pinned() {
                 job_version: 1,
                 spec: spec(),
                 committed_checkpoint: Some(CheckpointId(41)),
+                pause: false,
+                pause_recorded: false,
             }],
             unknown_partition_counts: vec![(JobId(8), "orders".into())],
             fence: vec![(JobId(5), PartitionId(1))],
+        },
+    );
+    pinned(
+        "assignments_paused.json",
+        &Assignments {
+            worker: WorkerId::from("w1"),
+            assignments: vec![WorkerAssignment {
+                job: JobId(7),
+                partition: PartitionId(0),
+                epoch: Epoch(3),
+                job_version: 1,
+                spec: spec(),
+                committed_checkpoint: Some(CheckpointId(41)),
+                pause: true,
+                pause_recorded: true,
+            }],
+            unknown_partition_counts: vec![],
+            fence: vec![],
         },
     );
     pinned(
@@ -280,6 +300,11 @@ fn worker_bodies_are_pinned() {
             WorkerReport::Fenced {
                 job: JobId(5),
                 partitions: vec![PartitionId(0), PartitionId(1)],
+            },
+            WorkerReport::Paused {
+                job: JobId(7),
+                partition: PartitionId(0),
+                epoch: Epoch(3),
             },
         ],
     );

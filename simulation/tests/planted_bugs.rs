@@ -87,10 +87,16 @@ fn trusting_the_local_copy_at_any_offset_is_caught() {
 }
 
 #[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_resume_that_skips_the_records_in_flight_at_the_pause_is_caught() {
+    assert_caught(PlantedBug::ResumeSkipsInFlight, SimOptions::default());
+}
+
+#[test]
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        7,
+        8,
         "a new planted bug needs its test here"
     );
 }

@@ -818,3 +818,69 @@ async fn a_slow_local_disk_stalls_only_its_own_partition() {
         committed(&broker_b, "alerts").await
     );
 }
+
+/// Pauses mid-input (and once a runner that recovers while paused), steps while paused,
+/// resumes: the committed outputs are those of a run without pauses.
+async fn with_pauses(spec_text: &str, inputs: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
+    let (broker, spec, control) = setup(spec_text, inputs).await;
+    let store = MemoryCheckpointStore::new();
+    let mut now = 0;
+    place(&control, "w1", 1);
+    let mut a = runner(&broker, &spec, &control, store.clone(), "w1", 1, now).await;
+    drain(&mut a, &mut now, inputs.len() as i64 / 3)
+        .await
+        .unwrap();
+    // The pause commits at once what was processed, whatever the interval says.
+    let at_pause = a.next_offset();
+    assert!(a.pause(now + 1).await.unwrap(), "paused at once");
+    let visible = committed(&broker, "alerts").await;
+    for _ in 0..20 {
+        now += 300;
+        assert_eq!(
+            a.step(now).await.unwrap(),
+            0,
+            "nothing is read while paused"
+        );
+    }
+    assert_eq!(a.next_offset(), at_pause);
+    assert_eq!(
+        committed(&broker, "alerts").await,
+        visible,
+        "no output while paused"
+    );
+    a.resume(now).await.unwrap();
+    drain(&mut a, &mut now, 2 * inputs.len() as i64 / 3)
+        .await
+        .unwrap();
+    // Paused again, then the worker crashes: the next runner recovers at the pause's
+    // commit point, pauses at once with nothing to commit, and resumes from there.
+    assert!(a.pause(now + 1).await.unwrap());
+    let at_second_pause = a.next_offset();
+    drop(a);
+    let mut b = runner(&broker, &spec, &control, store.clone(), "w1", 1, now).await;
+    assert_eq!(b.next_offset(), at_second_pause, "the pause's commit point");
+    assert!(b.pause(now + 2).await.unwrap());
+    b.resume(now + 3).await.unwrap();
+    drain(&mut b, &mut now, inputs.len() as i64).await.unwrap();
+    b.checkpoint(now + 10_000).await.unwrap();
+    (
+        committed(&broker, "alerts").await,
+        committed(&broker, "dlq").await,
+    )
+}
+
+#[tokio::test]
+async fn a_paused_and_resumed_windowed_job_commits_each_result_once() {
+    let inputs = events(3_000);
+    let expected = failure_free(WINDOWED, &inputs).await;
+    let actual = with_pauses(WINDOWED, &inputs).await;
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test]
+async fn a_paused_and_resumed_stateless_job_commits_each_result_once() {
+    let inputs = events(3_000);
+    let expected = failure_free(STATELESS, &inputs).await;
+    let actual = with_pauses(STATELESS, &inputs).await;
+    assert_eq!(actual, expected);
+}

@@ -99,6 +99,8 @@ impl ControlPlane for LocalControl {
                     job_version: j.version,
                     spec: j.spec.clone(),
                     committed_checkpoint: j.partitions[&partition].committed.map(|(c, _)| c),
+                    pause: weir_coordinator::state::lifecycle::wants_pause(j.state),
+                    pause_recorded: j.partitions[&partition].paused,
                 }
             })
             .collect();

@@ -1,4 +1,4 @@
-//! `weir job submit|list|get|cancel|checkpoints`.
+//! `weir job submit|list|get|cancel|pause|resume|stop|start|checkpoints`.
 
 use super::weir_api_client_args::ClientArgs;
 use super::{print_json, read_file};
@@ -33,6 +33,30 @@ pub enum JobCommand {
     },
     /// Cancel a job.
     Cancel {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Pause a running job: its partitions commit and stop consuming, keeping their state.
+    Pause {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume a paused job where it left off.
+    Resume {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a job: its partitions commit and are released; `start` runs it again.
+    Stop {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a stopped job again from its last committed checkpoint.
+    Start {
         id: u64,
         #[command(flatten)]
         client: ClientArgs,
@@ -79,10 +103,23 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Cancel { id, client } => {
             let job = client.client().cancel_job(JobId(id)).await?;
-            if client.json {
-                return print_json(&job);
-            }
-            println!("job {} is {}", job.id, job.state.as_str());
+            print_state(&job, client.json)?;
+        }
+        JobCommand::Pause { id, client } => {
+            let job = client.client().pause_job(JobId(id)).await?;
+            print_state(&job, client.json)?;
+        }
+        JobCommand::Resume { id, client } => {
+            let job = client.client().resume_job(JobId(id)).await?;
+            print_state(&job, client.json)?;
+        }
+        JobCommand::Stop { id, client } => {
+            let job = client.client().stop_job(JobId(id)).await?;
+            print_state(&job, client.json)?;
+        }
+        JobCommand::Start { id, client } => {
+            let job = client.client().start_job(JobId(id)).await?;
+            print_state(&job, client.json)?;
         }
         JobCommand::Checkpoints { id, client } => {
             let records = client.client().checkpoints(JobId(id)).await?;
@@ -92,6 +129,15 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             print_checkpoints(&records);
         }
     }
+    Ok(())
+}
+
+/// The answer of a life-cycle command: the job's state now.
+fn print_state(job: &JobSummary, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(job);
+    }
+    println!("job {} is {}", job.id, job.state.as_str());
     Ok(())
 }
 

@@ -29,7 +29,7 @@ pub enum Command {
     Worker(worker::WorkerArgs),
     /// Run a whole weir cluster in this process, with a sample job, and check it.
     Local(crate::local::LocalArgs),
-    /// Submit, list, inspect and cancel jobs.
+    /// Submit, list, inspect, pause, resume, stop, start and cancel jobs.
     #[command(subcommand)]
     Job(job::JobCommand),
     /// Look at and change the coordinator group.

@@ -76,7 +76,8 @@ pub async fn submit(
     }
 }
 
-fn summary(job: &Job) -> JobSummary {
+/// The summary row of a job, as lists and life-cycle answers show it.
+pub(super) fn summary(job: &Job) -> JobSummary {
     JobSummary {
         id: job.id,
         name: job.name.clone(),
@@ -129,7 +130,8 @@ fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
         .map_err(|_| ApiError::not_found(format!("job {raw}")))
 }
 
-fn visible_job<'a>(
+/// The job `id` if `principal` may see it; another tenant's job is a 404.
+pub(super) fn visible_job<'a>(
     jobs: &'a std::collections::BTreeMap<JobId, Job>,
     id: JobId,
     principal: &Principal,

@@ -18,6 +18,7 @@ mod cluster;
 mod error;
 mod extract;
 mod forward;
+mod job_lifecycle;
 mod jobs;
 mod json_body;
 mod tenants;
@@ -189,6 +190,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/v1/jobs/{id}/checkpoints", get(jobs::checkpoints))
+        .route("/v1/jobs/{id}/pause", post(job_lifecycle::pause))
+        .route("/v1/jobs/{id}/resume", post(job_lifecycle::resume))
+        .route("/v1/jobs/{id}/stop", post(job_lifecycle::stop))
+        .route("/v1/jobs/{id}/start", post(job_lifecycle::start))
         .route("/v1/jobs/{id}/partitions", post(jobs::report_partitions))
         .route("/v1/workers", get(workers::list).post(workers::register))
         .route("/v1/workers/{id}", delete(workers::deregister))

@@ -31,6 +31,16 @@ pub enum Command {
         job: JobId,
         tenant: Option<TenantName>,
     },
+    /// A user's life-cycle request (pause, resume, stop, start; cancel has its own
+    /// command above); `tenant` limits the request to that tenant's jobs. Decided by
+    /// `lifecycle::on_request`: a state that does not allow it is refused, naming it.
+    ChangeJobState {
+        job: JobId,
+        tenant: Option<TenantName>,
+        request: super::lifecycle::JobRequest,
+    },
+    /// Records that a stopping job has no partition left running and none to fence.
+    FinishStop { job: JobId },
     /// Records a worker's registration (or re-registration after a restart).
     RegisterWorker {
         worker: WorkerId,

@@ -4,8 +4,10 @@
 
 mod checkpoints;
 mod command;
+pub mod lifecycle;
 
 pub use command::{Command, CommandResult, Move, Refusal};
+use lifecycle::{JobProgress, JobRequest};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -75,6 +77,11 @@ pub struct PartitionState {
     /// owner, so that nothing its last owner left open holds readers back.
     #[serde(default)]
     pub fenced: bool,
+    /// Whether this owner (at this epoch) reported the partition paused: committed, no
+    /// open transaction, reading nothing. Cleared when the partition moves or the job
+    /// resumes. Left out when false, so states without pauses encode as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 impl PartitionState {
@@ -130,7 +137,15 @@ impl ControlState {
                 spec,
                 at_ms,
             } => self.submit_job(tenant, name, spec, *at_ms),
-            Command::CancelJob { job, tenant } => self.cancel_job(*job, tenant.as_ref()),
+            Command::CancelJob { job, tenant } => {
+                self.request(*job, tenant.as_ref(), JobRequest::Cancel)
+            }
+            Command::ChangeJobState {
+                job,
+                tenant,
+                request,
+            } => self.request(*job, tenant.as_ref(), *request),
+            Command::FinishStop { job } => self.finish_release(*job, JobState::Stopping),
             Command::RegisterWorker {
                 worker,
                 addr,
@@ -152,7 +167,7 @@ impl ControlState {
                 partition_count,
             } => self.set_partition_count(*job, *partition_count),
             Command::Place { moves } => self.place(moves),
-            Command::FinishCancel { job } => self.finish_cancel(*job),
+            Command::FinishCancel { job } => self.finish_release(*job, JobState::Cancelling),
             Command::FailJob { job, reason } => self.fail_job(*job, reason),
             Command::MembersSeen { members } => {
                 self.members_seen.extend(members.iter().copied());
@@ -327,19 +342,26 @@ impl ControlState {
             .ok_or_else(|| Refusal::NotFound(format!("job {job}")))
     }
 
-    fn cancel_job(
+    /// A user's life-cycle request, decided by [`lifecycle::on_request`]. A job that
+    /// resumes or starts again forgets its partitions' pause reports.
+    fn request(
         &mut self,
         job: JobId,
         tenant: Option<&TenantName>,
+        request: JobRequest,
     ) -> Result<CommandResult, Refusal> {
         let j = self.job_mut(job)?;
         if tenant.is_some_and(|t| t != &j.tenant) {
             return Err(Refusal::NotFound(format!("job {job}")));
         }
-        match j.state {
-            JobState::Pending | JobState::Running => j.state = JobState::Cancelling,
-            JobState::Cancelling | JobState::Cancelled | JobState::Failed => {}
+        let next = lifecycle::on_request(j.state, request)
+            .map_err(|e| Refusal::Conflict(format!("job {job}: {e}")))?;
+        if !lifecycle::wants_pause(next) {
+            for p in j.partitions.values_mut() {
+                p.paused = false;
+            }
         }
+        j.state = next;
         Ok(CommandResult::Done)
     }
 
@@ -395,6 +417,7 @@ impl ControlState {
                     committed: None,
                     problem: None,
                     fenced: false,
+                    paused: false,
                 });
         }
         Ok(CommandResult::Done)
@@ -431,26 +454,36 @@ impl ControlState {
             p.epoch = m.epoch;
             p.problem = None;
             p.fenced = false;
+            p.paused = false;
         }
         for m in moves {
             let job = self.jobs.get_mut(&m.job).expect("checked above");
             let all_placed = job.partitions.values().all(|p| p.worker.is_some());
-            if job.state == JobState::Pending && all_placed && job.partition_count.is_some() {
-                job.state = JobState::Running;
+            if all_placed && job.partition_count.is_some() {
+                if let Some(next) = lifecycle::on_progress(job.state, JobProgress::AllPlaced) {
+                    job.state = next;
+                }
             }
         }
         Ok(CommandResult::Done)
     }
 
-    fn finish_cancel(&mut self, job: JobId) -> Result<CommandResult, Refusal> {
+    /// A cancelling or stopping job (`releasing`) whose partitions all have no owner and
+    /// need no fencing becomes cancelled or stopped.
+    fn finish_release(
+        &mut self,
+        job: JobId,
+        releasing: JobState,
+    ) -> Result<CommandResult, Refusal> {
         // With no worker registered nobody can fence; Kafka's transaction timeout ends
         // whatever the last owners left open.
         let nobody_to_fence = self.workers.is_empty();
         let j = self.job_mut(job)?;
-        if j.state != JobState::Cancelling {
+        if j.state != releasing {
             return Err(Refusal::Conflict(format!(
-                "job {job} is {}, not cancelling",
-                j.state.as_str()
+                "job {job} is {}, not {}",
+                j.state.as_str(),
+                releasing.as_str()
             )));
         }
         if j.partitions.values().any(|p| p.worker.is_some()) {
@@ -463,16 +496,18 @@ impl ControlState {
                 "job {job} has partitions not yet fenced"
             )));
         }
-        j.state = JobState::Cancelled;
+        if let Some(next) = lifecycle::on_progress(j.state, JobProgress::AllReleased) {
+            j.state = next;
+        }
         Ok(CommandResult::Done)
     }
 
     fn fail_job(&mut self, job: JobId, reason: &str) -> Result<CommandResult, Refusal> {
         let j = self.job_mut(job)?;
-        if matches!(j.state, JobState::Cancelled | JobState::Failed) {
+        let Some(next) = lifecycle::on_progress(j.state, JobProgress::Failed) else {
             return Ok(CommandResult::Done);
-        }
-        j.state = JobState::Failed;
+        };
+        j.state = next;
         j.reason = Some(reason.to_string());
         for p in j.partitions.values_mut() {
             if p.worker.take().is_some() {
@@ -546,7 +581,54 @@ impl ControlState {
                 }
                 Ok(CommandResult::Done)
             }
+            WorkerReport::Paused {
+                job,
+                partition,
+                epoch,
+            } => self.partition_paused(worker, *job, *partition, *epoch),
         }
+    }
+
+    /// Records the owner's report that a partition is paused; the last one of a pausing
+    /// job makes it paused.
+    fn partition_paused(
+        &mut self,
+        worker: &WorkerId,
+        job: JobId,
+        partition: PartitionId,
+        epoch: Epoch,
+    ) -> Result<CommandResult, Refusal> {
+        let j = self.job_mut(job)?;
+        if !lifecycle::wants_pause(j.state) {
+            // Resumed (or cancelled) since the pause this report answers.
+            return Err(Refusal::Conflict(format!(
+                "job {job} is {}, not pausing",
+                j.state.as_str()
+            )));
+        }
+        let p = j
+            .partitions
+            .get_mut(&partition)
+            .ok_or_else(|| Refusal::NotFound(format!("partition {partition} of job {job}")))?;
+        if p.epoch != epoch || p.worker.as_ref() != Some(worker) {
+            return Err(Refusal::StaleEpoch {
+                job,
+                partition,
+                got: epoch,
+                current: p.epoch,
+            });
+        }
+        p.paused = true;
+        let all_paused = j
+            .partitions
+            .values()
+            .all(|p| p.paused && p.worker.is_some());
+        if all_paused {
+            if let Some(next) = lifecycle::on_progress(j.state, JobProgress::AllPaused) {
+                j.state = next;
+            }
+        }
+        Ok(CommandResult::Done)
     }
 }
 
@@ -560,8 +642,8 @@ fn bounded_reason(text: &str) -> String {
 }
 
 impl ControlState {
-    /// The fence duties of `worker`: partitions of stopped (cancelling, cancelled or
-    /// failed) jobs that need fencing (see
+    /// The fence duties of `worker`: partitions of jobs that run nowhere (stopping,
+    /// stopped, cancelling, cancelled or failed) that need fencing (see
     /// [`PartitionState::needs_fencing`]), each given to one registered worker (spread by
     /// job and partition), at most `max` of them. A worker that leaves or dies is removed
     /// from the registrations, and its duties pass to the others.
@@ -574,10 +656,7 @@ impl ControlState {
         for job in self.jobs.values() {
             // Cancelled too: a job cancelled while no worker was registered still gets its
             // partitions fenced by the first worker to come.
-            if !matches!(
-                job.state,
-                JobState::Cancelling | JobState::Cancelled | JobState::Failed
-            ) {
+            if !lifecycle::fences_released_partitions(job.state) {
                 continue;
             }
             for (partition, p) in &job.partitions {

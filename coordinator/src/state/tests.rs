@@ -776,3 +776,6 @@ fn partition_state_without_the_new_fields_deserializes() {
     assert!(p.needs_fencing());
     assert_eq!(p.problem, None);
 }
+
+#[path = "lifecycle_flow_tests.rs"]
+mod lifecycle_flow;

@@ -10,6 +10,7 @@ use super::snapshot_format::{self, SnapshotFormatError, SNAPSHOT_FORMAT_VERSION}
 use super::state_machine::AppliedState;
 use super::{open_in_dir, open_stores, OpenError, DAMAGED_MARKER_FILE, LOG, META, SNAPSHOT};
 use crate::raft_types::{Entry, LogId, SnapshotMeta, StoredMembership};
+use crate::state::lifecycle::JobRequest;
 use crate::state::{Command, ControlState, Move};
 use openraft::storage::RaftLogReader;
 use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership, Vote};
@@ -127,6 +128,25 @@ fn every_command() -> Vec<Command> {
             worker: WorkerId::from("w9"),
             reason: "lease expired".into(),
         },
+        Command::ChangeJobState {
+            job: JobId(1),
+            tenant: Some(acme.clone()),
+            request: JobRequest::Pause,
+        },
+        Command::WorkerReport {
+            worker: w1.clone(),
+            report: WorkerReport::Paused {
+                job: JobId(1),
+                partition: PartitionId(0),
+                epoch: Epoch(1),
+            },
+        },
+        Command::ChangeJobState {
+            job: JobId(1),
+            tenant: None,
+            request: JobRequest::Stop,
+        },
+        Command::FinishStop { job: JobId(1) },
     ]
 }
 

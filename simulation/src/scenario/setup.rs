@@ -25,8 +25,12 @@ use crate::dataflow;
 use crate::fleet::store::StoreService;
 use crate::fleet::SimFleet;
 use crate::jobs::{self, SimJob};
+use crate::lifecycle;
 use crate::network::SimNet;
 use crate::workload::{self, ClientPacing, Settled};
+
+/// Mixed into the seed for the life-cycle requests' generator.
+const LIFECYCLE_SEED_SALT: u64 = 0x6c69_6665_6379_636c;
 
 /// The data side's background tasks: the job submitter (false if the group never took
 /// the jobs) and the producer feeding the source topics.
@@ -69,6 +73,7 @@ pub(super) async fn run(seed: u64, options: SimOptions) -> SimOutcome {
         None
     };
     let clients = spawn_clients(&run, &mut master, &stop);
+    let lifecycle = spawn_lifecycle(&run, seed, &stop);
     let bursts = spawn_bursts(&run, seed);
 
     for (index, fault) in schedule.into_iter().enumerate() {
@@ -85,6 +90,7 @@ pub(super) async fn run(seed: u64, options: SimOptions) -> SimOutcome {
     };
     run.heal().await;
     let accepted = run.probe().await;
+    join_lifecycle(&ctx, lifecycle).await;
     for client in clients {
         if let Err(e) = client.await {
             ctx.violation(format!("a client task failed: {e}"));
@@ -215,6 +221,30 @@ fn spawn_clients(run: &Run, master: &mut StdRng, stop: &Arc<AtomicBool>) -> Vec<
             ))
         })
         .collect()
+}
+
+/// The task pausing and resuming, stopping and starting the jobs (with a data side),
+/// drawing from a generator of its own so that the run's other draws stay as they were.
+fn spawn_lifecycle(run: &Run, seed: u64, stop: &Arc<AtomicBool>) -> Option<JoinHandle<()>> {
+    let data = run.data.as_ref()?;
+    Some(tokio::spawn(lifecycle::drive(
+        run.ctx.clone(),
+        run.view.clone(),
+        run.nodes.clone(),
+        StdRng::seed_from_u64(seed ^ LIFECYCLE_SEED_SALT),
+        data.jobs.clone(),
+        stop.clone(),
+    )))
+}
+
+/// Waits for the life-cycle task to close the pair it began (after healing: a start may
+/// wait for the fleet).
+async fn join_lifecycle(ctx: &SimContext, task: Option<JoinHandle<()>>) {
+    if let Some(task) = task {
+        if let Err(e) = task.await {
+            ctx.violation(format!("the life-cycle task failed: {e}"));
+        }
+    }
 }
 
 /// Waits for the producer, then the submitter; whether every job was submitted.

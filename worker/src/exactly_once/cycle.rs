@@ -15,6 +15,12 @@
 //! 4. `ReportCommitted` (losing it is harmless), then `Begin` the next transaction and
 //!    `Prune` old snapshots.
 //!
+//! A pause (the job pausing or stopping) runs one more checkpoint at once if anything is
+//! uncommitted, and ends it without `Begin`: the cycle is then `Paused`, with no
+//! transaction open and its next offset where the committed one is, until a resume
+//! `Begin`s again and reading goes on from exactly there. With nothing uncommitted the
+//! pause only `Abort`s the empty transaction.
+//!
 //! The invariants the explorer below checks over every interleaving of answers and
 //! crashes: a `Commit` of outputs is only emitted after the snapshot at its offset was
 //! stored and its "prepared" accepted; checkpoint ids only grow; an idle partition's
@@ -59,6 +65,8 @@ pub enum Phase {
     Committing(Pending),
     /// An idle partition's empty transaction is being committed with its unchanged offset.
     Refreshing { offset: i64 },
+    /// Paused: everything processed is committed, no transaction is open, nothing is read.
+    Paused,
     /// The runner ends; the partition actor decides whether to recover.
     Stopped(StopReason),
 }
@@ -112,6 +120,12 @@ pub enum Event {
     TransactionFailed { fenced: bool, error: String },
     /// The partition is to stop (moved, cancelled, the worker leaving).
     StopRequested,
+    /// The partition is to pause: commit what it processed and hold no transaction. The
+    /// driver repeats it until the cycle is `Paused` (a postponed checkpoint leaves it
+    /// open).
+    PauseRequested { now_ms: u64 },
+    /// The partition is to read again where it paused.
+    ResumeRequested,
 }
 
 /// What the driver must do, in order.
@@ -166,6 +180,8 @@ pub struct Cycle {
     last_commit_ms: u64,
     /// Checkpoints this runner committed.
     checkpoints: u64,
+    /// A pause was asked for and not resumed: the next commit opens no transaction.
+    pausing: bool,
 }
 
 impl Cycle {
@@ -191,6 +207,7 @@ impl Cycle {
             last_checkpoint_ms: now_ms,
             last_commit_ms: now_ms,
             checkpoints: 0,
+            pausing: false,
         }
     }
 
@@ -220,6 +237,16 @@ impl Cycle {
         self.phase == Phase::Open
     }
 
+    /// Whether a pause was asked for and not resumed (paused, or its checkpoint postponed).
+    pub fn is_pausing(&self) -> bool {
+        self.pausing
+    }
+
+    /// Whether the partition is paused: committed, no transaction open, reading nothing.
+    pub fn is_paused(&self) -> bool {
+        self.phase == Phase::Paused
+    }
+
     /// Handles one event; returns the actions to perform, in order.
     pub fn handle(&mut self, event: Event) -> Vec<Action> {
         let phase = std::mem::replace(&mut self.phase, Phase::Open);
@@ -229,6 +256,11 @@ impl Cycle {
     }
 
     fn step(&mut self, phase: Phase, event: Event) -> (Phase, Vec<Action>) {
+        if phase == Phase::Paused
+            || matches!(event, Event::PauseRequested { .. } | Event::ResumeRequested)
+        {
+            return self.step_pause(phase, event);
+        }
         match (phase, event) {
             (Phase::Stopped(why), _) => (Phase::Stopped(why), Vec::new()),
             (_, Event::StopRequested) => {
@@ -253,33 +285,14 @@ impl Cycle {
             (Phase::Storing(_), Event::SnapshotFailed { error }) => {
                 (Phase::Stopped(StopReason::StoreFailed(error)), Vec::new())
             }
-            (Phase::Preparing(p), Event::PreparedAnswered(answer)) => match answer {
-                PrepareAnswer::Accepted => {
-                    let offset = p.offset;
-                    (Phase::Committing(p), vec![Action::Commit { offset }])
-                }
-                PrepareAnswer::Refused(refusal) => {
-                    let why = if refusal.means_fenced() {
-                        StopReason::Fenced(refusal.to_string())
-                    } else {
-                        StopReason::Refused(refusal)
-                    };
-                    (Phase::Stopped(why), vec![Action::Abort])
-                }
-                PrepareAnswer::Unavailable => {
-                    // Postponed: the transaction stays open and grows; the next try comes
-                    // a whole interval later, not at every step.
-                    self.first_commit_pending = false;
-                    (Phase::Open, Vec::new())
-                }
-            },
+            (Phase::Preparing(p), Event::PreparedAnswered(answer)) => self.prepared(p, answer),
             (Phase::Committing(p), Event::TransactionCommitted { now_ms }) => {
                 self.committed(p, now_ms)
             }
             (Phase::Refreshing { offset }, Event::TransactionCommitted { now_ms }) => {
                 debug_assert_eq!(offset, self.next_offset, "a refresh moved the commit point");
                 self.last_commit_ms = now_ms;
-                (Phase::Open, vec![Action::Begin])
+                self.reopen(Vec::new())
             }
             (
                 Phase::Committing(_) | Phase::Refreshing { .. },
@@ -301,6 +314,84 @@ impl Cycle {
                 | Phase::Refreshing { .. }),
                 Event::Tick { .. } | Event::CheckpointNow { .. },
             ) => (phase, Vec::new()),
+            (phase, event) => panic!("exactly-once cycle: {event:?} cannot happen in {phase:?}"),
+        }
+    }
+
+    /// The group answered "prepared": commit, stop, or postpone.
+    fn prepared(&mut self, p: Pending, answer: PrepareAnswer) -> (Phase, Vec<Action>) {
+        match answer {
+            PrepareAnswer::Accepted => {
+                let offset = p.offset;
+                (Phase::Committing(p), vec![Action::Commit { offset }])
+            }
+            PrepareAnswer::Refused(refusal) => {
+                let why = if refusal.means_fenced() {
+                    StopReason::Fenced(refusal.to_string())
+                } else {
+                    StopReason::Refused(refusal)
+                };
+                (Phase::Stopped(why), vec![Action::Abort])
+            }
+            PrepareAnswer::Unavailable => {
+                // Postponed: the transaction stays open and grows; the next try comes
+                // a whole interval later, not at every step.
+                self.first_commit_pending = false;
+                (Phase::Open, Vec::new())
+            }
+        }
+    }
+
+    /// After a commit: the next transaction begins, unless the cycle is pausing.
+    fn reopen(&self, mut actions: Vec<Action>) -> (Phase, Vec<Action>) {
+        if self.pausing {
+            return (Phase::Paused, actions);
+        }
+        actions.push(Action::Begin);
+        (Phase::Open, actions)
+    }
+
+    /// A pause or resume asked for, or any event while paused.
+    fn step_pause(&mut self, phase: Phase, event: Event) -> (Phase, Vec<Action>) {
+        match (phase, event) {
+            (Phase::Stopped(why), _) => (Phase::Stopped(why), Vec::new()),
+            // No transaction is open to abort.
+            (Phase::Paused, Event::StopRequested) => {
+                (Phase::Stopped(StopReason::Requested), Vec::new())
+            }
+            (Phase::Open, Event::PauseRequested { now_ms }) => {
+                self.pausing = true;
+                if self.dirty {
+                    return self.tick(now_ms, true);
+                }
+                // Nothing uncommitted: the open transaction is empty.
+                (Phase::Paused, vec![Action::Abort])
+            }
+            (Phase::Open, Event::ResumeRequested) => {
+                // A pause whose checkpoint was postponed is called off.
+                self.pausing = false;
+                (Phase::Open, Vec::new())
+            }
+            (Phase::Paused, Event::ResumeRequested) => {
+                self.pausing = false;
+                (Phase::Open, vec![Action::Begin])
+            }
+            // Paused, time passes and nothing is due; a checkpoint would hold nothing new.
+            (
+                Phase::Paused,
+                Event::Tick { .. } | Event::CheckpointNow { .. } | Event::PauseRequested { .. },
+            ) => (Phase::Paused, Vec::new()),
+            // Mid-checkpoint: that checkpoint's commit opens no transaction.
+            (
+                phase @ (Phase::Storing(_)
+                | Phase::Preparing(_)
+                | Phase::Committing(_)
+                | Phase::Refreshing { .. }),
+                Event::PauseRequested { .. },
+            ) => {
+                self.pausing = true;
+                (phase, Vec::new())
+            }
             (phase, event) => panic!("exactly-once cycle: {event:?} cannot happen in {phase:?}"),
         }
     }
@@ -364,6 +455,10 @@ impl Cycle {
                 offset,
             });
         }
+        if self.pausing {
+            actions.extend([Action::ReportCommitted(p), Action::Prune { offset }]);
+            return (Phase::Paused, actions);
+        }
         actions.extend([
             Action::ReportCommitted(p),
             Action::Begin,
@@ -425,3 +520,7 @@ pub fn next_checkpoint_after(restored: u64, group_committed: Option<CheckpointId
 #[cfg(test)]
 #[path = "cycle_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "cycle_pause_tests.rs"]
+mod pause_tests;

@@ -345,6 +345,8 @@ struct World {
     group_committed: Option<u64>,
     /// Offsets read so far (what the source holds).
     source_end: i64,
+    /// Where the last recovery started reading.
+    recovered_at: i64,
 }
 
 /// One explored history: the cycle, the world, and actions not yet performed.
@@ -355,6 +357,8 @@ struct Run {
     queue: std::collections::VecDeque<Action>,
     now_ms: u64,
     crashes: u32,
+    /// Whether the driver may ask for pauses and resumes in this exploration.
+    pausing: bool,
 }
 
 /// A choice the environment makes at one step.
@@ -364,6 +368,8 @@ enum Choice {
     Tick,
     Crash,
     Answer(usize),
+    Pause,
+    Resume,
 }
 
 fn answers(action: &Action) -> usize {
@@ -387,6 +393,15 @@ fn apply(run: &mut Run, choice: Choice, config: CycleConfig) -> Result<(), Strin
             run.now_ms += 700;
             let now_ms = run.now_ms;
             run.queue.extend(run.cycle.handle(Event::Tick { now_ms }));
+        }
+        Choice::Pause => {
+            run.now_ms += 1;
+            let now_ms = run.now_ms;
+            run.queue
+                .extend(run.cycle.handle(Event::PauseRequested { now_ms }));
+        }
+        Choice::Resume => {
+            run.queue.extend(run.cycle.handle(Event::ResumeRequested));
         }
         Choice::Crash => {
             // The process dies: the open transaction is gone (the next owner's fencing
@@ -427,6 +442,7 @@ fn apply(run: &mut Run, choice: Choice, config: CycleConfig) -> Result<(), Strin
                 ));
             }
             run.world.source_end = offset;
+            run.world.recovered_at = offset;
             run.cycle = Cycle::recovered(
                 config,
                 offset,
@@ -515,6 +531,25 @@ fn apply(run: &mut Run, choice: Choice, config: CycleConfig) -> Result<(), Strin
             }
         }
     }
+    check_paused(run)
+}
+
+/// A paused cycle, once its actions are performed, holds nothing uncommitted: every
+/// record it processed is behind Kafka's commit point (or it processed none since its
+/// recovery), and it reads on from exactly there.
+fn check_paused(run: &Run) -> Result<(), String> {
+    if !run.cycle.is_paused() || !run.queue.is_empty() {
+        return Ok(());
+    }
+    let processed = run.world.source_end;
+    let clean = run.world.kafka_committed == Some(processed) || processed == run.world.recovered_at;
+    if !clean || run.cycle.next_offset() != processed {
+        return Err(format!(
+            "paused at {} with records up to {processed} and Kafka's commit point at {:?}",
+            run.cycle.next_offset(),
+            run.world.kafka_committed
+        ));
+    }
     Ok(())
 }
 
@@ -528,8 +563,17 @@ fn choices(run: &Run) -> Vec<Choice> {
         out.extend((0..answers(action)).map(Choice::Answer));
     } else if let Phase::Stopped(_) = run.cycle.phase() {
         // Only a crash (the actor recovering) follows a stop.
+    } else if run.cycle.is_paused() {
+        // The driver reads nothing while paused.
+        out.extend([Choice::Tick, Choice::Resume]);
     } else {
         out.extend([Choice::Batch, Choice::Tick]);
+        if run.pausing {
+            out.push(Choice::Pause);
+            if run.cycle.is_pausing() {
+                out.push(Choice::Resume);
+            }
+        }
     }
     out
 }
@@ -537,12 +581,18 @@ fn choices(run: &Run) -> Vec<Choice> {
 /// Explores every history up to `depth`; returns the number of histories, or the first
 /// violation with the choices that led to it.
 fn explore(config: CycleConfig, depth: usize) -> Result<u64, String> {
+    explore_with(config, depth, false)
+}
+
+/// [`explore`], with pauses and resumes among the driver's choices when `pausing`.
+fn explore_with(config: CycleConfig, depth: usize, pausing: bool) -> Result<u64, String> {
     let start = Run {
         cycle: Cycle::recovered(config, 0, CheckpointId(1), false, 0),
         world: World::default(),
         queue: Default::default(),
         now_ms: 0,
         crashes: 0,
+        pausing,
     };
     let mut stack = vec![(start, Vec::<Choice>::new())];
     let mut histories = 0u64;
@@ -582,4 +632,15 @@ fn the_explorer_catches_a_commit_before_the_snapshot() {
         violation.contains("before its snapshot was stored"),
         "{violation}"
     );
+}
+
+/// Pauses and resumes widen every step's choices, so their histories are explored less
+/// deep.
+const EXPLORE_DEPTH_PAUSING: usize = 13;
+
+#[test]
+fn every_interleaving_with_pauses_and_resumes_keeps_the_invariants() {
+    let histories =
+        explore_with(CONFIG, EXPLORE_DEPTH_PAUSING, true).unwrap_or_else(|v| panic!("{v}"));
+    assert!(histories > 100_000, "only {histories} histories explored");
 }

@@ -137,6 +137,10 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
     /// processed.
     pub async fn step(&mut self, now_ms: u64) -> Result<usize, PartitionError> {
         self.fail_if_stopped()?;
+        if self.cycle.is_paused() {
+            // Paused: nothing is read, so nothing is skipped; time alone changes nothing.
+            return Ok(0);
+        }
         debug_assert!(
             self.cycle.is_open(),
             "a checkpoint runs to its end in one step"
@@ -183,8 +187,54 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         self.drive(Event::CheckpointNow { now_ms }, now_ms).await
     }
 
+    /// Pauses the partition: commits what it processed (a checkpoint at once) and holds
+    /// no transaction, reading nothing until [`PartitionRunner::resume`]. Returns whether
+    /// it is paused; `false` when the checkpoint was postponed (the group unreachable):
+    /// call again.
+    pub async fn pause(&mut self, now_ms: u64) -> Result<bool, PartitionError> {
+        self.fail_if_stopped()?;
+        if planted(PlantedBug::ResumeSkipsInFlight) && !self.cycle.is_pausing() {
+            // The mistake: what the reader fetched but the pipeline has not seen is
+            // thrown away at the pause, and the resume reads on after it.
+            let dropped = self
+                .reader
+                .poll_batch(POLL_BATCH_RECORDS_MAX, Duration::from_millis(0))
+                .await?;
+            tracing::debug!(
+                records = dropped.len(),
+                "planted bug: records in flight dropped"
+            );
+        }
+        if !self.cycle.is_paused() {
+            self.drive(Event::PauseRequested { now_ms }, now_ms).await?;
+        }
+        Ok(self.cycle.is_paused())
+    }
+
+    /// Whether the partition is paused (committed, no transaction open).
+    pub fn is_paused(&self) -> bool {
+        self.cycle.is_paused()
+    }
+
+    /// Whether a pause was asked for and not resumed yet.
+    pub fn is_pausing(&self) -> bool {
+        self.cycle.is_pausing()
+    }
+
+    /// Reads on where the pause left off: opens a transaction (or calls off a pause whose
+    /// checkpoint was postponed).
+    pub async fn resume(&mut self, now_ms: u64) -> Result<(), PartitionError> {
+        self.fail_if_stopped()?;
+        self.drive(Event::ResumeRequested, now_ms).await
+    }
+
     /// Gives the partition up: aborts the open transaction so nothing uncommitted lingers.
     pub async fn stop(mut self) {
+        if self.cycle.is_paused() {
+            // Everything is committed and no transaction is open.
+            let _ = self.cycle.handle(Event::StopRequested);
+            return;
+        }
         // Abort, or nothing once the cycle stopped; the writer aborts either way, since a
         // stopped cycle's transaction may still be open.
         let _ = self.cycle.handle(Event::StopRequested);

@@ -9,6 +9,7 @@
 mod actor_threads;
 mod heartbeat_thread;
 mod partition_actor;
+mod pause_switch;
 mod status;
 mod supervisor;
 
@@ -17,5 +18,6 @@ pub use actor_threads::{
 };
 pub use heartbeat_thread::{HeartbeatThread, LeaseActivator, PROCESSING_STALL_MAX_MS};
 pub use partition_actor::PartitionActor;
+pub use pause_switch::PauseSwitch;
 pub use status::{FleetStatus, PartitionStatus, StatusBoard};
 pub use supervisor::{StopSupervisor, Supervisor, SupervisorConfig};

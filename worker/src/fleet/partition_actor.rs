@@ -7,6 +7,7 @@
 //! actor reports the job failed, with the problem as its reason, instead of restarting
 //! for ever.
 
+use super::pause_switch::PauseSwitch;
 use super::status::{PartitionStatus, StatusBoard};
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::ControlPlane;
@@ -33,6 +34,8 @@ pub struct PartitionActor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: Cont
     /// Set when the supervisor asks the actor to stop; the loop aborts the open
     /// transaction and ends.
     stopping: Arc<AtomicBool>,
+    /// Whether the group wants the partition paused, and whether it is.
+    pause: PauseSwitch,
     started: Instant,
 }
 
@@ -44,6 +47,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> PartitionAc
         store: S,
         control: Arc<C>,
         board: StatusBoard,
+        pause: PauseSwitch,
     ) -> Self {
         PartitionActor {
             config,
@@ -52,6 +56,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> PartitionAc
             control,
             board,
             stopping: Arc::new(AtomicBool::new(false)),
+            pause,
             started: Instant::now(),
         }
     }
@@ -76,6 +81,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
         );
         let board = self.board.clone();
         let stopping = self.stopping.clone();
+        let pause = self.pause.clone();
         let started = self.started;
         let work = async move {
             let key = (config.job, config.partition);
@@ -153,6 +159,25 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
                 };
                 let mut checkpoints = 0;
                 while !stopping.load(Ordering::Acquire) {
+                    match follow_pause(&mut runner, &pause, now_ms()).await {
+                        Ok(true) => {
+                            // Paused, or a pause postponed: nothing is read.
+                            board.set(key, PartitionStatus::running(&config, &runner));
+                            tokio::time::sleep(Duration::from_millis(IDLE_PAUSE_MS)).await;
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            pause.set_paused(false);
+                            if !matches!(e, PartitionError::Fenced(_)) {
+                                runner.stop().await;
+                            }
+                            if !on_failure(e, &mut failures, &mut reported).await {
+                                break 'recover;
+                            }
+                            continue 'recover;
+                        }
+                    }
                     match runner.step(now_ms()).await {
                         Ok(n) => {
                             board.set(key, PartitionStatus::running(&config, &runner));
@@ -197,6 +222,25 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
         };
         ctx.spawn(work.into_actor(self).map(|_, _, ctx| ctx.stop()));
     }
+}
+
+/// Brings the runner in line with what the group wants: pauses it (committing what it
+/// processed) or resumes it. Returns whether the actor should read nothing this round.
+async fn follow_pause<B: Broker, S: CheckpointStore, C: ControlPlane>(
+    runner: &mut PartitionRunner<B, S, C>,
+    pause: &PauseSwitch,
+    now_ms: u64,
+) -> Result<bool, PartitionError> {
+    if pause.wanted() {
+        let paused = runner.pause(now_ms).await?;
+        pause.set_paused(paused);
+        return Ok(true);
+    }
+    pause.set_paused(false);
+    if runner.is_pausing() {
+        runner.resume(now_ms).await?;
+    }
+    Ok(false)
 }
 
 impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Handler<StopPartition>

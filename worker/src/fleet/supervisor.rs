@@ -7,6 +7,7 @@
 use super::actor_threads::ActorThreads;
 use super::heartbeat_thread::HeartbeatThread;
 use super::partition_actor::{PartitionActor, StopPartition};
+use super::pause_switch::PauseSwitch;
 use super::status::StatusBoard;
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::{ControlError, ControlPlane};
@@ -107,13 +108,20 @@ impl SupervisorConfig {
 #[rtype(result = "()")]
 pub struct StopSupervisor;
 
-/// A running partition: the epoch it runs at and its actor.
-type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>);
+/// A running partition: the epoch it runs at, its actor, and its pause switch.
+type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>, PauseSwitch);
 
 /// Starts a partition actor on one of the pool's threads, with that thread's own control
 /// plane (made where the seams are known to be `Send`).
 type StartOnThreads<B, S, C> = Box<
-    dyn Fn(&mut ActorThreads, PartitionConfig, B, S, StatusBoard) -> Addr<PartitionActor<B, S, C>>,
+    dyn Fn(
+        &mut ActorThreads,
+        PartitionConfig,
+        B,
+        S,
+        StatusBoard,
+        PauseSwitch,
+    ) -> Addr<PartitionActor<B, S, C>>,
 >;
 
 /// The supervisor actor of one worker.
@@ -132,6 +140,8 @@ pub struct Supervisor<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlP
     pending: Arc<Mutex<PendingJobs>>,
     /// Whether fence duties are being carried out (one round at a time).
     fencing: bool,
+    /// Whether paused partitions are being reported (one round at a time).
+    reporting_paused: bool,
     heartbeating: bool,
     /// Counts lease losses: a reconcile round that began before the latest one answers
     /// for a registration the group has dropped, and its assignments are not applied.
@@ -163,6 +173,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             reporting: false,
             pending: Arc::default(),
             fencing: false,
+            reporting_paused: false,
             heartbeating: false,
             lease_generation: 0,
             heartbeat_thread: None,
@@ -188,11 +199,19 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
         let controls: Vec<Arc<C>> = (0..threads.len())
             .map(|_| Arc::new(control_per_thread()))
             .collect();
-        let start: StartOnThreads<B, S, C> = Box::new(move |pool, config, broker, store, board| {
-            pool.start(|thread| {
-                PartitionActor::new(config, broker, store, controls[thread].clone(), board)
-            })
-        });
+        let start: StartOnThreads<B, S, C> =
+            Box::new(move |pool, config, broker, store, board, pause| {
+                pool.start(|thread| {
+                    PartitionActor::new(
+                        config,
+                        broker,
+                        store,
+                        controls[thread].clone(),
+                        board,
+                        pause,
+                    )
+                })
+            });
         self.actor_threads = Some((threads, start));
         self
     }
@@ -216,13 +235,15 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
     }
 
     fn stop_all(&mut self) {
-        for (_, (_, addr)) in std::mem::take(&mut self.running) {
+        for (_, (_, addr, _)) in std::mem::take(&mut self.running) {
             addr.do_send(StopPartition);
         }
     }
 
-    /// Starts and stops partition actors to match `assignments`.
-    fn apply(&mut self, assignments: Assignments) {
+    /// Starts and stops partition actors to match `assignments`, and tells each whether
+    /// to pause. Returns the reports of partitions that paused and the group has not
+    /// recorded so yet.
+    fn apply(&mut self, assignments: Assignments) -> Vec<WorkerReport> {
         let wanted: BTreeMap<(JobId, PartitionId), WorkerAssignment> = assignments
             .assignments
             .into_iter()
@@ -231,7 +252,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
         let stale: Vec<(JobId, PartitionId)> = self
             .running
             .iter()
-            .filter(|(key, (epoch, addr))| {
+            .filter(|(key, (epoch, addr, _))| {
                 // An actor that ended (fenced, or out of recovery attempts) is restarted if
                 // the partition is still ours: a transaction the broker timed out looks
                 // like fencing, and only the coordinator knows who owns the partition.
@@ -240,13 +261,22 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             .map(|(key, _)| *key)
             .collect();
         for key in stale {
-            if let Some((_, addr)) = self.running.remove(&key) {
+            if let Some((_, addr, _)) = self.running.remove(&key) {
                 tracing::info!(job = %key.0, partition = %key.1, "partition taken away; stopping");
                 addr.do_send(StopPartition);
             }
         }
+        let mut paused = Vec::new();
         for (key, assignment) in wanted {
-            if self.running.contains_key(&key) {
+            if let Some((epoch, _, pause)) = self.running.get(&key) {
+                pause.set_wanted(assignment.pause);
+                if assignment.pause && !assignment.pause_recorded && pause.paused() {
+                    paused.push(WorkerReport::Paused {
+                        job: key.0,
+                        partition: key.1,
+                        epoch: *epoch,
+                    });
+                }
                 continue;
             }
             let spec: JobSpec = match serde_json::from_value(assignment.spec) {
@@ -268,17 +298,25 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             tracing::info!(job = %key.0, partition = %key.1, epoch = %assignment.epoch, "starting partition");
             let (broker, store, board) =
                 (self.broker.clone(), self.store.clone(), self.board.clone());
+            let pause = PauseSwitch::new(assignment.pause);
             let addr = match &mut self.actor_threads {
-                Some((pool, start)) => start(pool, config, broker, store, board),
-                None => {
-                    PartitionActor::new(config, broker, store, self.control.clone(), board).start()
-                }
+                Some((pool, start)) => start(pool, config, broker, store, board, pause.clone()),
+                None => PartitionActor::new(
+                    config,
+                    broker,
+                    store,
+                    self.control.clone(),
+                    board,
+                    pause.clone(),
+                )
+                .start(),
             };
-            self.running.insert(key, (assignment.epoch, addr));
+            self.running.insert(key, (assignment.epoch, addr, pause));
         }
         let live: BTreeSet<(JobId, PartitionId)> = self.running.keys().copied().collect();
         metrics::gauge!("weir_worker_partitions", "worker" => self.config.worker.0.clone())
             .set(live.len() as f64);
+        paused
     }
 }
 
@@ -340,6 +378,20 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Tells the group which partitions paused (committed, no open transaction); one not
+/// recorded is reported again in the next round.
+async fn report_paused<C: ControlPlane>(
+    control: &C,
+    worker: &WorkerId,
+    reports: Vec<WorkerReport>,
+) {
+    for report in reports {
+        if let Err(e) = control.report(worker, report).await {
+            tracing::debug!(error = %e, "paused partition not reported");
         }
     }
 }
@@ -423,7 +475,16 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                         // up starting and stopping partitions.
                         let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
                         let duties = std::mem::take(&mut assignments.fence);
-                        act.apply(assignments);
+                        let paused = act.apply(assignments);
+                        if !paused.is_empty() && !act.reporting_paused {
+                            act.reporting_paused = true;
+                            let control = act.control.clone();
+                            let worker = act.config.worker.clone();
+                            let report = async move {
+                                report_paused(control.as_ref(), &worker, paused).await;
+                            };
+                            ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting_paused = false));
+                        }
                         if !unknown.is_empty() && !act.reporting {
                             act.reporting = true;
                             let (broker, control) = (act.broker.clone(), act.control.clone());
