@@ -104,7 +104,13 @@ pub(super) fn base_config(bootstrap_servers: &str, client_id: &str) -> ClientCon
         .set("bootstrap.servers", bootstrap_servers)
         .set("client.id", client_id)
         // weir creates every topic it uses; a misspelt name must fail, not create a topic.
-        .set("allow.auto.create.topics", "false");
+        .set("allow.auto.create.topics", "false")
+        // Client telemetry for the brokers (KIP-714, on by default) is not used by weir,
+        // and costs every broker connection of every client six latency histograms,
+        // about 60 KiB: 2.5 MB of a soak worker's 5.5 MB of heap, made and freed again
+        // each time a partition moves (its freed pages stayed resident between the
+        // worker's longer-lived blocks).
+        .set("enable.metrics.push", "false");
     config
 }
 
@@ -204,4 +210,23 @@ pub(super) enum ReaderEnd {
     /// A snapshot: stop at the last stable offset (librdkafka's partition EOF for a
     /// `read_committed` consumer), past which no committed record is visible yet.
     LastStableOffset,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_client_pushes_telemetry_to_the_brokers() {
+        let settings = KafkaSettings::new("localhost:9092");
+        let configs = [
+            base_config(&settings.bootstrap_servers, "weir-admin"),
+            producer_config(&settings, "weir-t"),
+            reader_config(&settings.bootstrap_servers, ReaderEnd::LastStableOffset),
+            group_config(&settings.bootstrap_servers, "weir-g"),
+        ];
+        for config in configs {
+            assert_eq!(config.get("enable.metrics.push"), Some("false"));
+        }
+    }
 }

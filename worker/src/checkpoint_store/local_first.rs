@@ -38,6 +38,14 @@ const UNRECORDED_FORMAT_VERSION: u64 = 1;
 pub const LOCAL_COPY_FILE: &str = "state.redb";
 /// How errors name a local copy opened over a backend, which has no file name.
 const BACKEND_LOCAL_COPY_NAME: &str = "the worker's local state copy";
+/// Bytes of the local copy's pages redb keeps in the process's memory (its cache, 1 GiB
+/// unless set). redb keeps every page it writes or reads until the cache is full, so with
+/// its default the cache held the whole file: a worker's memory grew with the state of
+/// every partition it had ever run, and stayed after the partitions moved away (the soak's
+/// worker, after it held all four partitions and handed two back). The copy is written once
+/// a checkpoint and read only at recovery; the kernel's page cache serves the pages a write
+/// reads again, outside the process.
+pub const LOCAL_COPY_CACHE_BYTES: usize = 256 * 1024;
 
 fn local(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("local state database: {e}"))
@@ -124,7 +132,10 @@ impl<S: CheckpointStore> LocalFirst<S> {
             source,
         })?;
         let path = data_dir.join(LOCAL_COPY_FILE);
-        let db = Database::create(&path).map_err(local)?;
+        let db = Database::builder()
+            .set_cache_size(LOCAL_COPY_CACHE_BYTES)
+            .create(&path)
+            .map_err(local)?;
         Ok(
             Self::with_database(db, remote, &path.display().to_string())?
                 .with_offload(Offload::blocking_pool()),
@@ -135,6 +146,7 @@ impl<S: CheckpointStore> LocalFirst<S> {
     /// simulation drives (a disk that loses unsynced writes when its machine crashes).
     pub fn with_backend(backend: impl redb::StorageBackend, remote: S) -> Result<Self, StoreError> {
         let db = Database::builder()
+            .set_cache_size(LOCAL_COPY_CACHE_BYTES)
             .create_with_backend(backend)
             .map_err(local)?;
         Self::with_database(db, remote, BACKEND_LOCAL_COPY_NAME)
@@ -170,6 +182,12 @@ impl<S: CheckpointStore> LocalFirst<S> {
             local_failed: Arc::default(),
             offload: Offload::Inline,
         })
+    }
+
+    /// Bytes of the local copy's pages in the process's memory (redb's cache), for tests.
+    #[cfg(test)]
+    pub(super) fn cached_bytes(&self) -> usize {
+        self.db.cache_stats().used_bytes()
     }
 
     /// The same store running its redb work where `offload` says (`open` uses the

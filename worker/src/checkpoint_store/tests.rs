@@ -393,3 +393,45 @@ async fn a_full_local_disk_leaves_checkpoints_to_the_checkpoint_store() {
     );
     assert_eq!(store.get_local(j, p0, 30).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn the_local_copy_keeps_a_bounded_part_of_its_pages_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalFirst::open(dir.path(), MemoryCheckpointStore::new()).unwrap();
+    // Four partitions' state of 1 MiB each, as a worker that ran them all for a while and
+    // handed some back: the local copy keeps their keys, not their pages in memory.
+    let value = "v".repeat(1024);
+    let keys = |partition: u32| -> Vec<StateEntry> {
+        (0..1_024)
+            .map(|i| entry(0, &format!("p{partition}-k{i:05}"), Some(&value)))
+            .collect()
+    };
+    for partition in 0..4 {
+        put_changes(
+            &store,
+            partition,
+            100,
+            None,
+            &changes(true, "h", keys(partition)),
+        )
+        .await
+        .unwrap();
+    }
+    let cached = store.cached_bytes();
+    assert!(cached > 0, "redb counts its cache in tests");
+    assert!(
+        cached <= local_first::LOCAL_COPY_CACHE_BYTES,
+        "{cached} bytes cached, above {}",
+        local_first::LOCAL_COPY_CACHE_BYTES
+    );
+    // Pages left out of the cache are read from the file again.
+    for partition in 0..4 {
+        let local = store
+            .get_local(JobId(1), PartitionId(partition), 100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(local.entries.len(), 1_024);
+    }
+    assert!(store.cached_bytes() <= local_first::LOCAL_COPY_CACHE_BYTES);
+}
