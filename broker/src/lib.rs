@@ -2,7 +2,9 @@
 //! partition with `read_committed` isolation from a given offset, producing inside a
 //! transaction together with the source offsets (the exactly-once commit point), fencing
 //! the previous owner of a transactional id, and reading committed group offsets and topic
-//! metadata.
+//! metadata; and owning topics (`topic`: create with settings, ensure with a check of an
+//! existing topic's partition count and cleanup policy, describe, delete), which the
+//! planned multi-stage jobs need for their repartition topics.
 //!
 //! Two implementations stand behind it: `kafka` (rdkafka, production and the real-broker
 //! tests: the cluster handle, reader, transactional writer, client settings, error

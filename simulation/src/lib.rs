@@ -10,8 +10,9 @@
 //! - `fleet`: the worker fleet (real supervisors and partition actors) over simulated
 //!   seams; `jobs` and `dataflow`: the jobs, their input and the end-of-run output check.
 //! - `reference`: the independent evaluator of job specs the outputs are checked against.
-//! - `faults`: the seed's fault mix and schedule; `workload`: the clients; `lifecycle`:
-//!   the pauses, resumes, stops and starts a run asks of its jobs.
+//! - `faults`: the seed's fault mix and schedule; `workload`: the clients; `api_load`:
+//!   bursts of concurrent writes aimed at the leader; `lifecycle`: the pauses, resumes,
+//!   stops and starts a run asks of its jobs.
 //! - `checker`: the invariants, one a file; `trace`: the hashed event log; `context`: what
 //!   every task of a run shares.
 //! - `scenario`: one seeded run, `run_seed` (setup, the fault timeline, one method per
