@@ -52,7 +52,7 @@ pub enum BrokerCall {
 pub enum InjectedFailure {
     /// [`BrokerError::Unavailable`].
     Unavailable,
-    /// [`BrokerError::Timeout`].
+    /// [`crate::BrokerError::Timeout`].
     Timeout,
 }
 

@@ -29,7 +29,7 @@ impl MemoryBrokerFaults {
     }
 
     /// Makes the next `count` commits take effect (records visible, offsets committed) but
-    /// return [`BrokerError::Timeout`], as when the broker's reply is lost: the outcome is
+    /// return [`crate::BrokerError::Timeout`], as when the broker's reply is lost: the outcome is
     /// unknown to the caller. A retried `commit` of that writer then returns `Ok`. These
     /// queue with the failures [`fail_next`](Self::fail_next) injects for
     /// [`BrokerCall::Commit`].
@@ -47,7 +47,7 @@ impl MemoryBrokerFaults {
 
     /// Aborts the open transaction of `transactional_id` at the broker, as Kafka does when
     /// a transaction outlives `transaction.timeout.ms`: its records are aborted, and the
-    /// writer's next `send` or `commit` returns [`BrokerError::AbortRequired`]. Returns
+    /// writer's next `send` or `commit` returns [`crate::BrokerError::AbortRequired`]. Returns
     /// whether a transaction was open.
     pub fn expire_transaction(&self, transactional_id: &str) -> bool {
         lock(&self.cluster).expire_transaction(transactional_id)
