@@ -6,6 +6,7 @@
 //! - `spec`: the job spec: model, the stage kinds (`spec/stage.rs`), parsing from
 //!   YAML or JSON, validation naming the field, CEL compiled up front.
 //! - `wire`: the JSON bodies of the HTTP API.
+//! - `routing`: Kafka's keyed partitioner (murmur2), for shuffles and `partitioned_by`.
 //! - `seams`: the `Clock` and `Entropy` seams.
 //! - `bugs`: the planted bugs the simulation's self-test switches on; `cli_error`: one
 //!   sentence from a clap error, for both binaries.
@@ -20,6 +21,7 @@ pub mod cli_error;
 pub mod golden;
 pub mod ids;
 pub mod leader_client;
+pub mod routing;
 pub mod seams;
 pub mod spec;
 pub mod wire;

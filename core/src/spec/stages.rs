@@ -254,6 +254,58 @@ fn assert_covers_pipeline(plan: &StagePlan, pipeline_len: usize) {
     );
 }
 
+/// The pipeline index of the `key_by` that shuffles, if the job shuffles (a validated spec
+/// has one window, so at most one `key_by` does). It depends on the spec alone, not on the
+/// source's partition count, so submit can check what a shuffle allows.
+pub fn shuffling_key_by(spec: &JobSpec) -> Option<usize> {
+    decide_key_bys(spec)
+        .into_iter()
+        .find(|plan| matches!(plan.decision, KeyByDecision::Shuffle { .. }))
+        .map(|plan| plan.index)
+}
+
+/// What a job that shuffles cannot run yet, as `(spec field, reason)`: the stages whose
+/// result would depend on the order in which records of different upstream tasks arrive
+/// downstream, which no replay or reference could then predict.
+///
+/// - a `session` window after the shuffle: whether an event merges into a session depends
+///   on which of the key's sessions the downstream watermark has already closed;
+/// - a `dedupe` after the shuffle: "keep the first" has no first across upstreams.
+///
+/// A source partitioned by the key (`source.partitioned_by`) needs no shuffle and runs both.
+pub fn check_shuffle_supported(spec: &JobSpec) -> Result<(), (String, String)> {
+    let Some(shuffle) = shuffling_key_by(spec) else {
+        return Ok(());
+    };
+    for (index, stage) in spec.pipeline.iter().enumerate().skip(shuffle + 1) {
+        match stage {
+            Stage::Window(window) if matches!(window.kind, crate::spec::WindowKind::Session(_)) => {
+                return Err((
+                    format!("pipeline[{index}].window"),
+                    format!(
+                        "a session window after a key_by that repartitions (pipeline[{shuffle}]) \
+                         is not supported; declare source.partitioned_by if the source topic is \
+                         already partitioned by that key"
+                    ),
+                ));
+            }
+            Stage::Dedupe(_) => {
+                return Err((
+                    format!("pipeline[{index}].dedupe"),
+                    format!(
+                        "a dedupe after a key_by that repartitions (pipeline[{shuffle}]) is not \
+                         supported; put it before the key_by, or declare \
+                         source.partitioned_by if the source topic is already partitioned by \
+                         that key"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Each `key_by`'s decision, following how the records are partitioned through the
 /// pipeline.
 fn decide_key_bys(spec: &JobSpec) -> Vec<KeyByPlan> {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::spec::fixtures::SPEC_EXAMPLE_YAML;
-use crate::spec::{parse_job_spec, validate};
+use crate::spec::{parse_job_spec, validate, SpecError};
 
 const JOB: JobId = JobId(42);
 
@@ -305,5 +305,41 @@ fn a_source_without_partitions_or_an_unvalidated_pipeline_is_refused() {
         Err(StagePlanError::PipelineTooLong {
             stages: PIPELINE_STAGES_MAX + 1
         })
+    );
+}
+
+/// What submitting a spec with `source_extra` and `pipeline` says.
+fn refused(source_extra: &str, pipeline: &str) -> SpecError {
+    let yaml = format!(
+        "name: j\nsource: {{ topic: payments{source_extra} }}\npipeline: [{pipeline}]\n\
+         sink: {{ topic: out }}\n"
+    );
+    parse_job_spec(yaml.as_bytes()).unwrap_err()
+}
+
+#[test]
+fn a_session_window_or_a_dedupe_after_a_shuffle_is_refused_naming_the_stage() {
+    let session = r#"{ key_by: "card" }, { window: { session: { gap: 3s } } }, { aggregate: { n: "count()" } }"#;
+    let err = refused("", session);
+    assert_eq!(err.field, "pipeline[1].window");
+    assert!(err.message.contains("partitioned_by"), "{}", err.message);
+
+    let dedupe =
+        format!(r#"{{ key_by: "card" }}, {{ dedupe: {{ key: "id", ttl: 10s }} }}, {WINDOWED}"#);
+    assert_eq!(refused("", &dedupe).field, "pipeline[1].dedupe");
+
+    // Partitioned by the key: no shuffle, so both run.
+    assert_eq!(
+        shuffling_key_by(&spec(", partitioned_by: card", session, "")),
+        None
+    );
+    spec(", partitioned_by: card", &dedupe, "");
+    // A dedupe before the shuffle is fine.
+    let before =
+        format!(r#"{{ dedupe: {{ key: "id", ttl: 10s }} }}, {{ key_by: "card" }}, {WINDOWED}"#);
+    assert_eq!(shuffling_key_by(&spec("", &before, "")), Some(1));
+    assert_eq!(
+        shuffling_key_by(&spec("", r#"{ key_by: "card" }"#, "")),
+        None
     );
 }

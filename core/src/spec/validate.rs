@@ -98,7 +98,9 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         CHECKPOINT_INTERVAL_MIN,
         CHECKPOINT_INTERVAL_MAX,
     )?;
-    check_parallelism(spec.parallelism)
+    check_parallelism(spec.parallelism)?;
+    super::stages::check_shuffle_supported(spec)
+        .map_err(|(field, message)| SpecError::new(field, message))
 }
 
 fn check_parallelism(parallelism: Option<u32>) -> Result<(), SpecError> {
@@ -672,7 +674,11 @@ mod tests {
             field_after(|s| window(s).kind = session(ms(0))),
             "pipeline[4].window.session.gap"
         );
-        accepts(|s| window(s).kind = session(secs(30)));
+        // A session window needs its source partitioned by the key (no shuffle).
+        accepts(|s| {
+            window(s).kind = session(secs(30));
+            s.source.partitioned_by = Some("card_id".into());
+        });
     }
 
     #[test]
