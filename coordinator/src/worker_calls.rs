@@ -74,6 +74,7 @@ pub async fn assignments(
                     .map(|(checkpoint, _)| checkpoint),
                 pause: lifecycle::wants_pause(j.state),
                 pause_recorded: p.is_some_and(|p| p.paused),
+                repartitions: j.repartitions.clone(),
             })
         })
         .collect();

@@ -33,11 +33,22 @@ pub enum PlantedBug {
     /// A pausing partition drops the records its reader had already fetched (in flight at
     /// the pause) instead of leaving them to be read after the resume.
     ResumeSkipsInFlight,
+    /// A downstream stage takes its watermark from the most advanced upstream task instead
+    /// of the least advanced one, firing windows that a lagging upstream still feeds.
+    DownstreamWatermarkNotMin,
+    /// An upstream task writes each event to the repartition partition numbered like its
+    /// own task instead of its key's partition, so one key's events reach several
+    /// downstream tasks.
+    ShuffleByTask,
+    /// An upstream task writes its watermark marker for a batch before the batch's events
+    /// instead of after them, so a downstream stage may fire a window before the events
+    /// that belong to it arrive.
+    MarkerBeforeEvents,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -46,6 +57,9 @@ impl PlantedBug {
         PlantedBug::DropDeadLetter,
         PlantedBug::LocalCopyAnyOffset,
         PlantedBug::ResumeSkipsInFlight,
+        PlantedBug::DownstreamWatermarkNotMin,
+        PlantedBug::ShuffleByTask,
+        PlantedBug::MarkerBeforeEvents,
     ];
 
     /// The name `--plant-bug` takes.
@@ -59,6 +73,9 @@ impl PlantedBug {
             PlantedBug::DropDeadLetter => "drop-dead-letter",
             PlantedBug::LocalCopyAnyOffset => "local-copy-any-offset",
             PlantedBug::ResumeSkipsInFlight => "resume-skips-in-flight",
+            PlantedBug::DownstreamWatermarkNotMin => "downstream-watermark-not-min",
+            PlantedBug::ShuffleByTask => "shuffle-by-task",
+            PlantedBug::MarkerBeforeEvents => "marker-before-events",
         }
     }
 

@@ -24,15 +24,12 @@ pub fn murmur2(data: &[u8]) -> i32 {
         h = h.wrapping_mul(M);
         h ^= k;
     }
-    let tail = blocks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
-    }
-    if let Some(&first) = tail.first() {
-        h ^= u32::from(first);
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        // Java's switch falls through from the highest remaining byte down.
+        for (i, byte) in rest.iter().enumerate().rev() {
+            h ^= u32::from(*byte) << (8 * i);
+        }
         h = h.wrapping_mul(M);
     }
     h ^= h >> 13;

@@ -295,6 +295,11 @@ pub struct WorkerAssignment {
     /// reports it until this is true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pause_recorded: bool,
+    /// The partition counts of the job's repartition topics, in stage order; left out
+    /// for a job of one stage. With the task id (`partition`: stage × 10,000 + input
+    /// partition) they say which stage this task runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repartitions: Vec<u32>,
 }
 
 /// `POST /v1/jobs/{id}/partitions`.

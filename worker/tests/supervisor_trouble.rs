@@ -101,6 +101,7 @@ impl ControlPlane for LocalControl {
                     committed_checkpoint: j.partitions[&partition].committed.map(|(c, _)| c),
                     pause: weir_coordinator::state::lifecycle::wants_pause(j.state),
                     pause_recorded: j.partitions[&partition].paused,
+                    repartitions: j.repartitions.clone(),
                 }
             })
             .collect();

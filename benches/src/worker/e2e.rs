@@ -78,6 +78,7 @@ pub fn partition_config(
         spec: job.spec(source, sink)?,
         poll_batch_records: POLL_BATCH_RECORDS_MAX,
         committed_checkpoint: None,
+        repartitions: Vec::new(),
     })
 }
 

@@ -12,6 +12,7 @@ use lifecycle::{JobProgress, JobRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::spec::stages::{plan_stages, task_id};
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
@@ -54,8 +55,16 @@ pub struct Job {
     pub state: JobState,
     pub reason: Option<String>,
     pub partition_count: Option<u32>,
+    /// Every task of the job by task id: stage 0's are numbered like their source
+    /// partitions, stage `s`'s from `s × TASK_STAGE_STRIDE` (`weir_core::spec::stages`).
     pub partitions: BTreeMap<PartitionId, PartitionState>,
     pub submitted_at_ms: u64,
+    /// The partition counts of the job's repartition topics, in stage order, fixed when
+    /// the source's partition count is first known (a later growth of the source changes
+    /// neither them nor the later stages' tasks). Empty for a job of one stage, and for
+    /// every job submitted before stages existed, which so keeps running as it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repartitions: Vec<u32>,
 }
 
 /// The owner and checkpoint history of one (job, partition).
@@ -84,7 +93,37 @@ pub struct PartitionState {
     pub paused: bool,
 }
 
+/// The partition counts of the repartition topics of `job`'s stage plan, its source having
+/// `source_partitions`; empty when it does not shuffle (or its spec does not read, which
+/// validation at submit rules out).
+fn planned_repartitions(job: &Job, source_partitions: u32) -> Vec<u32> {
+    let Ok(spec) = serde_json::from_value::<weir_core::spec::JobSpec>(job.spec.clone()) else {
+        return Vec::new();
+    };
+    match plan_stages(&spec, job.id, source_partitions) {
+        Ok(plan) => plan
+            .repartition_topics()
+            .iter()
+            .map(|topic| topic.partitions)
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 impl PartitionState {
+    /// A task no worker has owned yet.
+    pub fn unowned() -> Self {
+        PartitionState {
+            worker: None,
+            epoch: Epoch(0),
+            checkpoints: VecDeque::new(),
+            committed: None,
+            problem: None,
+            fenced: false,
+            paused: false,
+        }
+    }
+
     /// Whether the partition has no owner, had one (epoch above 0), and its transactional
     /// id was not fenced since: its last owner may have left a transaction open.
     pub fn needs_fencing(&self) -> bool {
@@ -331,6 +370,7 @@ impl ControlState {
                 partition_count: None,
                 partitions: BTreeMap::new(),
                 submitted_at_ms: at_ms,
+                repartitions: Vec::new(),
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -402,7 +442,18 @@ impl ControlState {
             }
             _ => {}
         }
+        let first_count = j.partition_count.is_none();
         j.partition_count = Some(partition_count);
+        if first_count {
+            j.repartitions = planned_repartitions(j, partition_count);
+            for (index, &partitions) in j.repartitions.iter().enumerate() {
+                for p in 0..partitions {
+                    j.partitions
+                        .entry(task_id(index + 1, p))
+                        .or_insert_with(PartitionState::unowned);
+                }
+            }
+        }
         if j.state == JobState::Pending {
             // The reason it was pending (its source topic could not be read) is gone.
             j.reason = None;

@@ -173,6 +173,29 @@ pub enum StagePlanError {
     PipelineTooLong { stages: usize },
 }
 
+/// How a job's tasks are numbered: task `stage * TASK_STAGE_STRIDE + index` runs partition
+/// `index` of stage `stage`'s input. Stage 0's tasks keep their source partition's number,
+/// so a job that does not shuffle numbers its tasks exactly as before stages existed, and a
+/// source that grows adds tasks without renumbering the later stages'. Above every
+/// partition count weir allows ([`PARALLELISM_MAX`](super::validate::PARALLELISM_MAX)
+/// and a source's).
+pub const TASK_STAGE_STRIDE: u32 = 10_000;
+const _: () = assert!(super::validate::PARALLELISM_MAX <= TASK_STAGE_STRIDE);
+
+/// The task running partition `index` of stage `stage`'s input.
+pub fn task_id(stage: usize, index: u32) -> crate::ids::PartitionId {
+    debug_assert!(index < TASK_STAGE_STRIDE);
+    crate::ids::PartitionId(stage as u32 * TASK_STAGE_STRIDE + index)
+}
+
+/// The stage and input partition of task `task`.
+pub fn task_stage(task: crate::ids::PartitionId) -> (usize, u32) {
+    (
+        (task.0 / TASK_STAGE_STRIDE) as usize,
+        task.0 % TASK_STAGE_STRIDE,
+    )
+}
+
 /// The name of the repartition topic feeding stage `stage` of job `job`.
 pub fn repartition_topic_name(job: JobId, stage: usize) -> String {
     format!("{REPARTITION_TOPIC_PREFIX}{}-repartition-{stage}", job.0)

@@ -14,6 +14,9 @@ pub enum PartitionError {
     /// epoch): this runner is a zombie and must stop without committing anything.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The task does not fit the job's stages as the group recorded them.
+    #[error("{0}")]
+    Stage(String),
     /// The group refused a checkpoint report for a reason other than another owner (a
     /// checkpoint id not newer, an offset that does not match, a kind this worker does
     /// not know): recover, backing off, and fail the job if it keeps happening.
@@ -48,6 +51,7 @@ impl PartitionError {
     pub fn kind(&self) -> &'static str {
         match self {
             PartitionError::Fenced(_) => "fenced",
+            PartitionError::Stage(_) => "stage",
             PartitionError::Aborted(_) => "aborted",
             PartitionError::Refused(_) => "refused",
             PartitionError::Broker(BrokerError::Unavailable(_)) => "broker_unavailable",

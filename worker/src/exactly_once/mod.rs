@@ -33,6 +33,7 @@ mod output_writer;
 mod recovery;
 mod runner;
 pub(crate) mod snapshot_codec;
+pub mod stage_task;
 
 pub use error::PartitionError;
 pub use runner::PartitionRunner;
@@ -76,6 +77,10 @@ pub struct PartitionConfig {
     /// (a local copy, or a snapshot a fenced owner rewrote at the same offset), since the
     /// group refuses ids that are not newer.
     pub committed_checkpoint: Option<CheckpointId>,
+    /// The partition counts of the job's repartition topics as the group recorded them;
+    /// empty for a job of one stage. With the task id (`partition`), they say which
+    /// stage the task runs (`stage_task.rs`).
+    pub repartitions: Vec<u32>,
 }
 
 impl PartitionConfig {

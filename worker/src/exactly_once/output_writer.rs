@@ -4,10 +4,12 @@
 //! limit (and cut further if the broker still refuses it).
 
 use super::{PartitionError, DEAD_LETTER_FALLBACK_BYTES};
+use crate::operators::shuffled::encode_watermark;
 use crate::operators::{DeadLetter, DeadLetterReason, Outputs};
 use weir_broker::{BrokerError, OutgoingRecord, TransactionalWriter};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{JobId, PartitionId};
+use weir_core::routing::partition_for_key;
 
 /// Where one partition's results and dead letters go, and how large each may be.
 #[derive(Debug, Clone)]
@@ -26,6 +28,23 @@ pub struct OutputTargets {
     pub sink_record_max: usize,
     /// Largest dead letter the dead-letter topic accepts; larger ones are cut to fit.
     pub dead_letter_max: usize,
+    /// Upstream of a shuffle: keyed records go to the partition of this many that Kafka's
+    /// keyed partitioner gives their key, whatever the producer would choose.
+    pub route_by_key: Option<u32>,
+    /// Upstream of a shuffle: the watermark markers this task sends.
+    pub markers: Option<Markers>,
+}
+
+/// The watermark markers an upstream task writes to every partition of the repartition
+/// topic, in its transaction, after the events they cover.
+#[derive(Debug, Clone)]
+pub struct Markers {
+    pub topic: String,
+    pub partitions: u32,
+    /// The upstream task's index: its source partition.
+    pub upstream: u32,
+    /// The watermark last sent in a transaction that committed or is open.
+    pub last_sent_ms: Option<i64>,
 }
 
 /// How many results and dead letters a batch wrote.
@@ -55,9 +74,17 @@ impl OutputTargets {
                 written.dead_letters += 1;
                 continue;
             }
+            let partition = match (&r.key, self.route_by_key) {
+                (None, _) => Some(self.sink_partition),
+                (Some(_), Some(n)) if planted(PlantedBug::ShuffleByTask) => {
+                    Some(self.partition.0 as i32 % n as i32)
+                }
+                (Some(key), Some(n)) => Some(partition_for_key(key.as_bytes(), n) as i32),
+                (Some(_), None) => None,
+            };
             let record = OutgoingRecord {
                 topic: self.sink_topic.clone(),
-                partition: r.key.is_none().then_some(self.sink_partition),
+                partition,
                 key: r.key.map(String::into_bytes),
                 value: r.value,
                 timestamp_ms: None,
@@ -86,6 +113,34 @@ impl OutputTargets {
             self.send_dead_letter(writer, &letter).await?;
         }
         Ok(written)
+    }
+
+    /// Upstream of a shuffle: sends `watermark_ms` to every repartition partition, unless
+    /// it was sent already. Call after the events it covers are written.
+    pub async fn write_markers<W: TransactionalWriter>(
+        &mut self,
+        writer: &mut W,
+        watermark_ms: Option<i64>,
+    ) -> Result<(), PartitionError> {
+        let (Some(markers), Some(watermark_ms)) = (self.markers.as_mut(), watermark_ms) else {
+            return Ok(());
+        };
+        if markers.last_sent_ms == Some(watermark_ms) {
+            return Ok(());
+        }
+        debug_assert!(markers.last_sent_ms.is_none_or(|sent| sent < watermark_ms));
+        for partition in 0..markers.partitions {
+            let record = OutgoingRecord {
+                topic: markers.topic.clone(),
+                partition: Some(partition as i32),
+                key: None,
+                value: encode_watermark(markers.upstream, watermark_ms),
+                timestamp_ms: None,
+            };
+            writer.send(record).await?;
+        }
+        markers.last_sent_ms = Some(watermark_ms);
+        Ok(())
     }
 
     /// Sends one dead letter cut to the topic's limit, cut further once if refused.

@@ -4,11 +4,12 @@
 //! reads it needs and the plan it returns.
 
 use super::cycle::{next_checkpoint_after, plan_recovery, RecoveryPlan};
-use super::output_writer::OutputTargets;
+use super::output_writer::{Markers, OutputTargets};
 use super::snapshot_codec::decode_snapshot;
+use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
 use crate::checkpoint_store::CheckpointStore;
-use crate::operators::Pipeline;
+use crate::operators::{Pipeline, PipelineRole};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
@@ -24,6 +25,8 @@ pub(super) struct Recovered<B: Broker> {
     /// Whether Kafka holds a commit point for the partition.
     pub has_commit_point: bool,
     pub targets: OutputTargets,
+    /// The topic and partition the task reads: whose offsets its transactions commit.
+    pub input: (String, i32),
 }
 
 /// Takes the partition of `config` over.
@@ -32,8 +35,20 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
     broker: &B,
     store: &S,
 ) -> Result<Recovered<B>, PartitionError> {
-    let topic = config.spec.source.topic.clone();
-    let partition = config.partition.0 as i32;
+    let task = resolve(
+        config.job,
+        &config.spec,
+        config.partition,
+        &config.repartitions,
+    )
+    .map_err(|e| PartitionError::Stage(e.to_string()))?;
+    let (topic, partition) = task.input(&config.spec);
+    let role = pipeline_role(&task, &config.spec, broker).await?;
+    if let Some(repartition) = task.repartition() {
+        // Either stage may start first; both create the topic if it is missing, and an
+        // existing one with another partition count is refused, never used.
+        broker.ensure_topic(&repartition.topic_spec()).await?;
+    }
     // Fence first: after this, the previous owner can commit nothing more.
     let mut writer = broker.writer(&config.transactional_id()).await?;
     let committed = broker
@@ -48,7 +63,7 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
     // The local copy first (a restart on the same machine); any trouble with it sends
     // recovery to the checkpoint store, which is the source of truth.
     let mut local = match committed {
-        Some(offset) => restore_local_copy(config, store, offset).await,
+        Some(offset) => restore_local_copy(config, role, store, offset).await,
         None => None,
     };
     let plan = plan_recovery(
@@ -60,9 +75,11 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         RecoveryPlan::CommittedOffsetLost { checkpoint } => {
             return Err(PartitionError::CommittedOffsetLost { checkpoint })
         }
-        RecoveryPlan::Fresh { next_checkpoint } => {
-            (Pipeline::compile(&config.spec)?, 0, next_checkpoint)
-        }
+        RecoveryPlan::Fresh { next_checkpoint } => (
+            Pipeline::compile_role(&config.spec, role)?,
+            0,
+            next_checkpoint,
+        ),
         RecoveryPlan::Local {
             offset,
             next_checkpoint,
@@ -82,11 +99,22 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
             };
             let (checkpoint, state) = decode_snapshot(&bytes)?;
             let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
-            (Pipeline::restore(&config.spec, state)?, offset, next)
+            (
+                Pipeline::restore_role(&config.spec, role, state)?,
+                offset,
+                next,
+            )
         }
     };
+    let mut pipeline = pipeline;
+    if let (StageTask::Whole { .. }, Some(_)) = (&task, &config.spec.source.partitioned_by) {
+        if weir_core::spec::stages::shuffling_key_by(&config.spec).is_none() {
+            let source_partitions = broker.partition_count(&config.spec.source.topic).await?;
+            pipeline.check_partitioned_by(source_partitions);
+        }
+    }
     let reader = broker.reader(&topic, partition, next_offset).await?;
-    let targets = output_targets(config, broker).await?;
+    let targets = output_targets(config, &task, broker).await?;
     writer.begin()?;
     tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, next_offset, "partition recovered");
     Ok(Recovered {
@@ -97,6 +125,7 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         next_checkpoint,
         has_commit_point: committed.is_some(),
         targets,
+        input: (topic, partition),
     })
 }
 
@@ -104,12 +133,13 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
 /// checkpoint id, or `None` (no copy there, or one that cannot be used).
 async fn restore_local_copy<S: CheckpointStore>(
     config: &PartitionConfig,
+    role: PipelineRole,
     store: &S,
     offset: i64,
 ) -> Option<(Pipeline, u64)> {
     match store.get_local(config.job, config.partition, offset).await {
         Ok(Some(local)) => {
-            match Pipeline::restore_entries(&config.spec, &local.header, &local.entries) {
+            match Pipeline::restore_entries(&config.spec, role, &local.header, &local.entries) {
                 Ok(pipeline) => Some((pipeline, local.checkpoint)),
                 Err(e) => {
                     tracing::warn!(job = %config.job, partition = %config.partition, error = %e, "local state copy unusable; restoring from the checkpoint store");
@@ -125,16 +155,54 @@ async fn restore_local_copy<S: CheckpointStore>(
     }
 }
 
+/// The part of the pipeline `task` runs. Downstream of a shuffle, every source partition
+/// has an upstream task whose watermark counts.
+async fn pipeline_role<B: Broker>(
+    task: &StageTask,
+    spec: &weir_core::spec::JobSpec,
+    broker: &B,
+) -> Result<PipelineRole, PartitionError> {
+    Ok(match task {
+        StageTask::Whole { .. } => PipelineRole::Whole,
+        StageTask::Upstream { shuffle_at, .. } => PipelineRole::Upstream {
+            shuffle_at: *shuffle_at,
+        },
+        StageTask::Downstream { shuffle_at, .. } => PipelineRole::Downstream {
+            shuffle_at: *shuffle_at,
+            upstreams: broker.partition_count(&spec.source.topic).await?,
+        },
+    })
+}
+
 /// Where the partition's outputs go and how large each may be, read from the broker.
 async fn output_targets<B: Broker>(
     config: &PartitionConfig,
+    task: &StageTask,
     broker: &B,
 ) -> Result<OutputTargets, PartitionError> {
     let partition = config.partition.0 as i32;
     // Keyless outputs stay on the sink partition numbered like their source partition
     // (modulo the sink's size): they keep their source order and batch well, instead of
     // being spread record by record.
-    let sink_topic = config.spec.sink.topic.clone();
+    let (sink_topic, route_by_key, markers) = match task {
+        StageTask::Upstream {
+            source_partition,
+            repartition,
+            ..
+        } => (
+            repartition.topic.clone(),
+            Some(repartition.partitions),
+            Some(Markers {
+                topic: repartition.topic.clone(),
+                partitions: repartition.partitions,
+                upstream: *source_partition as u32,
+                last_sent_ms: None,
+            }),
+        ),
+        StageTask::Whole { .. } | StageTask::Downstream { .. } => {
+            (config.spec.sink.topic.clone(), None, None)
+        }
+    };
     let dead_letter_topic = config.spec.dead_letter_topic_or_default();
     let sink_partition = partition % broker.partition_count(&sink_topic).await?.max(1) as i32;
     let dead_letter_partition =
@@ -159,5 +227,7 @@ async fn output_targets<B: Broker>(
         dead_letter_partition,
         sink_record_max,
         dead_letter_max,
+        route_by_key,
+        markers,
     })
 }

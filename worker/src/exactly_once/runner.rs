@@ -39,6 +39,8 @@ pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
     cycle: Cycle,
     outputs: Outputs,
     targets: OutputTargets,
+    /// The topic and partition read: whose offset each commit records.
+    input: (String, i32),
     counters: PartitionCounters,
     /// Figures of the checkpoint under way, recorded as metrics once it commits.
     under_way: Option<CheckpointFigures>,
@@ -97,6 +99,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             cycle,
             outputs: Outputs::new(),
             targets: recovered.targets,
+            input: recovered.input,
             counters: PartitionCounters::default(),
             under_way: None,
         })
@@ -159,6 +162,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             let started = Instant::now();
             self.outputs.clear();
             self.pipeline.process_batch(&batch, &mut self.outputs)?;
+            if planted(PlantedBug::MarkerBeforeEvents) {
+                // The mistake: the batch's watermark goes out before its events.
+                self.targets
+                    .write_markers(&mut self.writer, self.pipeline.watermark_ms())
+                    .await?;
+            }
             let written = self
                 .targets
                 .write(&mut self.writer, &mut self.outputs)
@@ -338,6 +347,10 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 Ok(None)
             }
             Action::Abort => {
+                // Markers of the aborted transaction are gone: send the next one again.
+                if let Some(markers) = self.targets.markers.as_mut() {
+                    markers.last_sent_ms = None;
+                }
                 if let Err(e) = self.writer.abort().await {
                     tracing::debug!(error = %e, "abort after a refused checkpoint");
                 }
@@ -406,9 +419,23 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         failure: &mut Option<PartitionError>,
     ) -> Event {
         let refreshing = matches!(self.cycle.phase(), Phase::Refreshing { .. });
+        // Upstream of a shuffle, the watermark markers of what this transaction holds
+        // go last, after the events they cover.
+        if let Err(e) = self
+            .targets
+            .write_markers(&mut self.writer, self.pipeline.watermark_ms())
+            .await
+        {
+            let error = e.to_string();
+            *failure = Some(e);
+            return Event::TransactionFailed {
+                fenced: false,
+                error,
+            };
+        }
         let offsets = [SourceOffset {
-            topic: self.config.spec.source.topic.clone(),
-            partition: self.config.partition.0 as i32,
+            topic: self.input.0.clone(),
+            partition: self.input.1,
             next_offset: offset,
         }];
         let started = Instant::now();

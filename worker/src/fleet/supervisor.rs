@@ -294,6 +294,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 spec,
                 poll_batch_records: self.config.poll_batch_records,
                 committed_checkpoint: assignment.committed_checkpoint,
+                repartitions: assignment.repartitions,
             };
             tracing::info!(job = %key.0, partition = %key.1, epoch = %assignment.epoch, "starting partition");
             let (broker, store, board) =

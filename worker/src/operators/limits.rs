@@ -68,4 +68,20 @@ pub enum PipelineError {
     /// A bound on partition state was reached.
     #[error("the job holds too much state: it reached the limit on {0}")]
     StateLimit(StateLimit),
+    /// A record of a repartition topic is not one weir wrote there.
+    #[error("a repartition record does not read: {0}")]
+    CorruptRepartitionRecord(String),
+    /// The source declared `partitioned_by`, and an event is on another partition than
+    /// its key's: windows by that key would be split between tasks.
+    #[error(
+        "source.partitioned_by is wrong: the event at partition {partition} offset {offset} has \
+         key {key:?}, which Kafka's keyed partitioner places on partition {expected}; \
+         remove partitioned_by (the job then repartitions) or produce the topic keyed by it"
+    )]
+    NotPartitionedBy {
+        partition: i32,
+        offset: i64,
+        key: String,
+        expected: u32,
+    },
 }

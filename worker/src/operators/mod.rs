@@ -156,6 +156,7 @@ mod changes;
 mod compile;
 mod datum;
 mod dedupe;
+mod downstream;
 mod event_time;
 mod exact;
 mod expr;
@@ -169,6 +170,8 @@ mod object;
 mod pipeline;
 mod plan;
 mod record;
+pub mod role;
+pub mod shuffled;
 mod snapshot;
 mod stages;
 mod table_key;
@@ -192,3 +195,4 @@ pub use plan::RestoreError;
 pub use record::{
     DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
 };
+pub use role::PipelineRole;

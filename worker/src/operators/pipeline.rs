@@ -20,8 +20,10 @@ use super::plan::{watermark, Plan, RestoreError, State, WindowPlan};
 use super::record::{
     write_json_str, DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord,
 };
+use super::role::{LatenessRule, PipelineRole};
 use super::snapshot;
 use super::stages::{run_steps, Flow, Step};
+use super::window::Assigner;
 use super::window::{Fired, Windows};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -45,14 +47,28 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// Compiles `spec` (validating it first) into a pipeline with empty state.
     pub fn compile(spec: &JobSpec) -> Result<Pipeline, CompileError> {
-        let plan = Plan::compile(spec)?;
+        Pipeline::compile_role(spec, PipelineRole::Whole)
+    }
+
+    /// Compiles the part of `spec` that `role` runs, with empty state.
+    pub fn compile_role(spec: &JobSpec, role: PipelineRole) -> Result<Pipeline, CompileError> {
+        let plan = Plan::compile(spec, role)?;
         let state = State::new(&plan);
         Ok(Pipeline { plan, state })
     }
 
     /// Restores a pipeline for `spec` from a [`snapshot`](Pipeline::snapshot) of it.
     pub fn restore(spec: &JobSpec, bytes: &[u8]) -> Result<Pipeline, RestoreError> {
-        let mut pipeline = Pipeline::compile(spec)?;
+        Pipeline::restore_role(spec, PipelineRole::Whole, bytes)
+    }
+
+    /// Restores the part of `spec` that `role` runs from a snapshot of it.
+    pub fn restore_role(
+        spec: &JobSpec,
+        role: PipelineRole,
+        bytes: &[u8],
+    ) -> Result<Pipeline, RestoreError> {
+        let mut pipeline = Pipeline::compile_role(spec, role)?;
         snapshot::read(&pipeline.plan, &mut pipeline.state, bytes)?;
         Ok(pipeline)
     }
@@ -61,11 +77,27 @@ impl Pipeline {
     /// gave it: a header and every key's entry. The same checks as [`restore`](Pipeline::restore).
     pub fn restore_entries(
         spec: &JobSpec,
+        role: PipelineRole,
         header: &[u8],
         entries: &[StateEntry],
     ) -> Result<Pipeline, RestoreError> {
         let bytes = snapshot::assemble(header, entries)?;
-        Pipeline::restore(spec, &bytes)
+        Pipeline::restore_role(spec, role, &bytes)
+    }
+
+    /// The part of the job's pipeline this one runs.
+    pub fn role(&self) -> PipelineRole {
+        self.plan.role
+    }
+
+    /// Checks from now on that every event reaching the window is on the partition of
+    /// `source_partitions` that Kafka's keyed partitioner gives its key: for a source that
+    /// declares `partitioned_by` the window's key. An event elsewhere stops the pipeline
+    /// with [`PipelineError::NotPartitionedBy`], never a silently split window.
+    pub fn check_partitioned_by(&mut self, source_partitions: u32) {
+        if self.plan.window.is_some() && self.plan.role == PipelineRole::Whole {
+            self.plan.partitioned_by_check = Some(source_partitions.max(1));
+        }
     }
 
     /// The state's entries that changed since the last call (or every entry, the first
@@ -184,7 +216,7 @@ impl Pipeline {
 }
 
 impl Plan {
-    fn compile(spec: &JobSpec) -> Result<Plan, CompileError> {
+    fn compile(spec: &JobSpec, role: PipelineRole) -> Result<Plan, CompileError> {
         validate(spec)?;
         let env = cel_env();
         let mut pre = Vec::new();
@@ -192,8 +224,18 @@ impl Plan {
         let mut window: Option<WindowPlan> = None;
         let mut pending_window: Option<(String, &weir_core::spec::Window)> = None;
         let mut dedupe_ttls_ms = Vec::new();
+        let mut lateness = None;
         for (index, stage) in spec.pipeline.iter().enumerate() {
             let field = format!("pipeline[{index}].{}", stage.kind());
+            if !role.runs(index) {
+                if let (Stage::Window(spec_window), PipelineRole::Upstream { .. }) = (stage, role) {
+                    lateness.get_or_insert(LatenessRule {
+                        assigner: Assigner::from_spec(&spec_window.kind),
+                        allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
+                    });
+                }
+                continue;
+            }
             let steps = if window.is_some() {
                 &mut post
             } else {
@@ -239,7 +281,11 @@ impl Plan {
             window,
             post,
             dedupe_ttls_ms,
-            fingerprint: snapshot::fingerprint(spec),
+            fingerprint: snapshot::fingerprint(spec, role),
+            source_topic: spec.source.topic.clone(),
+            role,
+            lateness,
+            partitioned_by_check: None,
         })
     }
 }
@@ -250,6 +296,9 @@ fn process_record(
     record: &SourceRecord,
     out: &mut Outputs,
 ) -> Result<(), PipelineError> {
+    if let PipelineRole::Downstream { .. } = plan.role {
+        return super::downstream::process_shuffled(plan, state, record, out);
+    }
     let mut field_spans = std::mem::take(&mut state.field_spans);
     let event_ms = process_event(plan, state, record, &mut field_spans, out);
     state.field_spans = field_spans;
@@ -289,13 +338,66 @@ fn process_event(
         Flow::Continue(obj, key) if plan.window.is_some() => {
             // Validation puts a key_by before every window, so there is a key.
             let key = key.unwrap_or_default();
+            if let Some(partitions) = plan.partitioned_by_check {
+                let expected = weir_core::routing::partition_for_key(key.as_bytes(), partitions);
+                if expected as i32 != record.partition {
+                    return Err(PipelineError::NotPartitionedBy {
+                        partition: record.partition,
+                        offset: record.offset,
+                        key: key.to_string(),
+                        expected,
+                    });
+                }
+            }
             add_to_windows(plan, state, &obj, &key, event_ms, watermark_ms, record, out)?;
+        }
+        Flow::Continue(obj, key) if plan.lateness.is_some() => {
+            let key = key.unwrap_or_default();
+            shuffle_out(plan, &obj, &key, event_ms, watermark_ms, record, out);
         }
         Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
         Flow::Dropped => {}
         Flow::Failed(reason, detail) => dead_letter(out, record, reason, detail),
     }
     Ok(Some(event_ms))
+}
+
+/// Upstream of a shuffle: judges the event's lateness (once, here, by this task's
+/// watermark) and writes it for the repartition topic, routed by `key`.
+#[allow(clippy::too_many_arguments)] // the event's coordinates, passed down as they are
+fn shuffle_out(
+    plan: &Plan,
+    obj: &Obj<'_>,
+    key: &str,
+    event_ms: i64,
+    watermark_ms: Option<i64>,
+    record: &SourceRecord,
+    out: &mut Outputs,
+) {
+    let Some(rule) = &plan.lateness else {
+        return;
+    };
+    if rule.is_late(event_ms, watermark_ms) {
+        let detail = late_text(event_ms, watermark_ms, rule.allowed_lateness_ms);
+        dead_letter(out, record, DeadLetterReason::Late, detail);
+        return;
+    }
+    let mut object = Vec::with_capacity(match obj {
+        Obj::Source(doc) => doc.text().len(),
+        Obj::Fields(fields) => 16 + 32 * fields.len(),
+    });
+    obj.write_json(&mut object);
+    out.records.push(OutputRecord {
+        key: Some(key.to_string()),
+        value: super::shuffled::encode_event(
+            event_ms,
+            watermark_ms,
+            record.partition,
+            record.offset,
+            &object,
+        ),
+        source_offset: record.offset,
+    });
 }
 
 /// The record's value as an object, and its event time.
@@ -322,7 +424,7 @@ fn decode<'a>(
 
 /// Adds an event to its key's windows, unless it is late or an aggregate argument fails.
 #[allow(clippy::too_many_arguments)] // the event's coordinates, passed down as they are
-fn add_to_windows(
+pub(super) fn add_to_windows(
     plan: &Plan,
     state: &mut State,
     obj: &Obj<'_>,
@@ -364,11 +466,14 @@ fn add_to_windows(
 }
 
 fn late_detail(window: &WindowPlan, event_ms: i64, watermark_ms: Option<i64>) -> String {
+    late_text(event_ms, watermark_ms, window.allowed_lateness_ms)
+}
+
+fn late_text(event_ms: i64, watermark_ms: Option<i64>, allowed_lateness_ms: i64) -> String {
     format!(
         "event time {event_ms} ms is too late: the watermark is at {} ms and every window \
-         the event belongs to has closed (allowed lateness {} ms)",
+         the event belongs to has closed (allowed lateness {allowed_lateness_ms} ms)",
         watermark_ms.unwrap_or(i64::MIN),
-        window.allowed_lateness_ms
     )
 }
 
@@ -383,6 +488,18 @@ fn advance(
 ) -> Result<(), PipelineError> {
     let before = watermark(plan, state);
     state.max_event_ms = Some(state.max_event_ms.map_or(event_ms, |max| max.max(event_ms)));
+    watermark_moved(plan, state, before, record, out)
+}
+
+/// After the watermark may have moved from `before`: forgets what it passed and fires the
+/// windows it closed, `record` being what moved it.
+pub(super) fn watermark_moved(
+    plan: &Plan,
+    state: &mut State,
+    before: Option<i64>,
+    record: &SourceRecord,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
     let Some(watermark_ms) = watermark(plan, state) else {
         return Ok(());
     };
@@ -407,7 +524,7 @@ fn advance(
 }
 
 /// Runs a fired window's result through the stages after the aggregate and emits it.
-fn emit_window_result(
+pub(super) fn emit_window_result(
     plan: &Plan,
     state: &mut State,
     fired: &Fired,
@@ -482,7 +599,12 @@ fn window_result_json(window: &WindowPlan, fired: &Fired) -> Vec<u8> {
     value
 }
 
-fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>, source_offset: i64) {
+pub(super) fn emit(
+    out: &mut Outputs,
+    obj: &Obj<'_>,
+    key: Option<Cow<'_, str>>,
+    source_offset: i64,
+) {
     let mut value = Vec::with_capacity(match obj {
         Obj::Source(doc) => doc.text().len(),
         Obj::Fields(fields) => 16 + 32 * fields.len(),
@@ -495,7 +617,12 @@ fn emit(out: &mut Outputs, obj: &Obj<'_>, key: Option<Cow<'_, str>>, source_offs
     });
 }
 
-fn dead_letter(out: &mut Outputs, record: &SourceRecord, reason: DeadLetterReason, detail: String) {
+pub(super) fn dead_letter(
+    out: &mut Outputs,
+    record: &SourceRecord,
+    reason: DeadLetterReason,
+    detail: String,
+) {
     out.dead_letters.push(DeadLetter {
         reason,
         detail,

@@ -10,6 +10,7 @@ use super::expr::{CelEnv, Expr};
 use super::json::FieldSpan;
 use super::limits::{PipelineError, WINDOWS_PER_EVENT_MAX};
 use super::record::write_json_str;
+use super::role::{LatenessRule, PipelineRole};
 use super::stages::Step;
 use super::window::{Assigner, Fired, Windows};
 use weir_core::spec::{parse_aggregate_call, AggregateFunction};
@@ -44,6 +45,15 @@ pub(crate) struct Plan {
     /// The ttl of each dedupe memory, by memory index.
     pub(crate) dedupe_ttls_ms: Vec<i64>,
     pub(crate) fingerprint: [u8; 32],
+    /// The job's source topic, named in the dead letters of a downstream stage.
+    pub(crate) source_topic: String,
+    /// The part of the job's pipeline this plan runs.
+    pub(crate) role: PipelineRole,
+    /// An upstream task's lateness rule, from the window after its shuffle.
+    pub(crate) lateness: Option<LatenessRule>,
+    /// A source declared `partitioned_by` the window's key, with this many partitions:
+    /// every keyed event must be on the partition Kafka's keyed partitioner gives its key.
+    pub(crate) partitioned_by_check: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -126,6 +136,9 @@ pub(crate) struct State {
     pub(crate) field_spans: Vec<FieldSpan>,
     pub(crate) fired: Vec<Fired>,
     pub(crate) inputs: Vec<Option<Input>>,
+    /// A downstream task's latest watermark from each upstream task, by upstream index
+    /// (`None` until its first marker); empty in other roles.
+    pub(crate) upstream_watermarks: Vec<Option<i64>>,
 }
 
 impl State {
@@ -145,11 +158,28 @@ impl State {
             field_spans: Vec::new(),
             fired: Vec::new(),
             inputs: Vec::new(),
+            upstream_watermarks: match plan.role {
+                PipelineRole::Downstream { upstreams, .. } => vec![None; upstreams as usize],
+                _ => Vec::new(),
+            },
         }
     }
 }
 
+/// The partition's watermark: the largest event time seen minus `max_out_of_orderness`;
+/// downstream of a shuffle, the least of every upstream task's (none until each has sent
+/// one).
 pub(crate) fn watermark(plan: &Plan, state: &State) -> Option<i64> {
+    if let PipelineRole::Downstream { .. } = plan.role {
+        if weir_core::bugs::planted(weir_core::bugs::PlantedBug::DownstreamWatermarkNotMin) {
+            return state.upstream_watermarks.iter().flatten().copied().max();
+        }
+        return state
+            .upstream_watermarks
+            .iter()
+            .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
+            .filter(|_| !state.upstream_watermarks.is_empty());
+    }
     state
         .max_event_ms
         .map(|max| max - plan.max_out_of_orderness_ms)

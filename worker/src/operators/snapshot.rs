@@ -9,6 +9,7 @@
 //! ```text
 //! "WEIRPIPE" u32:version [32]:fingerprint
 //! opt<i64>:max_event_ms
+//! [ u32:upstreams { opt<i64>:watermark_ms }* ]   (downstream of a shuffle only)
 //! u32:dedupe_stages { u32:entries { str:key i64:last_kept_ms }* }*
 //! u8:has_windows [ u32:keys { str:key u32:windows { i64:start i64:end accumulator* }* }* ]
 //! ```
@@ -21,23 +22,31 @@ use super::event_time::EVENT_TIME_ABS_MAX_MS;
 use super::exact::{ExactFloatSum, LIMBS_MAX};
 use super::limits::{DEDUPE_KEYS_MAX, KEYS_PER_PARTITION_MAX, OPEN_WINDOWS_PER_KEY_MAX};
 use super::plan::{watermark, Plan, RestoreError, State};
+use super::role::PipelineRole;
 use super::window::{Accumulators, Pane};
 use sha2::{Digest, Sha256};
 use weir_core::spec::JobSpec;
 
 const MAGIC: &[u8; 8] = b"WEIRPIPE";
 const VERSION: u32 = 1;
+/// The most upstream tasks a downstream snapshot may name: a source's partitions.
+pub(crate) const UPSTREAMS_MAX: usize = 100_000;
 
 /// What identifies the state a spec's pipeline keeps: its event-time settings and stages.
 /// Sink, checkpoint interval and the like may change between runs; these may not.
-pub(crate) fn fingerprint(spec: &JobSpec) -> [u8; 32] {
+/// A stage of a job that shuffles adds its role, so one stage's snapshot never restores
+/// into another.
+pub(crate) fn fingerprint(spec: &JobSpec, role: PipelineRole) -> [u8; 32] {
     let defining = (
         "weir-pipeline-state-v1",
         &spec.source.event_time,
         spec.source.max_out_of_orderness_or_zero(),
         &spec.pipeline,
     );
-    let bytes = serde_json::to_vec(&defining).unwrap_or_default();
+    let mut bytes = serde_json::to_vec(&defining).unwrap_or_default();
+    if let Some(tag) = role.fingerprint_tag() {
+        bytes.extend_from_slice(tag.as_bytes());
+    }
     Sha256::digest(bytes).into()
 }
 
@@ -158,6 +167,21 @@ pub(crate) fn read(plan: &Plan, state: &mut State, bytes: &[u8]) -> Result<(), R
         1 => Some(r.event_time()?),
         tag => return Err(corrupt(format!("bad watermark tag {tag}"))),
     };
+    if let PipelineRole::Downstream { .. } = plan.role {
+        let count = r.len(UPSTREAMS_MAX)?;
+        let mut read = Vec::with_capacity(count);
+        for _ in 0..count {
+            read.push(match r.u8()? {
+                0 => None,
+                1 => Some(r.i64()?),
+                tag => return Err(corrupt(format!("bad upstream watermark tag {tag}"))),
+            });
+        }
+        // The source may have gained partitions since: their upstream tasks are new.
+        let upstreams = state.upstream_watermarks.len().max(read.len());
+        read.resize(upstreams, None);
+        state.upstream_watermarks = read;
+    }
     let watermark_ms = watermark(plan, state);
     if r.len(usize::MAX)? != state.dedupe.len() {
         return Err(corrupt("the number of dedupe stages differs".into()));
@@ -240,6 +264,18 @@ impl Writer {
             Some(ms) => {
                 self.u8(1);
                 self.i64(ms);
+            }
+        }
+        if let PipelineRole::Downstream { .. } = plan.role {
+            self.len(state.upstream_watermarks.len());
+            for watermark in &state.upstream_watermarks {
+                match watermark {
+                    None => self.u8(0),
+                    Some(ms) => {
+                        self.u8(1);
+                        self.i64(*ms);
+                    }
+                }
             }
         }
     }

@@ -439,7 +439,9 @@ fn sliding_windows_take_events_in_every_open_window() {
 
 #[test]
 fn sessions_merge_out_of_order_events_and_reject_late_ones() {
-    let spec = spec(
+    // A session window needs a source partitioned by its key (no shuffle).
+    let spec = spec_with(
+        "  event_time: ts\n  partitioned_by: k\n",
         r#"key_by: "k"
         window: { session: { gap: 10ms } }
         aggregate: { n: "count()" }"#,
@@ -712,7 +714,7 @@ fn checkpoint_specs() -> Vec<JobSpec> {
             filter: "n > 1""#,
         ),
         spec_with(
-            ooo,
+            &format!("{ooo}  partitioned_by: k\n"),
             r#"map: { k: "k", v: "v + v", id: "id" }
             key_by: "k"
             window: { sliding: { size: 40ms, slide: 15ms } }
@@ -720,7 +722,7 @@ fn checkpoint_specs() -> Vec<JobSpec> {
             dedupe: { key: "n", ttl: 50ms }"#,
         ),
         spec_with(
-            ooo,
+            &format!("{ooo}  partitioned_by: k\n"),
             r#"key_by: "k"
             window: { session: { gap: 12ms }, allowed_lateness: 5ms }
             aggregate: { n: "count()", s: "sum(v)", hi: "max(v)" }"#,
@@ -841,8 +843,13 @@ fn state_kept_from_changes_alone_restores_the_same_pipeline() {
                     partial += 1;
                 }
                 copy.apply(changes);
-                let restored =
-                    Pipeline::restore_entries(&spec, &copy.header, &copy.entries()).unwrap();
+                let restored = Pipeline::restore_entries(
+                    &spec,
+                    PipelineRole::Whole,
+                    &copy.header,
+                    &copy.entries(),
+                )
+                .unwrap();
                 assert_eq!(restored.snapshot(), pipeline.snapshot());
                 // A restored pipeline's first changes are full again.
                 if rng.gen_bool(0.2) {

@@ -1,0 +1,177 @@
+//! What one task of a job reads and writes, from its task id and the job's repartition
+//! topics as the coordinator group recorded them (`weir_core::spec::stages`): the whole
+//! pipeline over a source partition; the upstream stage over a source partition, writing
+//! the repartition topic; or the downstream stage over a repartition partition.
+
+use weir_broker::{CleanupPolicy, Retention, TopicSpec};
+use weir_core::ids::{JobId, PartitionId};
+use weir_core::spec::stages::{
+    repartition_topic_name, shuffling_key_by, task_stage, REPARTITION_CLEANUP_POLICY,
+    REPARTITION_RETENTION_MS,
+};
+use weir_core::spec::JobSpec;
+
+/// The stage a task runs, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageTask {
+    /// The whole pipeline: source partition to sink.
+    Whole { source_partition: i32 },
+    /// The stages up to the shuffle: source partition to the repartition topic.
+    Upstream {
+        source_partition: i32,
+        shuffle_at: usize,
+        repartition: Repartition,
+    },
+    /// The stages after the shuffle: a repartition partition to the sink.
+    Downstream {
+        partition: i32,
+        shuffle_at: usize,
+        repartition: Repartition,
+    },
+}
+
+/// A job's repartition topic as its tasks use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repartition {
+    pub topic: String,
+    pub partitions: u32,
+}
+
+impl Repartition {
+    /// The topic as weir creates it (or checks it, if it exists).
+    pub fn topic_spec(&self) -> TopicSpec {
+        debug_assert_eq!(REPARTITION_CLEANUP_POLICY, "delete");
+        let mut spec = TopicSpec::new(&self.topic, self.partitions);
+        spec.cleanup_policy = CleanupPolicy::Delete;
+        spec.retention = Some(Retention::Ms(REPARTITION_RETENTION_MS));
+        spec
+    }
+}
+
+/// Why a task cannot be resolved: the group's record and the spec disagree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task {task} of job {job} does not fit the job's stages: {reason}")]
+pub struct StageMismatch {
+    pub job: JobId,
+    pub task: PartitionId,
+    pub reason: String,
+}
+
+/// The stage task `task` of `job` runs, given the partition counts of the job's
+/// repartition topics as the group recorded them (`repartitions`; empty: one stage, as
+/// every job before stages existed).
+pub fn resolve(
+    job: JobId,
+    spec: &JobSpec,
+    task: PartitionId,
+    repartitions: &[u32],
+) -> Result<StageTask, StageMismatch> {
+    let (stage, index) = task_stage(task);
+    let mismatch = |reason: String| StageMismatch { job, task, reason };
+    let index = i32::try_from(index).map_err(|_| mismatch("index out of range".into()))?;
+    let Some(&partitions) = repartitions.first() else {
+        return match stage {
+            0 => Ok(StageTask::Whole {
+                source_partition: index,
+            }),
+            _ => Err(mismatch("the job has one stage".into())),
+        };
+    };
+    let Some(shuffle_at) = shuffling_key_by(spec) else {
+        return Err(mismatch("the spec does not shuffle".into()));
+    };
+    if repartitions.len() > 1 {
+        return Err(mismatch("more than one repartition topic".into()));
+    }
+    let repartition = Repartition {
+        topic: repartition_topic_name(job, 1),
+        partitions,
+    };
+    match stage {
+        0 => Ok(StageTask::Upstream {
+            source_partition: index,
+            shuffle_at,
+            repartition,
+        }),
+        1 if (index as u32) < partitions => Ok(StageTask::Downstream {
+            partition: index,
+            shuffle_at,
+            repartition,
+        }),
+        _ => Err(mismatch(format!(
+            "stage {stage} partition {index} is not among the job's tasks"
+        ))),
+    }
+}
+
+impl StageTask {
+    /// The topic and partition the task reads.
+    pub fn input(&self, spec: &JobSpec) -> (String, i32) {
+        match self {
+            StageTask::Whole { source_partition }
+            | StageTask::Upstream {
+                source_partition, ..
+            } => (spec.source.topic.clone(), *source_partition),
+            StageTask::Downstream {
+                partition,
+                repartition,
+                ..
+            } => (repartition.topic.clone(), *partition),
+        }
+    }
+
+    /// The repartition topic the task reads or writes, if any.
+    pub fn repartition(&self) -> Option<&Repartition> {
+        match self {
+            StageTask::Whole { .. } => None,
+            StageTask::Upstream { repartition, .. } | StageTask::Downstream { repartition, .. } => {
+                Some(repartition)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_core::spec::parse_job_spec;
+    use weir_core::spec::stages::task_id;
+
+    fn spec(pipeline: &str) -> JobSpec {
+        let yaml = format!(
+            "name: j\nsource: {{ topic: payments }}\npipeline: [{pipeline}]\nsink: {{ topic: out }}\n"
+        );
+        parse_job_spec(yaml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn tasks_resolve_to_their_stage_and_partition() {
+        let shuffles = spec(
+            r#"{ key_by: "card" }, { window: { tumbling: 5s } }, { aggregate: { n: "count()" } }"#,
+        );
+        let job = JobId(7);
+        let topic = "weir-job-7-repartition-1".to_string();
+        assert_eq!(
+            resolve(job, &shuffles, task_id(0, 2), &[4])
+                .unwrap()
+                .input(&shuffles),
+            ("payments".to_string(), 2)
+        );
+        let down = resolve(job, &shuffles, task_id(1, 3), &[4]).unwrap();
+        assert_eq!(down.input(&shuffles), (topic.clone(), 3));
+        assert_eq!(down.repartition().unwrap().topic_spec().partitions, 4);
+        assert!(resolve(job, &shuffles, task_id(1, 4), &[4]).is_err());
+        assert!(resolve(job, &shuffles, task_id(2, 0), &[4]).is_err());
+        // Recorded with one stage (before stages existed): the whole pipeline, as then.
+        assert_eq!(
+            resolve(job, &shuffles, task_id(0, 1), &[]).unwrap(),
+            StageTask::Whole {
+                source_partition: 1
+            }
+        );
+        assert!(resolve(job, &shuffles, task_id(1, 0), &[]).is_err());
+        // A spec that does not shuffle cannot have repartition topics.
+        let stateless = spec(r#"{ key_by: "card" }"#);
+        assert!(resolve(job, &stateless, task_id(0, 0), &[4]).is_err());
+    }
+}

@@ -1,0 +1,72 @@
+//! Which part of a job's pipeline one task runs. A job whose `key_by` must repartition
+//! (`weir_core::spec::stages`) runs as two stages: the **upstream** one reads the source
+//! and runs the pipeline up to and including that `key_by`, then writes each event to the
+//! repartition topic, routed by its key; the **downstream** one reads the repartition
+//! topic and runs the rest (the window, its aggregate and what follows). Every other job
+//! runs **whole**, as one stage.
+
+use super::window::Assigner;
+
+/// The part of the pipeline a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineRole {
+    /// Every stage, reading the source and writing the sink.
+    Whole,
+    /// Stages `0..=shuffle_at` (`shuffle_at` is the repartitioning `key_by`), reading the
+    /// source and writing events and watermark markers to the repartition topic.
+    Upstream { shuffle_at: usize },
+    /// Stages after `shuffle_at`, reading the repartition topic that `upstreams` upstream
+    /// tasks write, and writing the sink.
+    Downstream { shuffle_at: usize, upstreams: u32 },
+}
+
+impl PipelineRole {
+    /// The pipeline indices this role runs, of a pipeline of `len` stages.
+    pub(crate) fn runs(&self, index: usize) -> bool {
+        match *self {
+            PipelineRole::Whole => true,
+            PipelineRole::Upstream { shuffle_at } => index <= shuffle_at,
+            PipelineRole::Downstream { shuffle_at, .. } => index > shuffle_at,
+        }
+    }
+
+    /// What goes into the snapshot fingerprint besides the spec: nothing for a whole
+    /// pipeline (so its snapshots read as before stages existed).
+    pub(crate) fn fingerprint_tag(&self) -> Option<String> {
+        match *self {
+            PipelineRole::Whole => None,
+            PipelineRole::Upstream { shuffle_at } => Some(format!("upstream-{shuffle_at}")),
+            PipelineRole::Downstream { shuffle_at, .. } => Some(format!("downstream-{shuffle_at}")),
+        }
+    }
+}
+
+/// What an upstream task needs of the window that follows its shuffle: lateness is judged
+/// there, once, with the task's own watermark, since every downstream decision must be
+/// one a replay repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LatenessRule {
+    pub(crate) assigner: Assigner,
+    pub(crate) allowed_lateness_ms: i64,
+}
+
+impl LatenessRule {
+    /// Whether an event at `event_ms` is late at `watermark_ms`: every window it belongs
+    /// to has closed (tumbling and sliding windows: a session window never follows a
+    /// shuffle, and is never called late here).
+    pub(crate) fn is_late(&self, event_ms: i64, watermark_ms: Option<i64>) -> bool {
+        let Some(watermark) = watermark_ms else {
+            return false;
+        };
+        let (size_ms, slide_ms) = match self.assigner {
+            Assigner::Tumbling { size_ms } => (size_ms, size_ms),
+            Assigner::Sliding { size_ms, slide_ms } => (size_ms, slide_ms),
+            Assigner::Session { .. } => return false,
+        };
+        let last_start = event_ms.div_euclid(slide_ms) * slide_ms;
+        last_start
+            .saturating_add(size_ms)
+            .saturating_add(self.allowed_lateness_ms)
+            <= watermark
+    }
+}
