@@ -6,9 +6,7 @@
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
 
-use std::path::PathBuf;
-use std::process::{Command as Process, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -16,120 +14,15 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use weir_broker::kafka::KafkaBroker;
 use weir_broker::{Broker, OutgoingRecord, TransactionalWriter};
-use weir_coordinator::state::{Command, CommandResult, ControlState, Move};
+use weir_coordinator::state::{Command, Move};
 use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
 use weir_core::spec::parse_job_spec;
-use weir_core::wire::{
-    Assignments, CheckpointReport, CheckpointReportResults, Lease, WorkerReport,
-};
 use weir_worker::checkpoint_store::MemoryCheckpointStore;
-use weir_worker::control::{ControlError, ControlPlane};
 use weir_worker::exactly_once::{PartitionConfig, PartitionRunner};
 
-/// A broker started by kafka.sh in a temporary directory; stopped on drop.
-struct Kafka {
-    script: PathBuf,
-    dir: PathBuf,
-    bootstrap: String,
-    _tempdir: tempfile::TempDir,
-}
-
-impl Kafka {
-    fn start() -> Self {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka/kafka.sh");
-        let tempdir = tempfile::Builder::new()
-            .prefix("weir-kafka-worker-test-")
-            .tempdir()
-            .unwrap();
-        let dir = tempdir.path().join("broker");
-        let output = Process::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "kafka.sh start failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let bootstrap = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("bootstrap="))
-            .unwrap()
-            .trim()
-            .to_string();
-        Kafka {
-            script,
-            dir,
-            bootstrap,
-            _tempdir: tempdir,
-        }
-    }
-}
-
-impl Drop for Kafka {
-    fn drop(&mut self) {
-        let _ = Process::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-/// The control plane as the real state machine, in memory.
-#[derive(Default)]
-struct LocalControl {
-    state: Mutex<ControlState>,
-}
-
-impl LocalControl {
-    fn apply(&self, c: Command) -> CommandResult {
-        self.state.lock().unwrap().apply(&c)
-    }
-}
-
-impl ControlPlane for LocalControl {
-    async fn register(&self, _: &WorkerId, _: &str) -> Result<Lease, ControlError> {
-        unreachable!()
-    }
-    async fn deregister(&self, _: &WorkerId) -> Result<(), ControlError> {
-        unreachable!()
-    }
-    async fn heartbeat(&self, _: &WorkerId) -> Result<Lease, ControlError> {
-        unreachable!()
-    }
-    async fn assignments(&self, _: &WorkerId) -> Result<Assignments, ControlError> {
-        unreachable!()
-    }
-    async fn report_partitions(&self, _: JobId, _: u32) -> Result<(), ControlError> {
-        unreachable!()
-    }
-    async fn report_checkpoints(
-        &self,
-        id: &WorkerId,
-        reports: Vec<CheckpointReport>,
-    ) -> Result<CheckpointReportResults, ControlError> {
-        match self.apply(Command::Checkpoint {
-            worker: id.clone(),
-            reports,
-            at_ms: 0,
-        }) {
-            CommandResult::CheckpointResults(results) => Ok(CheckpointReportResults { results }),
-            other => panic!("{other:?}"),
-        }
-    }
-    async fn report(&self, _: &WorkerId, _: WorkerReport) -> Result<(), ControlError> {
-        Ok(())
-    }
-}
+mod common;
+use common::kafka::Kafka;
+use common::LocalControl;
 
 const SPEC: &str = r#"
 name: copy

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod kafka;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use weir_coordinator::state::{Command, CommandResult, ControlState};

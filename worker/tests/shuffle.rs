@@ -1,13 +1,15 @@
-//! A job that repartitions, run as its two stages against the in-memory Kafka model and the
-//! real control state machine: the source is spread over its partitions without regard to
-//! the window's key, upstream and downstream tasks run interleaved, one of each crashes
-//! and is taken over mid-run, and the committed window results must equal, exactly once,
-//! the per-key counts computed here from the input alone.
+//! A job that repartitions, run as its two stages with the real control state machine,
+//! against the in-memory Kafka model and against a real Kafka broker: the source is spread
+//! over its partitions without regard to the window's key, upstream and downstream tasks
+//! run interleaved, one of each crashes and is taken over mid-run, and the committed
+//! window results must equal, exactly once, the per-key counts computed here from the
+//! input alone.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // tests and binaries
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use weir_broker::kafka::KafkaBroker;
 use weir_broker::memory::MemoryBroker;
 use weir_broker::{Broker, OutgoingRecord, SourceOffset, TransactionalWriter};
 use weir_coordinator::state::{Command, CommandResult, Move};
@@ -18,6 +20,7 @@ use weir_worker::checkpoint_store::MemoryCheckpointStore;
 use weir_worker::exactly_once::{PartitionConfig, PartitionRunner};
 
 mod common;
+use common::kafka::Kafka;
 use common::LocalControl;
 
 const SPEC: &str = r#"
@@ -36,8 +39,8 @@ parallelism: 2
 const SOURCE_PARTITIONS: u32 = 3;
 const DOWNSTREAM: u32 = 2;
 const EVENTS: usize = 600;
-
-type Runner = PartitionRunner<MemoryBroker, MemoryCheckpointStore, LocalControl>;
+/// Attempts at taking a task over while the broker is unavailable.
+const RECOVER_ATTEMPTS_MAX: usize = 100;
 
 /// Event `i`: on source partition `i % 3` (as a topic keyed by merchant would spread
 /// cards), card `i % 5`, time `i * 300 ms` so every partition's time grows.
@@ -49,9 +52,8 @@ fn event(i: usize) -> (i32, String, i64, i64) {
     (partition, card, ts, amount)
 }
 
-async fn setup() -> (MemoryBroker, JobSpec, Arc<LocalControl>) {
+async fn setup<B: Broker>(broker: &B) -> (JobSpec, Arc<LocalControl>) {
     let spec = parse_job_spec(SPEC.as_bytes()).unwrap();
-    let broker = MemoryBroker::new();
     broker
         .create_topic("payments", SOURCE_PARTITIONS)
         .await
@@ -98,7 +100,7 @@ async fn setup() -> (MemoryBroker, JobSpec, Arc<LocalControl>) {
         job: JobId(1),
         partition_count: SOURCE_PARTITIONS,
     });
-    (broker, spec, control)
+    (spec, control)
 }
 
 fn tasks() -> Vec<PartitionId> {
@@ -109,8 +111,8 @@ fn tasks() -> Vec<PartitionId> {
 }
 
 #[allow(clippy::too_many_arguments)] // a task's whole placement, spelled out
-async fn start(
-    broker: &MemoryBroker,
+async fn start<B: Broker>(
+    broker: &B,
     spec: &JobSpec,
     control: &Arc<LocalControl>,
     store: &MemoryCheckpointStore,
@@ -118,7 +120,7 @@ async fn start(
     worker: &str,
     epoch: u64,
     now: u64,
-) -> Runner {
+) -> PartitionRunner<B, MemoryCheckpointStore, LocalControl> {
     let r = control.apply(Command::Place {
         moves: vec![Move {
             job: JobId(1),
@@ -141,9 +143,19 @@ async fn start(
         committed_checkpoint: None,
         repartitions,
     };
-    PartitionRunner::recover(config, broker, store.clone(), control.clone(), now)
-        .await
-        .unwrap()
+    // A fresh broker may not have its group coordinator yet: retry what passes by itself.
+    for _ in 0..RECOVER_ATTEMPTS_MAX {
+        match PartitionRunner::recover(config.clone(), broker, store.clone(), control.clone(), now)
+            .await
+        {
+            Ok(runner) => return runner,
+            Err(e) if !e.counts_toward_failing_the_job() => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("task {task} did not recover: {e}"),
+        }
+    }
+    panic!("task {task} did not recover in {RECOVER_ATTEMPTS_MAX} attempts");
 }
 
 /// The window results the job must commit, computed from the input alone: every key's
@@ -177,7 +189,7 @@ fn expected() -> Vec<String> {
     out
 }
 
-async fn committed(broker: &MemoryBroker, topic: &str) -> Vec<String> {
+async fn committed<B: Broker>(broker: &B, topic: &str) -> Vec<String> {
     let mut out: Vec<String> = broker
         .read_committed(topic, 0, 0, 1_000_000)
         .await
@@ -191,7 +203,20 @@ async fn committed(broker: &MemoryBroker, topic: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_job_that_repartitions_counts_every_key_once_through_crashes_in_both_stages() {
-    let (broker, spec, control) = setup().await;
+    run_through_crashes(&MemoryBroker::new(), 400).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_real_kafka_too() {
+    let kafka = Kafka::start();
+    let broker = KafkaBroker::new(&kafka.bootstrap).unwrap();
+    // Each empty poll waits for records in real time: fewer rounds, still past the crashes.
+    run_through_crashes(&broker, 90).await;
+}
+
+/// Runs every task for `rounds` rounds, crashing one of each stage, and checks the results.
+async fn run_through_crashes<B: Broker>(broker: &B, rounds: usize) {
+    let (spec, control) = setup(broker).await;
     assert_eq!(
         control.state.lock().unwrap().jobs[&JobId(1)].repartitions,
         vec![DOWNSTREAM],
@@ -202,9 +227,9 @@ async fn a_job_that_repartitions_counts_every_key_once_through_crashes_in_both_s
     let mut epochs: BTreeMap<PartitionId, u64> = tasks().into_iter().map(|t| (t, 1)).collect();
     let mut runners = Vec::new();
     for task in tasks() {
-        runners.push(start(&broker, &spec, &control, &store, task, "w1", 1, now).await);
+        runners.push(start(broker, &spec, &control, &store, task, "w1", 1, now).await);
     }
-    for round in 0..400 {
+    for round in 0..rounds {
         now += 250;
         for runner in runners.iter_mut() {
             runner.step(now).await.unwrap();
@@ -216,7 +241,7 @@ async fn a_job_that_repartitions_counts_every_key_once_through_crashes_in_both_s
             let task = tasks()[index];
             let epoch = epochs[&task] + 1;
             epochs.insert(task, epoch);
-            runners[index] = start(&broker, &spec, &control, &store, task, "w2", epoch, now).await;
+            runners[index] = start(broker, &spec, &control, &store, task, "w2", epoch, now).await;
         }
     }
     for _ in 0..3 {
@@ -228,7 +253,7 @@ async fn a_job_that_repartitions_counts_every_key_once_through_crashes_in_both_s
     }
     let topic = "weir-job-1-repartition-1";
     assert_eq!(broker.partition_count(topic).await.unwrap(), DOWNSTREAM);
-    let results = committed(&broker, "alerts").await;
+    let results = committed(broker, "alerts").await;
     let want = expected();
     assert!(
         want.len() > 50,
@@ -236,5 +261,5 @@ async fn a_job_that_repartitions_counts_every_key_once_through_crashes_in_both_s
         want.len()
     );
     assert_eq!(results, want);
-    assert!(committed(&broker, "dlq").await.is_empty());
+    assert!(committed(broker, "dlq").await.is_empty());
 }
