@@ -1,7 +1,10 @@
 //! An independent count of what the sample job must output, computed straight from the
-//! records in each source partition: per card and 60 s window, the succeeded payments with
-//! a positive amount, each event id once, alerts where a card paid five or more times.
-//! Written for this one job, apart from the operator engine, so the two check each other.
+//! records in each source partition: per card and 60 s window **over every partition**
+//! (the source is keyed by merchant, so the job repartitions by card), the succeeded
+//! payments with a positive amount, each event id once (a re-sent duplicate has the same
+//! merchant key, so it sits on the same partition), judged late by its own partition's
+//! watermark; alerts where a card paid five or more times. Written for this one job, apart
+//! from the operator engine, so the two check each other.
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,8 +29,8 @@ pub struct Alert {
 pub fn expected(partitions: &[Vec<Vec<u8>>]) -> (BTreeSet<Alert>, u64) {
     let mut alerts = BTreeSet::new();
     let mut dead = 0u64;
+    let mut windows: BTreeMap<(String, i64), (u64, i64, i64)> = BTreeMap::new();
     for records in partitions {
-        let mut windows: BTreeMap<(String, i64), (u64, i64, i64)> = BTreeMap::new();
         let mut seen: BTreeSet<String> = BTreeSet::new();
         let mut max_ts: Option<i64> = None;
         for bytes in records {
@@ -70,17 +73,17 @@ pub fn expected(partitions: &[Vec<Vec<u8>>]) -> (BTreeSet<Alert>, u64) {
             w.1 += cents;
             w.2 = w.2.max(cents);
         }
-        // The closing event moved the watermark past every window: all have fired.
-        for ((card, window_start), (count, total_cents, largest_cents)) in windows {
-            if count >= ALERT_COUNT_MIN {
-                alerts.insert(Alert {
-                    card,
-                    window_start,
-                    count,
-                    total_cents,
-                    largest_cents,
-                });
-            }
+    }
+    // The closing events moved every partition's watermark past every window: all fired.
+    for ((card, window_start), (count, total_cents, largest_cents)) in windows {
+        if count >= ALERT_COUNT_MIN {
+            alerts.insert(Alert {
+                card,
+                window_start,
+                count,
+                total_cents,
+                largest_cents,
+            });
         }
     }
     (alerts, dead)

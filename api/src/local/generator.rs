@@ -1,13 +1,17 @@
 //! The sample payments events `weir local` feeds the sample job: mostly valid card
 //! payments with a little out-of-orderness, plus malformed records, late events and
 //! re-sent duplicates, and at the end one event per partition far in the future so that
-//! every window closes.
+//! every window closes. Records are keyed by **merchant**, as a payments topic usually
+//! is, while the job counts per card: one card's payments sit on several partitions, and
+//! the job must repartition them by card.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// Cards the generator spreads payments over.
 pub const CARDS: u64 = 200;
+/// Merchants, the records' Kafka key.
+pub const MERCHANTS: u64 = 40;
 /// Event time of the first event (2026-01-01T00:00:00Z).
 pub const START_MS: i64 = 1_767_225_600_000;
 /// Event-time distance between consecutive events.
@@ -15,7 +19,7 @@ pub const STEP_MS: i64 = 40;
 /// How far behind the newest event an ordinary event may be (under the job's 5 s bound).
 pub const JITTER_MS: i64 = 3_000;
 
-/// One generated record: its key (the card) and its bytes.
+/// One generated record: its key (the merchant) and its bytes.
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub key: Option<String>,
@@ -40,11 +44,12 @@ pub fn events(n: u64, seed: u64) -> (Vec<Generated>, Mix) {
     for i in 0..n {
         let now = START_MS + i as i64 * STEP_MS;
         let card = format!("card-{:03}", rng.gen_range(0..CARDS));
+        let merchant = format!("merchant-{:02}", rng.gen_range(0..MERCHANTS));
         let roll = rng.gen_range(0..1000);
         if roll < 5 {
             mix.malformed += 1;
             out.push(Generated {
-                key: Some(card),
+                key: Some(merchant),
                 value: format!("{{\"event_id\": \"e{i}\", \"amount\": ").into_bytes(),
             });
             continue;
@@ -65,7 +70,7 @@ pub fn events(n: u64, seed: u64) -> (Vec<Generated>, Mix) {
         let amount = rng.gen_range(1..50_000) as f64 / 100.0;
         let status = if late { "succeeded" } else { status };
         let value = format!(
-            r#"{{"event_id":"e{i}","card_id":"{card}","amount":{amount},"status":"{status}","created_at":{ts}}}"#
+            r#"{{"event_id":"e{i}","card_id":"{card}","merchant":"{merchant}","amount":{amount},"status":"{status}","created_at":{ts}}}"#
         )
         .into_bytes();
         if late {
@@ -74,14 +79,14 @@ pub fn events(n: u64, seed: u64) -> (Vec<Generated>, Mix) {
             mix.valid += 1;
         }
         out.push(Generated {
-            key: Some(card.clone()),
+            key: Some(merchant.clone()),
             value: value.clone(),
         });
         if !late && rng.gen_range(0..100) == 0 {
             // Re-sent by an at-least-once producer upstream: the job's dedupe drops it.
             mix.duplicates += 1;
             out.push(Generated {
-                key: Some(card),
+                key: Some(merchant),
                 value,
             });
         }
