@@ -1,7 +1,9 @@
 //! The whole system as separate processes against a real Kafka broker: a single-node KRaft
 //! Kafka (scripts/kafka/kafka.sh), three `weir coordinator` processes and two `weir worker`
-//! processes running a windowed and a stateless job. A worker and then the coordinator
-//! leader are killed with SIGKILL mid-run and restarted. A read_committed reader of the
+//! processes running a windowed and a stateless job. The payments are keyed by merchant
+//! and the windowed job counts per card, so it runs as two stages through a repartition
+//! topic. A worker owning tasks of both stages and then the coordinator leader are killed
+//! with SIGKILL mid-run and restarted. A read_committed reader of the
 //! sink and dead-letter topics must see every expected output exactly once, as computed
 //! independently from the source records.
 
@@ -263,6 +265,26 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
         .await;
     }
 
+    // The windowed job repartitions: a task per source partition upstream and per
+    // repartition partition downstream, and the worker killed below owns some of each.
+    let placed = wait_for(
+        "the windowed job's tasks placed on both workers",
+        60_000,
+        || async {
+            let detail = admin.get_job(windowed.id).await.ok()?;
+            let on_w2: Vec<u32> = detail
+                .partitions
+                .iter()
+                .filter(|p| p.worker.as_ref().is_some_and(|w| w.0 == "w2"))
+                .map(|p| p.partition.0)
+                .collect();
+            let both = on_w2.iter().any(|t| *t < 10_000) && on_w2.iter().any(|t| *t >= 10_000);
+            (detail.partitions.len() == 2 * PARTITIONS as usize && both).then_some(on_w2)
+        },
+    )
+    .await;
+    assert!(!placed.is_empty());
+
     // Produce, with a SIGKILL of a worker at one third and of the leader at two thirds.
     let (events, _) = generator::events(EVENTS, 11);
     let mut producer = broker.writer("test-generator").await.unwrap();
@@ -377,9 +399,9 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
 
     // The coordinators know how far each partition got: every partition of both jobs has a
     // committed checkpoint and an owner.
-    for job in [windowed.id, stateless.id] {
+    for (job, tasks) in [(windowed.id, 2 * PARTITIONS), (stateless.id, PARTITIONS)] {
         let detail = admin.get_job(job).await.unwrap();
-        assert_eq!(detail.partitions.len(), PARTITIONS as usize);
+        assert_eq!(detail.partitions.len(), tasks as usize);
         for p in &detail.partitions {
             assert!(
                 p.checkpoint.is_some() && p.offset.is_some_and(|o| o > 0),
