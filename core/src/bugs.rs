@@ -44,11 +44,14 @@ pub enum PlantedBug {
     /// instead of after them, so a downstream stage may fire a window before the events
     /// that belong to it arrive.
     MarkerBeforeEvents,
+    /// The interval join's buffers are left out of the snapshot, so a partition restored
+    /// from a checkpoint forgets the events waiting for their match.
+    JoinStateNotInSnapshot,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -60,6 +63,7 @@ impl PlantedBug {
         PlantedBug::DownstreamWatermarkNotMin,
         PlantedBug::ShuffleByTask,
         PlantedBug::MarkerBeforeEvents,
+        PlantedBug::JoinStateNotInSnapshot,
     ];
 
     /// The name `--plant-bug` takes.
@@ -76,6 +80,7 @@ impl PlantedBug {
             PlantedBug::DownstreamWatermarkNotMin => "downstream-watermark-not-min",
             PlantedBug::ShuffleByTask => "shuffle-by-task",
             PlantedBug::MarkerBeforeEvents => "marker-before-events",
+            PlantedBug::JoinStateNotInSnapshot => "join-state-not-in-snapshot",
         }
     }
 

@@ -162,6 +162,10 @@ mod exact;
 mod expr;
 mod filter;
 mod hash;
+mod join;
+mod join_codec;
+#[cfg(test)]
+mod join_tests;
 mod json;
 mod key_by;
 pub mod limits;
