@@ -22,7 +22,7 @@ use super::object::Obj;
 use super::pipeline::{add_to_windows, dead_letter, emit, watermark_moved};
 use super::plan::{watermark, Plan, State};
 use super::record::{Outputs, SourceRecord};
-use super::shuffled::{self, Shuffled};
+use super::shuffled::{self, JoinSide, Shuffled};
 use super::stages::{run_steps, Flow};
 
 /// Processes one record of the repartition topic.
@@ -62,6 +62,14 @@ pub(super) fn process_shuffled(
             watermark_moved(plan, state, before, &trigger, out)
         }
         Shuffled::Event {
+            side: JoinSide::Right,
+            ..
+        } => Err(corrupt(
+            record,
+            "an event of a join's second stream, in a job without a join",
+        )),
+        Shuffled::Event {
+            side: JoinSide::Left,
             event_ms,
             watermark_before_ms,
             source_partition,

@@ -52,6 +52,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub(crate) use super::shuffled::JoinSide;
+
 use super::limits::{
     PipelineError, StateLimit, JOIN_BYTES_PER_PARTITION_MAX, JOIN_ENTRIES_PER_KEY_MAX,
     JOIN_ENTRIES_PER_PARTITION_MAX,
@@ -60,15 +62,6 @@ use super::limits::{
 /// Bytes of bookkeeping per buffered event beyond its object, counted in
 /// [`JoinState::state_bytes`] and against [`JoinLimits::bytes_per_partition`].
 pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 48;
-
-/// Which stream an event comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum JoinSide {
-    /// The job's source (after the stages before the join).
-    Left,
-    /// The join's `with` stream.
-    Right,
-}
 
 /// What a left event that matched nothing gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
