@@ -38,29 +38,7 @@ pub(super) fn process_shuffled(
         Shuffled::Watermark {
             upstream,
             watermark_ms,
-        } => {
-            let before = watermark(plan, state);
-            let slot = state
-                .upstream_watermarks
-                .get_mut(upstream as usize)
-                .ok_or_else(|| {
-                    corrupt(
-                        record,
-                        &format!("a marker from upstream task {upstream}, beyond the source's partitions"),
-                    )
-                })?;
-            // Markers of one upstream task only move forward; a restarted task may repeat one.
-            if slot.is_some_and(|known| known >= watermark_ms) {
-                return Ok(());
-            }
-            *slot = Some(watermark_ms);
-            let trigger = SourceRecord {
-                offset: -1,
-                value: None,
-                ..record.clone()
-            };
-            watermark_moved(plan, state, before, &trigger, out)
-        }
+        } => on_marker(plan, state, record, upstream, watermark_ms, out),
         Shuffled::Event {
             side: JoinSide::Right,
             ..
@@ -69,12 +47,12 @@ pub(super) fn process_shuffled(
             "an event of a join's second stream, in a job without a join",
         )),
         Shuffled::Event {
-            side: JoinSide::Left,
             event_ms,
             watermark_before_ms,
             source_partition,
             source_offset,
             object,
+            ..
         } => {
             let Some(key) = record
                 .key
@@ -106,6 +84,38 @@ pub(super) fn process_shuffled(
             result
         }
     }
+}
+
+/// A marker of upstream task `upstream`: its watermark moves, and the stage's with it.
+fn on_marker(
+    plan: &Plan,
+    state: &mut State,
+    record: &SourceRecord,
+    upstream: u32,
+    watermark_ms: i64,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
+    let before = watermark(plan, state);
+    let slot = state
+        .upstream_watermarks
+        .get_mut(upstream as usize)
+        .ok_or_else(|| {
+            corrupt(
+                record,
+                &format!("a marker from upstream task {upstream}, beyond the source's partitions"),
+            )
+        })?;
+    // Markers of one upstream task only move forward; a restarted task may repeat one.
+    if slot.is_some_and(|known| known >= watermark_ms) {
+        return Ok(());
+    }
+    *slot = Some(watermark_ms);
+    let trigger = SourceRecord {
+        offset: -1,
+        value: None,
+        ..record.clone()
+    };
+    watermark_moved(plan, state, before, &trigger, out)
 }
 
 #[allow(clippy::too_many_arguments)] // the event's coordinates, passed down as they are

@@ -1,13 +1,19 @@
 //! The interval join's rules one by one, its bounds and its checkpoint form, then a
-//! generated check: several upstream tasks of both sides, their logs interleaved in random
-//! orders downstream (with crashes restored from the snapshot), against the pairs computed
-//! directly from the admitted events.
+//! generated check: several upstream tasks of both sides write their repartition records
+//! (`shuffled.rs`), interleaved in random orders into a downstream task
+//! (`join_downstream.rs`) that crashes and is restored from its snapshot or its local
+//! copy, against the pairs computed directly from the admitted events.
 
+use super::changes::StateEntry;
 use super::join::{JoinKind, JoinLimits, JoinPlan, JoinSide, JoinState, Joined};
 use super::join_codec::{key_value, read_state, restore_key_value, write_state};
+use super::join_downstream::JoinDownstream;
 use super::limits::{PipelineError, StateLimit};
+use super::record::{Outputs, SourceRecord};
+use super::shuffled::{encode_side_event, encode_watermark};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 
 const WITHIN: i64 = 100;
 
@@ -405,72 +411,77 @@ fn interleave(rng: &mut SmallRng, logs: &[Vec<Logged>]) -> Vec<Logged> {
     }
 }
 
-/// A downstream task: the join state and the upstream watermarks.
-struct Downstream {
-    state: JoinState,
-    upstream_watermarks: Vec<Option<i64>>,
-}
-
-impl Downstream {
-    fn least(&self) -> Option<i64> {
-        self.upstream_watermarks
-            .iter()
-            .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
-    }
-
-    fn process(&mut self, p: &JoinPlan, record: &Logged, out: &mut Vec<Joined>) {
-        match record {
-            Logged::Event { side, key, id, ts } => self
-                .state
-                .on_event(p, *side, key, *ts, &obj(*id, *ts), out)
-                .unwrap(),
-            Logged::Marker {
-                upstream,
-                watermark,
-            } => {
-                let before = self.least();
-                let slot = &mut self.upstream_watermarks[*upstream];
-                if slot.is_some_and(|known| known >= *watermark) {
-                    return;
-                }
-                *slot = Some(*watermark);
-                if let Some(wd) = self.least() {
-                    if before != Some(wd) {
-                        self.state.on_watermark(p, wd, out);
-                    }
-                }
-            }
-        }
+/// The repartition record of `logged`, at `offset`, as an upstream task writes it.
+fn shuffled_record(logged: &Logged, offset: i64) -> SourceRecord {
+    let (key, value) = match logged {
+        Logged::Event { side, key, id, ts } => (
+            Some(key.as_bytes().to_vec()),
+            encode_side_event(*side, *ts, None, 0, i64::from(*id), &obj(*id, *ts)),
+        ),
+        Logged::Marker {
+            upstream,
+            watermark,
+        } => (None, encode_watermark(*upstream as u32, *watermark)),
+    };
+    SourceRecord {
+        topic: "weir-job-1-repartition-1".into(),
+        partition: 0,
+        offset,
+        timestamp_ms: None,
+        key,
+        value: Some(value),
     }
 }
 
-/// Runs `records` downstream, crashing after each index in `crashes`: the state is
-/// restored from its snapshot (the upstream watermarks, kept by the pipeline's own
-/// snapshot, survive as they are).
+/// Runs `records` through a downstream task (the first half of the upstreams left, the
+/// rest right), crashing after each index in `crashes`: the task is restored from its
+/// snapshot, or from the local copy kept from its changes, in turn.
 fn run_downstream(
     p: &JoinPlan,
     upstreams: usize,
     records: &[Logged],
     crashes: &[usize],
 ) -> (Vec<String>, Option<i64>) {
-    let mut down = Downstream {
-        state: JoinState::default(),
-        upstream_watermarks: vec![None; upstreams],
-    };
-    let mut out = Vec::new();
-    for (index, record) in records.iter().enumerate() {
-        down.process(p, record, &mut out);
-        if crashes.contains(&index) {
-            let mut bytes = Vec::new();
-            write_state(&down.state, &mut bytes);
-            let (restored, rest) = read_state(p, &bytes).unwrap();
-            assert!(rest.is_empty());
-            down.state = restored;
+    let (left, right) = ((upstreams / 2) as u32, (upstreams - upstreams / 2) as u32);
+    let mut task = JoinDownstream::new(*p, left, right);
+    let mut local: BTreeMap<String, StateEntry> = BTreeMap::new();
+    let mut out = Outputs::new();
+    for (index, logged) in records.iter().enumerate() {
+        task.process(&shuffled_record(logged, index as i64), &mut out)
+            .unwrap();
+        let changes = task.take_changes();
+        if changes.full {
+            local.clear();
+        }
+        let header = changes.header;
+        for entry in changes.entries {
+            match entry.value {
+                Some(_) => local.insert(entry.key.clone(), entry),
+                None => local.remove(&entry.key),
+            };
+        }
+        if let Some(crash) = crashes.iter().position(|&c| c == index) {
+            task = if crash % 2 == 0 {
+                JoinDownstream::restore(*p, left, right, &task.snapshot()).unwrap()
+            } else {
+                let entries: Vec<StateEntry> = local.values().cloned().collect();
+                JoinDownstream::restore_entries(*p, left, right, &header, &entries).unwrap()
+            };
         }
     }
-    let mut results = texts(&out);
+    let mut results: Vec<String> = out
+        .records
+        .iter()
+        .map(|r| {
+            format!(
+                "{}|{}",
+                r.key.as_deref().unwrap_or_default(),
+                String::from_utf8_lossy(&r.value)
+            )
+        })
+        .collect();
     results.sort();
-    (results, down.least())
+    (results, task.watermark())
 }
 
 /// The results computed from the admitted events alone.
@@ -530,7 +541,7 @@ fn any_interleaving_of_the_upstream_logs_gives_the_pairs_of_the_admitted_events(
 }
 
 #[test]
-fn a_crash_restored_from_the_snapshot_changes_no_result() {
+fn a_crash_restored_from_the_snapshot_or_the_local_copy_changes_no_result() {
     assert_eq!(generated_runs(0.1).0, 0);
 }
 
@@ -542,4 +553,71 @@ fn join_state_left_out_of_the_snapshot_is_caught() {
     let (mismatches, _) = generated_runs(0.1);
     plant(None);
     assert!(mismatches > 0, "the planted bug went unnoticed");
+}
+
+#[test]
+fn the_downstream_watermark_waits_for_every_upstream_of_both_sides() {
+    let p = plan(JoinKind::LeftOuter, 0);
+    let mut task = JoinDownstream::new(p, 1, 2);
+    let mut out = Outputs::new();
+    let mut offset = 0;
+    let mut feed = |task: &mut JoinDownstream, logged: Logged, out: &mut Outputs| {
+        offset += 1;
+        task.process(&shuffled_record(&logged, offset), out)
+    };
+    let left = Logged::Event {
+        side: JoinSide::Left,
+        key: "a".into(),
+        id: 1,
+        ts: 0,
+    };
+    feed(&mut task, left, &mut out).unwrap();
+    for upstream in 0..2 {
+        let marker = Logged::Marker {
+            upstream,
+            watermark: 1_000,
+        };
+        feed(&mut task, marker, &mut out).unwrap();
+    }
+    assert_eq!(
+        task.watermark(),
+        None,
+        "the second right upstream has said nothing"
+    );
+    assert!(out.records.is_empty());
+    let last = Logged::Marker {
+        upstream: 2,
+        watermark: 500,
+    };
+    feed(&mut task, last, &mut out).unwrap();
+    assert_eq!(task.watermark(), Some(500));
+    assert_eq!(out.records.len(), 1, "the unmatched left event is out");
+    assert_eq!(out.records[0].key.as_deref(), Some("a"));
+    // A marker beyond both sides' upstreams, an event without a key: corruption.
+    let beyond = Logged::Marker {
+        upstream: 3,
+        watermark: 1,
+    };
+    assert!(matches!(
+        feed(&mut task, beyond, &mut out),
+        Err(PipelineError::CorruptRepartitionRecord(_))
+    ));
+    let mut keyless = shuffled_record(
+        &Logged::Event {
+            side: JoinSide::Right,
+            key: "a".into(),
+            id: 2,
+            ts: 0,
+        },
+        9,
+    );
+    keyless.key = None;
+    assert!(task.process(&keyless, &mut out).is_err());
+    // A snapshot restores only into a task with the same upstreams.
+    let snapshot = task.snapshot();
+    let restored = JoinDownstream::restore(p, 1, 2, &snapshot).unwrap();
+    assert_eq!(restored.snapshot(), snapshot);
+    assert_eq!(restored.watermark(), Some(500));
+    assert!(JoinDownstream::restore(p, 2, 2, &snapshot).is_err());
+    assert!(JoinDownstream::restore(p, 1, 2, &snapshot[1..]).is_err());
 }

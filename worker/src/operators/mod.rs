@@ -164,6 +164,7 @@ mod filter;
 mod hash;
 mod join;
 mod join_codec;
+mod join_downstream;
 #[cfg(test)]
 mod join_tests;
 mod json;
