@@ -268,4 +268,24 @@ allowed_lateness: 1s
         assert_eq!(field(&["join", "dedupe"], 0), "pipeline[1].dedupe");
         assert_eq!(field(&["join", "map", "key_by"], 0), "pipeline[2].key_by");
     }
+
+    #[test]
+    fn the_reference_example_is_a_valid_join_and_is_not_yet_accepted_in_a_spec() {
+        let doc = include_str!("../../../docs/JOB_SPEC.md");
+        let section = &doc[doc.find("## Interval join").expect("the join section")..];
+        let start = section.find("```yaml\n").expect("its example") + 8;
+        let len = section[start..].find("```").expect("the example ends");
+        let example = &section[start..start + len];
+        let value: serde_yaml::Value = serde_yaml::from_str(example).unwrap();
+        let parsed: Join = serde_yaml::from_value(value["pipeline"][1]["join"].clone()).unwrap();
+        assert_eq!(parsed.left_key, "payment_id");
+        let spec = format!("name: auth-capture\n{example}");
+        assert!(
+            parse_job_spec(spec.as_bytes()).is_err(),
+            "no join stage yet"
+        );
+        let mut job = job();
+        job.source.topic = "authorizations".into();
+        check_join("pipeline[1].join", &parsed, &job).unwrap();
+    }
 }
