@@ -103,6 +103,19 @@ pub(crate) struct JoinPlan {
 }
 
 impl JoinPlan {
+    /// The plan of a spec's `join`, with the default limits.
+    pub(crate) fn from_spec(join: &weir_core::spec::Join) -> JoinPlan {
+        JoinPlan {
+            within_ms: super::compile::millis(join.within),
+            allowed_lateness_ms: super::compile::millis(join.allowed_lateness_or_zero()),
+            kind: match join.kind {
+                weir_core::spec::JoinKind::Inner => JoinKind::Inner,
+                weir_core::spec::JoinKind::LeftOuter => JoinKind::LeftOuter,
+            },
+            limits: JoinLimits::default(),
+        }
+    }
+
     /// Whether an event of `side` at `event_ms` is late at its upstream task's watermark
     /// before it (`None`: nothing is late yet).
     pub(crate) fn is_late(&self, side: JoinSide, event_ms: i64, watermark_ms: Option<i64>) -> bool {

@@ -166,6 +166,8 @@ mod join;
 mod join_codec;
 mod join_downstream;
 #[cfg(test)]
+mod join_stages_tests;
+#[cfg(test)]
 mod join_tests;
 mod json;
 mod key_by;
