@@ -305,10 +305,12 @@ impl JoinState {
             if buffers.len() == 0 {
                 self.keys.remove(&key);
             }
+            debug_assert!(self.entries >= removed && self.bytes >= freed);
             self.entries -= removed;
             self.bytes -= freed;
             self.changed.insert(key);
         }
+        debug_assert_eq!(self.keys.is_empty(), self.entries == 0);
     }
 
     /// Buffered events of both sides.
