@@ -130,6 +130,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             .map(|hw| (hw - self.cycle.next_offset()).max(0))
     }
 
+    /// The pipeline's watermark (downstream of a shuffle, the least of the upstream
+    /// tasks' markers read so far).
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.pipeline.watermark_ms()
+    }
+
     /// Estimated bytes of partition state.
     pub fn state_bytes(&self) -> usize {
         self.pipeline.state_bytes()
