@@ -142,7 +142,15 @@ fn run_event(
             )
         }
         Flow::Continue(obj, key) => {
-            emit(out, &obj, key, coordinates.offset);
+            match plan.route_of(&obj) {
+                Ok(route) => emit(out, &obj, key, coordinates.offset, route),
+                Err(detail) => dead_letter(
+                    out,
+                    coordinates,
+                    super::record::DeadLetterReason::ExpressionError,
+                    detail,
+                ),
+            }
             Ok(())
         }
         Flow::Dropped => Ok(()),

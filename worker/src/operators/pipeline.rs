@@ -273,7 +273,19 @@ impl Plan {
                 }
             }
         }
+        let routes = match role {
+            PipelineRole::Upstream { .. } => Vec::new(),
+            PipelineRole::Whole | PipelineRole::Downstream { .. } => spec
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(index, route)| {
+                    Filter::compile(format!("routes[{index}].when"), &route.when, &env)
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Plan {
+            routes,
             env,
             event_time_field: spec.source.event_time.clone(),
             max_out_of_orderness_ms: millis(spec.source.max_out_of_orderness_or_zero()),
@@ -355,7 +367,10 @@ fn process_event(
             let key = key.unwrap_or_default();
             shuffle_out(plan, &obj, &key, event_ms, watermark_ms, record, out);
         }
-        Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
+        Flow::Continue(obj, key) => match plan.route_of(&obj) {
+            Ok(route) => emit(out, &obj, key, record.offset, route),
+            Err(detail) => dead_letter(out, record, DeadLetterReason::ExpressionError, detail),
+        },
         Flow::Dropped => {}
         Flow::Failed(reason, detail) => dead_letter(out, record, reason, detail),
     }
@@ -397,6 +412,7 @@ fn shuffle_out(
             &object,
         ),
         source_offset: record.offset,
+        route: 0,
     });
 }
 
@@ -535,11 +551,12 @@ pub(super) fn emit_window_result(
     let Some(window) = &plan.window else {
         return Ok(());
     };
-    if plan.post.is_empty() {
+    if plan.post.is_empty() && plan.routes.is_empty() {
         out.records.push(OutputRecord {
             key: Some(fired.key.to_string()),
             value: window_result_json(window, fired),
             source_offset: record.offset,
+            route: 0,
         });
         return Ok(());
     }
@@ -560,9 +577,18 @@ pub(super) fn emit_window_result(
         fired.end_ms - 1,
         Some(watermark_ms),
     )?;
-    match flow {
-        Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
-        Flow::Dropped => {}
+    let routed = match flow {
+        Flow::Continue(routed_obj, key) => match plan.route_of(&routed_obj) {
+            Ok(route) => {
+                emit(out, &routed_obj, key, record.offset, route);
+                Flow::Dropped
+            }
+            Err(detail) => Flow::Failed(DeadLetterReason::ExpressionError, detail),
+        },
+        other => other,
+    };
+    match routed {
+        Flow::Continue(..) | Flow::Dropped => {}
         Flow::Failed(reason, detail) => {
             let mut payload = Vec::new();
             obj.write_json(&mut payload);
@@ -604,6 +630,7 @@ pub(super) fn emit(
     obj: &Obj<'_>,
     key: Option<Cow<'_, str>>,
     source_offset: i64,
+    route: u16,
 ) {
     let mut value = Vec::with_capacity(match obj {
         Obj::Source(doc) => doc.text().len(),
@@ -614,6 +641,7 @@ pub(super) fn emit(
         key: key.map(Cow::into_owned),
         value,
         source_offset,
+        route,
     });
 }
 
