@@ -44,11 +44,15 @@ pub enum PlantedBug {
     /// instead of after them, so a downstream stage may fire a window before the events
     /// that belong to it arrive.
     MarkerBeforeEvents,
+    /// An upstream task that aggregates before the shuffle sends its partial aggregates
+    /// after taking the snapshot instead of before, so the snapshot holds what the
+    /// committed transaction also carries, and a restore counts it twice.
+    PartialsAfterSnapshot,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -60,6 +64,7 @@ impl PlantedBug {
         PlantedBug::DownstreamWatermarkNotMin,
         PlantedBug::ShuffleByTask,
         PlantedBug::MarkerBeforeEvents,
+        PlantedBug::PartialsAfterSnapshot,
     ];
 
     /// The name `--plant-bug` takes.
@@ -76,6 +81,7 @@ impl PlantedBug {
             PlantedBug::DownstreamWatermarkNotMin => "downstream-watermark-not-min",
             PlantedBug::ShuffleByTask => "shuffle-by-task",
             PlantedBug::MarkerBeforeEvents => "marker-before-events",
+            PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
         }
     }
 

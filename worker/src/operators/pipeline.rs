@@ -90,6 +90,34 @@ impl Pipeline {
         self.plan.role
     }
 
+    /// Upstream of a shuffle, when it combines: how many windows hold partial aggregates
+    /// not yet sent (0 in every other role).
+    pub fn partial_windows(&self) -> usize {
+        match (self.plan.role, &self.state.windows) {
+            (PipelineRole::Upstream { .. }, Some(windows)) => windows.open_windows(),
+            _ => 0,
+        }
+    }
+
+    /// Upstream of a shuffle, when it combines: takes the partial aggregates out as records
+    /// for the repartition topic, one per key (keyed by it), leaving none. Call before
+    /// every snapshot: partial aggregates are output, never state.
+    pub fn take_partials(&mut self, out: &mut Outputs) {
+        let (PipelineRole::Upstream { .. }, Some(windows)) =
+            (self.plan.role, self.state.windows.as_mut())
+        else {
+            return;
+        };
+        for (key, panes) in windows.drain_partials() {
+            out.records.push(OutputRecord {
+                key: Some(key.to_string()),
+                value: super::shuffled::encode_partial(&snapshot::panes_value(&panes)),
+                source_offset: -1,
+                route: 0,
+            });
+        }
+    }
+
     /// Checks from now on that every event reaching the window is on the partition of
     /// `source_partitions` that Kafka's keyed partitioner gives its key: for a source that
     /// declares `partitioned_by` the window's key. An event elsewhere stops the pipeline
@@ -234,7 +262,14 @@ impl Plan {
                         allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
                     });
                 }
-                continue;
+                // An upstream task that combines keeps the window and its aggregate (as
+                // partial aggregates it never fires), and nothing after them.
+                let combined = role.combines(&spec.pipeline)
+                    && window.is_none()
+                    && matches!(stage, Stage::Window(_) | Stage::Aggregate(_));
+                if !combined {
+                    continue;
+                }
             }
             let steps = if window.is_some() {
                 &mut post
@@ -470,7 +505,18 @@ pub(super) fn add_to_windows(
                     Ok(input) => Some(input),
                     Err(message) => {
                         let detail = format!("{}: {message}", aggregate.field);
-                        dead_letter(out, record, DeadLetterReason::ExpressionError, detail);
+                        if let PipelineRole::Upstream { .. } = plan.role {
+                            // As downstream of a shuffle: the object as it would be shuffled.
+                            let mut payload = Vec::new();
+                            obj.write_json(&mut payload);
+                            let shuffled = SourceRecord {
+                                value: Some(payload),
+                                ..record.clone()
+                            };
+                            dead_letter(out, &shuffled, DeadLetterReason::ExpressionError, detail);
+                        } else {
+                            dead_letter(out, record, DeadLetterReason::ExpressionError, detail);
+                        }
                         return Ok(());
                     }
                 }
@@ -524,6 +570,10 @@ pub(super) fn watermark_moved(
     }
     for (memory, ttl_ms) in state.dedupe.iter_mut().zip(&plan.dedupe_ttls_ms) {
         memory.forget(watermark_ms, *ttl_ms);
+    }
+    if let PipelineRole::Upstream { .. } = plan.role {
+        // Partial aggregates are sent at checkpoints; the downstream stage fires.
+        return Ok(());
     }
     let Some(windows) = state.windows.as_mut() else {
         return Ok(());

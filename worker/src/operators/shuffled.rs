@@ -7,18 +7,25 @@
 //!   downstream), the source coordinates (for dead letters downstream) and the event's
 //!   current object as JSON;
 //! - a **watermark marker**, sent to every downstream partition at each commit whose
-//!   watermark moved: the upstream task's index and its watermark.
+//!   watermark moved: the upstream task's index and its watermark;
+//! - a **partial aggregate**: when the window follows the shuffle directly, an upstream
+//!   task aggregates its events per key and window itself and sends, at each checkpoint,
+//!   one record per key (its Kafka key) with the windows it touched and their accumulators
+//!   (in the snapshot's pane form), which the downstream task merges. The events' windows
+//!   and lateness are decided upstream either way, so the result is the same; only far
+//!   fewer records cross the topic.
 //!
 //! Layout (little-endian): `"WS" u8:version(1) u8:kind`, then for an event
 //! `i64:event_ms u8:has_watermark [i64:watermark_ms] i32:source_partition
 //! i64:source_offset` and the object's JSON to the end; for a marker `u32:upstream
-//! i64:watermark_ms`. Anything else is refused: a repartition topic holds only what weir
+//! i64:watermark_ms`; for a partial aggregate the panes to the end. Anything else is refused: a repartition topic holds only what weir
 //! wrote, so a record that does not read is corruption, never skipped.
 
 const MAGIC: &[u8; 2] = b"WS";
 const VERSION: u8 = 1;
 const KIND_EVENT: u8 = 0;
 const KIND_WATERMARK: u8 = 1;
+const KIND_PARTIAL: u8 = 2;
 /// Bytes an event adds to its object: the largest event header.
 pub const EVENT_HEADER_BYTES_MAX: usize = 4 + 8 + 1 + 8 + 4 + 8;
 
@@ -37,6 +44,18 @@ pub enum Shuffled<'a> {
     },
     /// An upstream task's watermark, sent to every downstream partition.
     Watermark { upstream: u32, watermark_ms: i64 },
+    /// An upstream task's partial aggregate of the record's key: its windows' panes.
+    Partial { panes: &'a [u8] },
+}
+
+/// The value of a partial aggregate record: `panes` as the snapshot writes a key's panes.
+pub fn encode_partial(panes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + panes.len());
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(KIND_PARTIAL);
+    out.extend_from_slice(panes);
+    out
 }
 
 /// The value of an event record.
@@ -115,6 +134,7 @@ pub fn decode(value: &[u8]) -> Result<Shuffled<'_>, String> {
                 watermark_ms,
             })
         }
+        KIND_PARTIAL => Ok(Shuffled::Partial { panes: r.bytes }),
         kind => Err(format!("unknown repartition record kind {kind}")),
     }
 }
@@ -171,6 +191,10 @@ mod tests {
                 ..
             })
         ));
+        assert_eq!(
+            decode(&encode_partial(b"panes")),
+            Ok(Shuffled::Partial { panes: b"panes" })
+        );
         assert_eq!(
             decode(&encode_watermark(9, 123)),
             Ok(Shuffled::Watermark {
