@@ -277,6 +277,7 @@ fn run_worker(spec: &JobSpec, records: &[RefRecord]) -> RefOutputs {
             .iter()
             .map(|d| parse_dead_letter(&d.to_json()).expect("the worker's dead letter reads back"))
             .collect(),
+        misplaced: Vec::new(),
     }
 }
 
