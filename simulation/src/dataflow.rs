@@ -213,7 +213,7 @@ pub fn close_producers(broker: &MemoryBroker, jobs: &[SimJob]) {
     }
 }
 
-/// Sends each source partition its flush event ([`jobs::flush_record`]) in one committed
+/// Sends each source partition its flush event ([`crate::jobs::flush_record`]) in one committed
 /// transaction per job. Called once the faults are healed.
 pub async fn flush(broker: &MemoryBroker, jobs: &[SimJob], ctx: &SimContext) {
     for job in jobs {

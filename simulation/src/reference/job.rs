@@ -10,7 +10,20 @@
 //!   upstream stage per source partition up to the shuffling key_by (`evaluator`), then
 //!   one global downstream stage (`downstream`). The runtime refuses a session window or
 //!   a dedupe after the shuffling key_by at submit; the reference refuses them as
-//!   [`ReferenceError::InvalidSpec`].
+//!   [`ReferenceError::InvalidSpec`] naming the pipeline stage.
+//!
+//! # The upstream stage of a job that shuffles
+//!
+//! Per source partition `p`, records in offset order, exactly the single-stage evaluation
+//! up to and including the shuffling key_by: decoding and event-time dead letters; the
+//! watermark `W(p)` = the largest valid event time so far − `max_out_of_orderness`
+//! (none before the first), moved by every record with a valid event time; the stages
+//! under `W_before`, `W(p)` before the record (a dedupe there included); drops and
+//! expression dead letters with the source coordinates and the original value. Lateness
+//! is judged here, once: late iff `last_start + size + allowed_lateness <= W_before`,
+//! `last_start = floor(t / slide) * slide` (tumbling: slide = size), a `late` dead letter.
+//! Every other event is shuffled with its key text, current object, event time,
+//! `W_before` and source coordinates.
 
 use super::downstream::{run_downstream, Repartition};
 use super::evaluator::Evaluator;

@@ -1,11 +1,14 @@
 //! The simulation's oracle: an independent, sequential evaluator of weir job specs over
-//! one source partition's records. The simulation compares what the real workers
-//! committed against what this computes from the same input.
+//! one source partition's records, or over a whole job by its stage plan
+//! ([`evaluate_job`]). The simulation compares what the real workers committed against
+//! what this computes from the same input.
 //!
 //! It is written from the engine's specification alone — the module comment of
-//! `weir_worker::operators` — plus the spec types of `weir_core::spec` and the dead-letter
-//! wire form of `DeadLetter::to_json`; none of the engine's implementation is reused, so a
-//! bug there is not copied here. Clarity beats speed: BTreeMaps, plain loops, one record
+//! `weir_worker::operators` — plus the spec types of `weir_core::spec` (among them the
+//! stage plan, `plan_stages`, which says where a job shuffles), the semantics of jobs
+//! that shuffle as `job` and `downstream` state them, and the dead-letter wire form of
+//! `DeadLetter::to_json`; none of the engine's implementation is reused, so a bug there
+//! is not copied here. Clarity beats speed: BTreeMaps, plain loops, one record
 //! at a time.
 //!
 //! - `json`: decoding with the spec's rules, and compact writing.
