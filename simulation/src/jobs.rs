@@ -22,11 +22,10 @@ use weir_broker::OutgoingRecord;
 use weir_core::spec::{parse_job_spec, JobSpec};
 
 /// Whether runs draw the multi-stage job family (see the module documentation) and check
-/// jobs by their stage plans. Off until the runtime runs stage plans: the engine
-/// evaluates every job per source partition today, which the re-keying jobs' checks
-/// would rightly fail. Off, runs draw, feed and check exactly as before the family
-/// existed.
-pub const MULTI_STAGE_JOBS: bool = false;
+/// jobs by their stage plans: on, since the workers run jobs as their stage plans. The
+/// single-stage family it replaced (sessions after a key_by that would now repartition)
+/// is refused at submit; its draws stay only for the reference's differential tests.
+pub const MULTI_STAGE_JOBS: bool = true;
 
 /// The kinds of job a run may draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

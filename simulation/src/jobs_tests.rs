@@ -64,22 +64,6 @@ fn the_multi_stage_family_shuffles_exactly_the_re_keying_jobs() {
     }
 }
 
-/// Only while the flag is off: once jobs run as their stage plans, submit refuses the
-/// single-stage family's session job (a session window after a key_by that
-/// repartitions), and the family is not drawn.
-#[test]
-fn the_single_stage_family_is_drawn_as_before() {
-    if MULTI_STAGE_JOBS {
-        return;
-    }
-    for job in drawn(false) {
-        assert!(!job.multi_stage && job.placement == Placement::CardKey);
-        assert_eq!(job.spec.parallelism, None);
-        assert_eq!(job.spec.source.partitioned_by, None);
-        assert_eq!(job.flush_card(0), "flush");
-    }
-}
-
 /// `count` records of `job`'s producer, placed as the memory broker would (an explicit
 /// partition, else the key's murmur2 partition, else round robin), with offsets.
 fn produce(job: &SimJob, seed: u64, count: u64) -> Vec<RefRecord> {

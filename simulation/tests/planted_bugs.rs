@@ -93,10 +93,34 @@ fn a_resume_that_skips_the_records_in_flight_at_the_pause_is_caught() {
 }
 
 #[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_downstream_watermark_not_the_least_of_the_upstreams_is_caught() {
+    assert_caught(PlantedBug::DownstreamWatermarkNotMin, SimOptions::default());
+}
+
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn shuffling_by_task_instead_of_by_key_is_caught() {
+    assert_caught(PlantedBug::ShuffleByTask, SimOptions::default());
+}
+
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_watermark_marker_before_the_events_it_covers_is_caught() {
+    assert_caught(PlantedBug::MarkerBeforeEvents, SimOptions::default());
+}
+
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn partial_aggregates_sent_after_the_snapshot_are_caught() {
+    assert_caught(PlantedBug::PartialsAfterSnapshot, SimOptions::default());
+}
+
+#[test]
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        8,
+        12,
         "a new planted bug needs its test here"
     );
 }
