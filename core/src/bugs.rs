@@ -48,11 +48,13 @@ pub enum PlantedBug {
     /// after taking the snapshot instead of before, so the snapshot holds what the
     /// committed transaction also carries, and a restore counts it twice.
     PartialsAfterSnapshot,
+    /// A result that a route takes is also written to the sink.
+    RouteAlsoToSink,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 13] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -65,6 +67,7 @@ impl PlantedBug {
         PlantedBug::ShuffleByTask,
         PlantedBug::MarkerBeforeEvents,
         PlantedBug::PartialsAfterSnapshot,
+        PlantedBug::RouteAlsoToSink,
     ];
 
     /// The name `--plant-bug` takes.
@@ -82,6 +85,7 @@ impl PlantedBug {
             PlantedBug::ShuffleByTask => "shuffle-by-task",
             PlantedBug::MarkerBeforeEvents => "marker-before-events",
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
+            PlantedBug::RouteAlsoToSink => "route-also-to-sink",
         }
     }
 

@@ -54,11 +54,17 @@ fn producer_id(topic: &str) -> String {
 /// Creates every topic of the run's jobs.
 pub async fn create_topics(broker: &MemoryBroker, jobs: &[SimJob]) {
     for job in jobs {
-        for (topic, partitions) in [
+        let routes = job
+            .spec
+            .routes
+            .iter()
+            .map(|route| (&route.topic, job.sink_partitions));
+        let fixed = [
             (&job.source, job.source_partitions),
             (&job.sink, job.sink_partitions),
             (&job.dead_letters, 1),
-        ] {
+        ];
+        for (topic, partitions) in fixed.into_iter().chain(routes) {
             broker
                 .create_topic(topic, partitions)
                 .await
@@ -408,8 +414,9 @@ fn compare<T: Ord + Clone + std::fmt::Debug>(
     ))
 }
 
-/// A sink record, as compared: key and value as text where they are UTF-8.
-type SinkEntry = (Option<String>, String);
+/// A result record, as compared: its topic (the sink or a route's), key and value as text
+/// where they are UTF-8.
+type SinkEntry = (String, Option<String>, String);
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -496,23 +503,30 @@ pub async fn check_outputs(
         let expected_out: Vec<SinkEntry> = expected
             .outputs
             .into_iter()
-            .map(|RefOutput { key, value }| (key.as_deref().map(text), text(&value)))
+            .map(|RefOutput { key, value, route }| {
+                let topic = match route {
+                    0 => job.sink.clone(),
+                    i => job.spec.routes[usize::from(i) - 1].topic.clone(),
+                };
+                (topic, key.as_deref().map(text), text(&value))
+            })
             .collect();
         let expected_dead: Vec<RefDeadLetter> = expected
             .dead_letters
             .into_iter()
             .map(|d| reference::as_written(d, reference::DEAD_LETTER_RECORD_BYTES_MAX))
             .collect();
-        let got_out: Vec<SinkEntry> = read_all(broker, &job.sink, job.sink_partitions)
-            .await
-            .into_iter()
-            .map(|r| {
-                (
+        let mut got_out: Vec<SinkEntry> = Vec::new();
+        let topics = std::iter::once(&job.sink).chain(job.spec.routes.iter().map(|r| &r.topic));
+        for topic in topics {
+            for r in read_all(broker, topic, job.sink_partitions).await {
+                got_out.push((
+                    topic.clone(),
                     r.key.as_deref().map(text),
                     text(r.value.as_deref().unwrap_or_default()),
-                )
-            })
-            .collect();
+                ));
+            }
+        }
         let mut got_dead = Vec::new();
         let mut unreadable = Vec::new();
         for r in read_all(broker, &job.dead_letters, 1).await {

@@ -199,6 +199,17 @@ pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> Sim
         Placement::CardPartition => "  partitioned_by: card\n",
         Placement::CardKey | Placement::MerchantKey => "",
     };
+    // Routes, so results reach several topics: the stateless job's large payments and the
+    // tumbling job's busy windows go to topics of their own.
+    let routes_extra = match kind {
+        JobKind::Stateless => {
+            format!("routes:\n  - {{ when: \"cents > 8000\", topic: {name}-big }}\n")
+        }
+        JobKind::Tumbling => {
+            format!("routes:\n  - {{ when: \"count >= 3\", topic: {name}-busy }}\n")
+        }
+        _ => String::new(),
+    };
     let job_extra = match kind {
         JobKind::Rekey => {
             // Any count but the source's.
@@ -226,7 +237,7 @@ sink:
   delivery: exactly_once
 dead_letter_topic: {dead_letters}
 checkpoint_interval: {checkpoint_ms}ms
-{job_extra}"#,
+{routes_extra}{job_extra}"#,
         pipeline = kind.pipeline()
     );
     let spec = parse_job_spec(text.as_bytes())

@@ -117,10 +117,16 @@ fn partial_aggregates_sent_after_the_snapshot_are_caught() {
 }
 
 #[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_routed_result_also_written_to_the_sink_is_caught() {
+    assert_caught(PlantedBug::RouteAlsoToSink, SimOptions::default());
+}
+
+#[test]
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        12,
+        13,
         "a new planted bug needs its test here"
     );
 }

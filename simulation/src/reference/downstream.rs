@@ -14,7 +14,7 @@
 use super::evaluator::{aggregate_inputs, result_json, run_stages, Event, Outcome};
 use super::evaluator::{Upstream, EXPRESSION_ERROR};
 use super::json::Json;
-use super::plan::{Plan, WindowOp};
+use super::plan::{route_of, Plan, WindowOp};
 use super::routing::partition_of_key;
 use super::windows::Windows;
 use super::{RefDeadLetter, RefOutput, RefOutputs, ReferenceError};
@@ -160,13 +160,23 @@ impl Downstream<'_> {
                 Some(watermark),
                 &mut Vec::new(),
             );
-            match outcome {
-                Outcome::Kept(event) => self.out.outputs.push(RefOutput {
+            // A route that fails is an expression dead letter like a failing stage.
+            let routed = match outcome {
+                Outcome::Kept(event) => match route_of(&self.env, &self.plan.routes, &event.object)
+                {
+                    Ok(route) => Some((event, route)),
+                    Err(()) => None,
+                },
+                Outcome::Dropped => continue,
+                Outcome::Failed => None,
+            };
+            match routed {
+                Some((event, route)) => self.out.outputs.push(RefOutput {
                     key: event.key.as_ref().map(|key| key.as_bytes().to_vec()),
                     value: event.value(&bytes),
+                    route,
                 }),
-                Outcome::Dropped => {}
-                Outcome::Failed => self.out.dead_letters.push(RefDeadLetter {
+                None => self.out.dead_letters.push(RefDeadLetter {
                     reason: EXPRESSION_ERROR.to_string(),
                     topic: repartition.topic.clone(),
                     partition,

@@ -12,7 +12,7 @@ use super::downstream::Shuffled;
 use super::event_time::event_time_ms;
 use super::expr::{key_text, to_json};
 use super::json::{self, Json};
-use super::plan::{Plan, StageOp, WindowOp};
+use super::plan::{route_of, Plan, StageOp, WindowOp};
 use super::routing::partition_of_key;
 use super::windows::{Fired, Windows};
 use super::{RefDeadLetter, RefMisplaced, RefOutput, RefOutputs, RefRecord, ReferenceError};
@@ -165,7 +165,10 @@ impl<'t> Evaluator<'t> {
                     self.plan.window.is_some(),
                 ) {
                     (true, _) => self.shuffle(record, bytes, event, watermark_before),
-                    (false, false) => self.emit(&event, bytes),
+                    (false, false) => match route_of(&self.env, &self.plan.routes, &event.object) {
+                        Ok(route) => self.emit(&event, bytes, route),
+                        Err(()) => self.dead_letter(record, EXPRESSION_ERROR, record.value.clone()),
+                    },
                     (false, true) => self.add_to_windows(record, event, watermark_before),
                 }
             }
@@ -300,17 +303,21 @@ impl<'t> Evaluator<'t> {
             &mut Vec::new(),
         );
         match outcome {
-            Outcome::Kept(event) => self.emit(&event, &bytes),
+            Outcome::Kept(event) => match route_of(&self.env, &self.plan.routes, &event.object) {
+                Ok(route) => self.emit(&event, &bytes, route),
+                Err(()) => self.dead_letter(record, EXPRESSION_ERROR, Some(bytes)),
+            },
             Outcome::Dropped => {}
             Outcome::Failed => self.dead_letter(record, EXPRESSION_ERROR, Some(bytes)),
         }
         Ok(())
     }
 
-    fn emit(&mut self, event: &Event, original: &[u8]) {
+    fn emit(&mut self, event: &Event, original: &[u8], route: u16) {
         self.out.outputs.push(RefOutput {
             key: event.key.as_ref().map(|key| key.as_bytes().to_vec()),
             value: event.value(original),
+            route,
         });
     }
 

@@ -77,6 +77,8 @@ pub struct RefRecord {
 pub struct RefOutput {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
+    /// Where it goes: 0 the sink, `i` the spec's route `i - 1`.
+    pub route: u16,
 }
 
 /// One expected dead letter, without the free-text `detail`.

@@ -52,6 +52,26 @@ pub(crate) struct Plan {
     pub(crate) shuffle_after: Option<usize>,
     /// For a checked key_by: the source partition count the key is hashed over.
     pub(crate) source_partitions: Option<u32>,
+    /// The routes' predicates, in order: a result goes to the first that holds
+    /// (route `i + 1`), else to the sink (route 0).
+    pub(crate) routes: Vec<Expr>,
+}
+
+/// Where a result goes: `Ok(0)` the sink, `Ok(i)` route `i - 1`; `Err` when a predicate
+/// fails (an expression dead letter).
+pub(crate) fn route_of(
+    env: &std::sync::Arc<cel::Env>,
+    routes: &[Expr],
+    object: &std::collections::BTreeMap<String, super::json::Json>,
+) -> Result<u16, ()> {
+    for (index, route) in routes.iter().enumerate() {
+        match route.eval(env, object) {
+            Ok(cel::Value::Bool(true)) => return Ok(index as u16 + 1),
+            Ok(cel::Value::Bool(false)) => {}
+            _ => return Err(()),
+        }
+    }
+    Ok(0)
 }
 
 impl Plan {
@@ -64,6 +84,11 @@ impl Plan {
             after: Vec::new(),
             shuffle_after: None,
             source_partitions: None,
+            routes: spec
+                .routes
+                .iter()
+                .map(|route| Expr::compile(&route.when))
+                .collect::<Result<_, _>>()?,
         };
         let mut stages = spec.pipeline.iter().peekable();
         let mut keyed = false;

@@ -27,6 +27,7 @@ use super::window::Assigner;
 use super::window::{Fired, Windows};
 use std::borrow::Cow;
 use std::sync::Arc;
+use weir_core::bugs::{planted, PlantedBug};
 use weir_core::spec::{validate, JobSpec, Stage};
 
 /// A compiled pipeline with its partition state.
@@ -687,6 +688,15 @@ pub(super) fn emit(
         Obj::Fields(fields) => 16 + 32 * fields.len(),
     });
     obj.write_json(&mut value);
+    if route > 0 && planted(PlantedBug::RouteAlsoToSink) {
+        // The mistake: the routed result reaches the sink as well.
+        out.records.push(OutputRecord {
+            key: key.as_deref().map(str::to_string),
+            value: value.clone(),
+            source_offset,
+            route: 0,
+        });
+    }
     out.records.push(OutputRecord {
         key: key.map(Cow::into_owned),
         value,
