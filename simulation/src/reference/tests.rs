@@ -277,6 +277,7 @@ fn run_worker(spec: &JobSpec, records: &[RefRecord]) -> RefOutputs {
             .map(|r| RefOutput {
                 key: r.key.map(String::into_bytes),
                 value: r.value,
+                route: r.route,
             })
             .collect(),
         dead_letters: out
