@@ -14,6 +14,9 @@ use weir_core::wire::{
 /// Fence duties handed to one worker per assignments answer; the rest come in later
 /// rounds (a fence is one InitProducerId call at the broker).
 pub const FENCE_DUTIES_PER_ROUND_MAX: usize = 32;
+/// Cancelled jobs whose topics one worker is asked to delete per round (each deletion
+/// waits for the broker's metadata to drop the topic).
+pub const TOPIC_DELETION_DUTIES_PER_ROUND_MAX: usize = 4;
 
 /// Registers (or re-registers after a restart) a worker and grants it a lease.
 pub async fn register(
@@ -94,11 +97,15 @@ pub async fn assignments(
         })
         .collect();
     let fence = s.control.fence_duties(worker, FENCE_DUTIES_PER_ROUND_MAX);
+    let delete_topics = s
+        .control
+        .topic_deletion_duties(worker, TOPIC_DELETION_DUTIES_PER_ROUND_MAX);
     Ok(Assignments {
         worker: worker.clone(),
         assignments,
         unknown_partition_counts,
         fence,
+        delete_topics,
     })
 }
 

@@ -47,11 +47,17 @@ pub enum PlantedBug {
     /// The interval join's buffers are left out of the snapshot, so a partition restored
     /// from a checkpoint forgets the events waiting for their match.
     JoinStateNotInSnapshot,
+    /// An upstream task that aggregates before the shuffle sends its partial aggregates
+    /// after taking the snapshot instead of before, so the snapshot holds what the
+    /// committed transaction also carries, and a restore counts it twice.
+    PartialsAfterSnapshot,
+    /// A result that a route takes is also written to the sink.
+    RouteAlsoToSink,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -64,6 +70,8 @@ impl PlantedBug {
         PlantedBug::ShuffleByTask,
         PlantedBug::MarkerBeforeEvents,
         PlantedBug::JoinStateNotInSnapshot,
+        PlantedBug::PartialsAfterSnapshot,
+        PlantedBug::RouteAlsoToSink,
     ];
 
     /// The name `--plant-bug` takes.
@@ -81,6 +89,8 @@ impl PlantedBug {
             PlantedBug::ShuffleByTask => "shuffle-by-task",
             PlantedBug::MarkerBeforeEvents => "marker-before-events",
             PlantedBug::JoinStateNotInSnapshot => "join-state-not-in-snapshot",
+            PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
+            PlantedBug::RouteAlsoToSink => "route-also-to-sink",
         }
     }
 

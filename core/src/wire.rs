@@ -236,6 +236,11 @@ pub struct Assignments {
     /// until the broker's transaction timeout. Report them with [`WorkerReport::Fenced`].
     #[serde(default)]
     pub fence: Vec<(JobId, PartitionId)>,
+    /// Topics weir created for cancelled jobs (their repartition topics) that this worker
+    /// should delete: report them with [`WorkerReport::TopicsDeleted`]. Left out when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_topics: Vec<(JobId, Vec<String>)>,
 }
 
 /// `POST /v1/workers/{id}/reports`: what a worker learned that the group should record,
@@ -263,6 +268,9 @@ pub enum WorkerReport {
         job: JobId,
         partitions: Vec<PartitionId>,
     },
+    /// The worker deleted every topic weir created for this cancelled job (a
+    /// [`Assignments::delete_topics`] duty): they are gone from the broker.
+    TopicsDeleted { job: JobId },
     /// The partition this worker owns at `epoch` was asked to pause ([`WorkerAssignment::pause`])
     /// and did: its last checkpoint committed, it holds no open transaction and reads
     /// nothing more. Once every partition of a pausing job reported it, the job is paused

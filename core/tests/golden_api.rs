@@ -264,6 +264,7 @@ fn worker_bodies_are_pinned() {
             }],
             unknown_partition_counts: vec![(JobId(8), "orders".into())],
             fence: vec![(JobId(5), PartitionId(1))],
+            delete_topics: Vec::new(),
         },
     );
     pinned(
@@ -283,6 +284,7 @@ fn worker_bodies_are_pinned() {
             }],
             unknown_partition_counts: vec![],
             fence: vec![],
+            delete_topics: Vec::new(),
         },
     );
     pinned(

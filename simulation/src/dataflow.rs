@@ -7,7 +7,7 @@
 use crate::cluster::ClusterView;
 use crate::context::SimContext;
 use crate::jobs::{EventGen, SimJob};
-use crate::reference::{self, RefDeadLetter, RefOutput, RefRecord};
+use crate::reference::{self, RefDeadLetter, RefOutput, RefOutputs, RefRecord, ReferenceError};
 use rand::rngs::StdRng;
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -18,7 +18,8 @@ use weir_broker::memory::MemoryBroker;
 use weir_broker::{Broker, BrokerRecord, TransactionalWriter};
 use weir_coordinator::node::WriteError;
 use weir_coordinator::state::{Command, Refusal};
-use weir_core::ids::{NodeId, TenantName};
+use weir_core::ids::{JobId, NodeId, TenantName};
+use weir_core::spec::stages::plan_stages;
 
 /// The tenant owning the run's jobs.
 pub const SIM_TENANT: &str = "sim";
@@ -53,11 +54,17 @@ fn producer_id(topic: &str) -> String {
 /// Creates every topic of the run's jobs.
 pub async fn create_topics(broker: &MemoryBroker, jobs: &[SimJob]) {
     for job in jobs {
-        for (topic, partitions) in [
+        let routes = job
+            .spec
+            .routes
+            .iter()
+            .map(|route| (&route.topic, job.sink_partitions));
+        let fixed = [
             (&job.source, job.source_partitions),
             (&job.sink, job.sink_partitions),
             (&job.dead_letters, 1),
-        ] {
+        ];
+        for (topic, partitions) in fixed.into_iter().chain(routes) {
             broker
                 .create_topic(topic, partitions)
                 .await
@@ -130,7 +137,7 @@ pub async fn produce(
     ctx: Arc<SimContext>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut gens: Vec<EventGen> = jobs.iter().map(|_| EventGen::new()).collect();
+    let mut gens: Vec<EventGen> = jobs.iter().map(EventGen::for_job).collect();
     let mut writers = BTreeMap::new();
     // Poison records are drawn from a generator of their own, so that the events and the
     // pauses every seed drew before they existed stay the same.
@@ -212,7 +219,7 @@ pub fn close_producers(broker: &MemoryBroker, jobs: &[SimJob]) {
     }
 }
 
-/// Sends each source partition its flush event ([`jobs::flush_record`]) in one committed
+/// Sends each source partition its flush event ([`crate::jobs::flush_record`]) in one committed
 /// transaction per job. Called once the faults are healed.
 pub async fn flush(broker: &MemoryBroker, jobs: &[SimJob], ctx: &SimContext) {
     for job in jobs {
@@ -222,7 +229,8 @@ pub async fn flush(broker: &MemoryBroker, jobs: &[SimJob], ctx: &SimContext) {
                 .await?;
             writer.begin()?;
             for partition in 0..job.source_partitions as i32 {
-                let record = crate::jobs::flush_record(&job.source, partition, ctx.now_ms());
+                let card = job.flush_card(partition);
+                let record = crate::jobs::flush_record(&job.source, partition, &card, ctx.now_ms());
                 writer.send(record).await?;
             }
             writer.commit("sim-producer", &[]).await
@@ -239,6 +247,12 @@ pub async fn flush(broker: &MemoryBroker, jobs: &[SimJob], ctx: &SimContext) {
 
 /// Waits until every job has committed its whole input, or the deadline passes. Returns
 /// the jobs (and partitions) still behind.
+///
+/// A job checked by its stage plan is caught up when its group has also committed the
+/// whole of each repartition topic (the workers create them; one not there yet is
+/// behind). The source is looked at first: once it is caught up, every record its
+/// upstream stage wrote is committed (in the same transactions as the source offsets),
+/// so a downstream found caught up after it has read them all.
 pub async fn await_caught_up(
     broker: &MemoryBroker,
     jobs: &[(SimJob, u64)],
@@ -248,30 +262,17 @@ pub async fn await_caught_up(
         let mut behind = Vec::new();
         for (job, id) in jobs {
             let group = format!("weir-job-{id}");
-            for p in 0..job.source_partitions as i32 {
-                let end = broker
-                    .partition_offsets(&job.source, p)
-                    .map(|o| o.last_stable_offset)
-                    .unwrap_or(-1);
-                let committed = broker
-                    .committed_offset(&group, &job.source, p)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-                // Caught up: no committed record at or after the committed offset. (The
-                // offset may stop short of the end by transaction markers, which hold no
-                // record.)
-                let unread = broker
-                    .read_committed(&job.source, p, committed, 1)
-                    .await
-                    .map(|r| r.len())
-                    .unwrap_or(1);
-                if unread > 0 {
-                    behind.push(format!(
-                        "{} partition {p} at {committed} of {end}",
-                        job.name
-                    ));
+            let mut topics = vec![(job.source.clone(), job.source_partitions)];
+            topics.extend(repartition_topics(job, *id));
+            for (topic, partitions) in topics {
+                for p in 0..partitions as i32 {
+                    if let Some(lag) = partition_behind(broker, &group, &topic, p).await {
+                        let at = match topic == job.source {
+                            true => String::new(),
+                            false => format!(" {topic}"),
+                        };
+                        behind.push(format!("{}{at} partition {p} {lag}", job.name));
+                    }
                 }
             }
         }
@@ -280,6 +281,49 @@ pub async fn await_caught_up(
         }
         tokio::time::sleep(Duration::from_millis(CATCH_UP_POLL_MS)).await;
     }
+}
+
+/// The repartition topics of job `id` and their partition counts, when it is checked by
+/// its stage plan.
+fn repartition_topics(job: &SimJob, id: u64) -> Vec<(String, u32)> {
+    if !job.multi_stage {
+        return Vec::new();
+    }
+    match plan_stages(&job.spec, JobId(id), job.source_partitions) {
+        Ok(plan) => plan
+            .repartition_topics()
+            .into_iter()
+            .map(|topic| (topic.name.clone(), topic.partitions))
+            .collect(),
+        // The reference reports the same error when it checks the outputs.
+        Err(_) => Vec::new(),
+    }
+}
+
+/// How far `group` is behind on `topic` partition `p`, or `None` when caught up: no
+/// committed record at or after its committed offset. (The offset may stop short of the
+/// end by transaction markers, which hold no record.)
+async fn partition_behind(
+    broker: &MemoryBroker,
+    group: &str,
+    topic: &str,
+    p: i32,
+) -> Option<String> {
+    let Ok(offsets) = broker.partition_offsets(topic, p) else {
+        return Some("does not exist".to_string());
+    };
+    let committed = broker
+        .committed_offset(group, topic, p)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let unread = broker
+        .read_committed(topic, p, committed, 1)
+        .await
+        .map(|r| r.len())
+        .unwrap_or(1);
+    (unread > 0).then(|| format!("at {committed} of {}", offsets.last_stable_offset))
 }
 
 async fn read_all(broker: &MemoryBroker, topic: &str, partitions: u32) -> Vec<BrokerRecord> {
@@ -370,64 +414,119 @@ fn compare<T: Ord + Clone + std::fmt::Debug>(
     ))
 }
 
-/// A sink record, as compared: key and value as text where they are UTF-8.
-type SinkEntry = (Option<String>, String);
+/// A result record, as compared: its topic (the sink or a route's), key and value as text
+/// where they are UTF-8.
+type SinkEntry = (String, Option<String>, String);
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Checks every job's committed outputs and dead letters against the reference evaluator
-/// over the committed input. Returns per-job tallies for the trace.
+/// The source records as the reference takes them.
+fn ref_records<'a>(input: impl Iterator<Item = &'a BrokerRecord>) -> Vec<RefRecord> {
+    input
+        .map(|r| RefRecord {
+            partition: r.partition,
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms.unwrap_or(0),
+            key: r.key.clone(),
+            value: r.value.clone(),
+        })
+        .collect()
+}
+
+/// What the reference expects of `job` (id `id`) over its committed `input`: the whole
+/// job by its stage plan when it is checked so, else each source partition on its own
+/// (every job runs as one stage until the multi-stage runtime). An error is reported as
+/// a violation and leaves out what it could not evaluate.
+fn expected_outputs(ctx: &SimContext, job: &SimJob, id: u64, input: &[BrokerRecord]) -> RefOutputs {
+    let failed = |what: &str, e: ReferenceError| {
+        ctx.violation(format!(
+            "the reference cannot evaluate {}{what}: {e}",
+            job.name
+        ));
+    };
+    if job.multi_stage {
+        let records = ref_records(input.iter());
+        let spec = &job.spec;
+        return reference::evaluate_job(
+            spec,
+            JobId(id),
+            &job.source,
+            job.source_partitions,
+            &records,
+        )
+        .unwrap_or_else(|e| {
+            failed("", e);
+            RefOutputs::default()
+        });
+    }
+    let mut expected = RefOutputs::default();
+    for p in 0..job.source_partitions as i32 {
+        let records = ref_records(input.iter().filter(|r| r.partition == p));
+        match reference::evaluate_partition(&job.spec, &job.source, &records) {
+            Ok(outs) => {
+                expected.outputs.extend(outs.outputs);
+                expected.dead_letters.extend(outs.dead_letters);
+            }
+            Err(e) => failed(&format!(" partition {p}"), e),
+        }
+    }
+    expected
+}
+
+/// Checks every job's (with its id) committed outputs and dead letters against the
+/// reference evaluator over the committed input, as multisets over the whole job.
+/// Returns per-job tallies for the trace.
 pub async fn check_outputs(
     ctx: &SimContext,
     broker: &MemoryBroker,
-    jobs: &[SimJob],
+    jobs: &[(SimJob, u64)],
 ) -> Vec<JobTally> {
     let mut tallies = Vec::new();
-    for job in jobs {
+    for (job, id) in jobs {
         let input = read_all(broker, &job.source, job.source_partitions).await;
-        let mut expected_out: Vec<SinkEntry> = Vec::new();
-        let mut expected_dead: Vec<RefDeadLetter> = Vec::new();
-        for p in 0..job.source_partitions as i32 {
-            let records: Vec<RefRecord> = input
-                .iter()
-                .filter(|r| r.partition == p)
-                .map(|r| RefRecord {
-                    partition: r.partition,
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp_ms.unwrap_or(0),
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                })
-                .collect();
-            match reference::evaluate_partition(&job.spec, &job.source, &records) {
-                Ok(outs) => {
-                    expected_out.extend(
-                        outs.outputs.into_iter().map(|RefOutput { key, value }| {
-                            (key.as_deref().map(text), text(&value))
-                        }),
-                    );
-                    expected_dead.extend(outs.dead_letters.into_iter().map(|d| {
-                        reference::as_written(d, reference::DEAD_LETTER_RECORD_BYTES_MAX)
-                    }));
-                }
-                Err(e) => ctx.violation(format!(
-                    "the reference cannot evaluate {} partition {p}: {e}",
-                    job.name
-                )),
-            }
+        let expected = expected_outputs(ctx, job, *id, &input);
+        if let Some(first) = expected.misplaced.first() {
+            // The simulation's producers place records as the source declares.
+            ctx.violation(format!(
+                "{}: {} records on the wrong partition of a source declared partitioned_by, \
+                 e.g. partition {} offset {} key {:?} (belongs on {})",
+                job.name,
+                expected.misplaced.len(),
+                first.partition,
+                first.offset,
+                first.key,
+                first.expected_partition
+            ));
         }
-        let got_out: Vec<SinkEntry> = read_all(broker, &job.sink, job.sink_partitions)
-            .await
+        let expected_out: Vec<SinkEntry> = expected
+            .outputs
             .into_iter()
-            .map(|r| {
-                (
-                    r.key.as_deref().map(text),
-                    text(r.value.as_deref().unwrap_or_default()),
-                )
+            .map(|RefOutput { key, value, route }| {
+                let topic = match route {
+                    0 => job.sink.clone(),
+                    i => job.spec.routes[usize::from(i) - 1].topic.clone(),
+                };
+                (topic, key.as_deref().map(text), text(&value))
             })
             .collect();
+        let expected_dead: Vec<RefDeadLetter> = expected
+            .dead_letters
+            .into_iter()
+            .map(|d| reference::as_written(d, reference::DEAD_LETTER_RECORD_BYTES_MAX))
+            .collect();
+        let mut got_out: Vec<SinkEntry> = Vec::new();
+        let topics = std::iter::once(&job.sink).chain(job.spec.routes.iter().map(|r| &r.topic));
+        for topic in topics {
+            for r in read_all(broker, topic, job.sink_partitions).await {
+                got_out.push((
+                    topic.clone(),
+                    r.key.as_deref().map(text),
+                    text(r.value.as_deref().unwrap_or_default()),
+                ));
+            }
+        }
         let mut got_dead = Vec::new();
         let mut unreadable = Vec::new();
         for r in read_all(broker, &job.dead_letters, 1).await {

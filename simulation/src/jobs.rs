@@ -4,10 +4,28 @@
 //! payments with out-of-order, late and repeated events, and malformed records of every
 //! kind the engine dead-letters (undecodable bytes, JSON that is not an object, a missing
 //! event time, no value at all, an amount whose type makes an expression fail).
+//!
+//! # The multi-stage family
+//!
+//! With [`MULTI_STAGE_JOBS`] on, runs draw the family for the runtime that runs a job as
+//! its stage plan (`weir_core::spec::stages`): the tumbling and sliding jobs read a source
+//! keyed by merchant and re-key by card, so they shuffle; the session job declares
+//! `source.partitioned_by: card`, its producer placing each record on the partition
+//! its card hashes to (no shuffle, the placement checked by the engine); a re-keying job
+//! with a `parallelism` other than its source's partition count adds a `map` before its
+//! key_by, a filter between key_by and window and a filter after the aggregate that
+//! can fail. The stateless and dedupe jobs never shuffle.
 
+use crate::reference::partition_of_key;
 use rand::Rng;
 use weir_broker::OutgoingRecord;
 use weir_core::spec::{parse_job_spec, JobSpec};
+
+/// Whether runs draw the multi-stage job family (see the module documentation) and check
+/// jobs by their stage plans: on, since the workers run jobs as their stage plans. The
+/// single-stage family it replaced (sessions after a key_by that would now repartition)
+/// is refused at submit; its draws stay only for the reference's differential tests.
+pub const MULTI_STAGE_JOBS: bool = true;
 
 /// The kinds of job a run may draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,16 +35,28 @@ pub enum JobKind {
     Tumbling,
     Sliding,
     Session,
+    /// A re-keying job with its own `parallelism` (the multi-stage family only).
+    Rekey,
 }
 
 impl JobKind {
-    /// Every kind.
-    pub const ALL: [JobKind; 5] = [
+    /// The single-stage family, in the order seeds draw from.
+    pub const SINGLE_STAGE: [JobKind; 5] = [
         JobKind::Stateless,
         JobKind::Dedupe,
         JobKind::Tumbling,
         JobKind::Sliding,
         JobKind::Session,
+    ];
+
+    /// The multi-stage family.
+    pub const MULTI_STAGE: [JobKind; 6] = [
+        JobKind::Stateless,
+        JobKind::Dedupe,
+        JobKind::Tumbling,
+        JobKind::Sliding,
+        JobKind::Session,
+        JobKind::Rekey,
     ];
 
     fn name(self) -> &'static str {
@@ -36,6 +66,16 @@ impl JobKind {
             JobKind::Tumbling => "tumbling",
             JobKind::Sliding => "sliding",
             JobKind::Session => "session",
+            JobKind::Rekey => "rekey",
+        }
+    }
+
+    /// How the producer places this kind's source records.
+    fn placement(self, multi_stage: bool) -> Placement {
+        match (multi_stage, self) {
+            (false, _) | (true, JobKind::Stateless | JobKind::Dedupe) => Placement::CardKey,
+            (true, JobKind::Tumbling | JobKind::Sliding | JobKind::Rekey) => Placement::MerchantKey,
+            (true, JobKind::Session) => Placement::CardPartition,
         }
     }
 
@@ -71,8 +111,32 @@ impl JobKind {
   - window: { session: { gap: 3s }, allowed_lateness: 1s }
   - aggregate: { n: "count()", low: "min(amount)", mean: "avg(amount)" }"#
             }
+            // The string amounts fail the filter downstream; a window of two fails the
+            // last filter (a division by zero), dead-lettered at the repartition topic.
+            JobKind::Rekey => {
+                r#"
+  - map: { card: "card", amount: "amount", half: "id % 2" }
+  - key_by: "card + '/' + string(half)"
+  - filter: "amount > 20"
+  - window: { tumbling: 4s, allowed_lateness: 1s }
+  - aggregate: { n: "count()", total: "sum(amount)" }
+  - filter: "total / (n - 2) > 10""#
+            }
         }
     }
+}
+
+/// How a producer places the records of a source topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Keyed by the card drawn for the record, placed by the broker's partitioner (a
+    /// repeated event keeps its own card in its value: not partitioned by card).
+    CardKey,
+    /// Keyed by a merchant the event names, placed by the broker: not by card.
+    MerchantKey,
+    /// On the partition the card in the value hashes to (Kafka's murmur2), set
+    /// explicitly: partitioned by card, as `source.partitioned_by: card` declares.
+    CardPartition,
 }
 
 /// One job of a run, with its topics.
@@ -88,11 +152,37 @@ pub struct SimJob {
     pub spec: JobSpec,
     /// The spec as a user would submit it.
     pub text: String,
+    /// Whether the job is checked by its stage plan (drawn from the multi-stage family).
+    pub multi_stage: bool,
+    /// How its source records are placed.
+    pub placement: Placement,
 }
 
-/// Draws job `index` of a run.
+impl SimJob {
+    /// The card of the flush event of source `partition` ([`flush_record`]): `flush`, or
+    /// on a source partitioned by card, the first `flush-<n>` that hashes to it.
+    pub fn flush_card(&self, partition: i32) -> String {
+        if self.placement != Placement::CardPartition {
+            return "flush".to_string();
+        }
+        (0..)
+            .map(|n| format!("flush-{n}"))
+            .find(|card| partition_of_key(card.as_bytes(), self.source_partitions) == partition)
+            .unwrap_or_default()
+    }
+}
+
+/// Draws job `index` of a run, from the family [`MULTI_STAGE_JOBS`] chooses.
 pub fn draw_job(rng: &mut impl Rng, index: usize) -> SimJob {
-    let kind = JobKind::ALL[rng.gen_range(0..JobKind::ALL.len())];
+    draw_job_from(rng, index, MULTI_STAGE_JOBS)
+}
+
+/// Draws job `index` of a run from the multi-stage family or the single-stage one.
+pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> SimJob {
+    let kind = match multi_stage {
+        false => JobKind::SINGLE_STAGE[rng.gen_range(0..JobKind::SINGLE_STAGE.len())],
+        true => JobKind::MULTI_STAGE[rng.gen_range(0..JobKind::MULTI_STAGE.len())],
+    };
     let name = format!("j{index}-{}", kind.name());
     let (source, sink, dead_letters) = (
         format!("{name}-in"),
@@ -101,6 +191,38 @@ pub fn draw_job(rng: &mut impl Rng, index: usize) -> SimJob {
     );
     let checkpoint_ms = rng.gen_range(100..=1_500);
     let out_of_orderness_ms = rng.gen_range(0..=2_000);
+    // Drawn in the order they always were, so the single-stage family's seeds stay.
+    let source_partitions: u32 = rng.gen_range(1..=4);
+    let sink_partitions: u32 = rng.gen_range(1..=3);
+    let placement = kind.placement(multi_stage);
+    let source_extra = match placement {
+        Placement::CardPartition => "  partitioned_by: card\n",
+        Placement::CardKey | Placement::MerchantKey => "",
+    };
+    // Routes, so results reach several topics: the stateless job's large payments and the
+    // tumbling job's busy windows go to topics of their own.
+    let routes_extra = match kind {
+        JobKind::Stateless => {
+            format!("routes:\n  - {{ when: \"cents > 8000\", topic: {name}-big }}\n")
+        }
+        JobKind::Tumbling => {
+            format!("routes:\n  - {{ when: \"count >= 3\", topic: {name}-busy }}\n")
+        }
+        _ => String::new(),
+    };
+    let job_extra = match kind {
+        JobKind::Rekey => {
+            // Any count but the source's.
+            let drawn = rng.gen_range(1..=3);
+            let parallelism = if drawn >= source_partitions {
+                drawn + 1
+            } else {
+                drawn
+            };
+            format!("parallelism: {parallelism}\n")
+        }
+        _ => String::new(),
+    };
     let text = format!(
         r#"name: {name}
 source:
@@ -108,14 +230,14 @@ source:
   format: json
   event_time: ts
   max_out_of_orderness: {out_of_orderness_ms}ms
-pipeline:{pipeline}
+{source_extra}pipeline:{pipeline}
 sink:
   topic: {sink}
   format: json
   delivery: exactly_once
 dead_letter_topic: {dead_letters}
 checkpoint_interval: {checkpoint_ms}ms
-"#,
+{routes_extra}{job_extra}"#,
         pipeline = kind.pipeline()
     );
     let spec = parse_job_spec(text.as_bytes())
@@ -124,12 +246,14 @@ checkpoint_interval: {checkpoint_ms}ms
         kind,
         name,
         source,
-        source_partitions: rng.gen_range(1..=4),
+        source_partitions,
         sink,
-        sink_partitions: rng.gen_range(1..=3),
+        sink_partitions,
         dead_letters,
         spec,
         text,
+        multi_stage,
+        placement,
     }
 }
 
@@ -151,17 +275,21 @@ const LATE_BY_MS: (i64, i64) = (5_000, 30_000);
 /// session gap, allowed lateness, out-of-orderness and dedupe ttl the job family uses.
 const FLUSH_AHEAD_MS: i64 = 60_000;
 
+/// Merchants a re-keyed source is keyed by ([`Placement::MerchantKey`]).
+const MERCHANTS: u64 = 5;
+
 /// The last event of one source partition, sent once the faults are healed: its event
 /// time is far enough ahead to close every window still open, so that the state restored
-/// by the fleet's last recoveries has to produce outputs the reference checks.
-pub fn flush_record(topic: &str, partition: i32, now_ms: u64) -> OutgoingRecord {
+/// by the fleet's last recoveries has to produce outputs the reference checks. `card` is
+/// [`SimJob::flush_card`].
+pub fn flush_record(topic: &str, partition: i32, card: &str, now_ms: u64) -> OutgoingRecord {
     let ts = EVENT_TIME_START_MS + now_ms as i64 + FLUSH_AHEAD_MS;
     let id = 1_000_000_000 + i64::from(partition);
     OutgoingRecord {
         topic: topic.to_string(),
         partition: Some(partition),
         key: Some(b"flush".to_vec()),
-        value: format!(r#"{{"id": {id}, "card": "flush", "amount": 1, "ts": {ts}}}"#).into_bytes(),
+        value: format!(r#"{{"id": {id}, "card": "{card}", "amount": 1, "ts": {ts}}}"#).into_bytes(),
         timestamp_ms: None,
     }
 }
@@ -170,7 +298,17 @@ pub fn flush_record(topic: &str, partition: i32, now_ms: u64) -> OutgoingRecord 
 #[derive(Debug)]
 pub struct EventGen {
     next_id: u64,
-    recent: Vec<Vec<u8>>,
+    recent: Vec<Recent>,
+    placement: Placement,
+    source_partitions: u32,
+}
+
+/// An event kept for repeats: its card and merchant, and its value.
+#[derive(Debug, Clone)]
+struct Recent {
+    card: String,
+    merchant: Option<String>,
+    value: Vec<u8>,
 }
 
 /// Recent events kept for repeats.
@@ -183,11 +321,50 @@ impl Default for EventGen {
 }
 
 impl EventGen {
-    /// A generator starting at id 1.
+    /// A generator starting at id 1, keying records by card.
     pub fn new() -> Self {
         EventGen {
             next_id: 1,
             recent: Vec::new(),
+            placement: Placement::CardKey,
+            source_partitions: 1,
+        }
+    }
+
+    /// A generator for `job`'s source, placing records as the job's placement says.
+    pub fn for_job(job: &SimJob) -> Self {
+        EventGen {
+            placement: job.placement,
+            source_partitions: job.source_partitions.max(1),
+            ..Self::new()
+        }
+    }
+
+    /// The record of `value`, placed: `card` is the one drawn for it, `value_card` the
+    /// one its value names (if any), `merchant` the one drawn for re-keyed sources.
+    fn place(
+        &self,
+        topic: &str,
+        card: &str,
+        value_card: Option<&str>,
+        merchant: Option<&str>,
+        value: Option<Vec<u8>>,
+    ) -> OutgoingRecord {
+        let (key, partition) = match self.placement {
+            Placement::CardKey => (Some(card), None),
+            Placement::MerchantKey => (merchant, None),
+            Placement::CardPartition => {
+                let card = value_card.unwrap_or(card);
+                let partition = partition_of_key(card.as_bytes(), self.source_partitions);
+                (Some(card), Some(partition))
+            }
+        };
+        OutgoingRecord {
+            topic: topic.to_string(),
+            partition,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: value.unwrap_or_default(),
+            timestamp_ms: None,
         }
     }
 
@@ -199,33 +376,36 @@ impl EventGen {
             .collect();
         debug_assert!(!active.is_empty());
         let card = format!("c{}", active[rng.gen_range(0..active.len())]);
-        let record = |key: Option<&str>, value: Option<Vec<u8>>| OutgoingRecord {
-            topic: topic.to_string(),
-            partition: None,
-            key: key.map(|k| k.as_bytes().to_vec()),
-            value: value.unwrap_or_default(),
-            timestamp_ms: None,
-        };
+        // Drawn only for re-keyed sources, so the others' seeds stay.
+        let merchant = (self.placement == Placement::MerchantKey)
+            .then(|| format!("m{}", rng.gen_range(0..MERCHANTS)));
+        let merchant = merchant.as_deref();
         let roll = rng.gen_range(0..1_000);
         if roll < 40 && !self.recent.is_empty() {
             // The same event again (a producer retry upstream).
-            let value = self.recent[rng.gen_range(0..self.recent.len())].clone();
-            return record(Some(&card), Some(value));
-        }
-        if roll < 50 {
-            return record(Some(&card), Some(b"{\"id\": 7, \"card\": ".to_vec()));
-        }
-        if roll < 58 {
-            return record(Some(&card), Some(b"[1, 2, 3]".to_vec()));
-        }
-        if roll < 66 {
-            return record(
-                Some(&card),
-                Some(br#"{"id": 1, "card": "c1", "amount": 5}"#.to_vec()),
+            let recent = self.recent[rng.gen_range(0..self.recent.len())].clone();
+            let merchant = recent.merchant.as_deref();
+            return self.place(
+                topic,
+                &card,
+                Some(&recent.card),
+                merchant,
+                Some(recent.value),
             );
         }
+        if roll < 50 {
+            let value = b"{\"id\": 7, \"card\": ".to_vec();
+            return self.place(topic, &card, None, merchant, Some(value));
+        }
+        if roll < 58 {
+            return self.place(topic, &card, None, merchant, Some(b"[1, 2, 3]".to_vec()));
+        }
+        if roll < 66 {
+            let value = br#"{"id": 1, "card": "c1", "amount": 5}"#.to_vec();
+            return self.place(topic, &card, Some("c1"), merchant, Some(value));
+        }
         if roll < 70 {
-            return record(Some(&card), None);
+            return self.place(topic, &card, None, merchant, None);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -238,12 +418,23 @@ impl EventGen {
         } else {
             rng.gen_range(1..500).to_string()
         };
-        let value = format!(r#"{{"id": {id}, "card": "{card}", "amount": {amount}, "ts": {ts}}}"#)
-            .into_bytes();
+        let merchant_field = merchant.map_or(String::new(), |m| format!(r#", "merchant": "{m}""#));
+        let value = format!(
+            r#"{{"id": {id}, "card": "{card}", "amount": {amount}, "ts": {ts}{merchant_field}}}"#
+        )
+        .into_bytes();
         if self.recent.len() == RECENT_KEPT {
             self.recent.remove(0);
         }
-        self.recent.push(value.clone());
-        record(Some(&card), Some(value))
+        self.recent.push(Recent {
+            card: card.clone(),
+            merchant: merchant.map(str::to_string),
+            value: value.clone(),
+        });
+        self.place(topic, &card, Some(&card), merchant, Some(value))
     }
 }
+
+#[cfg(test)]
+#[path = "jobs_tests.rs"]
+mod tests;

@@ -8,7 +8,8 @@
 //! - `clock`: per-node wall clocks on tokio's paused clock, with jumps; seeded entropy.
 //! - `cluster`: a coordinator group over those seams; crash and restart of its nodes.
 //! - `fleet`: the worker fleet (real supervisors and partition actors) over simulated
-//!   seams; `jobs` and `dataflow`: the jobs, their input and the end-of-run output check.
+//!   seams; `jobs` and `dataflow`: the jobs (a single-stage family, and a multi-stage one
+//!   behind `jobs::MULTI_STAGE_JOBS`), their input and the end-of-run output check.
 //! - `reference`: the independent evaluator of job specs the outputs are checked against.
 //! - `faults`: the seed's fault mix and schedule; `workload`: the clients; `api_load`:
 //!   bursts of concurrent writes aimed at the leader; `lifecycle`: the pauses, resumes,

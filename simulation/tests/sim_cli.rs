@@ -89,7 +89,8 @@ fn list_bugs_names_each_bug_once() {
     let out = weir_sim(&["--list-bugs"]);
     assert!(out.status.success());
     let names: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), weir_core::bugs::PlantedBug::ALL.len());
+    assert!(names.iter().any(|n| n == "route-also-to-sink"));
     assert!(names.iter().any(|n| n == "commit-before-snapshot"));
 }
 

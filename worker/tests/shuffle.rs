@@ -253,6 +253,20 @@ async fn run_through_crashes<B: Broker>(broker: &B, rounds: usize) {
     }
     let topic = "weir-job-1-repartition-1";
     assert_eq!(broker.partition_count(topic).await.unwrap(), DOWNSTREAM);
+    // The window follows the shuffle: upstream tasks send partial aggregates, one record
+    // per key and checkpoint, and markers, not every event.
+    let mut shuffled = 0;
+    for p in 0..DOWNSTREAM as i32 {
+        shuffled += broker
+            .read_committed(topic, p, 0, 1_000_000)
+            .await
+            .unwrap()
+            .len();
+    }
+    assert!(
+        shuffled > 0 && shuffled < EVENTS / 2,
+        "{shuffled} records crossed the shuffle"
+    );
     let results = committed(broker, "alerts").await;
     let want = expected();
     assert!(

@@ -121,6 +121,7 @@ impl ControlPlane for LocalControl {
             assignments,
             unknown_partition_counts,
             fence: s.fence_duties(id, 32),
+            delete_topics: s.topic_deletion_duties(id, 4),
         })
     }
     async fn report_partitions(&self, job: JobId, n: u32) -> Result<(), ControlError> {
@@ -371,5 +372,105 @@ fn a_cancelled_jobs_open_transaction_is_fenced_by_a_live_worker() {
         assert_eq!(visible.len(), 1, "the other job's output is visible");
         assert_eq!(visible[0].value.as_deref(), Some(&b"{\"other\":1}"[..]));
         assert!(broker.faults().open_transactions().is_empty());
+    });
+}
+
+/// A job that repartitions runs both its stages under a real supervisor (the repartition
+/// topic created by its tasks, events counted per card across the source's partitions),
+/// and once it is cancelled a worker deletes the topic, so no cancelled job leaves one
+/// behind.
+#[test]
+fn a_job_that_repartitions_runs_both_stages_and_its_topic_goes_with_it() {
+    on_paused_clock(async {
+        let broker = MemoryBroker::new();
+        broker.create_topic("payments", 2).await.unwrap();
+        for t in ["alerts", "dlq"] {
+            broker.create_topic(t, 1).await.unwrap();
+        }
+        let control = setup();
+        let text = "name: per-card\nsource: { topic: payments, format: json, event_time: ts }\n\
+                    pipeline:\n  - key_by: \"card\"\n  - window: { tumbling: 10s }\n  \
+                    - aggregate: { n: \"count()\" }\n\
+                    sink: { topic: alerts, format: json }\ndead_letter_topic: dlq\n\
+                    checkpoint_interval: 1s\n";
+        let r = control.apply(Command::SubmitJob {
+            tenant: TenantName::from("t"),
+            name: "per-card".into(),
+            spec: serde_json::to_value(parse_job_spec(text.as_bytes()).unwrap()).unwrap(),
+            at_ms: 0,
+        });
+        assert!(matches!(r, CommandResult::JobSubmitted { .. }), "{r:?}");
+        // Card c1's events on both partitions: one window of 4, once the closing events
+        // (ts 60 s, one per partition) move both partitions' watermarks past it.
+        let mut producer = broker.writer("producer").await.unwrap();
+        producer.begin().unwrap();
+        for (partition, ts) in [
+            (0, 1_000),
+            (1, 2_000),
+            (0, 3_000),
+            (1, 4_000),
+            (0, 60_000),
+            (1, 60_000),
+        ] {
+            let card = if ts == 60_000 { "close" } else { "c1" };
+            producer
+                .send(OutgoingRecord {
+                    topic: "payments".into(),
+                    partition: Some(partition),
+                    key: None,
+                    value: format!(r#"{{"card":"{card}","ts":{ts}}}"#).into_bytes(),
+                    timestamp_ms: None,
+                })
+                .await
+                .unwrap();
+        }
+        producer
+            .commit("producer", &[] as &[SourceOffset])
+            .await
+            .unwrap();
+        start_worker(&broker, &control).await;
+        until(&control, Duration::from_secs(60), || {
+            control.job(1).state == JobState::Running
+        })
+        .await;
+        let mut alerts = Vec::new();
+        for _ in 0..240 {
+            alerts = broker.read_committed("alerts", 0, 0, 100).await.unwrap();
+            if !alerts.is_empty() {
+                break;
+            }
+            control.schedule();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let values: Vec<String> = alerts
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            values,
+            [r#"{"key":"c1","window_start":0,"window_end":10000,"n":4}"#],
+            "one count over both partitions"
+        );
+        assert_eq!(control.job(1).partitions.len(), 4, "two tasks per stage");
+        assert_eq!(
+            broker
+                .partition_count("weir-job-1-repartition-1")
+                .await
+                .unwrap(),
+            2
+        );
+        control.apply(Command::CancelJob {
+            job: JobId(1),
+            tenant: None,
+        });
+        until(&control, Duration::from_secs(60), || {
+            control.job(1).topics_deleted
+        })
+        .await;
+        assert_eq!(control.job(1).state, JobState::Cancelled);
+        assert!(broker
+            .partition_count("weir-job-1-repartition-1")
+            .await
+            .is_err());
     });
 }

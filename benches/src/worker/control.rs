@@ -73,6 +73,7 @@ impl ControlPlane for AcceptingControlPlane {
             assignments: Vec::new(),
             unknown_partition_counts: Vec::new(),
             fence: Vec::new(),
+            delete_topics: Vec::new(),
         })
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_broker::{Broker, PartitionReader};
 use weir_core::ids::{Epoch, JobId, PartitionId, WorkerId};
+use weir_core::spec::stages::task_id;
 use weir_worker::checkpoint_store::DirCheckpointStore;
 use weir_worker::exactly_once::{
     PartitionConfig, PartitionCounters, PartitionRunner, POLL_BATCH_RECORDS_MAX, POLL_WAIT_MS,
@@ -32,9 +33,9 @@ pub const DRIVER_THREADS_MAX: usize = 16;
 pub const BENCH_WORKER: &str = "bench-worker";
 
 type Runner<B> = PartitionRunner<B, DirCheckpointStore, AcceptingControlPlane>;
-/// One thread's recovered runners, each with the offset it runs to, and the slowest
+/// One thread's recovered runners, each with where it stops, and the slowest
 /// recovery.
-type Recovered<B> = (Vec<(Runner<B>, i64)>, Duration);
+type Recovered<B> = (Vec<(Runner<B>, Goal)>, Duration);
 
 /// A source topic filled up front.
 #[derive(Debug, Clone)]
@@ -61,7 +62,7 @@ pub struct WeirRun {
     pub recover_max: Duration,
 }
 
-/// The configuration of partition `partition` of job `job_id`.
+/// The configuration of partition `partition` of job `job_id` (of one stage).
 pub fn partition_config(
     job: Job,
     job_id: JobId,
@@ -70,16 +71,82 @@ pub fn partition_config(
     source: &str,
     sink: &str,
 ) -> anyhow::Result<PartitionConfig> {
+    task_config(
+        job,
+        job_id,
+        PartitionId(partition),
+        epoch,
+        source,
+        sink,
+        Vec::new(),
+    )
+}
+
+/// The configuration of task `task` of job `job_id`, whose repartition topics have
+/// `repartitions` partitions (none: one stage).
+pub fn task_config(
+    job: Job,
+    job_id: JobId,
+    task: PartitionId,
+    epoch: Epoch,
+    source: &str,
+    sink: &str,
+    repartitions: Vec<u32>,
+) -> anyhow::Result<PartitionConfig> {
     Ok(PartitionConfig {
         worker: WorkerId(BENCH_WORKER.to_string()),
         job: job_id,
-        partition: PartitionId(partition),
+        partition: task,
         epoch,
         spec: job.spec(source, sink)?,
         poll_batch_records: POLL_BATCH_RECORDS_MAX,
         committed_checkpoint: None,
-        repartitions: Vec::new(),
+        repartitions,
     })
+}
+
+/// Where a runner stops.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    /// A task reading the source: at this end offset.
+    SourceEnd(i64),
+    /// A task downstream of a shuffle: once every upstream task finished and its watermark
+    /// reached the least of theirs (their last markers read, so every event before them).
+    UpstreamsDone,
+}
+
+/// How far the upstream tasks of a job that repartitions got.
+#[derive(Debug)]
+struct StageProgress {
+    upstreams_left: std::sync::atomic::AtomicUsize,
+    /// The final watermark of each upstream task finished so far.
+    finals: std::sync::Mutex<Vec<Option<i64>>>,
+}
+
+impl StageProgress {
+    fn upstream_finished(&self, watermark_ms: Option<i64>) {
+        self.finals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watermark_ms);
+        self.upstreams_left
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The watermark a downstream task ends at, once every upstream task finished: the
+    /// least of theirs, none if one never had an event.
+    fn final_watermark(&self) -> Option<Option<i64>> {
+        let left = self
+            .upstreams_left
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let finals = self.finals.lock().unwrap_or_else(|e| e.into_inner());
+        (left == 0).then(|| {
+            finals
+                .iter()
+                .copied()
+                .try_fold(i64::MAX, |m, w| w.map(|w| m.min(w)))
+        })
+    }
 }
 
 /// Runs `job` as job `job_id` over every partition of `source` into `sink` (which must
@@ -100,18 +167,23 @@ pub fn run_job<B: Broker + Send>(
         .context("cannot open the checkpoint store")?;
     let control = Arc::new(AcceptingControlPlane::new());
     let partitions = source.end_offsets.len() as u32;
-    let threads = driver_threads.min(partitions as usize).max(1);
-    let barrier = Arc::new(Barrier::new(threads));
     let clock = Instant::now();
+    let tasks = job_tasks(job, job_id, source, sink)?;
+    let progress = Arc::new(StageProgress {
+        upstreams_left: std::sync::atomic::AtomicUsize::new(partitions as usize),
+        finals: std::sync::Mutex::new(Vec::new()),
+    });
+    let threads = driver_threads.min(tasks.len()).max(1);
+    let barrier = Arc::new(Barrier::new(threads));
     let mut handles = Vec::with_capacity(threads);
     for thread in 0..threads {
-        let mine: Vec<(PartitionConfig, i64)> = (0..partitions)
-            .filter(|p| *p as usize % threads == thread)
-            .map(|p| {
-                let config = partition_config(job, job_id, p, Epoch(1), &source.topic, sink)?;
-                Ok((config, source.end_offsets[p as usize]))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let mine: Vec<(PartitionConfig, Goal)> = tasks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % threads == thread)
+            .map(|(_, task)| task.clone())
+            .collect();
+        let progress = progress.clone();
         let (broker, store, control, barrier) = (
             broker.clone(),
             store.clone(),
@@ -120,7 +192,7 @@ pub fn run_job<B: Broker + Send>(
         );
         let handle = std::thread::Builder::new()
             .name(format!("driver-{thread}"))
-            .spawn(move || drive_thread(mine, broker, store, control, barrier, clock))
+            .spawn(move || drive_thread(mine, broker, store, control, barrier, clock, progress))
             .context("cannot start a driver thread")?;
         handles.push(handle);
     }
@@ -172,12 +244,13 @@ struct ThreadDone {
 }
 
 fn drive_thread<B: Broker>(
-    partitions: Vec<(PartitionConfig, i64)>,
+    partitions: Vec<(PartitionConfig, Goal)>,
     broker: B,
     store: DirCheckpointStore,
     control: Arc<AcceptingControlPlane>,
     barrier: Arc<Barrier>,
     clock: Instant,
+    progress: Arc<StageProgress>,
 ) -> anyhow::Result<ThreadDone> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -188,7 +261,7 @@ fn drive_thread<B: Broker>(
         Ok(runtime) => runtime.block_on(async {
             let mut runners = Vec::with_capacity(partitions.len());
             let mut recover_max = Duration::ZERO;
-            for (config, end_offset) in partitions {
+            for (config, goal) in partitions {
                 let started = Instant::now();
                 let runner = PartitionRunner::recover(
                     config,
@@ -199,7 +272,7 @@ fn drive_thread<B: Broker>(
                 )
                 .await?;
                 recover_max = recover_max.max(started.elapsed());
-                runners.push((runner, end_offset));
+                runners.push((runner, goal));
             }
             Ok((runners, recover_max))
         }),
@@ -213,7 +286,7 @@ fn drive_thread<B: Broker>(
         &runtime,
         runners
             .into_iter()
-            .map(|(runner, end_offset)| drive(runner, end_offset, now_ms))
+            .map(|(runner, goal)| drive(runner, goal, now_ms, progress.clone()))
             .collect(),
     );
     let mut counters = Vec::with_capacity(results.len());
@@ -231,29 +304,88 @@ fn drive_thread<B: Broker>(
     })
 }
 
-/// Steps one runner until it has processed and committed everything up to `end_offset`.
+/// Steps one runner until it reaches its goal, then commits what it processed.
 async fn drive<B: Broker>(
     mut runner: Runner<B>,
-    end_offset: i64,
+    goal: Goal,
     now_ms: impl Fn() -> u64,
+    progress: Arc<StageProgress>,
 ) -> anyhow::Result<(PartitionCounters, Instant)> {
     let give_up_at = Instant::now() + RUN_TIMEOUT;
-    while runner.next_offset() < end_offset {
+    loop {
+        let reached = match goal {
+            Goal::SourceEnd(end_offset) => runner.next_offset() >= end_offset,
+            Goal::UpstreamsDone => progress
+                .final_watermark()
+                .is_some_and(|last| runner.watermark_ms() == last),
+        };
+        if reached {
+            break;
+        }
         if Instant::now() >= give_up_at {
             bail!(
-                "partition {} reached offset {} of {end_offset} in {RUN_TIMEOUT:?}",
+                "task {} reached offset {} (goal {goal:?}) in {RUN_TIMEOUT:?}",
                 runner.config().partition,
                 runner.next_offset()
             );
         }
         runner.step(now_ms()).await?;
     }
-    // The tail since the last interval: one more commit point.
+    // The tail since the last interval: one more commit point (upstream, with the last
+    // watermark markers).
     runner.checkpoint(now_ms()).await?;
+    if let Goal::SourceEnd(_) = goal {
+        progress.upstream_finished(runner.watermark_ms());
+    }
     let finished = Instant::now();
     let counters = runner.counters();
     runner.stop().await;
     Ok((counters, finished))
+}
+
+/// Every task of `job` with where it stops: one per source partition, and for a job that
+/// repartitions as many downstream tasks (the repartition topic has the source's partition
+/// count).
+fn job_tasks(
+    job: Job,
+    job_id: JobId,
+    source: &Source,
+    sink: &str,
+) -> anyhow::Result<Vec<(PartitionConfig, Goal)>> {
+    let partitions = source.end_offsets.len() as u32;
+    let repartitions = if job.repartitions() {
+        vec![partitions]
+    } else {
+        Vec::new()
+    };
+    let mut tasks = Vec::new();
+    for p in 0..partitions {
+        let config = task_config(
+            job,
+            job_id,
+            task_id(0, p),
+            Epoch(1),
+            &source.topic,
+            sink,
+            repartitions.clone(),
+        )?;
+        tasks.push((config, Goal::SourceEnd(source.end_offsets[p as usize])));
+    }
+    if job.repartitions() {
+        for p in 0..partitions {
+            let config = task_config(
+                job,
+                job_id,
+                task_id(1, p),
+                Epoch(1),
+                &source.topic,
+                sink,
+                repartitions.clone(),
+            )?;
+            tasks.push((config, Goal::UpstreamsDone));
+        }
+    }
+    Ok(tasks)
 }
 
 /// Reads every record of `source` through `broker`'s readers (one per partition, all on one

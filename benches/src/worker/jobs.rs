@@ -12,19 +12,31 @@ pub enum Job {
     /// Stateless: `filter: "price > 100"` (half pass) and a 3-field `map`.
     FilterMap,
     /// Keyed tumbling-window count: `key_by: "bidder"` over 10,000 bidders, 10 s windows.
+    /// The bids are partitioned by bidder, so it runs as one stage (as with a source that
+    /// declares `partitioned_by`).
     WindowedCount,
+    /// The same spec run as two stages through a repartition topic, as it runs when the
+    /// source is not partitioned by bidder: what a shuffle costs.
+    WindowedShuffled,
 }
 
 /// The tumbling window of [`Job::WindowedCount`].
 pub const WINDOW_SIZE_MS: i64 = 10_000;
 
 impl Job {
+    /// Whether the job runs as two stages (upstream tasks, a repartition topic, downstream
+    /// tasks).
+    pub fn repartitions(self) -> bool {
+        self == Job::WindowedShuffled
+    }
+
     /// The job's short name, as the tables print it.
     pub fn name(self) -> &'static str {
         match self {
             Job::Copy => "copy",
             Job::FilterMap => "filter+map",
             Job::WindowedCount => "windowed count",
+            Job::WindowedShuffled => "windowed count, repartitioned",
         }
     }
 
@@ -36,7 +48,7 @@ impl Job {
   - filter: "price > 100"
   - map: { auction: "auction", price: "price", bidder: "bidder" }"#
                 .to_string(),
-            Job::WindowedCount => format!(
+            Job::WindowedCount | Job::WindowedShuffled => format!(
                 r#"pipeline:
   - key_by: "bidder"
   - window: {{ tumbling: {}s }}
@@ -52,7 +64,7 @@ sink: {{ topic: {sink}, format: json, delivery: exactly_once }}
 dead_letter_topic: {sink}-dlq
 checkpoint_interval: 1s
 "#,
-            name = self.name().replace([' ', '+'], "-"),
+            name = self.name().replace([' ', '+', ','], "-").replace("--", "-"),
         );
         parse_job_spec(yaml.as_bytes()).with_context(|| format!("the {} job's spec", self.name()))
     }

@@ -87,6 +87,8 @@ impl Variant {
             Variant::Engine(Job::Copy) => "copy",
             Variant::Engine(Job::FilterMap) => "filter-map",
             Variant::Engine(Job::WindowedCount) => "windowed",
+            // The operator bench runs one pipeline: a shuffle is the end-to-end bench's.
+            Variant::Engine(Job::WindowedShuffled) => "windowed-shuffled",
             Variant::Checkpointed => "checkpointed",
             Variant::Library(path) => path.flag(),
         }

@@ -14,6 +14,9 @@ pub const GOAL_WINDOWED_EVENTS_PER_S_MIN: f64 = 3_000_000.0;
 pub const GOAL_CHECKPOINT_COST_PCT_MAX: f64 = 5.0;
 /// Goal: weir's end-to-end records/s as a share of the copy loop's, in %.
 pub const GOAL_E2E_SHARE_OF_COPY_PCT_MIN: f64 = 70.0;
+/// Goal: what a shuffle may cost: the repartitioned windowed count's source records/s as a
+/// share of the same job's without a shuffle, in %.
+pub const GOAL_SHUFFLE_SHARE_PCT_MIN: f64 = 60.0;
 /// Goal: idle worker resident memory, in MB (10^6 bytes).
 pub const GOAL_IDLE_RSS_MB_MAX: f64 = 30.0;
 
@@ -353,9 +356,42 @@ pub fn e2e(rows: &[E2eRow], partitions: u32, driver_threads: usize) -> String {
             met(100.0 * share >= GOAL_E2E_SHARE_OF_COPY_PCT_MIN)
         );
     }
+    let shuffle = shuffle_goal(rows);
     out.push('\n');
     out.push_str(&goals);
+    out.push_str(&shuffle);
     out
+}
+
+/// The shuffle's cost, when the run has the windowed count both ways: the median ratio of
+/// each round's repartitioned to unrepartitioned source records/s.
+fn shuffle_goal(rows: &[E2eRow]) -> String {
+    let of = |name: &str| -> Vec<&E2eRow> {
+        rows.iter()
+            .filter(|r| r.commits.is_some() && r.name == name)
+            .collect()
+    };
+    let (plain, shuffled) = (
+        of("weir windowed count"),
+        of("weir windowed count, repartitioned"),
+    );
+    let ratios: Vec<f64> = shuffled
+        .iter()
+        .filter_map(|s| {
+            let p = plain.iter().find(|p| p.round == s.round)?;
+            Some(s.records_per_s() / p.records_per_s())
+        })
+        .collect();
+    if ratios.is_empty() {
+        return String::new();
+    }
+    let count = ratios.len();
+    let share = 100.0 * median(ratios);
+    format!(
+        "- Goal: a shuffle costs at most {:.0} % of the same job's throughput: the repartitioned windowed count ran at {share:.0} % of the one-stage run's source records/s (median of {count} rounds, each against its own round), {}.\n",
+        100.0 - GOAL_SHUFFLE_SHARE_PCT_MIN,
+        met(share >= GOAL_SHUFFLE_SHARE_PCT_MIN)
+    )
 }
 
 /// The recovery table, one row per job.

@@ -12,7 +12,7 @@ use lifecycle::{JobProgress, JobRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
-use weir_core::spec::stages::{plan_stages, task_id};
+use weir_core::spec::stages::{plan_stages, repartition_topic_name, task_id};
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
@@ -65,6 +65,9 @@ pub struct Job {
     /// every job submitted before stages existed, which so keeps running as it did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repartitions: Vec<u32>,
+    /// A worker deleted the job's repartition topics after it was cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub topics_deleted: bool,
 }
 
 /// The owner and checkpoint history of one (job, partition).
@@ -371,6 +374,7 @@ impl ControlState {
                 partitions: BTreeMap::new(),
                 submitted_at_ms: at_ms,
                 repartitions: Vec::new(),
+                topics_deleted: false,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -637,6 +641,16 @@ impl ControlState {
                 partition,
                 epoch,
             } => self.partition_paused(worker, *job, *partition, *epoch),
+            WorkerReport::TopicsDeleted { job } => {
+                if !self.workers.contains_key(worker) {
+                    return Err(Refusal::NotFound(format!("worker {worker}")));
+                }
+                let j = self.job_mut(*job)?;
+                if j.state == JobState::Cancelled {
+                    j.topics_deleted = true;
+                }
+                Ok(CommandResult::Done)
+            }
         }
     }
 
@@ -721,6 +735,36 @@ impl ControlState {
             }
         }
         out
+    }
+
+    /// The topics of cancelled jobs that `worker` should delete: each job's repartition
+    /// topics, handed to one worker (by job id) until one reports them deleted. At most
+    /// `max` jobs per round.
+    pub fn topic_deletion_duties(
+        &self,
+        worker: &WorkerId,
+        max: usize,
+    ) -> Vec<(JobId, Vec<String>)> {
+        let Some(index) = self.workers.keys().position(|w| w == worker) else {
+            return Vec::new();
+        };
+        let n = self.workers.len() as u64;
+        self.jobs
+            .values()
+            .filter(|job| {
+                job.state == JobState::Cancelled
+                    && !job.repartitions.is_empty()
+                    && !job.topics_deleted
+                    && job.id.0 % n == index as u64
+            })
+            .take(max)
+            .map(|job| {
+                let topics = (1..=job.repartitions.len())
+                    .map(|stage| repartition_topic_name(job.id, stage))
+                    .collect();
+                (job.id, topics)
+            })
+            .collect()
     }
 }
 

@@ -779,3 +779,79 @@ fn partition_state_without_the_new_fields_deserializes() {
 
 #[path = "lifecycle_flow_tests.rs"]
 mod lifecycle_flow;
+
+/// A spec (as submitted, JSON) whose `key_by` repartitions: source `payments`.
+fn shuffling_spec(name: &str, parallelism: u32) -> serde_json::Value {
+    let yaml = format!(
+        "name: {name}\nsource: {{ topic: payments }}\npipeline:\n  - key_by: \"card\"\n  \
+         - window: {{ tumbling: 10s }}\n  - aggregate: {{ n: \"count()\" }}\n\
+         sink: {{ topic: out }}\nparallelism: {parallelism}\n"
+    );
+    serde_json::to_value(weir_core::spec::parse_job_spec(yaml.as_bytes()).unwrap()).unwrap()
+}
+
+#[test]
+fn a_job_that_repartitions_gets_the_tasks_of_both_stages_and_its_topic_deleted_when_cancelled() {
+    let mut s = ControlState::default();
+    tenant(&mut s, "a");
+    worker(&mut s, "w1");
+    worker(&mut s, "w2");
+    s.apply(&Command::SubmitJob {
+        tenant: TenantName::from("a"),
+        name: "per-card".into(),
+        spec: shuffling_spec("per-card", 2),
+        at_ms: 2,
+    });
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 3,
+    });
+    let job = &s.jobs[&JobId(1)];
+    assert_eq!(job.repartitions, vec![2]);
+    let tasks: Vec<u32> = job.partitions.keys().map(|p| p.0).collect();
+    assert_eq!(tasks, vec![0, 1, 2, 10_000, 10_001]);
+    // The source grows: upstream tasks are added, the downstream ones stay.
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 4,
+    });
+    let tasks: Vec<u32> = s.jobs[&JobId(1)].partitions.keys().map(|p| p.0).collect();
+    assert_eq!(tasks, vec![0, 1, 2, 3, 10_000, 10_001]);
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Running);
+    // Nothing to delete while it runs.
+    let duties = |s: &ControlState| -> Vec<(JobId, Vec<String>)> {
+        s.workers
+            .keys()
+            .flat_map(|w| s.topic_deletion_duties(w, usize::MAX))
+            .collect()
+    };
+    assert!(duties(&s).is_empty());
+    s.apply(&Command::CancelJob {
+        job: JobId(1),
+        tenant: None,
+    });
+    settle(&mut s);
+    fence_all(&mut s);
+    settle(&mut s);
+    assert_eq!(s.jobs[&JobId(1)].state, JobState::Cancelled);
+    let due = duties(&s);
+    assert_eq!(
+        due,
+        vec![(JobId(1), vec!["weir-job-1-repartition-1".to_string()])],
+        "one worker is asked to delete the topic"
+    );
+    let (owner, _) = s
+        .workers
+        .keys()
+        .map(|w| (w.clone(), s.topic_deletion_duties(w, usize::MAX)))
+        .find(|(_, d)| !d.is_empty())
+        .unwrap();
+    let r = s.apply(&Command::WorkerReport {
+        worker: owner,
+        report: WorkerReport::TopicsDeleted { job: JobId(1) },
+    });
+    assert_eq!(r, CommandResult::Done);
+    assert!(s.jobs[&JobId(1)].topics_deleted);
+    assert!(duties(&s).is_empty());
+}

@@ -24,8 +24,12 @@ pub struct JobSpec {
     /// The stages each event goes through, in order; empty copies the source to the sink.
     #[serde(default)]
     pub pipeline: Vec<Stage>,
-    /// Where results go.
+    /// Where results go: those no route takes.
     pub sink: Sink,
+    /// Results sent to other topics than the sink: each result goes to the first route
+    /// whose `when` holds, else to the sink. Empty: every result goes to the sink.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
     /// Where events that cannot be processed go; `None` means `<name>-dlq`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_topic: Option<String>,
@@ -34,7 +38,6 @@ pub struct JobSpec {
     pub checkpoint_interval: SpecDuration,
     /// The partition count of the job's repartition topics, so of every stage after a
     /// shuffle ([`super::stages`]); `None` means the source topic's partition count.
-    /// Planned: validated and planned with, not yet run (a job runs as one stage today).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<u32>,
 }
@@ -57,8 +60,7 @@ impl JobSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
-    /// The Kafka topic; its partition count is the job's parallelism (today; see
-    /// [`JobSpec::parallelism`]).
+    /// The Kafka topic; one task per partition reads it.
     pub topic: String,
     /// How record values are encoded.
     #[serde(default)]
@@ -71,8 +73,8 @@ pub struct Source {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_out_of_orderness: Option<SpecDuration>,
     /// The top-level event field the topic is partitioned by, if the producer keys records
-    /// by it: a `key_by` on that field then needs no shuffle ([`super::stages`]). Planned:
-    /// validated and planned with, not yet checked against the records' partitions.
+    /// by it: a `key_by` on that field then needs no shuffle ([`super::stages`]), and every
+    /// event reaching the window is checked to be on its key's partition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitioned_by: Option<String>,
 }
@@ -96,6 +98,16 @@ pub struct Sink {
     /// The delivery guarantee.
     #[serde(default)]
     pub delivery: Delivery,
+}
+
+/// One route: results for which `when` holds go to `topic` instead of the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// A CEL predicate over the result (as the stages after the last one see it).
+    pub when: String,
+    /// The Kafka topic.
+    pub topic: String,
 }
 
 /// How a record value is encoded.

@@ -26,6 +26,8 @@ pub const OUTPUT_NAME_LEN_MAX: usize = 128;
 pub const EVENT_TIME_FIELD_LEN_MAX: usize = 256;
 /// The longest `source.partitioned_by` field name.
 pub const PARTITIONED_BY_FIELD_LEN_MAX: usize = 256;
+/// The most routes a job may have.
+pub const ROUTES_MAX: usize = 16;
 /// The largest `parallelism`: partitions of a repartition topic, and actors of a stage.
 /// The broker seam's bound on a topic's partitions.
 pub const PARALLELISM_MAX: u32 = 10_000;
@@ -92,6 +94,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         ));
     }
     check_dead_letter_topic(spec)?;
+    check_routes(spec)?;
     check_range(
         "checkpoint_interval",
         spec.checkpoint_interval,
@@ -197,6 +200,39 @@ fn check_dead_letter_topic(spec: &JobSpec) -> Result<(), SpecError> {
         ),
     };
     Err(SpecError::new(FIELD, message))
+}
+
+/// Every route names a valid predicate and a topic of its own: not the source (the job
+/// would read its own output), the sink, the dead-letter topic or another route's.
+fn check_routes(spec: &JobSpec) -> Result<(), SpecError> {
+    if spec.routes.len() > ROUTES_MAX {
+        return Err(SpecError::new(
+            "routes",
+            format!("{} routes; the limit is {ROUTES_MAX}", spec.routes.len()),
+        ));
+    }
+    let dead_letters = spec.dead_letter_topic_or_default();
+    for (index, route) in spec.routes.iter().enumerate() {
+        check_expression(&format!("routes[{index}].when"), &route.when)?;
+        let field = format!("routes[{index}].topic");
+        check_topic(&field, &route.topic)?;
+        let clash = if route.topic == spec.source.topic {
+            Some("source.topic".to_string())
+        } else if route.topic == spec.sink.topic {
+            Some("sink.topic".to_string())
+        } else if route.topic == dead_letters {
+            Some("the dead-letter topic".to_string())
+        } else {
+            spec.routes[..index]
+                .iter()
+                .position(|earlier| earlier.topic == route.topic)
+                .map(|earlier| format!("routes[{earlier}].topic"))
+        };
+        if let Some(clash) = clash {
+            return Err(SpecError::new(field, format!("must differ from {clash}")));
+        }
+    }
+    Ok(())
 }
 
 /// Kafka's topic rules: `[a-zA-Z0-9._-]{1,249}`, and neither `.` nor `..`.
@@ -566,6 +602,39 @@ mod tests {
         );
         accepts(|s| s.sink.topic = "t".repeat(249));
         accepts(|s| s.source.topic = "Pay.ments_v2-x".into());
+    }
+
+    #[test]
+    fn routes_name_a_predicate_and_a_topic_of_their_own() {
+        use crate::spec::model::Route;
+        let route = |when: &str, topic: &str| Route {
+            when: when.into(),
+            topic: topic.into(),
+        };
+        accepts(|s| s.routes = vec![route("count >= 10", "busy"), route("total > 1000.0", "big")]);
+        assert_eq!(
+            field_after(|s| s.routes = vec![route("count >=", "busy")]),
+            "routes[0].when"
+        );
+        assert_eq!(
+            field_after(|s| s.routes = vec![route("true", "bad topic")]),
+            "routes[0].topic"
+        );
+        for clash in ["payments", "card-velocity-alerts", "card-velocity-dlq"] {
+            assert_eq!(
+                field_after(|s| s.routes = vec![route("true", clash)]),
+                "routes[0].topic",
+                "{clash}"
+            );
+        }
+        assert_eq!(
+            field_after(|s| s.routes = vec![route("true", "a"), route("false", "a")]),
+            "routes[1].topic"
+        );
+        assert_eq!(
+            field_after(|s| s.routes = vec![route("true", "t"); ROUTES_MAX + 1]),
+            "routes"
+        );
     }
 
     #[test]

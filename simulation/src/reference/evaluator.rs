@@ -1,30 +1,48 @@
 //! The per-record loop: decode, event time, stages under the watermark from before the
 //! record, then the watermark moves and due windows fire through the stages after the
 //! aggregate. One plain sequential pass over one partition's records.
+//!
+//! For a job that shuffles this is the upstream stage: the stages up to the shuffling
+//! key_by, lateness judged under the partition's watermark, and every event not late
+//! handed on as a [`Shuffled`] for the downstream stage (`downstream`) instead of into
+//! windows.
 
 use super::aggregate::Number;
+use super::downstream::Shuffled;
 use super::event_time::event_time_ms;
 use super::expr::{key_text, to_json};
 use super::json::{self, Json};
-use super::plan::{Plan, StageOp, WindowOp};
+use super::plan::{route_of, Plan, StageOp, WindowOp};
+use super::routing::partition_of_key;
 use super::windows::{Fired, Windows};
-use super::{RefDeadLetter, RefOutput, RefOutputs, RefRecord, ReferenceError};
+use super::{RefDeadLetter, RefMisplaced, RefOutput, RefOutputs, RefRecord, ReferenceError};
 use cel::{Env, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// An event on its way through the stages.
-struct Event {
-    object: BTreeMap<String, Json>,
+pub(super) struct Event {
+    pub(super) object: BTreeMap<String, Json>,
     /// The key text of the last `key_by` (or the window's key, for a result).
-    key: Option<String>,
-    time_ms: i128,
+    pub(super) key: Option<String>,
+    pub(super) time_ms: i128,
     /// Whether a `map` ran, so the value is the object rather than the original bytes.
-    mapped: bool,
+    pub(super) mapped: bool,
+}
+
+impl Event {
+    /// The event's value as the worker writes it: the object's JSON once a `map` ran,
+    /// else the original bytes.
+    pub(super) fn value(&self, original: &[u8]) -> Vec<u8> {
+        match self.mapped {
+            true => json::to_bytes(&Json::Object(self.object.clone())),
+            false => original.to_vec(),
+        }
+    }
 }
 
 /// What the stages did with an event.
-enum Outcome {
+pub(super) enum Outcome {
     Kept(Event),
     Dropped,
     /// An `expression_error`.
@@ -35,7 +53,7 @@ enum Outcome {
 const UNDECODABLE: &str = "undecodable";
 const NOT_AN_OBJECT: &str = "not_an_object";
 const BAD_EVENT_TIME: &str = "bad_event_time";
-const EXPRESSION_ERROR: &str = "expression_error";
+pub(super) const EXPRESSION_ERROR: &str = "expression_error";
 const LATE: &str = "late";
 
 /// One partition's evaluation: the plan and everything the partition remembers.
@@ -51,6 +69,16 @@ pub(crate) struct Evaluator<'t> {
     dedupe_after: Vec<BTreeMap<String, i128>>,
     windows: Option<Windows>,
     out: RefOutputs,
+    /// What the upstream stage of a shuffling job hands on, in offset order.
+    shuffled: Vec<Shuffled>,
+}
+
+/// What one source partition's upstream stage leaves: its outputs and dead letters, the
+/// events it shuffles, and its watermark after its last record.
+pub(crate) struct Upstream {
+    pub(crate) out: RefOutputs,
+    pub(crate) shuffled: Vec<Shuffled>,
+    pub(crate) watermark: Option<i128>,
 }
 
 impl<'t> Evaluator<'t> {
@@ -68,11 +96,21 @@ impl<'t> Evaluator<'t> {
             plan,
             windows,
             out: RefOutputs::default(),
+            shuffled: Vec::new(),
         }
     }
 
     pub(crate) fn finish(self) -> RefOutputs {
         self.out
+    }
+
+    /// The end of a partition's upstream stage.
+    pub(crate) fn finish_upstream(self) -> Upstream {
+        Upstream {
+            watermark: self.watermark(),
+            out: self.out,
+            shuffled: self.shuffled,
+        }
     }
 
     fn watermark(&self) -> Option<i128> {
@@ -108,22 +146,84 @@ impl<'t> Evaluator<'t> {
             time_ms: i128::from(time_ms),
             mapped: false,
         };
+        let mut checked_keys = Vec::new();
         let outcome = run_stages(
             &self.env,
-            &self.plan.before,
+            self.plan.upstream(),
             &mut self.dedupe_before,
             event,
             watermark_before,
+            &mut checked_keys,
         );
+        self.check_partition(record, checked_keys);
         match outcome {
             Outcome::Dropped => {}
             Outcome::Failed => self.dead_letter(record, EXPRESSION_ERROR, record.value.clone()),
-            Outcome::Kept(event) => match self.plan.window.is_some() {
-                false => self.emit(&event, bytes),
-                true => self.add_to_windows(record, event, watermark_before),
-            },
+            Outcome::Kept(event) => {
+                match (
+                    self.plan.shuffle_after.is_some(),
+                    self.plan.window.is_some(),
+                ) {
+                    (true, _) => self.shuffle(record, bytes, event, watermark_before),
+                    (false, false) => match route_of(&self.env, &self.plan.routes, &event.object) {
+                        Ok(route) => self.emit(&event, bytes, route),
+                        Err(()) => self.dead_letter(record, EXPRESSION_ERROR, record.value.clone()),
+                    },
+                    (false, true) => self.add_to_windows(record, event, watermark_before),
+                }
+            }
         }
         self.advance_watermark(record, i128::from(time_ms))
+    }
+
+    /// Notes every key a checked key_by computed for `record` that does not hash to the
+    /// record's partition: the engine fails the job on the first.
+    fn check_partition(&mut self, record: &RefRecord, keys: Vec<String>) {
+        let Some(partitions) = self.plan.source_partitions else {
+            return;
+        };
+        for key in keys {
+            let expected = partition_of_key(key.as_bytes(), partitions);
+            if expected != record.partition {
+                self.out.misplaced.push(RefMisplaced {
+                    partition: record.partition,
+                    offset: record.offset,
+                    key,
+                    expected_partition: expected,
+                });
+            }
+        }
+    }
+
+    /// The end of the upstream stage for an event that got through the shuffling
+    /// key_by: a `late` dead letter when every window of it closed under the partition's
+    /// watermark, else handed on with that watermark.
+    fn shuffle(
+        &mut self,
+        record: &RefRecord,
+        original: &[u8],
+        event: Event,
+        watermark: Option<i128>,
+    ) {
+        // Plan::compile refuses a window without a key_by before it.
+        let key = event.key.clone().unwrap_or_default();
+        let late = self
+            .windows
+            .as_ref()
+            .is_some_and(|windows| windows.is_late(&key, event.time_ms, watermark));
+        if late {
+            self.dead_letter(record, LATE, record.value.clone());
+            return;
+        }
+        self.shuffled.push(Shuffled {
+            payload: event.value(original),
+            key,
+            object: event.object,
+            time_ms: event.time_ms,
+            watermark_before: watermark,
+            partition: record.partition,
+            offset: record.offset,
+        });
     }
 
     /// A kept event into its windows, or a dead letter when late or its aggregate
@@ -200,23 +300,24 @@ impl<'t> Evaluator<'t> {
             &mut self.dedupe_after,
             event,
             Some(watermark),
+            &mut Vec::new(),
         );
         match outcome {
-            Outcome::Kept(event) => self.emit(&event, &bytes),
+            Outcome::Kept(event) => match route_of(&self.env, &self.plan.routes, &event.object) {
+                Ok(route) => self.emit(&event, &bytes, route),
+                Err(()) => self.dead_letter(record, EXPRESSION_ERROR, Some(bytes)),
+            },
             Outcome::Dropped => {}
             Outcome::Failed => self.dead_letter(record, EXPRESSION_ERROR, Some(bytes)),
         }
         Ok(())
     }
 
-    fn emit(&mut self, event: &Event, original: &[u8]) {
-        let value = match event.mapped {
-            true => json::to_bytes(&Json::Object(event.object.clone())),
-            false => original.to_vec(),
-        };
+    fn emit(&mut self, event: &Event, original: &[u8], route: u16) {
         self.out.outputs.push(RefOutput {
             key: event.key.as_ref().map(|key| key.as_bytes().to_vec()),
-            value,
+            value: event.value(original),
+            route,
         });
     }
 
@@ -233,13 +334,15 @@ impl<'t> Evaluator<'t> {
 }
 
 /// Runs `stages` in order on `event` under `watermark`; the first drop or failure ends it.
-/// `memories[i]` is the memory of `stages[i]` when that is a dedupe stage.
-fn run_stages(
+/// `memories[i]` is the memory of `stages[i]` when that is a dedupe stage; the key of
+/// every checked key_by reached is pushed onto `checked_keys`.
+pub(super) fn run_stages(
     env: &Arc<Env>,
     stages: &[StageOp],
     memories: &mut [BTreeMap<String, i128>],
     mut event: Event,
     watermark: Option<i128>,
+    checked_keys: &mut Vec<String>,
 ) -> Outcome {
     for (index, stage) in stages.iter().enumerate() {
         let result = match stage {
@@ -254,10 +357,13 @@ fn run_stages(
                 event.mapped = true;
                 true
             }),
-            StageOp::KeyBy(expr) => expr
+            StageOp::KeyBy { expr, checked } => expr
                 .eval(env, &event.object)
                 .and_then(|value| key_text(&value))
                 .map(|key| {
+                    if *checked {
+                        checked_keys.push(key.clone());
+                    }
                     event.key = Some(key);
                     true
                 }),
@@ -311,7 +417,7 @@ fn map(
 }
 
 /// The aggregate inputs of one event: one a output, `None` for `count()`.
-fn aggregate_inputs(
+pub(super) fn aggregate_inputs(
     env: &Arc<Env>,
     window: &WindowOp,
     object: &BTreeMap<String, Json>,
@@ -335,7 +441,7 @@ fn aggregate_inputs(
 
 /// A window result as bytes, `{"key", "window_start", "window_end", <aggregates>...}` in
 /// that order, and as the object later stages see.
-fn result_json(
+pub(super) fn result_json(
     window: &WindowOp,
     fired: &Fired,
 ) -> Result<(Vec<u8>, BTreeMap<String, Json>), ReferenceError> {

@@ -1,11 +1,14 @@
 //! The simulation's oracle: an independent, sequential evaluator of weir job specs over
-//! one source partition's records. The simulation compares what the real workers
-//! committed against what this computes from the same input.
+//! one source partition's records, or over a whole job by its stage plan
+//! ([`evaluate_job`]). The simulation compares what the real workers committed against
+//! what this computes from the same input.
 //!
 //! It is written from the engine's specification alone — the module comment of
-//! `weir_worker::operators` — plus the spec types of `weir_core::spec` and the dead-letter
-//! wire form of `DeadLetter::to_json`; none of the engine's implementation is reused, so a
-//! bug there is not copied here. Clarity beats speed: BTreeMaps, plain loops, one record
+//! `weir_worker::operators` — plus the spec types of `weir_core::spec` (among them the
+//! stage plan, `plan_stages`, which says where a job shuffles), the semantics of jobs
+//! that shuffle as `job` and `downstream` state them, and the dead-letter wire form of
+//! `DeadLetter::to_json`; none of the engine's implementation is reused, so a bug there
+//! is not copied here. Clarity beats speed: BTreeMaps, plain loops, one record
 //! at a time.
 //!
 //! - `json`: decoding with the spec's rules, and compact writing.
@@ -13,7 +16,10 @@
 //! - `expr`: CEL over the current object, JSON to CEL and back, key texts.
 //! - `exact_sum` and `aggregate`: accumulators and the values windows write.
 //! - `windows`: tumbling, sliding and session windows, lateness and firing.
-//! - `plan` and `evaluator`: the spec read into stages, and the per-record loop.
+//! - `plan` and `evaluator`: the spec read into stages, and the per-record loop (for a
+//!   job that shuffles, its upstream stage).
+//! - `job`, `downstream` and `routing`: a whole job by its stage plan; the global stage
+//!   after a shuffle; Kafka's murmur2 partitioner.
 //! - `dead_letter`: reading a dead-letter record back for comparison.
 //!
 //! # Where it stops short of the specification
@@ -34,18 +40,25 @@
 
 mod aggregate;
 mod dead_letter;
+mod downstream;
 mod evaluator;
 mod event_time;
 mod exact_sum;
 mod expr;
+mod job;
 mod json;
 mod plan;
+mod routing;
 mod windows;
 
+#[cfg(test)]
+mod job_tests;
 #[cfg(test)]
 mod tests;
 
 pub use dead_letter::parse_dead_letter;
+pub use job::evaluate_job;
+pub use routing::partition_of_key;
 
 use weir_core::spec::JobSpec;
 
@@ -64,6 +77,8 @@ pub struct RefRecord {
 pub struct RefOutput {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
+    /// Where it goes: 0 the sink, `i` the spec's route `i - 1`.
+    pub route: u16,
 }
 
 /// One expected dead letter, without the free-text `detail`.
@@ -118,11 +133,26 @@ pub fn as_written(mut letter: RefDeadLetter, max_bytes: usize) -> RefDeadLetter 
     letter
 }
 
-/// Everything one partition's records produce, each list in emission order.
+/// Everything one partition's records (or a whole job's) produce, each list in emission
+/// order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RefOutputs {
     pub outputs: Vec<RefOutput>,
     pub dead_letters: Vec<RefDeadLetter>,
+    /// Records a key_by found on a partition other than the one their key hashes to, on
+    /// a source declared `partitioned_by`: the engine fails the job at the first.
+    pub misplaced: Vec<RefMisplaced>,
+}
+
+/// A record on the wrong partition of a source declared `partitioned_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefMisplaced {
+    pub partition: i32,
+    pub offset: i64,
+    /// The key text the key_by computed.
+    pub key: String,
+    /// `(murmur2(key) & 0x7fffffff) % source partitions`.
+    pub expected_partition: i32,
 }
 
 /// Why the reference cannot evaluate a spec or read a dead letter.
@@ -142,7 +172,9 @@ pub enum ReferenceError {
     BadDeadLetter(String),
 }
 
-/// Evaluates `spec` over one source partition's records of `topic`, in offset order.
+/// Evaluates `spec` over one source partition's records of `topic`, in offset order, as
+/// a job runs that does not shuffle (every job, until the multi-stage runtime runs stage
+/// plans; [`evaluate_job`] follows them).
 pub fn evaluate_partition(
     spec: &JobSpec,
     topic: &str,

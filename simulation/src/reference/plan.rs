@@ -16,7 +16,12 @@ pub(crate) enum StageOp {
         key: Expr,
         ttl_ms: i128,
     },
-    KeyBy(Expr),
+    /// `checked`: the key must hash to the record's source partition (a source declared
+    /// `partitioned_by` the key_by relies on).
+    KeyBy {
+        expr: Expr,
+        checked: bool,
+    },
 }
 
 /// One aggregate output: its name, function and argument (none for `count()`).
@@ -42,6 +47,31 @@ pub(crate) struct Plan {
     pub(crate) window: Option<WindowOp>,
     /// The stages after the aggregate, run on each window result.
     pub(crate) after: Vec<StageOp>,
+    /// For a job that shuffles: how many of `before` run upstream (up to and including
+    /// the shuffling key_by); the rest run downstream.
+    pub(crate) shuffle_after: Option<usize>,
+    /// For a checked key_by: the source partition count the key is hashed over.
+    pub(crate) source_partitions: Option<u32>,
+    /// The routes' predicates, in order: a result goes to the first that holds
+    /// (route `i + 1`), else to the sink (route 0).
+    pub(crate) routes: Vec<Expr>,
+}
+
+/// Where a result goes: `Ok(0)` the sink, `Ok(i)` route `i - 1`; `Err` when a predicate
+/// fails (an expression dead letter).
+pub(crate) fn route_of(
+    env: &std::sync::Arc<cel::Env>,
+    routes: &[Expr],
+    object: &std::collections::BTreeMap<String, super::json::Json>,
+) -> Result<u16, ()> {
+    for (index, route) in routes.iter().enumerate() {
+        match route.eval(env, object) {
+            Ok(cel::Value::Bool(true)) => return Ok(index as u16 + 1),
+            Ok(cel::Value::Bool(false)) => {}
+            _ => return Err(()),
+        }
+    }
+    Ok(0)
 }
 
 impl Plan {
@@ -52,6 +82,13 @@ impl Plan {
             before: Vec::new(),
             window: None,
             after: Vec::new(),
+            shuffle_after: None,
+            source_partitions: None,
+            routes: spec
+                .routes
+                .iter()
+                .map(|route| Expr::compile(&route.when))
+                .collect::<Result<_, _>>()?,
         };
         let mut stages = spec.pipeline.iter().peekable();
         let mut keyed = false;
@@ -70,7 +107,10 @@ impl Plan {
                 },
                 Stage::KeyBy(source) => {
                     keyed = true;
-                    StageOp::KeyBy(Expr::compile(source)?)
+                    StageOp::KeyBy {
+                        expr: Expr::compile(source)?,
+                        checked: false,
+                    }
                 }
                 Stage::Window(window) => {
                     let Some(Stage::Aggregate(outputs)) = stages.next() else {
@@ -94,6 +134,25 @@ impl Plan {
             }
         }
         Ok(plan)
+    }
+}
+
+impl Plan {
+    /// The stages one source partition runs: all of `before`, or the upstream part of a
+    /// job that shuffles.
+    pub(crate) fn upstream(&self) -> &[StageOp] {
+        &self.before[..self.shuffle_after.unwrap_or(self.before.len())]
+    }
+
+    /// The stages between the shuffling key_by and the window (none without a shuffle).
+    pub(crate) fn downstream(&self) -> &[StageOp] {
+        &self.before[self.shuffle_after.unwrap_or(self.before.len())..]
+    }
+
+    /// The op of pipeline stage `index` when it runs before the window: `before` holds
+    /// the pipeline's stages up to the window one for one.
+    pub(crate) fn before_op(&mut self, index: usize) -> Option<&mut StageOp> {
+        self.before.get_mut(index)
     }
 }
 

@@ -290,7 +290,7 @@ impl Run {
         } else {
             self.ctx.event("every job caught up");
         }
-        for t in dataflow::check_outputs(&self.ctx, &data.broker, &data.jobs).await {
+        for t in dataflow::check_outputs(&self.ctx, &data.broker, &ids).await {
             self.tally.input += t.input;
             self.tally.outputs += t.outputs;
             self.tally.dead_letters += t.dead_letters;

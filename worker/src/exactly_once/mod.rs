@@ -44,6 +44,9 @@ use weir_core::spec::JobSpec;
 
 /// Records read and processed per step: the unit of batching between Kafka and operators.
 pub const POLL_BATCH_RECORDS_MAX: usize = 2_048;
+/// Upstream of a shuffle, partial aggregates are sent early once this many windows hold
+/// some: a bound on the memory they take between checkpoints.
+pub const PARTIAL_WINDOWS_FLUSH_AT: usize = 100_000;
 /// How long one poll waits for the first record.
 pub const POLL_WAIT_MS: u64 = 50;
 /// How long an idle partition goes without a commit before it commits its unchanged source

@@ -33,6 +33,18 @@ pub struct OutputTargets {
     pub route_by_key: Option<u32>,
     /// Upstream of a shuffle: the watermark markers this task sends.
     pub markers: Option<Markers>,
+    /// The spec's routes' topics, in order: a result with route `i` goes to `routes[i - 1]`.
+    pub routes: Vec<RouteTarget>,
+}
+
+/// Where one route's results go, and how large each may be.
+#[derive(Debug, Clone)]
+pub struct RouteTarget {
+    pub topic: String,
+    /// Where keyless results go; keyed ones are placed by their key.
+    pub partition: i32,
+    /// Largest key plus value the topic accepts; a larger result is dead-lettered.
+    pub record_max: usize,
 }
 
 /// The watermark markers an upstream task writes to every partition of the repartition
@@ -67,15 +79,26 @@ impl OutputTargets {
         };
         for r in std::mem::take(&mut outputs.records) {
             let size = r.key.as_ref().map_or(0, String::len) + r.value.len();
-            if size > self.sink_record_max {
-                let letter = self.output_too_large(size, r.source_offset, Some(r.value));
+            let (topic, keyless_partition, record_max) = match r.route {
+                0 => (&self.sink_topic, self.sink_partition, self.sink_record_max),
+                route => match self.routes.get(usize::from(route) - 1) {
+                    Some(target) => (&target.topic, target.partition, target.record_max),
+                    None => {
+                        debug_assert!(false, "route {route} of {} routes", self.routes.len());
+                        (&self.sink_topic, self.sink_partition, self.sink_record_max)
+                    }
+                },
+            };
+            if size > record_max {
+                let letter =
+                    self.output_too_large(topic, record_max, size, r.source_offset, Some(r.value));
                 outputs.dead_letters.push(letter);
                 written.records -= 1;
                 written.dead_letters += 1;
                 continue;
             }
             let partition = match (&r.key, self.route_by_key) {
-                (None, _) => Some(self.sink_partition),
+                (None, _) => Some(keyless_partition),
                 (Some(_), Some(n)) if planted(PlantedBug::ShuffleByTask) => {
                     Some(self.partition.0 as i32 % n as i32)
                 }
@@ -83,7 +106,7 @@ impl OutputTargets {
                 (Some(_), None) => None,
             };
             let record = OutgoingRecord {
-                topic: self.sink_topic.clone(),
+                topic: topic.clone(),
                 partition,
                 key: r.key.map(String::into_bytes),
                 value: r.value,
@@ -95,9 +118,9 @@ impl OutputTargets {
                 // refused send, so the letter goes without it; its size is in the detail).
                 Err(BrokerError::RecordTooLarge(e)) => {
                     tracing::warn!(job = %self.job, partition = %self.partition, error = %e, "a result the sink refused as too large goes to the dead-letter topic");
-                    outputs
-                        .dead_letters
-                        .push(self.output_too_large(size, r.source_offset, None));
+                    let letter =
+                        self.output_too_large(topic, record_max, size, r.source_offset, None);
+                    outputs.dead_letters.push(letter);
                     written.records -= 1;
                     written.dead_letters += 1;
                 }
@@ -169,9 +192,11 @@ impl OutputTargets {
         }
     }
 
-    /// The dead letter of a result too large for the sink topic.
+    /// The dead letter of a result too large for its topic (the sink or a route's).
     fn output_too_large(
         &self,
+        topic: &str,
+        record_max: usize,
         size: usize,
         source_offset: i64,
         payload: Option<Vec<u8>>,
@@ -179,8 +204,7 @@ impl OutputTargets {
         DeadLetter {
             reason: DeadLetterReason::OutputTooLarge,
             detail: format!(
-                "output too large: {size} bytes; the sink topic {} accepts at most {}",
-                self.sink_topic, self.sink_record_max
+                "output too large: {size} bytes; the sink topic {topic} accepts at most {record_max}"
             ),
             topic: self.source_topic.clone(),
             partition: self.partition.0 as i32,

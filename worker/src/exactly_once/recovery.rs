@@ -4,7 +4,7 @@
 //! reads it needs and the plan it returns.
 
 use super::cycle::{next_checkpoint_after, plan_recovery, RecoveryPlan};
-use super::output_writer::{Markers, OutputTargets};
+use super::output_writer::{Markers, OutputTargets, RouteTarget};
 use super::snapshot_codec::decode_snapshot;
 use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
@@ -217,7 +217,23 @@ async fn output_targets<B: Broker>(
         .max_record_bytes(&dead_letter_topic)
         .await?
         .saturating_sub(RECORD_FRAMING_BYTES_MAX);
+    let mut routes = Vec::new();
+    if route_by_key.is_none() {
+        for route in &config.spec.routes {
+            let count = broker.partition_count(&route.topic).await?.max(1) as i32;
+            let record_max = broker
+                .max_record_bytes(&route.topic)
+                .await?
+                .saturating_sub(RECORD_FRAMING_BYTES_MAX);
+            routes.push(RouteTarget {
+                topic: route.topic.clone(),
+                partition: partition % count,
+                record_max,
+            });
+        }
+    }
     Ok(OutputTargets {
+        routes,
         job: config.job,
         partition: config.partition,
         source_topic: config.spec.source.topic.clone(),

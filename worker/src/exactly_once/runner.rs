@@ -10,7 +10,7 @@ use super::recovery::recover;
 use super::snapshot_codec::encode_snapshot;
 use super::{
     PartitionConfig, PartitionCounters, PartitionError, OFFSETS_REFRESH_INTERVAL_MS,
-    POLL_BATCH_RECORDS_MAX, POLL_WAIT_MS,
+    PARTIAL_WINDOWS_FLUSH_AT, POLL_BATCH_RECORDS_MAX, POLL_WAIT_MS,
 };
 use crate::checkpoint_store::{Checkpoint, CheckpointStore};
 use crate::control::{ControlError, ControlPlane};
@@ -130,6 +130,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             .map(|hw| (hw - self.cycle.next_offset()).max(0))
     }
 
+    /// The pipeline's watermark (downstream of a shuffle, the least of the upstream
+    /// tasks' markers read so far).
+    pub fn watermark_ms(&self) -> Option<i64> {
+        self.pipeline.watermark_ms()
+    }
+
     /// Estimated bytes of partition state.
     pub fn state_bytes(&self) -> usize {
         self.pipeline.state_bytes()
@@ -162,6 +168,10 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             let started = Instant::now();
             self.outputs.clear();
             self.pipeline.process_batch(&batch, &mut self.outputs)?;
+            if self.pipeline.partial_windows() >= PARTIAL_WINDOWS_FLUSH_AT {
+                // Bounded: partial aggregates go out early rather than grow.
+                self.pipeline.take_partials(&mut self.outputs);
+            }
             if planted(PlantedBug::MarkerBeforeEvents) {
                 // The mistake: the batch's watermark goes out before its events.
                 self.targets
@@ -312,10 +322,24 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 checkpoint,
                 offset,
                 base_offset,
-            } => Ok(Some(
-                self.store_snapshot(checkpoint, offset, base_offset, failure)
-                    .await,
-            )),
+            } => {
+                let after = planted(PlantedBug::PartialsAfterSnapshot);
+                if !after {
+                    if let Some(event) = self.send_partials(failure).await {
+                        return Ok(Some(event));
+                    }
+                }
+                let stored = self
+                    .store_snapshot(checkpoint, offset, base_offset, failure)
+                    .await;
+                if after {
+                    // The mistake: the snapshot holds what is also sent.
+                    if let Some(event) = self.send_partials(failure).await {
+                        return Ok(Some(event));
+                    }
+                }
+                Ok(Some(stored))
+            }
             Action::ReportPrepared(p) => {
                 let report = self.report(&p, CheckpointPhase::Prepared);
                 let answer = self.prepare(report, failure).await;
@@ -366,6 +390,25 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 }
                 self.record_checkpoint_metrics();
                 Ok(None)
+            }
+        }
+    }
+
+    /// Upstream of a shuffle, when it combines: sends the partial aggregates into the open
+    /// transaction, before the snapshot (they are output, never state). A failure is the
+    /// checkpoint's (its typed error goes to `failure`).
+    async fn send_partials(&mut self, failure: &mut Option<PartitionError>) -> Option<Event> {
+        let mut partials = Outputs::new();
+        self.pipeline.take_partials(&mut partials);
+        if partials.is_empty() {
+            return None;
+        }
+        match self.targets.write(&mut self.writer, &mut partials).await {
+            Ok(_) => None,
+            Err(e) => {
+                let error = e.to_string();
+                *failure = Some(e);
+                Some(Event::SnapshotFailed { error })
             }
         }
     }

@@ -430,6 +430,37 @@ async fn fence_partitions<B: Broker, C: ControlPlane>(
     }
 }
 
+/// Deletes the topics weir created for cancelled jobs (duties from the group, after their
+/// partitions were fenced) and reports each job whose topics are all gone; a failed
+/// deletion is retried when the group hands the duty out again.
+async fn delete_job_topics<B: Broker, C: ControlPlane>(
+    broker: &B,
+    control: &C,
+    worker: &WorkerId,
+    duties: &[(JobId, Vec<String>)],
+) {
+    for (job, topics) in duties {
+        let mut all_gone = true;
+        for topic in topics {
+            match broker.delete_topic(topic).await {
+                Ok(()) => tracing::info!(job = %job, topic, "deleted the topic of a cancelled job"),
+                Err(e) => {
+                    all_gone = false;
+                    tracing::warn!(job = %job, topic, error = %e, "could not delete the topic of a cancelled job");
+                }
+            }
+        }
+        if all_gone {
+            if let Err(e) = control
+                .report(worker, WorkerReport::TopicsDeleted { job: *job })
+                .await
+            {
+                tracing::debug!(job = %job, error = %e, "topic deletion not reported");
+            }
+        }
+    }
+}
+
 impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for Supervisor<B, S, C> {
     type Context = Context<Self>;
 
@@ -476,6 +507,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                         // up starting and stopping partitions.
                         let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
                         let duties = std::mem::take(&mut assignments.fence);
+                        let deletions = std::mem::take(&mut assignments.delete_topics);
                         let paused = act.apply(assignments);
                         if !paused.is_empty() && !act.reporting_paused {
                             act.reporting_paused = true;
@@ -495,12 +527,13 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting = false));
                         }
-                        if !duties.is_empty() && !act.fencing {
+                        if (!duties.is_empty() || !deletions.is_empty()) && !act.fencing {
                             act.fencing = true;
                             let (broker, control) = (act.broker.clone(), act.control.clone());
                             let worker = act.config.worker.clone();
                             let fence = async move {
                                 fence_partitions(&broker, control.as_ref(), &worker, &duties).await;
+                                delete_job_topics(&broker, control.as_ref(), &worker, &deletions).await;
                             };
                             ctx.spawn(fence.into_actor(act).map(|(), act, _| act.fencing = false));
                         }

@@ -23,6 +23,7 @@ use super::pipeline::{add_to_windows, dead_letter, emit, watermark_moved};
 use super::plan::{watermark, Plan, State};
 use super::record::{Outputs, SourceRecord};
 use super::shuffled::{self, JoinSide, Shuffled};
+use super::snapshot::read_panes_value;
 use super::stages::{run_steps, Flow};
 
 /// Processes one record of the repartition topic.
@@ -46,6 +47,24 @@ pub(super) fn process_shuffled(
             record,
             "an event of a join's second stream, in a job without a join",
         )),
+        Shuffled::Partial { panes } => {
+            let (Some(window), Some(windows)) = (&plan.window, state.windows.as_mut()) else {
+                return Err(corrupt(
+                    record,
+                    "a partial aggregate for a stage without a window",
+                ));
+            };
+            let Some(key) = record
+                .key
+                .as_deref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+            else {
+                return Err(corrupt(record, "a partial aggregate without a UTF-8 key"));
+            };
+            let panes = read_panes_value(panes, &window.functions())
+                .map_err(|e| corrupt(record, &format!("its panes do not read: {e}")))?;
+            windows.merge_partial(key, &panes)
+        }
         Shuffled::Event {
             event_ms,
             watermark_before_ms,
@@ -160,7 +179,15 @@ fn run_event(
             )
         }
         Flow::Continue(obj, key) => {
-            emit(out, &obj, key, coordinates.offset);
+            match plan.route_of(&obj) {
+                Ok(route) => emit(out, &obj, key, coordinates.offset, route),
+                Err(detail) => dead_letter(
+                    out,
+                    coordinates,
+                    super::record::DeadLetterReason::ExpressionError,
+                    detail,
+                ),
+            }
             Ok(())
         }
         Flow::Dropped => Ok(()),

@@ -105,6 +105,9 @@ impl JoinDownstream {
                     }
                 }
             }
+            Shuffled::Partial { .. } => {
+                return Err(corrupt(record, "a partial aggregate, in a join"));
+            }
             Shuffled::Event {
                 side,
                 event_ms,
@@ -127,6 +130,7 @@ impl JoinDownstream {
                 key: Some(joined.key),
                 value: joined.value,
                 source_offset: record.offset,
+                route: 0,
             });
         }
         Ok(())

@@ -27,6 +27,7 @@ use super::window::Assigner;
 use super::window::{Fired, Windows};
 use std::borrow::Cow;
 use std::sync::Arc;
+use weir_core::bugs::{planted, PlantedBug};
 use weir_core::spec::{validate, JobSpec, Stage};
 
 /// A compiled pipeline with its partition state.
@@ -132,6 +133,34 @@ impl Pipeline {
     /// The part of the job's pipeline this one runs.
     pub fn role(&self) -> PipelineRole {
         self.plan.role
+    }
+
+    /// Upstream of a shuffle, when it combines: how many windows hold partial aggregates
+    /// not yet sent (0 in every other role).
+    pub fn partial_windows(&self) -> usize {
+        match (self.plan.role, &self.state.windows) {
+            (PipelineRole::Upstream { .. }, Some(windows)) => windows.open_windows(),
+            _ => 0,
+        }
+    }
+
+    /// Upstream of a shuffle, when it combines: takes the partial aggregates out as records
+    /// for the repartition topic, one per key (keyed by it), leaving none. Call before
+    /// every snapshot: partial aggregates are output, never state.
+    pub fn take_partials(&mut self, out: &mut Outputs) {
+        let (PipelineRole::Upstream { .. }, Some(windows)) =
+            (self.plan.role, self.state.windows.as_mut())
+        else {
+            return;
+        };
+        for (key, panes) in windows.drain_partials() {
+            out.records.push(OutputRecord {
+                key: Some(key.to_string()),
+                value: super::shuffled::encode_partial(&snapshot::panes_value(&panes)),
+                source_offset: -1,
+                route: 0,
+            });
+        }
     }
 
     /// Checks from now on that every event reaching the window is on the partition of
@@ -278,7 +307,14 @@ impl Plan {
                         allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
                     });
                 }
-                continue;
+                // An upstream task that combines keeps the window and its aggregate (as
+                // partial aggregates it never fires), and nothing after them.
+                let combined = role.combines(&spec.pipeline)
+                    && window.is_none()
+                    && matches!(stage, Stage::Window(_) | Stage::Aggregate(_));
+                if !combined {
+                    continue;
+                }
             }
             let steps = if window.is_some() {
                 &mut post
@@ -317,7 +353,19 @@ impl Plan {
                 }
             }
         }
+        let routes = match role {
+            PipelineRole::Upstream { .. } => Vec::new(),
+            PipelineRole::Whole | PipelineRole::Downstream { .. } => spec
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(index, route)| {
+                    Filter::compile(format!("routes[{index}].when"), &route.when, &env)
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Plan {
+            routes,
             env,
             event_time_field: spec.source.event_time.clone(),
             max_out_of_orderness_ms: millis(spec.source.max_out_of_orderness_or_zero()),
@@ -399,7 +447,10 @@ fn process_event(
             let key = key.unwrap_or_default();
             shuffle_out(plan, &obj, &key, event_ms, watermark_ms, record, out);
         }
-        Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
+        Flow::Continue(obj, key) => match plan.route_of(&obj) {
+            Ok(route) => emit(out, &obj, key, record.offset, route),
+            Err(detail) => dead_letter(out, record, DeadLetterReason::ExpressionError, detail),
+        },
         Flow::Dropped => {}
         Flow::Failed(reason, detail) => dead_letter(out, record, reason, detail),
     }
@@ -450,6 +501,7 @@ fn shuffle_out(
             &object,
         ),
         source_offset: record.offset,
+        route: 0,
     });
 }
 
@@ -507,7 +559,18 @@ pub(super) fn add_to_windows(
                     Ok(input) => Some(input),
                     Err(message) => {
                         let detail = format!("{}: {message}", aggregate.field);
-                        dead_letter(out, record, DeadLetterReason::ExpressionError, detail);
+                        if let PipelineRole::Upstream { .. } = plan.role {
+                            // As downstream of a shuffle: the object as it would be shuffled.
+                            let mut payload = Vec::new();
+                            obj.write_json(&mut payload);
+                            let shuffled = SourceRecord {
+                                value: Some(payload),
+                                ..record.clone()
+                            };
+                            dead_letter(out, &shuffled, DeadLetterReason::ExpressionError, detail);
+                        } else {
+                            dead_letter(out, record, DeadLetterReason::ExpressionError, detail);
+                        }
                         return Ok(());
                     }
                 }
@@ -562,6 +625,10 @@ pub(super) fn watermark_moved(
     for (memory, ttl_ms) in state.dedupe.iter_mut().zip(&plan.dedupe_ttls_ms) {
         memory.forget(watermark_ms, *ttl_ms);
     }
+    if let PipelineRole::Upstream { .. } = plan.role {
+        // Partial aggregates are sent at checkpoints; the downstream stage fires.
+        return Ok(());
+    }
     let Some(windows) = state.windows.as_mut() else {
         return Ok(());
     };
@@ -588,11 +655,12 @@ pub(super) fn emit_window_result(
     let Some(window) = &plan.window else {
         return Ok(());
     };
-    if plan.post.is_empty() {
+    if plan.post.is_empty() && plan.routes.is_empty() {
         out.records.push(OutputRecord {
             key: Some(fired.key.to_string()),
             value: window_result_json(window, fired),
             source_offset: record.offset,
+            route: 0,
         });
         return Ok(());
     }
@@ -613,9 +681,18 @@ pub(super) fn emit_window_result(
         fired.end_ms - 1,
         Some(watermark_ms),
     )?;
-    match flow {
-        Flow::Continue(obj, key) => emit(out, &obj, key, record.offset),
-        Flow::Dropped => {}
+    let routed = match flow {
+        Flow::Continue(routed_obj, key) => match plan.route_of(&routed_obj) {
+            Ok(route) => {
+                emit(out, &routed_obj, key, record.offset, route);
+                Flow::Dropped
+            }
+            Err(detail) => Flow::Failed(DeadLetterReason::ExpressionError, detail),
+        },
+        other => other,
+    };
+    match routed {
+        Flow::Continue(..) | Flow::Dropped => {}
         Flow::Failed(reason, detail) => {
             let mut payload = Vec::new();
             obj.write_json(&mut payload);
@@ -657,16 +734,27 @@ pub(super) fn emit(
     obj: &Obj<'_>,
     key: Option<Cow<'_, str>>,
     source_offset: i64,
+    route: u16,
 ) {
     let mut value = Vec::with_capacity(match obj {
         Obj::Source(doc) => doc.text().len(),
         Obj::Fields(fields) => 16 + 32 * fields.len(),
     });
     obj.write_json(&mut value);
+    if route > 0 && planted(PlantedBug::RouteAlsoToSink) {
+        // The mistake: the routed result reaches the sink as well.
+        out.records.push(OutputRecord {
+            key: key.as_deref().map(str::to_string),
+            value: value.clone(),
+            source_offset,
+            route: 0,
+        });
+    }
     out.records.push(OutputRecord {
         key: key.map(Cow::into_owned),
         value,
         source_offset,
+        route,
     });
 }
 

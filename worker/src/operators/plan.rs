@@ -51,6 +51,9 @@ pub(crate) struct Plan {
     pub(crate) role: PipelineRole,
     /// An upstream task's lateness rule, from the window after its shuffle.
     pub(crate) lateness: Option<LatenessRule>,
+    /// The spec's routes' predicates, in order (none upstream of a shuffle, which never
+    /// writes the sink).
+    pub(crate) routes: Vec<super::filter::Filter>,
     /// A source declared `partitioned_by` the window's key, with this many partitions:
     /// every keyed event must be on the partition Kafka's keyed partitioner gives its key.
     pub(crate) partitioned_by_check: Option<u32>,
@@ -120,6 +123,20 @@ pub(crate) struct AggregatePlan {
     pub(crate) field: String,
     pub(crate) function: AggregateFunction,
     pub(crate) argument: Option<Expr>,
+}
+
+impl Plan {
+    /// Which output a result goes to ([`OutputRecord::route`](super::record::OutputRecord)):
+    /// the first route whose predicate holds, else the sink (0). The error is an expression
+    /// dead letter's detail.
+    pub(crate) fn route_of(&self, obj: &super::object::Obj<'_>) -> Result<u16, String> {
+        for (index, route) in self.routes.iter().enumerate() {
+            if route.keeps(obj, &self.env)? {
+                return Ok(index as u16 + 1);
+            }
+        }
+        Ok(0)
+    }
 }
 
 /// What a partition's pipeline remembers between records.

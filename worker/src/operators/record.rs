@@ -48,6 +48,9 @@ pub struct OutputRecord {
     /// watermark fired it): the coordinates of its dead letter should it be too large to
     /// produce.
     pub source_offset: i64,
+    /// Where it goes: 0 the sink, `i` the spec's route `i - 1` (the first whose `when`
+    /// held).
+    pub route: u16,
 }
 
 /// Why an event went to the dead-letter topic.

@@ -13,7 +13,9 @@ pub enum PipelineRole {
     /// Every stage, reading the source and writing the sink.
     Whole,
     /// Stages `0..=shuffle_at` (`shuffle_at` is the repartitioning `key_by`), reading the
-    /// source and writing events and watermark markers to the repartition topic.
+    /// source and writing events and watermark markers to the repartition topic. When the
+    /// window follows the `key_by` directly, the task also aggregates per key and window
+    /// and sends partial aggregates instead of events ([`combines`](Self::combines)).
     Upstream { shuffle_at: usize },
     /// Stages after `shuffle_at`, reading the repartition topic that `upstreams` upstream
     /// tasks write, and writing the sink.
@@ -30,12 +32,24 @@ impl PipelineRole {
         }
     }
 
+    /// Whether an upstream task of `pipeline` sends partial aggregates: the stage after
+    /// its shuffle is the window (no stage between whose result could differ).
+    pub(crate) fn combines(&self, pipeline: &[weir_core::spec::Stage]) -> bool {
+        match *self {
+            PipelineRole::Upstream { shuffle_at } => matches!(
+                pipeline.get(shuffle_at + 1),
+                Some(weir_core::spec::Stage::Window(_))
+            ),
+            _ => false,
+        }
+    }
+
     /// What goes into the snapshot fingerprint besides the spec: nothing for a whole
     /// pipeline (so its snapshots read as before stages existed).
     pub(crate) fn fingerprint_tag(&self) -> Option<String> {
         match *self {
             PipelineRole::Whole => None,
-            PipelineRole::Upstream { shuffle_at } => Some(format!("upstream-{shuffle_at}")),
+            PipelineRole::Upstream { shuffle_at } => Some(format!("upstream-v2-{shuffle_at}")),
             PipelineRole::Downstream { shuffle_at, .. } => Some(format!("downstream-{shuffle_at}")),
         }
     }

@@ -6,24 +6,31 @@
 //!   upstream watermark just before the event (which decides the windows it joins
 //!   downstream), the source coordinates (for dead letters downstream) and the event's
 //!   current object as JSON. An event of a join's second stream (`join.with`) is written
-//!   with kind 2 instead of 0, so the downstream task knows its side; every other event
+//!   with kind 3 instead of 0, so the downstream task knows its side; every other event
 //!   (a job without a join, the join's left side) keeps kind 0;
 //! - a **watermark marker**, sent to every downstream partition at each commit whose
-//!   watermark moved: the upstream task's index and its watermark.
+//!   watermark moved: the upstream task's index and its watermark;
+//! - a **partial aggregate**: when the window follows the shuffle directly, an upstream
+//!   task aggregates its events per key and window itself and sends, at each checkpoint,
+//!   one record per key (its Kafka key) with the windows it touched and their accumulators
+//!   (in the snapshot's pane form), which the downstream task merges. The events' windows
+//!   and lateness are decided upstream either way, so the result is the same; only far
+//!   fewer records cross the topic.
 //!
-//! Layout (little-endian): `"WS" u8:version(1) u8:kind`, then for an event (kind 0 or 2)
+//! Layout (little-endian): `"WS" u8:version(1) u8:kind`, then for an event (kind 0 or 3)
 //! `i64:event_ms u8:has_watermark [i64:watermark_ms] i32:source_partition
 //! i64:source_offset` and the object's JSON to the end; for a marker (kind 1)
-//! `u32:upstream i64:watermark_ms`. Anything else is refused: a repartition topic holds
-//! only what weir wrote, so a record that does not read is corruption, never skipped.
-//! (Kind 2 adds to version 1 without changing it: every record written before it reads
-//! as it did.)
+//! `u32:upstream i64:watermark_ms`; for a partial aggregate (kind 2) the panes to the
+//! end. Anything else is refused: a repartition topic holds only what weir wrote, so a
+//! record that does not read is corruption, never skipped. (Kinds 2 and 3 add to version 1
+//! without changing it: every record written before them reads as it did.)
 
 const MAGIC: &[u8; 2] = b"WS";
 const VERSION: u8 = 1;
 const KIND_EVENT: u8 = 0;
 const KIND_WATERMARK: u8 = 1;
-const KIND_EVENT_RIGHT: u8 = 2;
+const KIND_PARTIAL: u8 = 2;
+const KIND_EVENT_RIGHT: u8 = 3;
 /// Bytes an event adds to its object: the largest event header.
 pub const EVENT_HEADER_BYTES_MAX: usize = 4 + 8 + 1 + 8 + 4 + 8;
 
@@ -53,6 +60,18 @@ pub enum Shuffled<'a> {
     },
     /// An upstream task's watermark, sent to every downstream partition.
     Watermark { upstream: u32, watermark_ms: i64 },
+    /// An upstream task's partial aggregate of the record's key: its windows' panes.
+    Partial { panes: &'a [u8] },
+}
+
+/// The value of a partial aggregate record: `panes` as the snapshot writes a key's panes.
+pub fn encode_partial(panes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + panes.len());
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(KIND_PARTIAL);
+    out.extend_from_slice(panes);
+    out
 }
 
 /// The value of an event record of the job's source.
@@ -160,6 +179,7 @@ pub fn decode(value: &[u8]) -> Result<Shuffled<'_>, String> {
                 watermark_ms,
             })
         }
+        KIND_PARTIAL => Ok(Shuffled::Partial { panes: r.bytes }),
         kind => Err(format!("unknown repartition record kind {kind}")),
     }
 }
@@ -218,6 +238,10 @@ mod tests {
             })
         ));
         assert_eq!(
+            decode(&encode_partial(b"panes")),
+            Ok(Shuffled::Partial { panes: b"panes" })
+        );
+        assert_eq!(
             decode(&encode_watermark(9, 123)),
             Ok(Shuffled::Watermark {
                 upstream: 9,
@@ -257,7 +281,7 @@ mod tests {
             })
         ));
         let mut other_kind = right.clone();
-        other_kind[3] = 3;
+        other_kind[3] = 4;
         assert!(decode(&other_kind).is_err());
     }
 

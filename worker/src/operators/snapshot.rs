@@ -25,7 +25,7 @@ use super::plan::{watermark, Plan, RestoreError, State};
 use super::role::PipelineRole;
 use super::window::{Accumulators, Pane};
 use sha2::{Digest, Sha256};
-use weir_core::spec::JobSpec;
+use weir_core::spec::{AggregateFunction, JobSpec};
 
 const MAGIC: &[u8; 8] = b"WEIRPIPE";
 const VERSION: u32 = 1;
@@ -98,6 +98,43 @@ pub(crate) fn panes_value(panes: &[Pane]) -> Vec<u8> {
     let mut w = Writer::default();
     w.panes(panes);
     w.out
+}
+
+/// Reads a key's open windows as [`panes_value`] wrote them, each accumulator of the
+/// function at its place in `functions`: an upstream task's partial aggregate.
+pub(crate) fn read_panes_value(
+    bytes: &[u8],
+    functions: &[AggregateFunction],
+) -> Result<Vec<Pane>, RestoreError> {
+    let mut r = Reader { bytes, at: 0 };
+    let count = r.len(OPEN_WINDOWS_PER_KEY_MAX)?;
+    let mut panes = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start_ms = r.i64()?;
+        let end_ms = r.i64()?;
+        if end_ms <= start_ms {
+            return Err(corrupt(format!(
+                "a window [{start_ms}, {end_ms}) ends before it starts"
+            )));
+        }
+        let mut accumulators = Accumulators::new();
+        for function in functions {
+            let accumulator = r.accumulator()?;
+            if !accumulator.is_of(*function) {
+                return Err(corrupt("an accumulator of another function".into()));
+            }
+            accumulators.push(accumulator);
+        }
+        panes.push(Pane {
+            start_ms,
+            end_ms,
+            accumulators,
+        });
+    }
+    if r.at != bytes.len() {
+        return Err(corrupt("trailing bytes".into()));
+    }
+    Ok(panes)
 }
 
 /// The snapshot that [`write`] gives for the state whose [`header`] and entries (every

@@ -431,6 +431,50 @@ impl Windows {
         Some(changed)
     }
 
+    /// Takes every open window of every key out, in key order, and leaves the windows
+    /// empty with no changes tracked: an upstream task's partial aggregates, sent at each
+    /// checkpoint and never part of its state.
+    pub(crate) fn drain_partials(&mut self) -> Vec<(Arc<str>, Vec<Pane>)> {
+        let mut out: Vec<(Arc<str>, Vec<Pane>)> = self
+            .slots
+            .iter_mut()
+            .filter(|windows| !windows.panes.is_empty())
+            .map(|windows| (Arc::clone(&windows.key), windows.panes.drain(..).collect()))
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        *self = Windows::new(
+            self.assigner,
+            self.allowed_lateness_ms,
+            self.functions.clone(),
+        );
+        out
+    }
+
+    /// Merges an upstream task's partial aggregate of `key` into its open windows (a
+    /// window it has not opened yet opens with the partial's accumulators).
+    pub(crate) fn merge_partial(&mut self, key: &str, panes: &[Pane]) -> Result<(), PipelineError> {
+        let slot = self.slot_for(key)?;
+        self.mark_changed(slot);
+        for partial in panes {
+            let held = &self.slots[slot as usize].panes;
+            let index = match held.binary_search_by_key(&partial.start_ms, |pane| pane.start_ms) {
+                Ok(index) => index,
+                Err(index) => {
+                    let pane = self.new_pane(slot, partial.start_ms, partial.end_ms)?;
+                    self.timers.insert((pane.end_ms, pane.start_ms, slot));
+                    self.slots[slot as usize].panes.insert(index, pane);
+                    index
+                }
+            };
+            let pane = &mut self.slots[slot as usize].panes[index];
+            debug_assert_eq!(pane.end_ms, partial.end_ms, "one window per start");
+            for (mine, theirs) in pane.accumulators.iter_mut().zip(&partial.accumulators) {
+                mine.merge(theirs);
+            }
+        }
+        Ok(())
+    }
+
     /// The open windows of `key` (empty if it has none).
     pub(crate) fn panes_of(&self, key: &str) -> &[Pane] {
         self.slot_of_key

@@ -144,6 +144,7 @@ impl FilterMapByLibrary {
                 key: None,
                 value,
                 source_offset: record.offset,
+                route: 0,
             }),
             Ok(None) => {}
             Err(detail) => dead_letter(out, record, DeadLetterReason::ExpressionError, detail),
