@@ -101,6 +101,9 @@ impl ControlPlane for LocalControl {
                     committed_checkpoint: j.partitions[&partition].committed.map(|(c, _)| c),
                     pause: weir_coordinator::state::lifecycle::wants_pause(j.state),
                     pause_recorded: j.partitions[&partition].paused,
+                    keep_offsets: j.pinned_offsets(partition),
+                    prune_below: Some(j.partitions[&partition].committed_cut().offset),
+                    restore: j.partitions[&partition].restore_point(),
                 }
             })
             .collect();

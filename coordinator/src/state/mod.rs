@@ -5,13 +5,15 @@
 mod checkpoints;
 mod command;
 pub mod lifecycle;
+mod savepoints;
 
 pub use command::{Command, CommandResult, Move, Refusal};
 use lifecycle::{JobProgress, JobRequest};
+pub use savepoints::{Pin, Restore, Savepoint, JOB_SAVEPOINTS_MAX};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
@@ -56,6 +58,17 @@ pub struct Job {
     pub partition_count: Option<u32>,
     pub partitions: BTreeMap<PartitionId, PartitionState>,
     pub submitted_at_ms: u64,
+    /// The job's savepoints by id, at most [`JOB_SAVEPOINTS_MAX`]; kept until deleted.
+    /// Left out when empty, so states without savepoints encode as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub savepoints: BTreeMap<SavepointId, Savepoint>,
+    /// Savepoints ever taken: the next one's id is one more (ids are never reused).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub savepoints_taken: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The owner and checkpoint history of one (job, partition).
@@ -82,6 +95,10 @@ pub struct PartitionState {
     /// resumes. Left out when false, so states without pauses encode as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The job was started from a savepoint and this partition has not committed since:
+    /// its recovery restores the savepoint's pin. Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Restore>,
 }
 
 impl PartitionState {
@@ -146,6 +163,10 @@ impl ControlState {
                 request,
             } => self.request(*job, tenant.as_ref(), *request),
             Command::FinishStop { job } => self.finish_release(*job, JobState::Stopping),
+            Command::TakeSavepoint { .. }
+            | Command::StopWithSavepoint { .. }
+            | Command::StartFromSavepoint { .. }
+            | Command::DeleteSavepoint { .. } => self.apply_savepoint_command(command),
             Command::RegisterWorker {
                 worker,
                 addr,
@@ -331,6 +352,8 @@ impl ControlState {
                 partition_count: None,
                 partitions: BTreeMap::new(),
                 submitted_at_ms: at_ms,
+                savepoints: BTreeMap::new(),
+                savepoints_taken: 0,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -362,6 +385,7 @@ impl ControlState {
             }
         }
         j.state = next;
+        j.settle_savepoints();
         Ok(CommandResult::Done)
     }
 
@@ -418,6 +442,7 @@ impl ControlState {
                     problem: None,
                     fenced: false,
                     paused: false,
+                    restore: None,
                 });
         }
         Ok(CommandResult::Done)
@@ -499,6 +524,7 @@ impl ControlState {
         if let Some(next) = lifecycle::on_progress(j.state, JobProgress::AllReleased) {
             j.state = next;
         }
+        j.settle_savepoints();
         Ok(CommandResult::Done)
     }
 
@@ -509,6 +535,7 @@ impl ControlState {
         };
         j.state = next;
         j.reason = Some(reason.to_string());
+        j.settle_savepoints();
         for p in j.partitions.values_mut() {
             if p.worker.take().is_some() {
                 p.epoch = p.epoch.next();

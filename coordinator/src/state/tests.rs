@@ -779,3 +779,6 @@ fn partition_state_without_the_new_fields_deserializes() {
 
 #[path = "lifecycle_flow_tests.rs"]
 mod lifecycle_flow;
+
+#[path = "savepoint_tests.rs"]
+mod savepoints;
