@@ -33,11 +33,17 @@ pub enum PlantedBug {
     /// A pausing partition drops the records its reader had already fetched (in flight at
     /// the pause) instead of leaving them to be read after the resume.
     ResumeSkipsInFlight,
+    /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
+    /// like any old checkpoint's, and starting from the savepoint finds them gone.
+    SavepointSnapshotsPruned,
+    /// Recovery of a job started from a savepoint ignores the savepoint and resumes at
+    /// Kafka's last commit point, as a plain start would.
+    RestoreIgnoresSavepoint,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -46,6 +52,8 @@ impl PlantedBug {
         PlantedBug::DropDeadLetter,
         PlantedBug::LocalCopyAnyOffset,
         PlantedBug::ResumeSkipsInFlight,
+        PlantedBug::SavepointSnapshotsPruned,
+        PlantedBug::RestoreIgnoresSavepoint,
     ];
 
     /// The name `--plant-bug` takes.
@@ -59,6 +67,8 @@ impl PlantedBug {
             PlantedBug::DropDeadLetter => "drop-dead-letter",
             PlantedBug::LocalCopyAnyOffset => "local-copy-any-offset",
             PlantedBug::ResumeSkipsInFlight => "resume-skips-in-flight",
+            PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
+            PlantedBug::RestoreIgnoresSavepoint => "restore-ignores-savepoint",
         }
     }
 

@@ -78,6 +78,8 @@ pub fn partition_config(
         spec: job.spec(source, sink)?,
         poll_batch_records: POLL_BATCH_RECORDS_MAX,
         committed_checkpoint: None,
+        restore: None,
+        pins: None,
     })
 }
 

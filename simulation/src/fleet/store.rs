@@ -118,10 +118,15 @@ impl CheckpointStore for GatedStore {
         job: JobId,
         partition: PartitionId,
         offset: i64,
+        keep: &[i64],
     ) -> Result<(), StoreError> {
         self.gate.pass().await;
         self.service.delay().await;
-        let pruned = self.service.snapshots.prune(job, partition, offset).await;
+        let pruned = self
+            .service
+            .snapshots
+            .prune(job, partition, offset, keep)
+            .await;
         self.gate.pass().await;
         pruned
     }
