@@ -99,6 +99,12 @@ pub struct PartitionState {
     /// its recovery restores the savepoint's pin. Left out when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<Restore>,
+    /// The partition was released after its owner reported it paused (a clean stop: the
+    /// group's committed cut is Kafka's). A stopping job with a savepoint pending places
+    /// a partition released any other way again, so that its next owner settles its cut.
+    /// Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released_paused: bool,
 }
 
 impl PartitionState {
@@ -443,6 +449,7 @@ impl ControlState {
                     fenced: false,
                     paused: false,
                     restore: None,
+                    released_paused: false,
                 });
         }
         Ok(CommandResult::Done)
@@ -475,6 +482,7 @@ impl ControlState {
         for m in moves {
             let job = self.jobs.get_mut(&m.job).expect("checked above");
             let p = job.partitions.get_mut(&m.partition).expect("checked above");
+            p.released_paused = m.worker.is_none() && p.paused;
             p.worker = m.worker.clone();
             p.epoch = m.epoch;
             p.problem = None;

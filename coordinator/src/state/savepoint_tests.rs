@@ -310,3 +310,53 @@ fn a_job_without_the_savepoint_fields_deserializes() {
     let back: Job = serde_json::from_value(json).unwrap();
     assert_eq!(back, s.jobs[&JobId(1)]);
 }
+
+#[test]
+fn a_stop_with_a_savepoint_places_a_partition_that_lost_its_owner_again_to_settle_its_cut() {
+    let mut s = running();
+    checkpoint(&mut s, 0, 1, 100);
+    checkpoint(&mut s, 1, 1, 50);
+    s.apply(&Command::StopWithSavepoint {
+        job: JobId(1),
+        tenant: tenant_a(),
+        at_ms: 30,
+    });
+    paused(&mut s, 0);
+    settle(&mut s);
+    // Partition 1's owner dies before it reports itself paused: its last commit may be
+    // newer than the group's record, so it is placed again rather than left released.
+    let owner = s.jobs[&JobId(1)].partitions[&PartitionId(1)]
+        .worker
+        .clone()
+        .unwrap();
+    s.apply(&Command::RemoveWorker {
+        worker: owner,
+        reason: "lease expired".into(),
+    });
+    settle(&mut s);
+    fence_all(&mut s);
+    settle(&mut s);
+    assert_eq!(state(&s), JobState::Stopping);
+    let p1 = &s.jobs[&JobId(1)].partitions[&PartitionId(1)];
+    assert!(p1.worker.is_some(), "placed again: {p1:?}");
+    assert!(
+        s.jobs[&JobId(1)].partitions[&PartitionId(0)]
+            .worker
+            .is_none(),
+        "released"
+    );
+    // Its new owner reports what it restored as committed, then pauses.
+    checkpoint(&mut s, 1, 2, 70);
+    paused(&mut s, 1);
+    settle(&mut s);
+    fence_all(&mut s);
+    settle(&mut s);
+    assert_eq!(state(&s), JobState::Stopped);
+    let sp = savepoint(&s, 1);
+    assert_eq!(sp.status, SavepointStatus::Complete);
+    assert_eq!(sp.pins[&PartitionId(1)].offset, 70);
+    // Without a pending savepoint a partition that lost its owner while stopping stays
+    // released, as before.
+    let p = &s.jobs[&JobId(1)].partitions[&PartitionId(1)];
+    assert!(p.released_paused);
+}

@@ -114,6 +114,13 @@ impl PartitionState {
 }
 
 impl Job {
+    /// Whether a savepoint waits for the job to stop.
+    pub fn has_pending_savepoint(&self) -> bool {
+        self.savepoints
+            .values()
+            .any(|sp| sp.status == SavepointStatus::Pending)
+    }
+
     /// The offsets of `partition` whose snapshots a savepoint or a pending restore pins,
     /// sorted, each once: the worker's pruning keeps them.
     pub fn pinned_offsets(&self, partition: PartitionId) -> Vec<i64> {
