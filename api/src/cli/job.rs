@@ -145,6 +145,21 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             let job = client.client().resume_job(JobId(id)).await?;
             print_state(&job, client.json)?;
         }
+        JobCommand::Checkpoints { id, client } => {
+            let records = client.client().checkpoints(JobId(id)).await?;
+            if client.json {
+                return print_json(&records);
+            }
+            print_checkpoints(&records);
+        }
+        other => return run_stop_start_savepoints(other).await,
+    }
+    Ok(())
+}
+
+/// Runs `stop`, `start` and the savepoint commands.
+async fn run_stop_start_savepoints(cmd: JobCommand) -> anyhow::Result<()> {
+    match cmd {
         JobCommand::Stop {
             id,
             savepoint: false,
@@ -217,13 +232,7 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
                 println!("savepoint {savepoint} of job {id} deleted");
             }
         }
-        JobCommand::Checkpoints { id, client } => {
-            let records = client.client().checkpoints(JobId(id)).await?;
-            if client.json {
-                return print_json(&records);
-            }
-            print_checkpoints(&records);
-        }
+        other => unreachable!("not a stop, start or savepoint command: {other:?}"),
     }
     Ok(())
 }
