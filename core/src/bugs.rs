@@ -36,14 +36,11 @@ pub enum PlantedBug {
     /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
     /// like any old checkpoint's, and starting from the savepoint finds them gone.
     SavepointSnapshotsPruned,
-    /// Recovery of a job started from a savepoint ignores the savepoint and resumes at
-    /// Kafka's last commit point, as a plain start would.
-    RestoreIgnoresSavepoint,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 9] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -53,7 +50,6 @@ impl PlantedBug {
         PlantedBug::LocalCopyAnyOffset,
         PlantedBug::ResumeSkipsInFlight,
         PlantedBug::SavepointSnapshotsPruned,
-        PlantedBug::RestoreIgnoresSavepoint,
     ];
 
     /// The name `--plant-bug` takes.
@@ -68,7 +64,6 @@ impl PlantedBug {
             PlantedBug::LocalCopyAnyOffset => "local-copy-any-offset",
             PlantedBug::ResumeSkipsInFlight => "resume-skips-in-flight",
             PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
-            PlantedBug::RestoreIgnoresSavepoint => "restore-ignores-savepoint",
         }
     }
 

@@ -34,6 +34,11 @@ impl StoreService {
         }
     }
 
+    /// The stored snapshots as they are, for the checks at the end of a run.
+    pub fn snapshots(&self) -> &MemoryCheckpointStore {
+        &self.snapshots
+    }
+
     /// Stalls (or releases) every call: a store that hangs without failing.
     pub fn set_stalled(&self, stalled: bool) {
         self.stalled.store(stalled, Ordering::Relaxed);

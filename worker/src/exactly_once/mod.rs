@@ -32,7 +32,7 @@ mod error;
 mod output_writer;
 mod recovery;
 mod runner;
-pub(crate) mod snapshot_codec;
+pub mod snapshot_codec;
 
 pub use error::PartitionError;
 pub use runner::PartitionRunner;

@@ -139,9 +139,6 @@ async fn savepoint_to_restore<'a, S: CheckpointStore>(
     let Some(restore) = &config.restore else {
         return Ok(None);
     };
-    if planted(PlantedBug::RestoreIgnoresSavepoint) {
-        return Ok(None);
-    }
     let since = match (committed, local_checkpoint) {
         (_, Some(checkpoint)) => Some(checkpoint),
         (Some(offset), None) => stored_checkpoint(config, store, offset).await?,
