@@ -234,8 +234,8 @@ fn job_id(view: &ClusterView, name: &str) -> Option<JobId> {
 
 /// Sends `request` until a member's answer settles it, at most `attempts` times. Every
 /// request is safe to repeat (a repeated life-cycle request is accepted unchanged; a
-/// repeated savepoint request takes one more savepoint, within the bound), so an attempt
-/// without an answer is simply tried again. A closing request (resume, start) is tried
+/// savepoint request is idempotent under its key), so an attempt without an answer is
+/// simply tried again. A closing request (resume, start) is tried
 /// again after a refusal too: a start waits for the job to finish stopping.
 async fn send(
     ctx: &SimContext,
@@ -248,6 +248,15 @@ async fn send(
 ) -> Answer {
     let mut hint: Option<NodeId> = None;
     let mut last = Answer::Unknown;
+    // Savepoint requests carry an idempotency key, the same on every attempt, as the
+    // client sends one: a retry of a start from a savepoint whose first attempt applied
+    // (the job is running now) gets the first answer rather than a refusal, and a retried
+    // savepoint request takes one savepoint.
+    let new_key = |rng: &mut StdRng| {
+        (!matches!(request, Request::Change(_)))
+            .then(|| format!("sim-lifecycle-{job}-{:016x}", rng.gen::<u64>()))
+    };
+    let mut key = new_key(rng);
     for _ in 0..attempts.max(1) {
         let target = hint
             .take()
@@ -255,7 +264,14 @@ async fn send(
         if let Some(node) = view.get(target) {
             let answer = tokio::time::timeout(
                 Duration::from_millis(REQUEST_TIMEOUT_MS),
-                node.coordinator.write(request.command(job)),
+                node.coordinator.write(match &key {
+                    Some(key) => Command::Idempotent {
+                        key: key.clone(),
+                        command: Box::new(request.command(job)),
+                        digest: None,
+                    },
+                    None => request.command(job),
+                }),
             )
             .await;
             match answer {
@@ -265,6 +281,9 @@ async fn send(
                         return Answer::Refused(refusal);
                     }
                     last = Answer::Refused(refusal);
+                    // The group stores a refusal under its key too: the next attempt,
+                    // a new request, gets a key of its own.
+                    key = new_key(rng);
                 }
                 Ok(Err(WriteError::NotLeader { leader_id, .. })) => hint = leader_id,
                 _ => {}
