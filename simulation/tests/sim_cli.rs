@@ -89,8 +89,9 @@ fn list_bugs_names_each_bug_once() {
     let out = weir_sim(&["--list-bugs"]);
     assert!(out.status.success());
     let names: Vec<String> = stdout(&out).lines().map(str::to_string).collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(names.len(), 9);
     assert!(names.iter().any(|n| n == "commit-before-snapshot"));
+    assert!(names.iter().any(|n| n == "savepoint-snapshots-pruned"));
 }
 
 #[test]
