@@ -50,11 +50,14 @@ pub enum PlantedBug {
     PartialsAfterSnapshot,
     /// A result that a route takes is also written to the sink.
     RouteAlsoToSink,
+    /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
+    /// like any old checkpoint's, and starting from the savepoint finds them gone.
+    SavepointSnapshotsPruned,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 13] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -68,6 +71,7 @@ impl PlantedBug {
         PlantedBug::MarkerBeforeEvents,
         PlantedBug::PartialsAfterSnapshot,
         PlantedBug::RouteAlsoToSink,
+        PlantedBug::SavepointSnapshotsPruned,
     ];
 
     /// The name `--plant-bug` takes.
@@ -86,6 +90,7 @@ impl PlantedBug {
             PlantedBug::MarkerBeforeEvents => "marker-before-events",
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
             PlantedBug::RouteAlsoToSink => "route-also-to-sink",
+            PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
         }
     }
 

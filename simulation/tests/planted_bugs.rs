@@ -123,10 +123,16 @@ fn a_routed_result_also_written_to_the_sink_is_caught() {
 }
 
 #[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn pruning_a_savepoints_snapshots_like_a_checkpoints_is_caught() {
+    assert_caught(PlantedBug::SavepointSnapshotsPruned, SimOptions::default());
+}
+
+#[test]
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        13,
+        14,
         "a new planted bug needs its test here"
     );
 }

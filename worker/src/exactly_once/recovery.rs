@@ -13,6 +13,7 @@ use crate::operators::{Pipeline, PipelineRole};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
+use weir_core::wire::RestorePoint;
 
 /// A partition taken over, ready to run: the previous owner fenced, state restored, a
 /// transaction open, reading from the commit point.
@@ -27,6 +28,24 @@ pub(super) struct Recovered<B: Broker> {
     pub targets: OutputTargets,
     /// The topic and partition the task reads: whose offsets its transactions commit.
     pub input: (String, i32),
+    /// The checkpoint (id, offset) restored from Kafka's commit point, which a previous
+    /// owner committed: its "committed" report may have been lost, so the runner reports
+    /// it again before it reports itself paused. `None` for a fresh start or a savepoint.
+    pub restored: Option<(CheckpointId, i64)>,
+}
+
+/// Whether Kafka's commit point (the checkpoint id stored with it, if any) was committed
+/// by the run a start from a savepoint began: only that run's ids are above
+/// `after_checkpoint`. Until it has committed, recovery restores the savepoint.
+pub(super) fn committed_since_restore(
+    commit_point_checkpoint: Option<u64>,
+    after_checkpoint: Option<CheckpointId>,
+) -> bool {
+    match (commit_point_checkpoint, after_checkpoint) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(id), Some(after)) => id > after.0,
+    }
 }
 
 /// Takes the partition of `config` over.
@@ -66,11 +85,17 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         Some(offset) => restore_local_copy(config, role, store, offset).await,
         None => None,
     };
+    let local_checkpoint = local.as_ref().map(|(_, checkpoint)| *checkpoint);
+    if let Some(restore) = savepoint_to_restore(config, store, committed, local_checkpoint).await? {
+        let task = (&task, role, (topic, partition));
+        return restore_savepoint(config, broker, store, writer, restore, task).await;
+    }
     let plan = plan_recovery(
         committed,
         local.as_ref().map(|(_, checkpoint)| *checkpoint),
         config.committed_checkpoint,
     );
+    let mut restored = None;
     let (pipeline, next_offset, next_checkpoint) = match plan {
         RecoveryPlan::CommittedOffsetLost { checkpoint } => {
             return Err(PartitionError::CommittedOffsetLost { checkpoint })
@@ -84,9 +109,10 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
             offset,
             next_checkpoint,
         } => {
-            let Some((pipeline, _)) = local.take() else {
+            let Some((pipeline, checkpoint)) = local.take() else {
                 unreachable!("recovery plans a local restore only with a local copy")
             };
+            restored = Some((CheckpointId(checkpoint), offset));
             (pipeline, offset, next_checkpoint)
         }
         RecoveryPlan::Snapshot { offset } => {
@@ -99,6 +125,7 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
             };
             let (checkpoint, state) = decode_snapshot(&bytes)?;
             let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
+            restored = Some((checkpoint, offset));
             (
                 Pipeline::restore_role(&config.spec, role, state)?,
                 offset,
@@ -126,6 +153,90 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         has_commit_point: committed.is_some(),
         targets,
         input: (topic, partition),
+        restored,
+    })
+}
+
+/// The savepoint to restore, if the job was started from one and the partition has not
+/// committed since (`local_checkpoint`: the id of a usable local copy at Kafka's commit
+/// point).
+async fn savepoint_to_restore<'a, S: CheckpointStore>(
+    config: &'a PartitionConfig,
+    store: &S,
+    committed: Option<i64>,
+    local_checkpoint: Option<u64>,
+) -> Result<Option<&'a RestorePoint>, PartitionError> {
+    let Some(restore) = &config.restore else {
+        return Ok(None);
+    };
+    let since = match (committed, local_checkpoint) {
+        (_, Some(checkpoint)) => Some(checkpoint),
+        (Some(offset), None) => stored_checkpoint(config, store, offset).await?,
+        (None, None) => None,
+    };
+    Ok((!committed_since_restore(since, restore.after_checkpoint)).then_some(restore))
+}
+
+/// The checkpoint id stored with the snapshot at `offset`, if there is one.
+async fn stored_checkpoint<S: CheckpointStore>(
+    config: &PartitionConfig,
+    store: &S,
+    offset: i64,
+) -> Result<Option<u64>, PartitionError> {
+    let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
+        return Ok(None);
+    };
+    let (checkpoint, _) = decode_snapshot(&bytes)?;
+    Ok(Some(checkpoint.0))
+}
+
+/// Restores the savepoint's pin (its snapshot, or empty state for a partition that had
+/// never committed) and reads from its offset. Kafka's commit point moves to the
+/// savepoint's cut with the first commit of this run, deliberately: until then every
+/// recovery comes back here.
+async fn restore_savepoint<B: Broker, S: CheckpointStore>(
+    config: &PartitionConfig,
+    broker: &B,
+    store: &S,
+    mut writer: B::Writer,
+    restore: &RestorePoint,
+    (task, role, input): (&StageTask, PipelineRole, (String, i32)),
+) -> Result<Recovered<B>, PartitionError> {
+    let (pipeline, checkpoint) = match restore.checkpoint {
+        Some(_) => {
+            let bytes = store
+                .get(config.job, config.partition, restore.offset)
+                .await?
+                .ok_or(PartitionError::MissingSavepointSnapshot {
+                    savepoint: restore.savepoint,
+                    offset: restore.offset,
+                })?;
+            let (checkpoint, state) = decode_snapshot(&bytes)?;
+            (
+                Pipeline::restore_role(&config.spec, role, state)?,
+                checkpoint.0,
+            )
+        }
+        None => (Pipeline::compile_role(&config.spec, role)?, 0),
+    };
+    let floor = config.committed_checkpoint.max(restore.after_checkpoint);
+    let next_checkpoint = next_checkpoint_after(checkpoint, floor);
+    debug_assert!(restore.after_checkpoint.is_none_or(|a| next_checkpoint > a));
+    let reader = broker.reader(&input.0, input.1, restore.offset).await?;
+    let targets = output_targets(config, task, broker).await?;
+    writer.begin()?;
+    tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, savepoint = %restore.savepoint, next_offset = restore.offset, "partition restored from a savepoint");
+    Ok(Recovered {
+        writer,
+        reader,
+        pipeline,
+        next_offset: restore.offset,
+        next_checkpoint,
+        // No idle refresh before this run's first commit: that commit moves the point.
+        has_commit_point: false,
+        targets,
+        input,
+        restored: None,
     })
 }
 
@@ -246,4 +357,22 @@ async fn output_targets<B: Broker>(
         route_by_key,
         markers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_commit_of_the_restored_run_ends_a_restore() {
+        let after = Some(CheckpointId(7));
+        // No commit point, or one from before the start: restore the savepoint.
+        assert!(!committed_since_restore(None, after));
+        assert!(!committed_since_restore(None, None));
+        assert!(!committed_since_restore(Some(7), after));
+        assert!(!committed_since_restore(Some(3), after));
+        // The restored run's ids start above every earlier one.
+        assert!(committed_since_restore(Some(8), after));
+        assert!(committed_since_restore(Some(1), None));
+    }
 }
