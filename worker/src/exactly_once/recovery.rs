@@ -54,20 +54,8 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
     broker: &B,
     store: &S,
 ) -> Result<Recovered<B>, PartitionError> {
-    let task = resolve(
-        config.job,
-        &config.spec,
-        config.partition,
-        &config.repartitions,
-    )
-    .map_err(|e| PartitionError::Stage(e.to_string()))?;
+    let (task, role) = prepare_task(config, broker).await?;
     let (topic, partition) = task.input(&config.spec);
-    let role = pipeline_role(&task, &config.spec, broker).await?;
-    if let Some(repartition) = task.repartition() {
-        // Either stage may start first; both create the topic if it is missing, and an
-        // existing one with another partition count is refused, never used.
-        broker.ensure_topic(&repartition.topic_spec()).await?;
-    }
     // Fence first: after this, the previous owner can commit nothing more.
     let mut writer = broker.writer(&config.transactional_id()).await?;
     let committed = broker
@@ -116,30 +104,14 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
             (pipeline, offset, next_checkpoint)
         }
         RecoveryPlan::Snapshot { offset } => {
-            let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
-                let newest = store.newest_offset(config.job, config.partition).await?;
-                return Err(PartitionError::MissingSnapshot {
-                    committed: offset,
-                    newest,
-                });
-            };
-            let (checkpoint, state) = decode_snapshot(&bytes)?;
-            let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
+            let (pipeline, checkpoint, next) =
+                restore_snapshot(config, role, store, offset).await?;
             restored = Some((checkpoint, offset));
-            (
-                Pipeline::restore_role(&config.spec, role, state)?,
-                offset,
-                next,
-            )
+            (pipeline, offset, next)
         }
     };
     let mut pipeline = pipeline;
-    if let (StageTask::Whole { .. }, Some(_)) = (&task, &config.spec.source.partitioned_by) {
-        if weir_core::spec::stages::shuffling_key_by(&config.spec).is_none() {
-            let source_partitions = broker.partition_count(&config.spec.source.topic).await?;
-            pipeline.check_partitioned_by(source_partitions);
-        }
-    }
+    check_partitioned_by(config, &task, &mut pipeline, broker).await?;
     let reader = broker.reader(&topic, partition, next_offset).await?;
     let targets = output_targets(config, &task, broker).await?;
     writer.begin()?;
@@ -155,6 +127,67 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         input: (topic, partition),
         restored,
     })
+}
+
+/// The pipeline restored from the snapshot stored at the committed `offset`, its
+/// checkpoint id, and the id the runner's checkpoints start from.
+async fn restore_snapshot<S: CheckpointStore>(
+    config: &PartitionConfig,
+    role: PipelineRole,
+    store: &S,
+    offset: i64,
+) -> Result<(Pipeline, CheckpointId, CheckpointId), PartitionError> {
+    let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
+        let newest = store.newest_offset(config.job, config.partition).await?;
+        return Err(PartitionError::MissingSnapshot {
+            committed: offset,
+            newest,
+        });
+    };
+    let (checkpoint, state) = decode_snapshot(&bytes)?;
+    let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
+    let pipeline = Pipeline::restore_role(&config.spec, role, state)?;
+    Ok((pipeline, checkpoint, next))
+}
+
+/// The stage the task runs and the part of the pipeline it runs, with the repartition
+/// topic it reads or writes created: either stage may start first, both create it if
+/// missing, and an existing one with another partition count is refused, never used.
+async fn prepare_task<B: Broker>(
+    config: &PartitionConfig,
+    broker: &B,
+) -> Result<(StageTask, PipelineRole), PartitionError> {
+    let task = resolve(
+        config.job,
+        &config.spec,
+        config.partition,
+        &config.repartitions,
+    )
+    .map_err(|e| PartitionError::Stage(e.to_string()))?;
+    let role = pipeline_role(&task, &config.spec, broker).await?;
+    if let Some(repartition) = task.repartition() {
+        broker.ensure_topic(&repartition.topic_spec()).await?;
+    }
+    Ok((task, role))
+}
+
+/// A one-stage job whose source declares `partitioned_by` the window's key checks every
+/// event reaching the window against the source's partition count.
+async fn check_partitioned_by<B: Broker>(
+    config: &PartitionConfig,
+    task: &StageTask,
+    pipeline: &mut Pipeline,
+    broker: &B,
+) -> Result<(), PartitionError> {
+    let declared = config.spec.source.partitioned_by.is_some();
+    if matches!(task, StageTask::Whole { .. })
+        && declared
+        && weir_core::spec::stages::shuffling_key_by(&config.spec).is_none()
+    {
+        let source_partitions = broker.partition_count(&config.spec.source.topic).await?;
+        pipeline.check_partitioned_by(source_partitions);
+    }
+    Ok(())
 }
 
 /// The savepoint to restore, if the job was started from one and the partition has not

@@ -289,24 +289,8 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 continue;
             }
             let pins = SharedPins::new(prune_pins(&assignment));
-            let spec: JobSpec = match serde_json::from_value(assignment.spec) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(job = %key.0, error = %e, "assigned a spec this worker cannot read");
-                    continue;
-                }
-            };
-            let config = PartitionConfig {
-                worker: self.config.worker.clone(),
-                job: key.0,
-                partition: key.1,
-                epoch: assignment.epoch,
-                spec,
-                poll_batch_records: self.config.poll_batch_records,
-                committed_checkpoint: assignment.committed_checkpoint,
-                repartitions: assignment.repartitions,
-                restore: assignment.restore.clone(),
-                pins: Some(pins.clone()),
+            let Some(config) = partition_config(&self.config, key, &assignment, &pins) else {
+                continue;
             };
             tracing::info!(job = %key.0, partition = %key.1, epoch = %assignment.epoch, "starting partition");
             let (broker, store, board) =
@@ -332,6 +316,35 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             .set(live.len() as f64);
         paused
     }
+}
+
+/// What the partition of `key` runs, from its assignment; `None` (logged) for a spec
+/// this worker cannot read.
+fn partition_config(
+    supervisor: &SupervisorConfig,
+    key: (JobId, PartitionId),
+    assignment: &WorkerAssignment,
+    pins: &SharedPins,
+) -> Option<PartitionConfig> {
+    let spec: JobSpec = match serde_json::from_value(assignment.spec.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(job = %key.0, error = %e, "assigned a spec this worker cannot read");
+            return None;
+        }
+    };
+    Some(PartitionConfig {
+        worker: supervisor.worker.clone(),
+        job: key.0,
+        partition: key.1,
+        epoch: assignment.epoch,
+        spec,
+        poll_batch_records: supervisor.poll_batch_records,
+        committed_checkpoint: assignment.committed_checkpoint,
+        repartitions: assignment.repartitions.clone(),
+        restore: assignment.restore.clone(),
+        pins: Some(pins.clone()),
+    })
 }
 
 /// What an assignment says the partition's pruning must keep.

@@ -39,47 +39,8 @@ pub(super) fn process_shuffled(
         Shuffled::Watermark {
             upstream,
             watermark_ms,
-        } => {
-            let before = watermark(plan, state);
-            let slot = state
-                .upstream_watermarks
-                .get_mut(upstream as usize)
-                .ok_or_else(|| {
-                    corrupt(
-                        record,
-                        &format!("a marker from upstream task {upstream}, beyond the source's partitions"),
-                    )
-                })?;
-            // Markers of one upstream task only move forward; a restarted task may repeat one.
-            if slot.is_some_and(|known| known >= watermark_ms) {
-                return Ok(());
-            }
-            *slot = Some(watermark_ms);
-            let trigger = SourceRecord {
-                offset: -1,
-                value: None,
-                ..record.clone()
-            };
-            watermark_moved(plan, state, before, &trigger, out)
-        }
-        Shuffled::Partial { panes } => {
-            let (Some(window), Some(windows)) = (&plan.window, state.windows.as_mut()) else {
-                return Err(corrupt(
-                    record,
-                    "a partial aggregate for a stage without a window",
-                ));
-            };
-            let Some(key) = record
-                .key
-                .as_deref()
-                .and_then(|k| std::str::from_utf8(k).ok())
-            else {
-                return Err(corrupt(record, "a partial aggregate without a UTF-8 key"));
-            };
-            let panes = read_panes_value(panes, &window.functions())
-                .map_err(|e| corrupt(record, &format!("its panes do not read: {e}")))?;
-            windows.merge_partial(key, &panes)
-        }
+        } => on_marker(plan, state, record, upstream, watermark_ms, out),
+        Shuffled::Partial { panes } => on_partial(plan, state, record, panes),
         Shuffled::Event {
             event_ms,
             watermark_before_ms,
@@ -117,6 +78,63 @@ pub(super) fn process_shuffled(
             result
         }
     }
+}
+
+/// A marker: its upstream task's watermark moves, and with the least of them the stage's.
+fn on_marker(
+    plan: &Plan,
+    state: &mut State,
+    record: &SourceRecord,
+    upstream: u32,
+    watermark_ms: i64,
+    out: &mut Outputs,
+) -> Result<(), PipelineError> {
+    let before = watermark(plan, state);
+    let slot = state
+        .upstream_watermarks
+        .get_mut(upstream as usize)
+        .ok_or_else(|| {
+            corrupt(
+                record,
+                &format!("a marker from upstream task {upstream}, beyond the source's partitions"),
+            )
+        })?;
+    // Markers of one upstream task only move forward; a restarted task may repeat one.
+    if slot.is_some_and(|known| known >= watermark_ms) {
+        return Ok(());
+    }
+    *slot = Some(watermark_ms);
+    let trigger = SourceRecord {
+        offset: -1,
+        value: None,
+        ..record.clone()
+    };
+    watermark_moved(plan, state, before, &trigger, out)
+}
+
+/// A partial aggregate: merged into the key's windows.
+fn on_partial(
+    plan: &Plan,
+    state: &mut State,
+    record: &SourceRecord,
+    panes: &[u8],
+) -> Result<(), PipelineError> {
+    let (Some(window), Some(windows)) = (&plan.window, state.windows.as_mut()) else {
+        return Err(corrupt(
+            record,
+            "a partial aggregate for a stage without a window",
+        ));
+    };
+    let Some(key) = record
+        .key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok())
+    else {
+        return Err(corrupt(record, "a partial aggregate without a UTF-8 key"));
+    };
+    let panes = read_panes_value(panes, &window.functions())
+        .map_err(|e| corrupt(record, &format!("its panes do not read: {e}")))?;
+    windows.merge_partial(key, &panes)
 }
 
 #[allow(clippy::too_many_arguments)] // the event's coordinates, passed down as they are
