@@ -353,11 +353,12 @@ async fn savepoint_routes_are_tenant_scoped_and_refuse_what_cannot_be_pinned() {
         .await
         .unwrap();
 
-    // A pending job that never committed: every partition pinned at offset 0, empty.
+    // A pending job that never committed: every task pinned at offset 0, empty. The job
+    // re-keys, so it has two stages: a task per source partition and per repartition one.
     let sp = acme.take_savepoint(job).await.unwrap();
     assert_eq!(sp.savepoint, SavepointId(1));
     assert_eq!(sp.status, SavepointStatus::Complete);
-    assert_eq!(sp.partitions.len(), 2);
+    assert_eq!(sp.partitions.len(), 4);
     assert!(sp
         .partitions
         .iter()
