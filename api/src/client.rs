@@ -9,11 +9,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
 use weir_client::{GroupClient, Reply, Request, Timeouts};
-use weir_core::ids::JobId;
+use weir_core::ids::{JobId, SavepointId};
 use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{
     AddMemberRequest, CheckpointRecord, ClusterStatus, CreateTenantRequest, ErrorBody, JobDetail,
-    JobSummary, SubmittedJob, TenantToken, WorkerStatus,
+    JobSummary, LifecycleAnswer, SavepointInfo, SubmittedJob, TenantToken, WorkerStatus,
 };
 
 /// Attempts per request across all coordinators before giving up.
@@ -276,6 +276,61 @@ impl Client {
     pub async fn start_job(&self, id: JobId) -> Result<JobSummary, ClientError> {
         self.request(Method::POST, &format!("/v1/jobs/{id}/start"), None)
             .await
+    }
+
+    /// Stops a job; with `savepoint` also takes a savepoint of the stop's cut, which the
+    /// answer names (`pending` until the job is `stopped`). `drain` (fire open windows
+    /// first) is refused by coordinators that do not build it (501 naming `drain`).
+    pub async fn stop_job_with(
+        &self,
+        id: JobId,
+        savepoint: bool,
+        drain: bool,
+    ) -> Result<LifecycleAnswer, ClientError> {
+        self.post_json(
+            &format!("/v1/jobs/{id}/stop"),
+            &serde_json::json!({"savepoint": savepoint, "drain": drain}),
+        )
+        .await
+    }
+
+    /// Starts a stopped job from a savepoint instead of its last committed checkpoint:
+    /// outputs after the savepoint's cut are produced again.
+    pub async fn start_job_from_savepoint(
+        &self,
+        id: JobId,
+        savepoint: SavepointId,
+    ) -> Result<LifecycleAnswer, ClientError> {
+        self.post_json(
+            &format!("/v1/jobs/{id}/start"),
+            &serde_json::json!({"savepoint": savepoint}),
+        )
+        .await
+    }
+
+    /// Takes a savepoint of a job: every partition's committed cut.
+    pub async fn take_savepoint(&self, id: JobId) -> Result<SavepointInfo, ClientError> {
+        self.request(Method::POST, &format!("/v1/jobs/{id}/savepoints"), None)
+            .await
+    }
+
+    /// A job's savepoints, oldest first.
+    pub async fn savepoints(&self, id: JobId) -> Result<Vec<SavepointInfo>, ClientError> {
+        self.get(&format!("/v1/jobs/{id}/savepoints")).await
+    }
+
+    /// Deletes a savepoint; its snapshots are pruned like any old checkpoint's from then on.
+    pub async fn delete_savepoint(
+        &self,
+        id: JobId,
+        savepoint: SavepointId,
+    ) -> Result<(), ClientError> {
+        self.request(
+            Method::DELETE,
+            &format!("/v1/jobs/{id}/savepoints/{savepoint}"),
+            None,
+        )
+        .await
     }
 
     /// A job's checkpoint records, newest first.

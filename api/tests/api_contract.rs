@@ -323,3 +323,111 @@ async fn a_malformed_body_is_a_400_naming_the_field() {
     }
     group.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoint_routes_are_tenant_scoped_and_refuse_what_cannot_be_pinned() {
+    use weir_core::ids::SavepointId;
+    use weir_core::wire::SavepointStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    group.wait_for_leader().await;
+    let admin = Client::new(vec![group.follower_addr()], Some(ADMIN.into()));
+    let acme = admin.with_token(admin.create_tenant("acme").await.unwrap().token);
+    let umbrella = admin.with_token(admin.create_tenant("umbrella").await.unwrap().token);
+    let job = acme
+        .submit_job(SPEC.as_bytes().to_vec(), None)
+        .await
+        .unwrap()
+        .id;
+
+    // No worker has counted the job's partitions: nothing to pin yet.
+    let e = acme.take_savepoint(job).await.unwrap_err();
+    assert_eq!(status(e), 409);
+    assert!(acme.savepoints(job).await.unwrap().is_empty());
+    admin
+        .request::<()>(
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/partitions"),
+            Some((br#"{"partition_count": 2}"#.to_vec(), "application/json")),
+        )
+        .await
+        .unwrap();
+
+    // A pending job that never committed: every task pinned at offset 0, empty. The job
+    // re-keys, so it has two stages: a task per source partition and per repartition one.
+    let sp = acme.take_savepoint(job).await.unwrap();
+    assert_eq!(sp.savepoint, SavepointId(1));
+    assert_eq!(sp.status, SavepointStatus::Complete);
+    assert_eq!(sp.partitions.len(), 4);
+    assert!(sp
+        .partitions
+        .iter()
+        .all(|p| p.offset == 0 && p.snapshot.is_none()));
+    assert_eq!(acme.savepoints(job).await.unwrap(), vec![sp.clone()]);
+
+    // Another tenant's job does not exist for it.
+    for e in [
+        umbrella.take_savepoint(job).await.map(|_| ()).unwrap_err(),
+        umbrella.savepoints(job).await.map(|_| ()).unwrap_err(),
+        umbrella
+            .delete_savepoint(job, SavepointId(1))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(status(e), 404);
+    }
+    assert_eq!(
+        status(acme.take_savepoint(JobId(999)).await.unwrap_err()),
+        404
+    );
+
+    // A start from a savepoint needs a stopped job (409) and a savepoint that exists
+    // (404); a body of the wrong kind is a 400 naming the field.
+    let e = acme
+        .start_job_from_savepoint(job, SavepointId(1))
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), 409);
+    let e = acme
+        .start_job_from_savepoint(job, SavepointId(7))
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), 404);
+    match acme
+        .request::<serde_json::Value>(
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/start"),
+            Some((br#"{"savepoint": [1]}"#.to_vec(), "application/json")),
+        )
+        .await
+    {
+        Err(ClientError::Api {
+            status: 400, field, ..
+        }) => assert_eq!(field.as_deref(), Some("savepoint")),
+        other => panic!("{other:?}"),
+    }
+
+    // A stop with a savepoint: pending until the job is stopped (no worker here, so it
+    // is stopped at once: nothing runs and nobody can fence).
+    let answer = acme.stop_job_with(job, true, false).await.unwrap();
+    assert_eq!(answer.savepoint, Some(SavepointId(2)));
+    wait_for("the job stopped", 10_000, || async {
+        (acme.get_job(job).await.ok()?.state == JobState::Stopped).then_some(())
+    })
+    .await;
+    let listed = acme.savepoints(job).await.unwrap();
+    assert_eq!(listed[1].status, SavepointStatus::Complete);
+
+    // Delete: 204, then 404; the list shrinks.
+    acme.delete_savepoint(job, SavepointId(1)).await.unwrap();
+    let e = acme
+        .delete_savepoint(job, SavepointId(1))
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), 404);
+    assert_eq!(acme.savepoints(job).await.unwrap().len(), 1);
+
+    // A cancelled job takes no savepoint.
+    acme.cancel_job(job).await.unwrap();
+    assert_eq!(status(acme.take_savepoint(job).await.unwrap_err()), 409);
+}

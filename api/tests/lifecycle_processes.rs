@@ -13,8 +13,12 @@
 //! - start: the stopped job runs again from its last committed checkpoint, every
 //!   expected output exactly once.
 //!
-//! And requests in the wrong state are 409s naming the state; a savepoint is a 501
-//! naming the field; the CLI commands answer in one line.
+//! - savepoints: a savepoint of the running job, a stop with a savepoint and a start from
+//!   it (every output exactly once), a start from the earlier savepoint (the outputs of
+//!   the input between its cut and the stop exactly twice, everything else once), delete.
+//!
+//! And requests in the wrong state are 409s naming the state; `drain` is a 501 naming
+//! the field; the CLI commands answer in one line.
 //!
 //! Each test starts its own broker and processes; they run one at a time (a lock), so
 //! that two JVMs and two clusters never share the machine's cores.
@@ -382,6 +386,21 @@ impl Cluster {
         );
     }
 
+    /// `POST /v1/jobs/{job}/{path}` with a JSON body, as the administrator.
+    async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!(
+                "http://{}/v1/jobs/{}/{path}",
+                self.coordinator, self.job
+            ))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The API's status and error sentence for a request expected to be refused.
     fn refused(result: Result<weir_core::wire::JobSummary, ClientError>) -> (u16, String) {
         match result {
@@ -548,25 +567,17 @@ async fn stop_releases_every_partition_after_committing_and_refuses_what_a_stopp
         assert_eq!(status, 409, "{request}: {error}");
         assert!(error.contains("is stopped"), "{request}: {error}");
     }
-    // A savepoint is not supported yet: 501 naming the field.
-    let http = reqwest::Client::new();
-    for path in ["stop", "start"] {
-        let body = if path == "stop" {
-            r#"{"savepoint": true}"#
-        } else {
-            r#"{"savepoint": "sp-1"}"#
-        };
-        let resp = http
-            .post(format!("http://{}/v1/jobs/{}/{path}", c.coordinator, c.job))
-            .bearer_auth(ADMIN)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 501, "{path}");
+    // Draining is not supported yet: 501 naming the field; a savepoint value of the
+    // wrong kind is a 400 naming it.
+    for (path, body, status, field) in [
+        ("stop", r#"{"drain": true}"#, 501, "drain"),
+        ("stop", r#"{"savepoint": "sp-1"}"#, 400, "savepoint"),
+        ("start", r#"{"savepoint": true}"#, 400, "savepoint"),
+    ] {
+        let resp = c.post(path, body).await;
+        assert_eq!(resp.status().as_u16(), status, "{path} {body}");
         let err: serde_json::Value = resp.json().await.unwrap();
-        assert_eq!(err["field"], "savepoint", "{path}: {err}");
+        assert_eq!(err["field"], field, "{path}: {err}");
     }
     // A malformed id on the command line: one sentence on stderr.
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -609,4 +620,138 @@ async fn start_runs_a_stopped_job_again_from_its_last_committed_checkpoint_exact
     c.produce_chunk().await;
     c.wait_state(JobState::Running).await;
     c.wait_all_outputs().await;
+}
+
+/// Runs `weir job ARGS...` against the cluster as the administrator; its one line.
+fn cli(c: &Cluster, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("job")
+        .args(args)
+        .arg("--coordinator")
+        .arg(&c.coordinator)
+        .args(["--token", ADMIN])
+        .output()
+        .expect("run weir job");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "weir job {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savepoints_stop_with_one_and_start_from_one_repeat_exactly_the_outputs_after_its_cut() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut c = Cluster::start(INTERVAL_SHORT).await;
+    c.produce_chunk().await;
+    c.wait_all_outputs().await;
+    let job = c.job.to_string();
+
+    // A savepoint of the running job pins every partition's committed cut.
+    let line = cli(&c, &["savepoint", &job]);
+    assert_eq!(line, format!("savepoint 1 of job {job} is complete"));
+    let early = c.admin.savepoints(c.job).await.unwrap();
+    assert_eq!(early.len(), 1);
+    let early_cut: Vec<i64> = early[0].partitions.iter().map(|p| p.offset).collect();
+    assert_eq!(early_cut.len(), PARTITIONS as usize);
+    assert!(early_cut.iter().all(|o| *o > 0), "{early_cut:?}");
+
+    // More input, committed over many checkpoints (the early savepoint's snapshots stay).
+    c.produce_chunk().await;
+    c.wait_all_outputs().await;
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+
+    // Stop with a savepoint: its cut is exactly the stop's.
+    let line = cli(&c, &["stop", &job, "--savepoint"]);
+    assert!(
+        line == format!("job {job} is stopping (savepoint 2)")
+            || line == format!("job {job} is stopped (savepoint 2)"),
+        "{line}"
+    );
+    c.wait_state(JobState::Stopped).await;
+    let at_stop = c.committed_offsets().await;
+    let savepoints = c.admin.savepoints(c.job).await.unwrap();
+    let at_stop_sp = &savepoints[1];
+    assert_eq!(
+        at_stop_sp.status,
+        weir_core::wire::SavepointStatus::Complete
+    );
+    let stop_cut: Vec<i64> = at_stop_sp.partitions.iter().map(|p| p.offset).collect();
+    assert_eq!(stop_cut, at_stop, "the stop's savepoint is the stop's cut");
+
+    // Starting from it loses and repeats nothing.
+    c.produce_chunk().await;
+    let line = cli(&c, &["start", &job, "--from-savepoint", "sp-2"]);
+    assert!(line.ends_with("(savepoint 2)"), "{line}");
+    c.wait_state(JobState::Running).await;
+    c.wait_all_outputs().await;
+
+    // Refusals: a start from a savepoint of a running job (409), of a savepoint that does
+    // not exist (404), a savepoint of a job that does not exist (404).
+    let resp = c.post("start", r#"{"savepoint": 1}"#).await;
+    assert_eq!(resp.status().as_u16(), 409);
+    let resp = c.post("start", r#"{"savepoint": 99}"#).await;
+    assert_eq!(resp.status().as_u16(), 404);
+    match c.admin.take_savepoint(JobId(999)).await {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // Stop, then start from the early savepoint: the outputs of the input between its cut
+    // and the stop come again, exactly once more; everything else exactly once.
+    c.admin.stop_job(c.job).await.unwrap();
+    c.wait_state(JobState::Stopped).await;
+    let second_stop = c.committed_offsets().await;
+    cli(&c, &["start", &job, "--from-savepoint", "1"]);
+    c.wait_state(JobState::Running).await;
+    let source = c.read_at("payments", PARTITIONS).await;
+    let all: Vec<Vec<Vec<u8>>> = source
+        .iter()
+        .map(|p| p.iter().map(|(_, v)| v.clone()).collect())
+        .collect();
+    let again: Vec<Vec<Vec<u8>>> = source
+        .iter()
+        .enumerate()
+        .map(|(p, records)| {
+            records
+                .iter()
+                .filter(|(o, _)| *o >= early_cut[p] && *o < second_stop[p])
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+        .collect();
+    let mut expected = Cluster::expected(&all.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    for (key, n) in Cluster::expected(&again.iter().map(Vec::as_slice).collect::<Vec<_>>()) {
+        *expected.entry(key).or_insert(0) += n;
+    }
+    let total: u64 = expected.values().sum();
+    let got = wait_for("the repeated outputs", WAIT_MS, || async {
+        let got = c.outputs().await;
+        (got.values().sum::<u64>() >= total).then_some(got)
+    })
+    .await;
+    assert_eq!(got, expected, "outputs after the early cut exactly twice");
+
+    // Delete: gone from the list; starting from it is a 404.
+    let line = cli(&c, &["delete-savepoint", &job, "sp-1"]);
+    assert_eq!(line, format!("savepoint 1 of job {job} deleted"));
+    let left: Vec<u64> = c
+        .admin
+        .savepoints(c.job)
+        .await
+        .unwrap()
+        .iter()
+        .map(|sp| sp.savepoint.0)
+        .collect();
+    assert_eq!(left, vec![2]);
+    match c
+        .admin
+        .delete_savepoint(c.job, weir_core::ids::SavepointId(1))
+        .await
+    {
+        Err(ClientError::Api { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
 }

@@ -3,13 +3,14 @@
 //!
 //! Rules: every partition of a pending, running, pausing or paused job is owned by a
 //! registered worker; a stopping job's partition keeps its owner until the owner reported
-//! it paused (committed, no open transaction), then is owned by nobody; partitions of
+//! it paused (committed, no open transaction), then is owned by nobody (one whose owner
+//! was lost is placed again while a savepoint of the stop is pending); partitions of
 //! stopped, cancelling, cancelled or failed jobs are owned by nobody; load (partitions per worker)
 //! differs by at most one between workers; and nothing moves unless one of those rules needs
 //! it. Each move takes the partition's epoch + 1, so a previous owner is fenced.
 
 use crate::state::lifecycle;
-use crate::state::{Command, ControlState, Move, PartitionState};
+use crate::state::{Command, ControlState, Job, Move, PartitionState};
 use std::collections::BTreeMap;
 use weir_core::ids::{JobId, PartitionId, WorkerId};
 use weir_core::wire::JobState;
@@ -30,7 +31,12 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
         // ends it).
         let nobody = state.workers.is_empty();
         let released = |p: &PartitionState| p.worker.is_none() && (nobody || !p.needs_fencing());
-        if !job.partitions.values().all(released) {
+        // A partition placed again for a pending savepoint is not released yet.
+        let replacing = job
+            .partitions
+            .values()
+            .any(|p| p.worker.is_none() && wants_owner(job, p) && !nobody);
+        if replacing || !job.partitions.values().all(released) {
             continue;
         }
         match job.state {
@@ -42,11 +48,21 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
     commands
 }
 
-/// Whether a partition of a job in `state` should have an owner: a stopping job's
-/// partition is released once its owner reported it paused, and never placed again.
-fn wants_owner(state: JobState, p: &PartitionState) -> bool {
-    lifecycle::wants_owners(state)
-        && !(lifecycle::releases_when_paused(state) && (p.paused || p.worker.is_none()))
+/// Whether a partition of `job` should have an owner: a stopping job's partition is
+/// released once its owner reported it paused, and not placed again; one that lost its
+/// owner otherwise is placed again only while a savepoint of the stop is pending, so that
+/// its committed cut is settled (its new owner reports what it restored, then pauses).
+fn wants_owner(job: &Job, p: &PartitionState) -> bool {
+    if !lifecycle::wants_owners(job.state) {
+        return false;
+    }
+    if !lifecycle::releases_when_paused(job.state) {
+        return true;
+    }
+    if p.paused || p.released_paused {
+        return false;
+    }
+    p.worker.is_some() || job.has_pending_savepoint()
 }
 
 fn plan_moves(state: &ControlState) -> Vec<Move> {
@@ -58,7 +74,7 @@ fn plan_moves(state: &ControlState) -> Vec<Move> {
     for job in state.jobs.values() {
         for (partition, p) in &job.partitions {
             let key = (job.id, *partition);
-            match (&p.worker, wants_owner(job.state, p)) {
+            match (&p.worker, wants_owner(job, p)) {
                 (Some(_), false) => moves.push(Move {
                     job: job.id,
                     partition: *partition,

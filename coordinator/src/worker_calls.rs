@@ -72,12 +72,13 @@ pub async fn assignments(
                 epoch,
                 job_version: j.version,
                 spec: j.spec.clone(),
-                committed_checkpoint: p
-                    .and_then(|p| p.committed)
-                    .map(|(checkpoint, _)| checkpoint),
+                committed_checkpoint: p.and_then(|p| p.checkpoint_floor()),
                 pause: lifecycle::wants_pause(j.state),
                 pause_recorded: p.is_some_and(|p| p.paused),
                 repartitions: j.repartitions.clone(),
+                keep_offsets: j.pinned_offsets(partition),
+                prune_below: p.map(|p| p.committed_cut().offset),
+                restore: p.and_then(|p| p.restore_point()),
             })
         })
         .collect();

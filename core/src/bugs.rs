@@ -53,11 +53,14 @@ pub enum PlantedBug {
     PartialsAfterSnapshot,
     /// A result that a route takes is also written to the sink.
     RouteAlsoToSink,
+    /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
+    /// like any old checkpoint's, and starting from the savepoint finds them gone.
+    SavepointSnapshotsPruned,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -72,6 +75,7 @@ impl PlantedBug {
         PlantedBug::JoinStateNotInSnapshot,
         PlantedBug::PartialsAfterSnapshot,
         PlantedBug::RouteAlsoToSink,
+        PlantedBug::SavepointSnapshotsPruned,
     ];
 
     /// The name `--plant-bug` takes.
@@ -91,6 +95,7 @@ impl PlantedBug {
             PlantedBug::JoinStateNotInSnapshot => "join-state-not-in-snapshot",
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
             PlantedBug::RouteAlsoToSink => "route-also-to-sink",
+            PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
         }
     }
 

@@ -28,6 +28,12 @@ pub struct Epoch(pub u64);
 #[serde(transparent)]
 pub struct CheckpointId(pub u64);
 
+/// A savepoint's number within its job, assigned by the state machine in request order
+/// (1, 2, ...); never reused, also after a savepoint is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SavepointId(pub u64);
+
 /// A worker's name, as given by `weir worker --id`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -73,6 +79,7 @@ display_inner!(
     PartitionId,
     Epoch,
     CheckpointId,
+    SavepointId,
     WorkerId,
     TenantName
 );

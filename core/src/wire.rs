@@ -5,7 +5,9 @@
 //! a body that changes incompatibly goes under a new path. Golden files
 //! (`core/tests/golden/api/`) pin each body's JSON, so a change is made knowingly.
 
-use crate::ids::{CheckpointId, Epoch, JobId, NodeId, PartitionId, TenantName, WorkerId};
+use crate::ids::{
+    CheckpointId, Epoch, JobId, NodeId, PartitionId, SavepointId, TenantName, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -128,6 +130,81 @@ pub struct JobSummary {
     /// Why the job failed, or why a pending job cannot start yet (as in [`JobDetail`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// The answer of `POST /v1/jobs/{id}/stop` and `.../start`: the job's summary, and the
+/// savepoint a stop with `{"savepoint": true}` took (complete once the job is stopped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleAnswer {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<SavepointId>,
+}
+
+/// Where a savepoint stands. A savepoint is an operation with a status of its own, not a
+/// job state: it never blocks a pause or a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SavepointStatus {
+    /// Waiting for the job to be stopped (a stop with a savepoint): its cut is the stop's.
+    Pending,
+    /// Every partition is pinned; the savepoint can be started from.
+    Complete,
+    /// It can never complete (the job was cancelled or failed before it stopped); `reason`
+    /// says why. Delete it to free its place.
+    Failed,
+}
+
+impl SavepointStatus {
+    /// The name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SavepointStatus::Pending => "pending",
+            SavepointStatus::Complete => "complete",
+            SavepointStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One partition's part of a savepoint: a checkpoint the partition committed, its source
+/// offset, and the snapshot stored at exactly that offset. A partition that never
+/// committed is pinned at offset 0 with no checkpoint and no snapshot (empty state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavepointPartition {
+    pub partition: PartitionId,
+    pub checkpoint: Option<CheckpointId>,
+    /// The next source offset to read when starting from the savepoint.
+    pub offset: i64,
+    /// Where the snapshot lives in the checkpoint store (`None`: empty state).
+    pub snapshot: Option<String>,
+}
+
+/// One row of `GET /v1/jobs/{id}/savepoints`, and the answer of
+/// `POST /v1/jobs/{id}/savepoints`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavepointInfo {
+    pub savepoint: SavepointId,
+    pub job: JobId,
+    pub status: SavepointStatus,
+    pub requested_at_ms: u64,
+    /// Why a failed savepoint failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every partition's pin, once complete (empty while pending).
+    pub partitions: Vec<SavepointPartition>,
+}
+
+/// Where a partition of a job started from a savepoint resumes: the savepoint's pin, to
+/// be restored until the partition commits a checkpoint newer than `after_checkpoint`
+/// (every checkpoint id the partition used before the start is at most that).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    pub savepoint: SavepointId,
+    pub checkpoint: Option<CheckpointId>,
+    pub offset: i64,
+    pub snapshot: Option<String>,
+    pub after_checkpoint: Option<CheckpointId>,
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -308,6 +385,21 @@ pub struct WorkerAssignment {
     /// partition) they say which stage this task runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repartitions: Vec<u32>,
+    /// Source offsets whose snapshots savepoints (or a pending restore) pin: pruning keeps
+    /// them until the savepoint is deleted. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_offsets: Vec<i64>,
+    /// The offset of the partition's committed cut as the group records it. A later
+    /// savepoint pins a cut at or after it, so pruning deletes only snapshots before it
+    /// (and none while it is absent); a pin at or after it the worker has not heard of
+    /// yet is safe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_below: Option<i64>,
+    /// The job was started from a savepoint: recovery restores this pin instead of the
+    /// state at Kafka's commit point, until the partition commits a checkpoint newer than
+    /// its `after_checkpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestorePoint>,
 }
 
 /// `POST /v1/jobs/{id}/partitions`.

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Debug;
 use std::path::PathBuf;
-use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
 use weir_core::wire::*;
 
 /// Checks that `value` encodes to the golden file `name` and that the file decodes to it.
@@ -167,6 +167,64 @@ fn job_bodies_are_pinned() {
         ],
     );
     pinned(
+        "lifecycle_answer_with_savepoint.json",
+        &LifecycleAnswer {
+            job: JobSummary {
+                id: JobId(7),
+                name: "velocity".into(),
+                tenant: TenantName::from("acme"),
+                state: JobState::Stopping,
+                version: 1,
+                reason: None,
+            },
+            savepoint: Some(SavepointId(3)),
+        },
+    );
+    pinned(
+        "savepoints.json",
+        &vec![
+            SavepointInfo {
+                savepoint: SavepointId(1),
+                job: JobId(7),
+                status: SavepointStatus::Complete,
+                requested_at_ms: 1_700_000_000_000,
+                reason: None,
+                partitions: vec![
+                    SavepointPartition {
+                        partition: PartitionId(0),
+                        checkpoint: Some(CheckpointId(30)),
+                        offset: 1_200,
+                        snapshot: Some(
+                            "file:///var/lib/weir/checkpoints/7/0/00000000000000001200.snap".into(),
+                        ),
+                    },
+                    SavepointPartition {
+                        partition: PartitionId(1),
+                        checkpoint: None,
+                        offset: 0,
+                        snapshot: None,
+                    },
+                ],
+            },
+            SavepointInfo {
+                savepoint: SavepointId(2),
+                job: JobId(7),
+                status: SavepointStatus::Pending,
+                requested_at_ms: 1_700_000_100_000,
+                reason: None,
+                partitions: vec![],
+            },
+            SavepointInfo {
+                savepoint: SavepointId(3),
+                job: JobId(7),
+                status: SavepointStatus::Failed,
+                requested_at_ms: 1_700_000_200_000,
+                reason: Some("the job became cancelling before it stopped".into()),
+                partitions: vec![],
+            },
+        ],
+    );
+    pinned(
         "job_detail.json",
         &JobDetail {
             id: JobId(7),
@@ -261,6 +319,9 @@ fn worker_bodies_are_pinned() {
                 pause: false,
                 pause_recorded: false,
                 repartitions: Vec::new(),
+                keep_offsets: vec![],
+                prune_below: None,
+                restore: None,
             }],
             unknown_partition_counts: vec![(JobId(8), "orders".into())],
             fence: vec![(JobId(5), PartitionId(1))],
@@ -281,6 +342,40 @@ fn worker_bodies_are_pinned() {
                 pause: true,
                 pause_recorded: true,
                 repartitions: Vec::new(),
+                keep_offsets: vec![],
+                prune_below: None,
+                restore: None,
+            }],
+            unknown_partition_counts: vec![],
+            fence: vec![],
+            delete_topics: Vec::new(),
+        },
+    );
+    pinned(
+        "assignments_restoring.json",
+        &Assignments {
+            worker: WorkerId::from("w1"),
+            assignments: vec![WorkerAssignment {
+                job: JobId(7),
+                partition: PartitionId(0),
+                epoch: Epoch(4),
+                job_version: 1,
+                spec: spec(),
+                committed_checkpoint: Some(CheckpointId(45)),
+                pause: false,
+                pause_recorded: false,
+                repartitions: Vec::new(),
+                keep_offsets: vec![1_200, 4_096],
+                prune_below: Some(1_200),
+                restore: Some(RestorePoint {
+                    savepoint: SavepointId(2),
+                    checkpoint: Some(CheckpointId(30)),
+                    offset: 1_200,
+                    snapshot: Some(
+                        "file:///var/lib/weir/checkpoints/7/0/00000000000000001200.snap".into(),
+                    ),
+                    after_checkpoint: Some(CheckpointId(45)),
+                }),
             }],
             unknown_partition_counts: vec![],
             fence: vec![],

@@ -1,8 +1,13 @@
 //! The life-cycle requests a run makes while its faults play: a job is paused and
 //! resumed, or stopped and started again, at drawn times, through the coordinator group
-//! as a user's request would go (any member, following the leader). None of them changes
-//! what a job outputs, so the reference's expectation stands: every expected output and
-//! dead letter exactly once.
+//! as a user's request would go (any member, following the leader). Half the pairs also
+//! use savepoints: a savepoint taken of the running job before the pair (and, when the
+//! job holds [`SAVEPOINTS_KEPT`], its oldest one deleted), one taken while it is paused,
+//! or a stop with a savepoint closed by a start from that very savepoint. None of them
+//! changes what a job outputs (a stop's savepoint is the stop's cut, exactly where a
+//! plain start resumes), so the reference's expectation stands: every expected output and
+//! dead letter exactly once. The savepoints themselves are checked at the end
+//! (`checker::savepoints`): every pinned snapshot exists and restores.
 //!
 //! A pair once begun is always closed (a resume after a pause, a start after a stop),
 //! also after the fault phase ends, so that every job runs again before the data check;
@@ -16,9 +21,9 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::Rng;
 use weir_coordinator::state::lifecycle::JobRequest;
-use weir_coordinator::state::{Command, Refusal};
+use weir_coordinator::state::{Command, CommandResult, Refusal};
 use weir_coordinator::write_error::WriteError;
-use weir_core::ids::{JobId, NodeId, TenantName};
+use weir_core::ids::{JobId, NodeId, SavepointId, TenantName};
 
 use crate::cluster::ClusterView;
 use crate::context::SimContext;
@@ -37,13 +42,68 @@ const REQUEST_TIMEOUT_MS: u64 = 2_000;
 /// range (ms).
 const GAP_MS: (u64, u64) = (200, 3_000);
 
+/// Savepoints a job keeps before the driver deletes its oldest (the group allows 32).
+pub const SAVEPOINTS_KEPT: usize = 6;
+
 /// How a request ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Answer {
-    Accepted,
+    Accepted(CommandResult),
     Refused(Refusal),
     /// No member answered within the attempts.
     Unknown,
+}
+
+/// One request of the driver, as the command it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Change(JobRequest),
+    TakeSavepoint,
+    StopWithSavepoint,
+    StartFrom(SavepointId),
+    DeleteSavepoint(SavepointId),
+}
+
+impl Request {
+    fn command(self, job: JobId) -> Command {
+        let tenant = Some(TenantName(SIM_TENANT.to_string()));
+        match self {
+            Request::Change(request) => Command::ChangeJobState {
+                job,
+                tenant,
+                request,
+            },
+            Request::TakeSavepoint => Command::TakeSavepoint {
+                job,
+                tenant,
+                at_ms: 0,
+            },
+            Request::StopWithSavepoint => Command::StopWithSavepoint {
+                job,
+                tenant,
+                at_ms: 0,
+            },
+            Request::StartFrom(savepoint) => Command::StartFromSavepoint {
+                job,
+                tenant,
+                savepoint,
+            },
+            Request::DeleteSavepoint(savepoint) => Command::DeleteSavepoint {
+                job,
+                tenant,
+                savepoint,
+            },
+        }
+    }
+
+    /// Whether a refusal settles the request (an opening one) rather than being waited
+    /// out (a closing one: a start waits for the job to finish stopping).
+    fn ends_at_refusal(self) -> bool {
+        !matches!(
+            self,
+            Request::Change(JobRequest::Resume | JobRequest::Start) | Request::StartFrom(_)
+        )
+    }
 }
 
 /// Pauses and resumes, stops and starts the run's jobs until `stop` is set, then closes
@@ -70,32 +130,87 @@ pub async fn drive(
         } else {
             (JobRequest::Stop, JobRequest::Start)
         };
+        let savepoints = rng.gen_bool(0.5);
+        let driver = Driver {
+            ctx: &ctx,
+            view: &view,
+            nodes: &nodes,
+            job: id,
+            name: &job.name,
+        };
+        if savepoints {
+            driver.keep_savepoints_bounded(&mut rng).await;
+            driver
+                .send(&mut rng, Request::TakeSavepoint, OPEN_ATTEMPTS_MAX)
+                .await;
+        }
+        let stop_with_savepoint = savepoints && open == JobRequest::Stop;
+        let opening = if stop_with_savepoint {
+            Request::StopWithSavepoint
+        } else {
+            Request::Change(open)
+        };
         // A refused opening (a job not running yet cannot pause) skips the pair; one with
         // no answer may have applied, so the pair is closed all the same.
-        let opened = request(&ctx, &view, &nodes, &mut rng, id, open, OPEN_ATTEMPTS_MAX).await;
-        ctx.event(&format!("{} {}: {opened:?}", open.as_str(), job.name));
+        let opened = driver.send(&mut rng, opening, OPEN_ATTEMPTS_MAX).await;
         if matches!(opened, Answer::Refused(_)) {
             continue;
         }
         gap(&mut rng).await;
-        let closed = request(
-            &ctx,
-            &view,
-            &nodes,
-            &mut rng,
-            id,
-            close,
-            REQUEST_ATTEMPTS_MAX,
-        )
-        .await;
-        ctx.event(&format!("{} {}: {closed:?}", close.as_str(), job.name));
-        if closed != Answer::Accepted {
+        if savepoints && open == JobRequest::Pause {
+            driver
+                .send(&mut rng, Request::TakeSavepoint, OPEN_ATTEMPTS_MAX)
+                .await;
+        }
+        // A stop's savepoint, when its answer named it; a start without it otherwise.
+        let closing = match opened {
+            Answer::Accepted(CommandResult::SavepointTaken { id }) => Request::StartFrom(id),
+            _ => Request::Change(close),
+        };
+        let closed = driver.send(&mut rng, closing, REQUEST_ATTEMPTS_MAX).await;
+        if !matches!(closed, Answer::Accepted(_)) {
             ctx.violation(format!(
-                "liveness: {} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
-                close.as_str(),
+                "liveness: {closing:?} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
                 job.name
             ));
             return;
+        }
+    }
+}
+
+/// The driver's requests for one job.
+struct Driver<'a> {
+    ctx: &'a SimContext,
+    view: &'a ClusterView,
+    nodes: &'a [NodeId],
+    job: JobId,
+    name: &'a str,
+}
+
+impl Driver<'_> {
+    /// Sends `request` (see [`request`]) and records how it ended.
+    async fn send(&self, rng: &mut StdRng, request: Request, attempts: usize) -> Answer {
+        let answer = send(
+            self.ctx, self.view, self.nodes, rng, self.job, request, attempts,
+        )
+        .await;
+        self.ctx
+            .event(&format!("{request:?} {}: {answer:?}", self.name));
+        answer
+    }
+
+    /// Deletes the job's oldest savepoint while it holds [`SAVEPOINTS_KEPT`] or more.
+    async fn keep_savepoints_bounded(&self, rng: &mut StdRng) {
+        let oldest = self.view.running().iter().find_map(|node| {
+            let state = node.coordinator.state().read();
+            let job = state.control.jobs.get(&self.job)?;
+            (job.savepoints.len() >= SAVEPOINTS_KEPT)
+                .then(|| job.savepoints.keys().next().copied())
+                .flatten()
+        });
+        if let Some(oldest) = oldest {
+            self.send(rng, Request::DeleteSavepoint(oldest), OPEN_ATTEMPTS_MAX)
+                .await;
         }
     }
 }
@@ -118,42 +233,57 @@ fn job_id(view: &ClusterView, name: &str) -> Option<JobId> {
 }
 
 /// Sends `request` until a member's answer settles it, at most `attempts` times. Every
-/// request is safe to repeat (a repeated one is accepted unchanged), so an attempt
-/// without an answer is simply tried again. A closing request (resume, start) is tried
+/// request is safe to repeat (a repeated life-cycle request is accepted unchanged; a
+/// savepoint request is idempotent under its key), so an attempt without an answer is
+/// simply tried again. A closing request (resume, start) is tried
 /// again after a refusal too: a start waits for the job to finish stopping.
-async fn request(
+async fn send(
     ctx: &SimContext,
     view: &ClusterView,
     nodes: &[NodeId],
     rng: &mut StdRng,
     job: JobId,
-    request: JobRequest,
+    request: Request,
     attempts: usize,
 ) -> Answer {
     let mut hint: Option<NodeId> = None;
     let mut last = Answer::Unknown;
+    // Savepoint requests carry an idempotency key, the same on every attempt, as the
+    // client sends one: a retry of a start from a savepoint whose first attempt applied
+    // (the job is running now) gets the first answer rather than a refusal, and a retried
+    // savepoint request takes one savepoint.
+    let new_key = |rng: &mut StdRng| {
+        (!matches!(request, Request::Change(_)))
+            .then(|| format!("sim-lifecycle-{job}-{:016x}", rng.gen::<u64>()))
+    };
+    let mut key = new_key(rng);
     for _ in 0..attempts.max(1) {
         let target = hint
             .take()
             .unwrap_or_else(|| nodes[rng.gen_range(0..nodes.len())]);
         if let Some(node) = view.get(target) {
-            let command = Command::ChangeJobState {
-                job,
-                tenant: Some(TenantName(SIM_TENANT.to_string())),
-                request,
-            };
             let answer = tokio::time::timeout(
                 Duration::from_millis(REQUEST_TIMEOUT_MS),
-                node.coordinator.write(command),
+                node.coordinator.write(match &key {
+                    Some(key) => Command::Idempotent {
+                        key: key.clone(),
+                        command: Box::new(request.command(job)),
+                        digest: None,
+                    },
+                    None => request.command(job),
+                }),
             )
             .await;
             match answer {
-                Ok(Ok(_)) => return Answer::Accepted,
+                Ok(Ok(result)) => return Answer::Accepted(result),
                 Ok(Err(WriteError::Refused(refusal))) => {
-                    if matches!(request, JobRequest::Pause | JobRequest::Stop) {
+                    if request.ends_at_refusal() {
                         return Answer::Refused(refusal);
                     }
                     last = Answer::Refused(refusal);
+                    // The group stores a refusal under its key too: the next attempt,
+                    // a new request, gets a key of its own.
+                    key = new_key(rng);
                 }
                 Ok(Err(WriteError::NotLeader { leader_id, .. })) => hint = leader_id,
                 _ => {}
@@ -162,10 +292,7 @@ async fn request(
         gap(rng).await;
     }
     if last != Answer::Unknown {
-        ctx.event(&format!(
-            "{} of job {job}: last answer {last:?}",
-            request.as_str()
-        ));
+        ctx.event(&format!("{request:?} of job {job}: last answer {last:?}"));
     }
     last
 }

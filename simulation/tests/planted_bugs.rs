@@ -122,6 +122,12 @@ fn a_routed_result_also_written_to_the_sink_is_caught() {
     assert_caught(PlantedBug::RouteAlsoToSink, SimOptions::default());
 }
 
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn pruning_a_savepoints_snapshots_like_a_checkpoints_is_caught() {
+    assert_caught(PlantedBug::SavepointSnapshotsPruned, SimOptions::default());
+}
+
 // `join-state-not-in-snapshot` is caught outside the simulation until jobs with a join
 // run: by the worker's join tests with the feature on
 // (`cargo test -p weir-worker --features planted-bugs join_state_left_out`).
@@ -129,7 +135,7 @@ fn a_routed_result_also_written_to_the_sink_is_caught() {
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        14,
+        15,
         "a new planted bug needs its test here"
     );
 }

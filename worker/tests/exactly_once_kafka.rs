@@ -121,6 +121,8 @@ fn records_near_kafkas_size_limits_become_dead_letters_that_fit() {
             poll_batch_records: 16,
             committed_checkpoint: None,
             repartitions: Vec::new(),
+            restore: None,
+            pins: None,
         };
         // A fresh broker's group coordinator takes a moment to load (NotCoordinator).
         let store = MemoryCheckpointStore::new();

@@ -14,7 +14,9 @@ use weir_core::spec::{parse_job_spec, JobSpec};
 use weir_core::wire::CheckpointReport;
 use weir_worker::checkpoint_store::{CheckpointStore, MemoryCheckpointStore};
 use weir_worker::control::ControlPlane;
-use weir_worker::exactly_once::{PartitionConfig, PartitionError, PartitionRunner};
+use weir_worker::exactly_once::{
+    PartitionConfig, PartitionError, PartitionRunner, PrunePins, SharedPins,
+};
 
 mod common;
 use common::LocalControl;
@@ -125,6 +127,8 @@ fn config(spec: &JobSpec, worker: &str, epoch: u64) -> PartitionConfig {
         poll_batch_records: 50,
         committed_checkpoint: None,
         repartitions: Vec::new(),
+        restore: None,
+        pins: None,
     }
 }
 
@@ -817,4 +821,188 @@ async fn a_paused_and_resumed_stateless_job_commits_each_result_once() {
     let expected = failure_free(STATELESS, &inputs).await;
     let actual = with_pauses(STATELESS, &inputs).await;
     assert_eq!(actual, expected);
+}
+
+/// What the group tells the partition's owner: its config with the restore point and
+/// the checkpoint floor, and the pins pruning must keep.
+fn config_from_group(
+    control: &LocalControl,
+    spec: &JobSpec,
+    worker: &str,
+    pins: &SharedPins,
+) -> PartitionConfig {
+    let s = control.state.lock().unwrap();
+    let job = &s.jobs[&JobId(1)];
+    let p = &job.partitions[&PartitionId(0)];
+    pins.set(PrunePins {
+        below: Some(p.committed_cut().offset),
+        keep: job.pinned_offsets(PartitionId(0)),
+    });
+    PartitionConfig {
+        committed_checkpoint: p.checkpoint_floor(),
+        restore: p.restore_point(),
+        pins: Some(pins.clone()),
+        ..config(spec, worker, p.epoch.0)
+    }
+}
+
+/// Stops the job as the group and the scheduler would: the owner paused, the partition
+/// released at `epoch` and fenced.
+fn stop_job(control: &LocalControl, worker: &str, epoch: u64) {
+    let tenant = Some(TenantName::from("t"));
+    let apply = |c| assert!(!matches!(control.apply(c), CommandResult::Refused(_)));
+    apply(Command::ChangeJobState {
+        job: JobId(1),
+        tenant,
+        request: weir_coordinator::state::lifecycle::JobRequest::Stop,
+    });
+    apply(Command::WorkerReport {
+        worker: WorkerId::from(worker),
+        report: weir_core::wire::WorkerReport::Paused {
+            job: JobId(1),
+            partition: PartitionId(0),
+            epoch: Epoch(epoch - 1),
+        },
+    });
+    apply(Command::Place {
+        moves: vec![Move {
+            job: JobId(1),
+            partition: PartitionId(0),
+            worker: None,
+            epoch: Epoch(epoch),
+        }],
+    });
+    apply(Command::WorkerReport {
+        worker: WorkerId::from(worker),
+        report: weir_core::wire::WorkerReport::Fenced {
+            job: JobId(1),
+            partitions: vec![PartitionId(0)],
+        },
+    });
+    apply(Command::FinishStop { job: JobId(1) });
+}
+
+#[tokio::test]
+async fn a_start_from_a_savepoint_reads_again_from_its_cut_and_moves_the_commit_point_once() {
+    let inputs = events(3_000);
+    let n = inputs.len() as i64;
+    let (all_alerts, _) = failure_free(STATELESS, &inputs).await;
+    let (broker, spec, control) = setup(STATELESS, &inputs).await;
+    let store = MemoryCheckpointStore::new();
+    let pins = SharedPins::default();
+    let mut now = 0;
+    place(&control, "w1", 1);
+    let config_a = config_from_group(&control, &spec, "w1", &pins);
+    let mut a = PartitionRunner::recover(config_a, &broker, store.clone(), control.clone(), now)
+        .await
+        .unwrap();
+    drain(&mut a, &mut now, n / 3).await.unwrap();
+    a.checkpoint(now + 1).await.unwrap();
+    let cut = a.next_offset();
+    let taken = control.apply(Command::TakeSavepoint {
+        job: JobId(1),
+        tenant: None,
+        at_ms: now,
+    });
+    assert!(
+        matches!(taken, CommandResult::SavepointTaken { .. }),
+        "{taken:?}"
+    );
+    // The owner hears of the pin with its next assignments.
+    config_from_group(&control, &spec, "w1", &pins);
+    drain(&mut a, &mut now, 2 * n / 3).await.unwrap();
+    assert!(a.pause(now + 1).await.unwrap());
+    let stopped_at = a.next_offset();
+    drop(a);
+    assert!(
+        store
+            .get(JobId(1), PartitionId(0), cut)
+            .await
+            .unwrap()
+            .is_some(),
+        "pinned snapshot kept"
+    );
+    stop_job(&control, "w1", 2);
+    let started = control.apply(Command::StartFromSavepoint {
+        job: JobId(1),
+        tenant: None,
+        savepoint: weir_core::ids::SavepointId(1),
+    });
+    assert_eq!(started, CommandResult::Done);
+    place(&control, "w2", 3);
+    // A new owner that dies before its first commit leaves Kafka's point at the stop; the
+    // next one restores the savepoint again.
+    for _ in 0..2 {
+        let b = PartitionRunner::recover(
+            config_from_group(&control, &spec, "w2", &pins),
+            &broker,
+            store.clone(),
+            control.clone(),
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(b.next_offset(), cut, "read again from the savepoint's cut");
+    }
+    let mut c = PartitionRunner::recover(
+        config_from_group(&control, &spec, "w2", &pins),
+        &broker,
+        store.clone(),
+        control.clone(),
+        now,
+    )
+    .await
+    .unwrap();
+    now += 300;
+    c.step(now).await.unwrap();
+    assert!(
+        c.counters().checkpoints >= 1,
+        "the first batch commits at once"
+    );
+    let moved_to = c.next_offset();
+    assert!(
+        moved_to > cut && moved_to < stopped_at,
+        "{cut} < {moved_to} < {stopped_at}"
+    );
+    {
+        let s = control.state.lock().unwrap();
+        assert_eq!(
+            s.jobs[&JobId(1)].partitions[&PartitionId(0)].restore,
+            None,
+            "cleared by the commit"
+        );
+    }
+    drop(c);
+    // Recovery after that commit (with the stale restore point it started with, too)
+    // resumes at the restored run's own commit point.
+    let config_d = PartitionConfig {
+        restore: config_from_group(&control, &spec, "w2", &pins)
+            .restore
+            .or_else(|| {
+                let s = control.state.lock().unwrap();
+                s.jobs[&JobId(1)].savepoints.values().next().map(|sp| {
+                    weir_core::wire::RestorePoint {
+                        savepoint: sp.id,
+                        checkpoint: sp.pins[&PartitionId(0)].checkpoint,
+                        offset: sp.pins[&PartitionId(0)].offset,
+                        snapshot: None,
+                        after_checkpoint: Some(weir_core::ids::CheckpointId(1)),
+                    }
+                })
+            }),
+        ..config_from_group(&control, &spec, "w2", &pins)
+    };
+    let mut d = PartitionRunner::recover(config_d, &broker, store.clone(), control.clone(), now)
+        .await
+        .unwrap();
+    assert_eq!(d.next_offset(), moved_to);
+    drain(&mut d, &mut now, n).await.unwrap();
+    d.checkpoint(now + 10_000).await.unwrap();
+    // Every output once, and those of the input between the savepoint and the stop
+    // twice: what a start from an earlier savepoint means.
+    let (again, _) = failure_free(STATELESS, &inputs[cut as usize..stopped_at as usize]).await;
+    let mut expected = all_alerts;
+    expected.extend(again);
+    expected.sort();
+    assert_eq!(committed(&broker, "alerts").await, expected);
 }

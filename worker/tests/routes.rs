@@ -79,6 +79,8 @@ async fn run(spec: &str, values: &[&str], topics: &[&str]) -> Vec<Vec<String>> {
         poll_batch_records: 50,
         committed_checkpoint: None,
         repartitions: Vec::new(),
+        restore: None,
+        pins: None,
     };
     let store = MemoryCheckpointStore::new();
     let mut runner = PartitionRunner::recover(config, &broker, store, control, 0)

@@ -142,6 +142,8 @@ async fn start<B: Broker>(
         poll_batch_records: 40,
         committed_checkpoint: None,
         repartitions,
+        restore: None,
+        pins: None,
     };
     // A fresh broker may not have its group coordinator yet: retry what passes by itself.
     for _ in 0..RECOVER_ATTEMPTS_MAX {

@@ -102,6 +102,9 @@ impl ControlPlane for LocalControl {
                     pause: weir_coordinator::state::lifecycle::wants_pause(j.state),
                     pause_recorded: j.partitions[&partition].paused,
                     repartitions: j.repartitions.clone(),
+                    keep_offsets: j.pinned_offsets(partition),
+                    prune_below: Some(j.partitions[&partition].committed_cut().offset),
+                    restore: j.partitions[&partition].restore_point(),
                 }
             })
             .collect();

@@ -1,11 +1,12 @@
-//! `weir job submit|list|get|cancel|pause|resume|stop|start|checkpoints`.
+//! `weir job submit|list|get|cancel|pause|resume|stop|start|checkpoints|savepoint|
+//! savepoints|delete-savepoint`.
 
 use super::weir_api_client_args::ClientArgs;
 use super::{print_json, read_file};
 use clap::Subcommand;
 use std::path::PathBuf;
-use weir_core::ids::JobId;
-use weir_core::wire::{CheckpointRecord, JobDetail, JobSummary};
+use weir_core::ids::{JobId, SavepointId};
+use weir_core::wire::{CheckpointRecord, JobDetail, JobSummary, LifecycleAnswer, SavepointInfo};
 
 /// Job commands.
 #[derive(Debug, Subcommand)]
@@ -52,12 +53,43 @@ pub enum JobCommand {
     /// Stop a job: its partitions commit and are released; `start` runs it again.
     Stop {
         id: u64,
+        /// Also take a savepoint of the stop's cut (named in the answer; complete once the
+        /// job is stopped).
+        #[arg(long)]
+        savepoint: bool,
+        /// Fire open windows before stopping (not supported yet: refused, naming it).
+        #[arg(long)]
+        drain: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Start a stopped job again from its last committed checkpoint.
+    /// Start a stopped job again from its last committed checkpoint, or from a savepoint.
     Start {
         id: u64,
+        /// Restore every partition from this savepoint (`N` or `sp-N`) instead: outputs
+        /// after its cut are produced again.
+        #[arg(long, value_name = "SP", value_parser = parse_savepoint)]
+        from_savepoint: Option<SavepointId>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take a savepoint of a job: every partition's committed cut, kept until deleted.
+    Savepoint {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a job's savepoints.
+    Savepoints {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a savepoint (its snapshots are then pruned like old checkpoints).
+    DeleteSavepoint {
+        id: u64,
+        #[arg(value_parser = parse_savepoint)]
+        savepoint: SavepointId,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -113,14 +145,6 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             let job = client.client().resume_job(JobId(id)).await?;
             print_state(&job, client.json)?;
         }
-        JobCommand::Stop { id, client } => {
-            let job = client.client().stop_job(JobId(id)).await?;
-            print_state(&job, client.json)?;
-        }
-        JobCommand::Start { id, client } => {
-            let job = client.client().start_job(JobId(id)).await?;
-            print_state(&job, client.json)?;
-        }
         JobCommand::Checkpoints { id, client } => {
             let records = client.client().checkpoints(JobId(id)).await?;
             if client.json {
@@ -128,6 +152,87 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             }
             print_checkpoints(&records);
         }
+        other => return run_stop_start_savepoints(other).await,
+    }
+    Ok(())
+}
+
+/// Runs `stop`, `start` and the savepoint commands.
+async fn run_stop_start_savepoints(cmd: JobCommand) -> anyhow::Result<()> {
+    match cmd {
+        JobCommand::Stop {
+            id,
+            savepoint: false,
+            drain: false,
+            client,
+        } => {
+            let job = client.client().stop_job(JobId(id)).await?;
+            print_state(&job, client.json)?;
+        }
+        JobCommand::Stop {
+            id,
+            savepoint,
+            drain,
+            client,
+        } => {
+            let answer = client
+                .client()
+                .stop_job_with(JobId(id), savepoint, drain)
+                .await?;
+            print_answer(&answer, client.json)?;
+        }
+        JobCommand::Start {
+            id,
+            from_savepoint: None,
+            client,
+        } => {
+            let job = client.client().start_job(JobId(id)).await?;
+            print_state(&job, client.json)?;
+        }
+        JobCommand::Start {
+            id,
+            from_savepoint: Some(sp),
+            client,
+        } => {
+            let answer = client
+                .client()
+                .start_job_from_savepoint(JobId(id), sp)
+                .await?;
+            print_answer(&answer, client.json)?;
+        }
+        JobCommand::Savepoint { id, client } => {
+            let sp = client.client().take_savepoint(JobId(id)).await?;
+            if client.json {
+                return print_json(&sp);
+            }
+            println!(
+                "savepoint {} of job {} is {}",
+                sp.savepoint,
+                sp.job,
+                sp.status.as_str()
+            );
+        }
+        JobCommand::Savepoints { id, client } => {
+            let savepoints = client.client().savepoints(JobId(id)).await?;
+            if client.json {
+                return print_json(&savepoints);
+            }
+            print_savepoints(&savepoints);
+        }
+        JobCommand::DeleteSavepoint {
+            id,
+            savepoint,
+            client,
+        } => {
+            client
+                .client()
+                .delete_savepoint(JobId(id), savepoint)
+                .await?;
+            if !client.json {
+                println!("savepoint {savepoint} of job {id} deleted");
+            }
+        }
+        other => unreachable!("not a stop, start or savepoint command: {other:?}"),
     }
     Ok(())
 }
@@ -139,6 +244,58 @@ fn print_state(job: &JobSummary, json: bool) -> anyhow::Result<()> {
     }
     println!("job {} is {}", job.id, job.state.as_str());
     Ok(())
+}
+
+/// The answer of a stop with a savepoint or a start from one.
+fn print_answer(answer: &LifecycleAnswer, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(answer);
+    }
+    match answer.savepoint {
+        Some(sp) => println!(
+            "job {} is {} (savepoint {sp})",
+            answer.job.id,
+            answer.job.state.as_str()
+        ),
+        None => println!("job {} is {}", answer.job.id, answer.job.state.as_str()),
+    }
+    Ok(())
+}
+
+/// A savepoint id as the CLI takes it: `N` or `sp-N`.
+fn parse_savepoint(raw: &str) -> Result<SavepointId, String> {
+    raw.strip_prefix("sp-")
+        .unwrap_or(raw)
+        .parse::<u64>()
+        .map(SavepointId)
+        .map_err(|_| format!("{raw:?} is not a savepoint id (N or sp-N)"))
+}
+
+/// The savepoint table of `weir job savepoints`: one row per partition pin.
+fn print_savepoints(savepoints: &[SavepointInfo]) {
+    println!(
+        "{:<10} {:<9} {:<10} {:<11} {:<12} SNAPSHOT",
+        "SAVEPOINT", "STATUS", "PARTITION", "CHECKPOINT", "OFFSET"
+    );
+    for sp in savepoints {
+        if sp.partitions.is_empty() {
+            let why = sp.reason.as_deref().unwrap_or("-");
+            println!("{:<10} {:<9} {why}", sp.savepoint, sp.status.as_str());
+        }
+        for p in &sp.partitions {
+            println!(
+                "{:<10} {:<9} {:<10} {:<11} {:<12} {}",
+                sp.savepoint,
+                sp.status.as_str(),
+                p.partition,
+                p.checkpoint
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                p.offset,
+                p.snapshot.as_deref().unwrap_or("(empty state)")
+            );
+        }
+    }
 }
 
 /// The job table of `weir job list`, a reason after a job's row when it has one.

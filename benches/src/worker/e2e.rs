@@ -102,6 +102,8 @@ pub fn task_config(
         poll_batch_records: POLL_BATCH_RECORDS_MAX,
         committed_checkpoint: None,
         repartitions,
+        restore: None,
+        pins: None,
     })
 }
 

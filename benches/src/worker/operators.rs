@@ -306,7 +306,9 @@ impl Checkpointing<'_> {
             self.store
                 .put(self.job, PartitionId(0), offset, &snapshot)
                 .await?;
-            self.store.prune(self.job, PartitionId(0), offset).await
+            self.store
+                .prune(self.job, PartitionId(0), offset, &[])
+                .await
         })?;
         Ok(snapshot.len())
     }

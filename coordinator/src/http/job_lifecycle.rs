@@ -4,22 +4,23 @@
 //! the job's state does not allow is a 409 naming that state. Each answers 202 with the
 //! job's summary: pausing and stopping finish once the workers report back.
 //!
-//! `stop` and `start` take an optional body for savepoints (`{"savepoint": true}`,
-//! `{"savepoint": "<id>"}`); savepoints do not exist yet, so naming one is a 501 naming
-//! the field rather than a request silently carried out without it.
+//! `stop` and `start` take an optional body for savepoints: `{"savepoint": true}` on stop
+//! also takes a savepoint of the stop's cut (named in the answer), `{"savepoint": N}` on
+//! start restores every partition from savepoint N instead of its last commit. `drain`
+//! (fire open windows before stopping) is not built: naming it is a 501 naming the field.
 
 use super::error::ApiError;
 use super::extract::ApiPath as Path;
 use super::json_body::{self, RawBody};
 use super::ApiState;
 use crate::state::lifecycle::JobRequest;
-use crate::state::Command;
+use crate::state::{Command, CommandResult};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
-use weir_core::ids::JobId;
-use weir_core::wire::JobSummary;
+use weir_core::ids::{JobId, SavepointId};
+use weir_core::wire::{JobSummary, LifecycleAnswer};
 
 /// The optional body of `stop` and `start`.
 #[derive(Debug, Default, Deserialize)]
@@ -28,6 +29,19 @@ struct LifecycleBody {
     /// `true` on stop, a savepoint id on start; `false` or `null` mean none.
     #[serde(default)]
     savepoint: Option<serde_json::Value>,
+    /// Stop only: fire open windows before stopping (not built).
+    #[serde(default)]
+    drain: Option<serde_json::Value>,
+}
+
+/// What a stop or start body asks for beyond the plain request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SavepointAsked {
+    None,
+    /// Stop: take a savepoint of the stop's cut.
+    Take,
+    /// Start: restore this savepoint.
+    From(SavepointId),
 }
 
 /// `POST /v1/jobs/{id}/pause` → 202; the job goes `pausing`, then `paused` once every
@@ -55,27 +69,79 @@ pub async fn resume(
 }
 
 /// `POST /v1/jobs/{id}/stop` → 202; the job goes `stopping`, then `stopped` once every
-/// partition committed and was released.
+/// partition committed and was released. With `{"savepoint": true}` the answer names a
+/// savepoint of the stop's cut, complete once the job is stopped.
 pub async fn stop(
     state: State<ApiState>,
     headers: HeaderMap,
     id: Path<String>,
     body: RawBody,
-) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
-    savepoint_refused(&body).await?;
-    request(state, headers, id, JobRequest::Stop).await
+) -> Result<(StatusCode, Json<LifecycleAnswer>), ApiError> {
+    match lifecycle_body(&body, JobRequest::Stop).await? {
+        SavepointAsked::Take => savepoint_request(state, headers, id, None).await,
+        _ => answer(request(state, headers, id, JobRequest::Stop).await?, None),
+    }
 }
 
 /// `POST /v1/jobs/{id}/start` → 202; a stopped job is `pending` until every partition has
-/// an owner again, which restarts it from its last committed checkpoint.
+/// an owner again, which restarts it from its last committed checkpoint, or with
+/// `{"savepoint": N}` from savepoint N's pins.
 pub async fn start(
     state: State<ApiState>,
     headers: HeaderMap,
     id: Path<String>,
     body: RawBody,
-) -> Result<(StatusCode, Json<JobSummary>), ApiError> {
-    savepoint_refused(&body).await?;
-    request(state, headers, id, JobRequest::Start).await
+) -> Result<(StatusCode, Json<LifecycleAnswer>), ApiError> {
+    match lifecycle_body(&body, JobRequest::Start).await? {
+        SavepointAsked::From(sp) => savepoint_request(state, headers, id, Some(sp)).await,
+        _ => answer(request(state, headers, id, JobRequest::Start).await?, None),
+    }
+}
+
+fn answer(
+    (status, Json(job)): (StatusCode, Json<JobSummary>),
+    savepoint: Option<SavepointId>,
+) -> Result<(StatusCode, Json<LifecycleAnswer>), ApiError> {
+    Ok((status, Json(LifecycleAnswer { job, savepoint })))
+}
+
+/// A stop with a savepoint (`from` is `None`) or a start from savepoint `from`.
+async fn savepoint_request(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    from: Option<SavepointId>,
+) -> Result<(StatusCode, Json<LifecycleAnswer>), ApiError> {
+    let principal = state.principal(&headers)?;
+    let id = parse_job_id(&id)?;
+    let tenant = principal.tenant().cloned();
+    let command = match from {
+        None => Command::StopWithSavepoint {
+            job: id,
+            tenant,
+            at_ms: state.coordinator.seams().clock.now_ms(),
+        },
+        Some(savepoint) => Command::StartFromSavepoint {
+            job: id,
+            tenant,
+            savepoint,
+        },
+    };
+    let result = state
+        .coordinator
+        .write(state.once(&headers, &principal, command))
+        .await?;
+    let savepoint = match result {
+        CommandResult::SavepointTaken { id } => Some(id),
+        _ => from,
+    };
+    let s = state.coordinator.state().read();
+    let job = super::jobs::visible_job(&s.control.jobs, id, &principal)?;
+    let job = super::jobs::summary(job);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(LifecycleAnswer { job, savepoint }),
+    ))
 }
 
 async fn request(
@@ -107,7 +173,7 @@ fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 /// Pause and resume take no body; one sent is refused rather than ignored.
-fn no_body(body: &RawBody) -> Result<(), ApiError> {
+pub(super) fn no_body(body: &RawBody) -> Result<(), ApiError> {
     if body.0.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -123,11 +189,11 @@ fn no_body(body: &RawBody) -> Result<(), ApiError> {
     ))
 }
 
-/// Refuses (501, naming `savepoint`) a stop or start that asks for a savepoint, and (400)
-/// a body that is not the documented one.
-async fn savepoint_refused(body: &RawBody) -> Result<(), ApiError> {
+/// What a stop's or start's body asks for: 400 for a body that is not the documented
+/// one or a savepoint value of the wrong kind for the request, 501 naming `drain`.
+async fn lifecycle_body(body: &RawBody, request: JobRequest) -> Result<SavepointAsked, ApiError> {
     if body.0.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
+        return Ok(SavepointAsked::None);
     }
     if json_body::nesting_too_deep(&body.0, json_body::BODY_NESTING_DEPTH_MAX) {
         return Err(json_body::too_deep());
@@ -148,15 +214,49 @@ async fn savepoint_refused(body: &RawBody) -> Result<(), ApiError> {
             format!("the body is not {{\"savepoint\": ...}}: {e}"),
         )
     })?;
-    match parsed.savepoint {
-        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => Ok(()),
-        Some(_) => Err(ApiError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            error: "savepoints are not supported yet; leave savepoint out: a stopped job \
-                    starts again from its last committed checkpoint"
-                .into(),
-            field: Some("savepoint".into()),
-        }),
+    use serde_json::Value;
+    match parsed.drain {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+        Some(Value::Bool(true)) if request == JobRequest::Stop => {
+            return Err(ApiError {
+                status: StatusCode::NOT_IMPLEMENTED,
+                error: "draining (firing open windows before the stop) is not supported \
+                        yet; leave drain out: open windows stay open in the savepoint"
+                    .into(),
+                field: Some("drain".into()),
+            })
+        }
+        Some(_) => {
+            return Err(ApiError::bad_field(
+                "drain",
+                "drain is true or false, and only on stop",
+            ))
+        }
+    }
+    match (request, parsed.savepoint) {
+        (_, None | Some(Value::Null) | Some(Value::Bool(false))) => Ok(SavepointAsked::None),
+        (JobRequest::Stop, Some(Value::Bool(true))) => Ok(SavepointAsked::Take),
+        (JobRequest::Stop, Some(_)) => Err(ApiError::bad_field(
+            "savepoint",
+            "on stop, savepoint is true (take one) or false",
+        )),
+        (_, Some(value)) => savepoint_id(&value)
+            .map(SavepointAsked::From)
+            .ok_or_else(|| {
+                ApiError::bad_field(
+                    "savepoint",
+                    "on start, savepoint names a savepoint: its number (or \"sp-N\")",
+                )
+            }),
+    }
+}
+
+/// A savepoint id as a start body names it: a number, or a string `N` or `sp-N`.
+fn savepoint_id(value: &serde_json::Value) -> Option<SavepointId> {
+    match value {
+        serde_json::Value::Number(n) => n.as_u64().map(SavepointId),
+        serde_json::Value::String(s) => super::savepoints::parse_savepoint_id(s),
+        _ => None,
     }
 }
 
@@ -169,23 +269,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_savepoint_is_refused_naming_the_field_and_no_savepoint_is_accepted() {
-        for ok in [
-            "",
-            "  ",
-            "{}",
-            r#"{"savepoint": false}"#,
-            r#"{"savepoint": null}"#,
+    async fn savepoint_bodies_read_as_documented() {
+        use JobRequest::{Start, Stop};
+        for (request, ok) in [
+            (Stop, ""),
+            (Stop, "  "),
+            (Stop, "{}"),
+            (Stop, r#"{"savepoint": false}"#),
+            (Start, r#"{"savepoint": null}"#),
+            (Stop, r#"{"drain": false}"#),
         ] {
-            assert!(savepoint_refused(&body(ok)).await.is_ok(), "{ok:?}");
+            assert_eq!(
+                lifecycle_body(&body(ok), request).await.unwrap(),
+                SavepointAsked::None,
+                "{ok:?}"
+            );
         }
-        for refused in [r#"{"savepoint": true}"#, r#"{"savepoint": "sp-1"}"#] {
-            let e = savepoint_refused(&body(refused)).await.unwrap_err();
-            assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED);
-            assert_eq!(e.field.as_deref(), Some("savepoint"));
+        assert_eq!(
+            lifecycle_body(&body(r#"{"savepoint": true}"#), Stop)
+                .await
+                .unwrap(),
+            SavepointAsked::Take
+        );
+        for from in [
+            r#"{"savepoint": 4}"#,
+            r#"{"savepoint": "4"}"#,
+            r#"{"savepoint": "sp-4"}"#,
+        ] {
+            assert_eq!(
+                lifecycle_body(&body(from), Start).await.unwrap(),
+                SavepointAsked::From(SavepointId(4)),
+                "{from}"
+            );
         }
-        for bad in [r#"{"drain": true}"#, "[1]", "savepoint"] {
-            let e = savepoint_refused(&body(bad)).await.unwrap_err();
+        let e = lifecycle_body(&body(r#"{"drain": true}"#), Stop)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::NOT_IMPLEMENTED);
+        assert_eq!(e.field.as_deref(), Some("drain"));
+        for (request, bad) in [
+            (Stop, r#"{"savepoint": "sp-1"}"#),
+            (Start, r#"{"savepoint": true}"#),
+            (Start, r#"{"savepoint": -1}"#),
+            (Start, r#"{"drain": true}"#),
+        ] {
+            let e = lifecycle_body(&body(bad), request).await.unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.field.is_some(), "{bad}");
+        }
+        for bad in [r#"{"other": true}"#, "[1]", "savepoint"] {
+            let e = lifecycle_body(&body(bad), Stop).await.unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
         }
     }

@@ -94,7 +94,7 @@ pub struct ReadQuery {
     pub consistency: Option<String>,
 }
 
-async fn read_barrier(state: &ApiState, query: &ReadQuery) -> Result<(), ApiError> {
+pub(super) async fn read_barrier(state: &ApiState, query: &ReadQuery) -> Result<(), ApiError> {
     match query.consistency.as_deref() {
         None | Some("linearizable") => Ok(state.coordinator.linearizable().await?),
         Some("stale") => Ok(()),

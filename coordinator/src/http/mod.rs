@@ -21,6 +21,7 @@ mod forward;
 mod job_lifecycle;
 mod jobs;
 mod json_body;
+mod savepoints;
 mod tenants;
 mod workers;
 
@@ -194,6 +195,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/jobs/{id}/resume", post(job_lifecycle::resume))
         .route("/v1/jobs/{id}/stop", post(job_lifecycle::stop))
         .route("/v1/jobs/{id}/start", post(job_lifecycle::start))
+        .route(
+            "/v1/jobs/{id}/savepoints",
+            post(savepoints::take).get(savepoints::list),
+        )
+        .route(
+            "/v1/jobs/{id}/savepoints/{savepoint}",
+            delete(savepoints::delete),
+        )
         .route("/v1/jobs/{id}/partitions", post(jobs::report_partitions))
         .route("/v1/workers", get(workers::list).post(workers::register))
         .route("/v1/workers/{id}", delete(workers::deregister))

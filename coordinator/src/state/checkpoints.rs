@@ -83,8 +83,17 @@ impl ControlState {
                     prepared_at_ms: at_ms,
                     committed_at_ms: None,
                 });
+                // The oldest records go first, but never the newest committed one: it
+                // names the snapshot the partition's committed cut (and so the next
+                // savepoint) pins.
+                let committed = p.committed.map(|(c, _)| c);
                 while p.checkpoints.len() > CHECKPOINT_RECORDS_PER_PARTITION_MAX {
-                    p.checkpoints.pop_front();
+                    let oldest = p
+                        .checkpoints
+                        .iter()
+                        .position(|c| Some(c.checkpoint) != committed)
+                        .unwrap_or(0);
+                    p.checkpoints.remove(oldest);
                 }
                 Ok(())
             }
@@ -118,6 +127,15 @@ impl ControlState {
                 record.committed_at_ms = Some(at_ms);
                 debug_assert!(p.committed.is_none_or(|(c, _)| c < report.checkpoint));
                 p.committed = Some((report.checkpoint, report.offset));
+                // A restored partition's first commit newer than every id it used before
+                // the start moved Kafka's commit point past the savepoint for good.
+                let restored = p.restore.as_ref().is_some_and(|r| {
+                    r.after_checkpoint
+                        .is_none_or(|after| report.checkpoint > after)
+                });
+                if restored {
+                    p.restore = None;
+                }
                 Ok(())
             }
         }

@@ -2,7 +2,7 @@
 //! Every time in a command was read by the proposer, so applying is deterministic.
 
 use serde::{Deserialize, Serialize};
-use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::ids::{Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
 use weir_core::wire::{CheckpointReport, WorkerReport};
 
 /// One replicated change to the control state.
@@ -41,6 +41,31 @@ pub enum Command {
     },
     /// Records that a stopping job has no partition left running and none to fence.
     FinishStop { job: JobId },
+    /// A user's savepoint request: pins every partition's committed cut (a stopping job's
+    /// once it is stopped); `tenant` limits the request to that tenant's jobs.
+    TakeSavepoint {
+        job: JobId,
+        tenant: Option<TenantName>,
+        at_ms: u64,
+    },
+    /// A stop and a savepoint of the stop's cut, together or not at all.
+    StopWithSavepoint {
+        job: JobId,
+        tenant: Option<TenantName>,
+        at_ms: u64,
+    },
+    /// Starts a stopped job again from a complete savepoint instead of its last commit.
+    StartFromSavepoint {
+        job: JobId,
+        tenant: Option<TenantName>,
+        savepoint: SavepointId,
+    },
+    /// Forgets a savepoint; its snapshots are pruned like any other from then on.
+    DeleteSavepoint {
+        job: JobId,
+        tenant: Option<TenantName>,
+        savepoint: SavepointId,
+    },
     /// Records a worker's registration (or re-registration after a restart).
     RegisterWorker {
         worker: WorkerId,
@@ -108,6 +133,8 @@ pub enum CommandResult {
     Done,
     /// The job was accepted with this id and version.
     JobSubmitted { id: JobId, version: u64 },
+    /// A savepoint was recorded with this id (complete, or pending until the job stops).
+    SavepointTaken { id: SavepointId },
     /// Per-report outcome of a checkpoint batch, in order.
     CheckpointResults(Vec<Result<(), weir_core::wire::CheckpointRefusal>>),
     /// The command was refused; the state is unchanged.

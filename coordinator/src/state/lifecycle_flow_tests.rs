@@ -4,7 +4,7 @@
 
 use super::*;
 
-fn change(s: &mut ControlState, request: JobRequest) -> CommandResult {
+pub(super) fn change(s: &mut ControlState, request: JobRequest) -> CommandResult {
     s.apply(&Command::ChangeJobState {
         job: JobId(1),
         tenant: Some(TenantName::from("a")),
@@ -12,7 +12,7 @@ fn change(s: &mut ControlState, request: JobRequest) -> CommandResult {
     })
 }
 
-fn paused(s: &mut ControlState, partition: u32) -> CommandResult {
+pub(super) fn paused(s: &mut ControlState, partition: u32) -> CommandResult {
     let p = &s.jobs[&JobId(1)].partitions[&PartitionId(partition)];
     let (worker, epoch) = (p.worker.clone().expect("placed"), p.epoch);
     s.apply(&Command::WorkerReport {
@@ -26,7 +26,7 @@ fn paused(s: &mut ControlState, partition: u32) -> CommandResult {
 }
 
 /// A running job of two partitions on two workers.
-fn running() -> ControlState {
+pub(super) fn running() -> ControlState {
     let mut s = ControlState::default();
     tenant(&mut s, "a");
     worker(&mut s, "w1");
@@ -41,7 +41,7 @@ fn running() -> ControlState {
     s
 }
 
-fn state(s: &ControlState) -> JobState {
+pub(super) fn state(s: &ControlState) -> JobState {
     s.jobs[&JobId(1)].state
 }
 

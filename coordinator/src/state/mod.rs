@@ -5,13 +5,15 @@
 mod checkpoints;
 mod command;
 pub mod lifecycle;
+mod savepoints;
 
 pub use command::{Command, CommandResult, Move, Refusal};
 use lifecycle::{JobProgress, JobRequest};
+pub use savepoints::{Pin, Restore, Savepoint, JOB_SAVEPOINTS_MAX};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
 use weir_core::spec::stages::{plan_stages, repartition_topic_name, task_id};
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
@@ -68,6 +70,17 @@ pub struct Job {
     /// A worker deleted the job's repartition topics after it was cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub topics_deleted: bool,
+    /// The job's savepoints by id, at most [`JOB_SAVEPOINTS_MAX`]; kept until deleted.
+    /// Left out when empty, so states without savepoints encode as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub savepoints: BTreeMap<SavepointId, Savepoint>,
+    /// Savepoints ever taken: the next one's id is one more (ids are never reused).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub savepoints_taken: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The owner and checkpoint history of one (job, partition).
@@ -94,6 +107,16 @@ pub struct PartitionState {
     /// resumes. Left out when false, so states without pauses encode as before.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paused: bool,
+    /// The job was started from a savepoint and this partition has not committed since:
+    /// its recovery restores the savepoint's pin. Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Restore>,
+    /// The partition was released after its owner reported it paused (a clean stop: the
+    /// group's committed cut is Kafka's). A stopping job with a savepoint pending places
+    /// a partition released any other way again, so that its next owner settles its cut.
+    /// Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released_paused: bool,
 }
 
 /// The partition counts of the repartition topics of `job`'s stage plan, its source having
@@ -124,6 +147,8 @@ impl PartitionState {
             problem: None,
             fenced: false,
             paused: false,
+            restore: None,
+            released_paused: false,
         }
     }
 
@@ -188,6 +213,10 @@ impl ControlState {
                 request,
             } => self.request(*job, tenant.as_ref(), *request),
             Command::FinishStop { job } => self.finish_release(*job, JobState::Stopping),
+            Command::TakeSavepoint { .. }
+            | Command::StopWithSavepoint { .. }
+            | Command::StartFromSavepoint { .. }
+            | Command::DeleteSavepoint { .. } => self.apply_savepoint_command(command),
             Command::RegisterWorker {
                 worker,
                 addr,
@@ -375,6 +404,8 @@ impl ControlState {
                 submitted_at_ms: at_ms,
                 repartitions: Vec::new(),
                 topics_deleted: false,
+                savepoints: BTreeMap::new(),
+                savepoints_taken: 0,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -406,6 +437,7 @@ impl ControlState {
             }
         }
         j.state = next;
+        j.settle_savepoints();
         Ok(CommandResult::Done)
     }
 
@@ -465,15 +497,7 @@ impl ControlState {
         for p in 0..partition_count {
             j.partitions
                 .entry(PartitionId(p))
-                .or_insert_with(|| PartitionState {
-                    worker: None,
-                    epoch: Epoch(0),
-                    checkpoints: VecDeque::new(),
-                    committed: None,
-                    problem: None,
-                    fenced: false,
-                    paused: false,
-                });
+                .or_insert_with(PartitionState::unowned);
         }
         Ok(CommandResult::Done)
     }
@@ -505,6 +529,7 @@ impl ControlState {
         for m in moves {
             let job = self.jobs.get_mut(&m.job).expect("checked above");
             let p = job.partitions.get_mut(&m.partition).expect("checked above");
+            p.released_paused = m.worker.is_none() && p.paused;
             p.worker = m.worker.clone();
             p.epoch = m.epoch;
             p.problem = None;
@@ -554,6 +579,7 @@ impl ControlState {
         if let Some(next) = lifecycle::on_progress(j.state, JobProgress::AllReleased) {
             j.state = next;
         }
+        j.settle_savepoints();
         Ok(CommandResult::Done)
     }
 
@@ -564,6 +590,7 @@ impl ControlState {
         };
         j.state = next;
         j.reason = Some(reason.to_string());
+        j.settle_savepoints();
         for p in j.partitions.values_mut() {
             if p.worker.take().is_some() {
                 p.epoch = p.epoch.next();

@@ -855,3 +855,5 @@ fn a_job_that_repartitions_gets_the_tasks_of_both_stages_and_its_topic_deleted_w
     assert!(s.jobs[&JobId(1)].topics_deleted);
     assert!(duties(&s).is_empty());
 }
+#[path = "savepoint_tests.rs"]
+mod savepoints;

@@ -16,7 +16,7 @@ use openraft::storage::RaftLogReader;
 use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership, Vote};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
 use weir_core::wire::{CheckpointPhase, CheckpointReport, WorkerReport};
 
 /// Checks `bytes` against the golden file `name` of this crate (see `weir_core::golden`)
@@ -147,6 +147,26 @@ fn every_command() -> Vec<Command> {
             request: JobRequest::Stop,
         },
         Command::FinishStop { job: JobId(1) },
+        Command::TakeSavepoint {
+            job: JobId(1),
+            tenant: None,
+            at_ms: 1_700_000_000_100,
+        },
+        Command::StopWithSavepoint {
+            job: JobId(1),
+            tenant: Some(acme.clone()),
+            at_ms: 1_700_000_000_200,
+        },
+        Command::StartFromSavepoint {
+            job: JobId(1),
+            tenant: Some(acme.clone()),
+            savepoint: SavepointId(1),
+        },
+        Command::DeleteSavepoint {
+            job: JobId(1),
+            tenant: None,
+            savepoint: SavepointId(2),
+        },
     ]
 }
 

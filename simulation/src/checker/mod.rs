@@ -5,7 +5,8 @@
 //! safety (`election`), terms never decreasing (`terms`), and applied entries agreeing and
 //! new leaders holding every committed entry (`log`); and every client write attempt
 //! (`writes`). After the liveness phase it compares the converged nodes (`convergence`)
-//! and checks the final state and committed logs against the write history.
+//! and checks the final state and committed logs against the write history; with a data
+//! side, every savepoint's pinned snapshots are checked against the store (`savepoints`).
 //!
 //! The checker works on plain observations, so tests can feed it fabricated histories and
 //! see that it catches what it claims to.
@@ -13,6 +14,7 @@
 pub mod convergence;
 pub mod election;
 pub mod log;
+pub mod savepoints;
 pub mod terms;
 pub mod writes;
 

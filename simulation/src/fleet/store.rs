@@ -34,6 +34,11 @@ impl StoreService {
         }
     }
 
+    /// The stored snapshots as they are, for the checks at the end of a run.
+    pub fn snapshots(&self) -> &MemoryCheckpointStore {
+        &self.snapshots
+    }
+
     /// Stalls (or releases) every call: a store that hangs without failing.
     pub fn set_stalled(&self, stalled: bool) {
         self.stalled.store(stalled, Ordering::Relaxed);
@@ -118,10 +123,15 @@ impl CheckpointStore for GatedStore {
         job: JobId,
         partition: PartitionId,
         offset: i64,
+        keep: &[i64],
     ) -> Result<(), StoreError> {
         self.gate.pass().await;
         self.service.delay().await;
-        let pruned = self.service.snapshots.prune(job, partition, offset).await;
+        let pruned = self
+            .service
+            .snapshots
+            .prune(job, partition, offset, keep)
+            .await;
         self.gate.pass().await;
         pruned
     }

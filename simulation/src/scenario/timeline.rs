@@ -295,6 +295,32 @@ impl Run {
             self.tally.outputs += t.outputs;
             self.tally.dead_letters += t.dead_letters;
         }
+        self.check_savepoints().await;
+    }
+
+    /// Every complete savepoint's pinned snapshots exist and restore, as the most
+    /// advanced running member records them (a member behind may still list a deleted
+    /// savepoint whose snapshots are rightly gone).
+    async fn check_savepoints(&self) {
+        let Some(data) = self.data.as_ref() else {
+            return;
+        };
+        let state = self
+            .view
+            .running()
+            .iter()
+            .max_by_key(|node| node.coordinator.raft().metrics().borrow().last_applied)
+            .map(|node| node.coordinator.state().read().control.clone());
+        let Some(state) = state else {
+            return;
+        };
+        let (problems, checked) =
+            crate::checker::savepoints::check(&state, data.store.snapshots()).await;
+        self.ctx
+            .event(&format!("savepoints: {checked} pinned snapshots checked"));
+        for problem in problems {
+            self.ctx.violation(problem);
+        }
     }
 
     /// Waits until every node has applied the same last entry under the same leader, then

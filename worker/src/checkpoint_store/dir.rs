@@ -123,10 +123,11 @@ impl CheckpointStore for DirCheckpointStore {
         job: JobId,
         partition: PartitionId,
         offset: i64,
+        keep: &[i64],
     ) -> Result<(), StoreError> {
-        let this = self.clone();
+        let (this, keep) = (self.clone(), keep.to_vec());
         self.offload
-            .run(move || this.prune_now(job, partition, offset))
+            .run(move || this.prune_now(job, partition, offset, &keep))
             .await
     }
 }
@@ -180,15 +181,20 @@ impl DirCheckpointStore {
         }
     }
 
-    fn prune_now(&self, job: JobId, partition: PartitionId, offset: i64) -> Result<(), StoreError> {
+    fn prune_now(
+        &self,
+        job: JobId,
+        partition: PartitionId,
+        offset: i64,
+        keep: &[i64],
+    ) -> Result<(), StoreError> {
         let offsets = self.offsets(job, partition)?;
-        let pruned: Vec<i64> = prunable(&offsets, offset).collect();
-        debug_assert!(pruned.iter().zip(&offsets).all(|(p, o)| p == o), "a prefix");
+        let pruned = prunable(&offsets, offset, keep);
         for &o in &pruned {
             let path = self.file(job, partition, o);
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
-        let Some(&oldest_kept) = offsets.get(pruned.len()) else {
+        let Some(oldest_kept) = offsets.iter().copied().find(|o| !pruned.contains(o)) else {
             return Ok(());
         };
         // Temporary files of writes that died, for offsets older than any snapshot kept.

@@ -346,8 +346,9 @@ impl<S: CheckpointStore> CheckpointStore for LocalFirst<S> {
         job: JobId,
         partition: PartitionId,
         offset: i64,
+        keep: &[i64],
     ) -> Result<(), StoreError> {
-        self.remote.prune(job, partition, offset).await
+        self.remote.prune(job, partition, offset, keep).await
     }
 }
 

@@ -82,13 +82,14 @@ impl CheckpointStore for MemoryCheckpointStore {
         job: JobId,
         partition: PartitionId,
         offset: i64,
+        keep: &[i64],
     ) -> Result<(), StoreError> {
         let mut map = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
         let offsets: Vec<i64> = map
             .range((job, partition, i64::MIN)..=(job, partition, i64::MAX))
             .map(|((_, _, o), _)| *o)
             .collect();
-        for o in prunable(&offsets, offset) {
+        for o in prunable(&offsets, offset, keep) {
             map.remove(&(job, partition, o));
         }
         Ok(())

@@ -22,6 +22,7 @@ pub use offload::{Offload, DISK_JOBS_MAX};
 use crate::operators::{StateChanges, StateEntry};
 use std::future::Future;
 use thiserror::Error;
+use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{JobId, PartitionId};
 
 /// A partition's state as a worker-local copy holds it, key by key.
@@ -112,12 +113,14 @@ pub trait CheckpointStore: Clone + 'static {
     ) -> impl Future<Output = Result<Option<i64>, StoreError>>;
 
     /// Deletes every snapshot of the partition taken before `offset`, keeping at least
-    /// `SNAPSHOTS_PER_PARTITION_KEPT`.
+    /// `SNAPSHOTS_PER_PARTITION_KEPT` and never one whose offset is in `keep` (the
+    /// offsets savepoints pin, sorted).
     fn prune(
         &self,
         job: JobId,
         partition: PartitionId,
         offset: i64,
+        keep: &[i64],
     ) -> impl Future<Output = Result<(), StoreError>>;
 
     /// Stores a checkpoint durably, as `put` does with its snapshot; a store with a local
@@ -144,17 +147,32 @@ pub trait CheckpointStore: Clone + 'static {
     }
 }
 
-/// The offsets `prune(.., offset)` deletes from a partition's sorted snapshot offsets: the
-/// oldest ones before `offset`, keeping at least `SNAPSHOTS_PER_PARTITION_KEPT`.
-pub(crate) fn prunable(sorted_offsets: &[i64], offset: i64) -> impl Iterator<Item = i64> + '_ {
-    let removable = sorted_offsets
-        .len()
-        .saturating_sub(SNAPSHOTS_PER_PARTITION_KEPT);
-    sorted_offsets
+/// The offsets `prune(.., offset, keep)` deletes from a partition's sorted snapshot
+/// offsets: the oldest ones before `offset` that `keep` does not pin, keeping at least
+/// `SNAPSHOTS_PER_PARTITION_KEPT` unpinned ones.
+pub(crate) fn prunable(sorted_offsets: &[i64], offset: i64, keep: &[i64]) -> Vec<i64> {
+    // Planted bug: savepoint pins are forgotten and their snapshots pruned like any other.
+    let keep = if planted(PlantedBug::SavepointSnapshotsPruned) {
+        &[][..]
+    } else {
+        keep
+    };
+    let unpinned: Vec<i64> = sorted_offsets
         .iter()
         .copied()
+        .filter(|o| !keep.contains(o))
+        .collect();
+    let removable = unpinned.len().saturating_sub(SNAPSHOTS_PER_PARTITION_KEPT);
+    let pruned: Vec<i64> = unpinned
+        .into_iter()
         .take(removable)
-        .filter(move |o| *o < offset)
+        .filter(|o| *o < offset)
+        .collect();
+    debug_assert!(
+        planted(PlantedBug::SavepointSnapshotsPruned) || pruned.iter().all(|o| !keep.contains(o)),
+        "a pinned snapshot pruned"
+    );
+    pruned
 }
 
 /// The last four bytes of a stored snapshot: its format and version. A reader that meets

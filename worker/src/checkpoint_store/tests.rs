@@ -16,7 +16,7 @@ async fn behaves<S: CheckpointStore>(store: S) {
         Some(&b"state@30"[..])
     );
     assert_eq!(store.get(j, PartitionId(1), 30).await.unwrap(), None);
-    store.prune(j, p, 60).await.unwrap();
+    store.prune(j, p, 60, &[]).await.unwrap();
     assert_eq!(store.get(j, p, 10).await.unwrap(), None, "pruned");
     assert_eq!(store.get(j, p, 20).await.unwrap(), None, "pruned");
     for offset in [30, 40, 50, 60] {
@@ -25,6 +25,22 @@ async fn behaves<S: CheckpointStore>(store: S) {
             "kept {offset}"
         );
     }
+    // A pinned snapshot outlives any number of newer ones, and does not count toward the
+    // ones kept; once unpinned it goes like any other.
+    for offset in [70, 80, 90, 100] {
+        store.put(j, p, offset, b"newer").await.unwrap();
+        store.prune(j, p, offset, &[30]).await.unwrap();
+    }
+    assert!(store.get(j, p, 30).await.unwrap().is_some(), "pinned");
+    for offset in [40, 50, 60] {
+        assert_eq!(store.get(j, p, offset).await.unwrap(), None, "{offset}");
+    }
+    for offset in [70, 80, 90, 100] {
+        assert!(store.get(j, p, offset).await.unwrap().is_some(), "{offset}");
+    }
+    store.prune(j, p, 100, &[]).await.unwrap();
+    assert_eq!(store.get(j, p, 30).await.unwrap(), None, "unpinned");
+    assert_eq!(store.newest_offset(j, p).await.unwrap(), Some(100));
 }
 
 #[tokio::test]
@@ -294,7 +310,7 @@ async fn pruning_removes_what_dead_writes_left_behind() {
     let fresh = partition_dir.join(format!("{:020}.999-2.tmp", 60));
     std::fs::write(&stale, b"half a snapshot").unwrap();
     std::fs::write(&fresh, b"being written").unwrap();
-    store.prune(j, p, 50).await.unwrap();
+    store.prune(j, p, 50, &[]).await.unwrap();
     assert!(!stale.exists(), "older than every snapshot kept");
     assert!(fresh.exists(), "a write that may still be under way");
     assert!(store.get(j, p, 50).await.unwrap().is_some());

@@ -5,7 +5,7 @@ use crate::checkpoint_store::StoreError;
 use crate::operators::{CompileError, PipelineError, RestoreError};
 use thiserror::Error;
 use weir_broker::BrokerError;
-use weir_core::ids::CheckpointId;
+use weir_core::ids::{CheckpointId, SavepointId};
 
 /// Why a partition stopped. The caller (the partition actor) decides whether to recover.
 #[derive(Debug, Error)]
@@ -43,6 +43,10 @@ pub enum PartitionError {
     /// output again, so the partition does not start.
     #[error("Kafka has no committed offset for this partition, yet checkpoint {checkpoint} was committed: the group's offsets expired or were deleted; not starting from offset 0, which would repeat every output")]
     CommittedOffsetLost { checkpoint: CheckpointId },
+    /// The job was started from a savepoint whose snapshot for this partition is not in
+    /// the checkpoint store (deleted by hand, or a store that lost it).
+    #[error("savepoint {savepoint} pins offset {offset}, but no snapshot is stored there; start without the savepoint or from another one")]
+    MissingSavepointSnapshot { savepoint: SavepointId, offset: i64 },
 }
 
 impl PartitionError {
@@ -65,6 +69,7 @@ impl PartitionError {
             PartitionError::Restore(_) => "restore",
             PartitionError::MissingSnapshot { .. } => "missing_snapshot",
             PartitionError::CommittedOffsetLost { .. } => "committed_offset_lost",
+            PartitionError::MissingSavepointSnapshot { .. } => "missing_savepoint_snapshot",
         }
     }
 

@@ -32,15 +32,17 @@ mod error;
 mod output_writer;
 mod recovery;
 mod runner;
-pub(crate) mod snapshot_codec;
+pub mod snapshot_codec;
 pub mod stage_task;
 
 pub use error::PartitionError;
 pub use runner::PartitionRunner;
 
+use std::sync::{Arc, Mutex};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, WorkerId};
 use weir_core::spec::JobSpec;
+use weir_core::wire::RestorePoint;
 
 /// Records read and processed per step: the unit of batching between Kafka and operators.
 pub const POLL_BATCH_RECORDS_MAX: usize = 2_048;
@@ -84,6 +86,46 @@ pub struct PartitionConfig {
     /// empty for a job of one stage. With the task id (`partition`), they say which
     /// stage the task runs (`stage_task.rs`).
     pub repartitions: Vec<u32>,
+    /// The job was started from a savepoint: recovery restores this pin unless Kafka's
+    /// commit point is a checkpoint of the restored run (newer than its
+    /// `after_checkpoint`).
+    pub restore: Option<RestorePoint>,
+    /// What pruning must keep, as the group last said; `None` for a runner on its own
+    /// (tests, benchmarks), which prunes all the cycle allows.
+    pub pins: Option<SharedPins>,
+}
+
+/// What the group says a partition's pruning must keep: snapshots at or after `below`
+/// (the committed cut the group records; a savepoint the worker has not heard of yet pins
+/// a cut there or later) and at the offsets savepoints pin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunePins {
+    /// Only snapshots before this offset may go; none while `None`.
+    pub below: Option<i64>,
+    /// Offsets pinned by savepoints or a pending restore, sorted.
+    pub keep: Vec<i64>,
+}
+
+/// [`PrunePins`] shared between the supervisor, which sets them from every assignments
+/// answer, and the partition's runner, which reads them at every prune.
+#[derive(Debug, Clone, Default)]
+pub struct SharedPins(Arc<Mutex<PrunePins>>);
+
+impl SharedPins {
+    /// Pins starting as `pins`.
+    pub fn new(pins: PrunePins) -> Self {
+        SharedPins(Arc::new(Mutex::new(pins)))
+    }
+
+    /// Replaces the pins with what the group says now.
+    pub fn set(&self, pins: PrunePins) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = pins;
+    }
+
+    /// The pins as last set.
+    pub fn get(&self) -> PrunePins {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl PartitionConfig {

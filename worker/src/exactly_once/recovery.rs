@@ -13,6 +13,7 @@ use crate::operators::{Pipeline, PipelineRole};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
+use weir_core::wire::RestorePoint;
 
 /// A partition taken over, ready to run: the previous owner fenced, state restored, a
 /// transaction open, reading from the commit point.
@@ -27,6 +28,24 @@ pub(super) struct Recovered<B: Broker> {
     pub targets: OutputTargets,
     /// The topic and partition the task reads: whose offsets its transactions commit.
     pub input: (String, i32),
+    /// The checkpoint (id, offset) restored from Kafka's commit point, which a previous
+    /// owner committed: its "committed" report may have been lost, so the runner reports
+    /// it again before it reports itself paused. `None` for a fresh start or a savepoint.
+    pub restored: Option<(CheckpointId, i64)>,
+}
+
+/// Whether Kafka's commit point (the checkpoint id stored with it, if any) was committed
+/// by the run a start from a savepoint began: only that run's ids are above
+/// `after_checkpoint`. Until it has committed, recovery restores the savepoint.
+pub(super) fn committed_since_restore(
+    commit_point_checkpoint: Option<u64>,
+    after_checkpoint: Option<CheckpointId>,
+) -> bool {
+    match (commit_point_checkpoint, after_checkpoint) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(id), Some(after)) => id > after.0,
+    }
 }
 
 /// Takes the partition of `config` over.
@@ -35,20 +54,8 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
     broker: &B,
     store: &S,
 ) -> Result<Recovered<B>, PartitionError> {
-    let task = resolve(
-        config.job,
-        &config.spec,
-        config.partition,
-        &config.repartitions,
-    )
-    .map_err(|e| PartitionError::Stage(e.to_string()))?;
+    let (task, role) = prepare_task(config, broker).await?;
     let (topic, partition) = task.input(&config.spec);
-    let role = pipeline_role(&task, &config.spec, broker).await?;
-    if let Some(repartition) = task.repartition() {
-        // Either stage may start first; both create the topic if it is missing, and an
-        // existing one with another partition count is refused, never used.
-        broker.ensure_topic(&repartition.topic_spec()).await?;
-    }
     // Fence first: after this, the previous owner can commit nothing more.
     let mut writer = broker.writer(&config.transactional_id()).await?;
     let committed = broker
@@ -66,11 +73,17 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         Some(offset) => restore_local_copy(config, role, store, offset).await,
         None => None,
     };
+    let local_checkpoint = local.as_ref().map(|(_, checkpoint)| *checkpoint);
+    if let Some(restore) = savepoint_to_restore(config, store, committed, local_checkpoint).await? {
+        let task = (&task, role, (topic, partition));
+        return restore_savepoint(config, broker, store, writer, restore, task).await;
+    }
     let plan = plan_recovery(
         committed,
         local.as_ref().map(|(_, checkpoint)| *checkpoint),
         config.committed_checkpoint,
     );
+    let mut restored = None;
     let (pipeline, next_offset, next_checkpoint) = match plan {
         RecoveryPlan::CommittedOffsetLost { checkpoint } => {
             return Err(PartitionError::CommittedOffsetLost { checkpoint })
@@ -84,35 +97,21 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
             offset,
             next_checkpoint,
         } => {
-            let Some((pipeline, _)) = local.take() else {
+            let Some((pipeline, checkpoint)) = local.take() else {
                 unreachable!("recovery plans a local restore only with a local copy")
             };
+            restored = Some((CheckpointId(checkpoint), offset));
             (pipeline, offset, next_checkpoint)
         }
         RecoveryPlan::Snapshot { offset } => {
-            let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
-                let newest = store.newest_offset(config.job, config.partition).await?;
-                return Err(PartitionError::MissingSnapshot {
-                    committed: offset,
-                    newest,
-                });
-            };
-            let (checkpoint, state) = decode_snapshot(&bytes)?;
-            let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
-            (
-                Pipeline::restore_role(&config.spec, role, state)?,
-                offset,
-                next,
-            )
+            let (pipeline, checkpoint, next) =
+                restore_snapshot(config, role, store, offset).await?;
+            restored = Some((checkpoint, offset));
+            (pipeline, offset, next)
         }
     };
     let mut pipeline = pipeline;
-    if let (StageTask::Whole { .. }, Some(_)) = (&task, &config.spec.source.partitioned_by) {
-        if weir_core::spec::stages::shuffling_key_by(&config.spec).is_none() {
-            let source_partitions = broker.partition_count(&config.spec.source.topic).await?;
-            pipeline.check_partitioned_by(source_partitions);
-        }
-    }
+    check_partitioned_by(config, &task, &mut pipeline, broker).await?;
     let reader = broker.reader(&topic, partition, next_offset).await?;
     let targets = output_targets(config, &task, broker).await?;
     writer.begin()?;
@@ -126,6 +125,151 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
         has_commit_point: committed.is_some(),
         targets,
         input: (topic, partition),
+        restored,
+    })
+}
+
+/// The pipeline restored from the snapshot stored at the committed `offset`, its
+/// checkpoint id, and the id the runner's checkpoints start from.
+async fn restore_snapshot<S: CheckpointStore>(
+    config: &PartitionConfig,
+    role: PipelineRole,
+    store: &S,
+    offset: i64,
+) -> Result<(Pipeline, CheckpointId, CheckpointId), PartitionError> {
+    let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
+        let newest = store.newest_offset(config.job, config.partition).await?;
+        return Err(PartitionError::MissingSnapshot {
+            committed: offset,
+            newest,
+        });
+    };
+    let (checkpoint, state) = decode_snapshot(&bytes)?;
+    let next = next_checkpoint_after(checkpoint.0, config.committed_checkpoint);
+    let pipeline = Pipeline::restore_role(&config.spec, role, state)?;
+    Ok((pipeline, checkpoint, next))
+}
+
+/// The stage the task runs and the part of the pipeline it runs, with the repartition
+/// topic it reads or writes created: either stage may start first, both create it if
+/// missing, and an existing one with another partition count is refused, never used.
+async fn prepare_task<B: Broker>(
+    config: &PartitionConfig,
+    broker: &B,
+) -> Result<(StageTask, PipelineRole), PartitionError> {
+    let task = resolve(
+        config.job,
+        &config.spec,
+        config.partition,
+        &config.repartitions,
+    )
+    .map_err(|e| PartitionError::Stage(e.to_string()))?;
+    let role = pipeline_role(&task, &config.spec, broker).await?;
+    if let Some(repartition) = task.repartition() {
+        broker.ensure_topic(&repartition.topic_spec()).await?;
+    }
+    Ok((task, role))
+}
+
+/// A one-stage job whose source declares `partitioned_by` the window's key checks every
+/// event reaching the window against the source's partition count.
+async fn check_partitioned_by<B: Broker>(
+    config: &PartitionConfig,
+    task: &StageTask,
+    pipeline: &mut Pipeline,
+    broker: &B,
+) -> Result<(), PartitionError> {
+    let declared = config.spec.source.partitioned_by.is_some();
+    if matches!(task, StageTask::Whole { .. })
+        && declared
+        && weir_core::spec::stages::shuffling_key_by(&config.spec).is_none()
+    {
+        let source_partitions = broker.partition_count(&config.spec.source.topic).await?;
+        pipeline.check_partitioned_by(source_partitions);
+    }
+    Ok(())
+}
+
+/// The savepoint to restore, if the job was started from one and the partition has not
+/// committed since (`local_checkpoint`: the id of a usable local copy at Kafka's commit
+/// point).
+async fn savepoint_to_restore<'a, S: CheckpointStore>(
+    config: &'a PartitionConfig,
+    store: &S,
+    committed: Option<i64>,
+    local_checkpoint: Option<u64>,
+) -> Result<Option<&'a RestorePoint>, PartitionError> {
+    let Some(restore) = &config.restore else {
+        return Ok(None);
+    };
+    let since = match (committed, local_checkpoint) {
+        (_, Some(checkpoint)) => Some(checkpoint),
+        (Some(offset), None) => stored_checkpoint(config, store, offset).await?,
+        (None, None) => None,
+    };
+    Ok((!committed_since_restore(since, restore.after_checkpoint)).then_some(restore))
+}
+
+/// The checkpoint id stored with the snapshot at `offset`, if there is one.
+async fn stored_checkpoint<S: CheckpointStore>(
+    config: &PartitionConfig,
+    store: &S,
+    offset: i64,
+) -> Result<Option<u64>, PartitionError> {
+    let Some(bytes) = store.get(config.job, config.partition, offset).await? else {
+        return Ok(None);
+    };
+    let (checkpoint, _) = decode_snapshot(&bytes)?;
+    Ok(Some(checkpoint.0))
+}
+
+/// Restores the savepoint's pin (its snapshot, or empty state for a partition that had
+/// never committed) and reads from its offset. Kafka's commit point moves to the
+/// savepoint's cut with the first commit of this run, deliberately: until then every
+/// recovery comes back here.
+async fn restore_savepoint<B: Broker, S: CheckpointStore>(
+    config: &PartitionConfig,
+    broker: &B,
+    store: &S,
+    mut writer: B::Writer,
+    restore: &RestorePoint,
+    (task, role, input): (&StageTask, PipelineRole, (String, i32)),
+) -> Result<Recovered<B>, PartitionError> {
+    let (pipeline, checkpoint) = match restore.checkpoint {
+        Some(_) => {
+            let bytes = store
+                .get(config.job, config.partition, restore.offset)
+                .await?
+                .ok_or(PartitionError::MissingSavepointSnapshot {
+                    savepoint: restore.savepoint,
+                    offset: restore.offset,
+                })?;
+            let (checkpoint, state) = decode_snapshot(&bytes)?;
+            (
+                Pipeline::restore_role(&config.spec, role, state)?,
+                checkpoint.0,
+            )
+        }
+        None => (Pipeline::compile_role(&config.spec, role)?, 0),
+    };
+    let floor = config.committed_checkpoint.max(restore.after_checkpoint);
+    let next_checkpoint = next_checkpoint_after(checkpoint, floor);
+    debug_assert!(restore.after_checkpoint.is_none_or(|a| next_checkpoint > a));
+    let reader = broker.reader(&input.0, input.1, restore.offset).await?;
+    let targets = output_targets(config, task, broker).await?;
+    writer.begin()?;
+    tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, savepoint = %restore.savepoint, next_offset = restore.offset, "partition restored from a savepoint");
+    Ok(Recovered {
+        writer,
+        reader,
+        pipeline,
+        next_offset: restore.offset,
+        next_checkpoint,
+        // No idle refresh before this run's first commit: that commit moves the point.
+        has_commit_point: false,
+        targets,
+        input,
+        restored: None,
     })
 }
 
@@ -246,4 +390,22 @@ async fn output_targets<B: Broker>(
         route_by_key,
         markers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_commit_of_the_restored_run_ends_a_restore() {
+        let after = Some(CheckpointId(7));
+        // No commit point, or one from before the start: restore the savepoint.
+        assert!(!committed_since_restore(None, after));
+        assert!(!committed_since_restore(None, None));
+        assert!(!committed_since_restore(Some(7), after));
+        assert!(!committed_since_restore(Some(3), after));
+        // The restored run's ids start above every earlier one.
+        assert!(committed_since_restore(Some(8), after));
+        assert!(committed_since_restore(Some(1), None));
+    }
 }

@@ -44,6 +44,11 @@ pub struct PartitionRunner<B: Broker, S: CheckpointStore, C: ControlPlane> {
     counters: PartitionCounters,
     /// Figures of the checkpoint under way, recorded as metrics once it commits.
     under_way: Option<CheckpointFigures>,
+    /// A "committed" report the group may not have: the last one sent failed, or the
+    /// checkpoint restored at recovery (a previous owner's report may have been lost).
+    /// Delivered before the partition counts as paused, so that the cut the group
+    /// records for a paused or stopped job (what a savepoint of it pins) is Kafka's.
+    unreported: Option<CheckpointReport>,
 }
 
 /// What a checkpoint measured, for its metrics.
@@ -77,6 +82,17 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         now_ms: u64,
     ) -> Result<Self, PartitionError> {
         let recovered = recover(&config, broker, &store).await?;
+        let unreported = recovered
+            .restored
+            .map(|(checkpoint, offset)| CheckpointReport {
+                job: config.job,
+                partition: config.partition,
+                epoch: config.epoch,
+                checkpoint,
+                phase: CheckpointPhase::Committed,
+                offset,
+                snapshot: String::new(),
+            });
         let cycle_config = CycleConfig {
             checkpoint_interval_ms: config.spec.checkpoint_interval.as_millis(),
             offsets_refresh_interval_ms: OFFSETS_REFRESH_INTERVAL_MS,
@@ -102,6 +118,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             input: recovered.input,
             counters: PartitionCounters::default(),
             under_way: None,
+            unreported,
         })
     }
 
@@ -227,7 +244,26 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         if !self.cycle.is_paused() {
             self.drive(Event::PauseRequested { now_ms }, now_ms).await?;
         }
-        Ok(self.cycle.is_paused())
+        if self.cycle.is_paused() && self.unreported.is_some() {
+            self.report_committed_again().await;
+        }
+        Ok(self.cycle.is_paused() && self.unreported.is_none())
+    }
+
+    /// Sends the "committed" report the group may not have; any answer settles it (a
+    /// refusal means the group knows better: a newer commit, or a record long gone).
+    async fn report_committed_again(&mut self) {
+        let Some(report) = self.unreported.clone() else {
+            return;
+        };
+        match self
+            .control
+            .report_checkpoints(&self.config.worker, vec![report])
+            .await
+        {
+            Ok(_) => self.unreported = None,
+            Err(e) => tracing::debug!(error = %e, "committed record still not written"),
+        }
     }
 
     /// Whether the partition is paused (committed, no transaction open).
@@ -357,12 +393,14 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             Action::ReportCommitted(p) => {
                 // For visibility and garbage collection; losing it is harmless.
                 let report = self.report(&p, CheckpointPhase::Committed);
-                if let Err(e) = self
+                self.unreported = Some(report.clone());
+                match self
                     .control
                     .report_checkpoints(&self.config.worker, vec![report])
                     .await
                 {
-                    tracing::debug!(error = %e, "committed record not written");
+                    Ok(_) => self.unreported = None,
+                    Err(e) => tracing::debug!(error = %e, "committed record not written"),
                 }
                 Ok(None)
             }
@@ -381,13 +419,7 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 Ok(None)
             }
             Action::Prune { offset } => {
-                if let Err(e) = self
-                    .store
-                    .prune(self.config.job, self.config.partition, offset)
-                    .await
-                {
-                    tracing::debug!(error = %e, "old snapshots not pruned");
-                }
+                self.prune(offset).await;
                 self.record_checkpoint_metrics();
                 Ok(None)
             }
@@ -410,6 +442,29 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
                 *failure = Some(e);
                 Some(Event::SnapshotFailed { error })
             }
+        }
+    }
+
+    /// Deletes old snapshots before `offset` that the group's pins allow (see
+    /// [`super::PrunePins`]): none at or after the committed cut it records, none a
+    /// savepoint pins.
+    async fn prune(&self, offset: i64) {
+        let (offset, keep) = match &self.config.pins {
+            None => (Some(offset), Vec::new()),
+            Some(shared) => {
+                let pins = shared.get();
+                (pins.below.map(|below| below.min(offset)), pins.keep)
+            }
+        };
+        let Some(offset) = offset else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .prune(self.config.job, self.config.partition, offset, &keep)
+            .await
+        {
+            tracing::debug!(error = %e, "old snapshots not pruned");
         }
     }
 

@@ -11,7 +11,9 @@ use super::pause_switch::PauseSwitch;
 use super::status::StatusBoard;
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::{ControlError, ControlPlane};
-use crate::exactly_once::{transactional_id, PartitionConfig, POLL_BATCH_RECORDS_MAX};
+use crate::exactly_once::{
+    transactional_id, PartitionConfig, PrunePins, SharedPins, POLL_BATCH_RECORDS_MAX,
+};
 use crate::rate_limit::{LogLimiter, LOG_LIMITER_KEYS_MAX, LOG_REPEAT_INTERVAL_MS};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -108,8 +110,14 @@ impl SupervisorConfig {
 #[rtype(result = "()")]
 pub struct StopSupervisor;
 
-/// A running partition: the epoch it runs at, its actor, and its pause switch.
-type RunningPartition<B, S, C> = (Epoch, Addr<PartitionActor<B, S, C>>, PauseSwitch);
+/// A running partition: the epoch it runs at, its actor, its pause switch and what its
+/// pruning must keep.
+type RunningPartition<B, S, C> = (
+    Epoch,
+    Addr<PartitionActor<B, S, C>>,
+    PauseSwitch,
+    SharedPins,
+);
 
 /// Starts a partition actor on one of the pool's threads, with that thread's own control
 /// plane (made where the seams are known to be `Send`).
@@ -235,7 +243,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
     }
 
     fn stop_all(&mut self) {
-        for (_, (_, addr, _)) in std::mem::take(&mut self.running) {
+        for (_, (_, addr, _, _)) in std::mem::take(&mut self.running) {
             addr.do_send(StopPartition);
         }
     }
@@ -252,7 +260,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
         let stale: Vec<(JobId, PartitionId)> = self
             .running
             .iter()
-            .filter(|(key, (epoch, addr, _))| {
+            .filter(|(key, (epoch, addr, _, _))| {
                 // An actor that ended (fenced, or out of recovery attempts) is restarted if
                 // the partition is still ours: a transaction the broker timed out looks
                 // like fencing, and only the coordinator knows who owns the partition.
@@ -261,15 +269,16 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
             .map(|(key, _)| *key)
             .collect();
         for key in stale {
-            if let Some((_, addr, _)) = self.running.remove(&key) {
+            if let Some((_, addr, _, _)) = self.running.remove(&key) {
                 tracing::info!(job = %key.0, partition = %key.1, "partition taken away; stopping");
                 addr.do_send(StopPartition);
             }
         }
         let mut paused = Vec::new();
         for (key, assignment) in wanted {
-            if let Some((epoch, _, pause)) = self.running.get(&key) {
+            if let Some((epoch, _, pause, pins)) = self.running.get(&key) {
                 pause.set_wanted(assignment.pause);
+                pins.set(prune_pins(&assignment));
                 if assignment.pause && !assignment.pause_recorded && pause.paused() {
                     paused.push(WorkerReport::Paused {
                         job: key.0,
@@ -279,22 +288,9 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 }
                 continue;
             }
-            let spec: JobSpec = match serde_json::from_value(assignment.spec) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(job = %key.0, error = %e, "assigned a spec this worker cannot read");
-                    continue;
-                }
-            };
-            let config = PartitionConfig {
-                worker: self.config.worker.clone(),
-                job: key.0,
-                partition: key.1,
-                epoch: assignment.epoch,
-                spec,
-                poll_batch_records: self.config.poll_batch_records,
-                committed_checkpoint: assignment.committed_checkpoint,
-                repartitions: assignment.repartitions,
+            let pins = SharedPins::new(prune_pins(&assignment));
+            let Some(config) = partition_config(&self.config, key, &assignment, &pins) else {
+                continue;
             };
             tracing::info!(job = %key.0, partition = %key.1, epoch = %assignment.epoch, "starting partition");
             let (broker, store, board) =
@@ -312,12 +308,50 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Supervisor<
                 )
                 .start(),
             };
-            self.running.insert(key, (assignment.epoch, addr, pause));
+            self.running
+                .insert(key, (assignment.epoch, addr, pause, pins));
         }
         let live: BTreeSet<(JobId, PartitionId)> = self.running.keys().copied().collect();
         metrics::gauge!("weir_worker_partitions", "worker" => self.config.worker.0.clone())
             .set(live.len() as f64);
         paused
+    }
+}
+
+/// What the partition of `key` runs, from its assignment; `None` (logged) for a spec
+/// this worker cannot read.
+fn partition_config(
+    supervisor: &SupervisorConfig,
+    key: (JobId, PartitionId),
+    assignment: &WorkerAssignment,
+    pins: &SharedPins,
+) -> Option<PartitionConfig> {
+    let spec: JobSpec = match serde_json::from_value(assignment.spec.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(job = %key.0, error = %e, "assigned a spec this worker cannot read");
+            return None;
+        }
+    };
+    Some(PartitionConfig {
+        worker: supervisor.worker.clone(),
+        job: key.0,
+        partition: key.1,
+        epoch: assignment.epoch,
+        spec,
+        poll_batch_records: supervisor.poll_batch_records,
+        committed_checkpoint: assignment.committed_checkpoint,
+        repartitions: assignment.repartitions.clone(),
+        restore: assignment.restore.clone(),
+        pins: Some(pins.clone()),
+    })
+}
+
+/// What an assignment says the partition's pruning must keep.
+fn prune_pins(assignment: &WorkerAssignment) -> PrunePins {
+    PrunePins {
+        below: assignment.prune_below,
+        keep: assignment.keep_offsets.clone(),
     }
 }
 

@@ -47,24 +47,7 @@ pub(super) fn process_shuffled(
             record,
             "an event of a join's second stream, in a job without a join",
         )),
-        Shuffled::Partial { panes } => {
-            let (Some(window), Some(windows)) = (&plan.window, state.windows.as_mut()) else {
-                return Err(corrupt(
-                    record,
-                    "a partial aggregate for a stage without a window",
-                ));
-            };
-            let Some(key) = record
-                .key
-                .as_deref()
-                .and_then(|k| std::str::from_utf8(k).ok())
-            else {
-                return Err(corrupt(record, "a partial aggregate without a UTF-8 key"));
-            };
-            let panes = read_panes_value(panes, &window.functions())
-                .map_err(|e| corrupt(record, &format!("its panes do not read: {e}")))?;
-            windows.merge_partial(key, &panes)
-        }
+        Shuffled::Partial { panes } => on_partial(plan, state, record, panes),
         Shuffled::Event {
             event_ms,
             watermark_before_ms,
@@ -105,7 +88,7 @@ pub(super) fn process_shuffled(
     }
 }
 
-/// A marker of upstream task `upstream`: its watermark moves, and the stage's with it.
+/// A marker: its upstream task's watermark moves, and with the least of them the stage's.
 fn on_marker(
     plan: &Plan,
     state: &mut State,
@@ -135,6 +118,31 @@ fn on_marker(
         ..record.clone()
     };
     watermark_moved(plan, state, before, &trigger, out)
+}
+
+/// A partial aggregate: merged into the key's windows.
+fn on_partial(
+    plan: &Plan,
+    state: &mut State,
+    record: &SourceRecord,
+    panes: &[u8],
+) -> Result<(), PipelineError> {
+    let (Some(window), Some(windows)) = (&plan.window, state.windows.as_mut()) else {
+        return Err(corrupt(
+            record,
+            "a partial aggregate for a stage without a window",
+        ));
+    };
+    let Some(key) = record
+        .key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok())
+    else {
+        return Err(corrupt(record, "a partial aggregate without a UTF-8 key"));
+    };
+    let panes = read_panes_value(panes, &window.functions())
+        .map_err(|e| corrupt(record, &format!("its panes do not read: {e}")))?;
+    windows.merge_partial(key, &panes)
 }
 
 #[allow(clippy::too_many_arguments)] // the event's coordinates, passed down as they are

@@ -302,17 +302,9 @@ impl Plan {
             let field = format!("pipeline[{index}].{}", stage.kind());
             if !role.runs(index) {
                 if let (Stage::Window(spec_window), PipelineRole::Upstream { .. }) = (stage, role) {
-                    lateness.get_or_insert(LatenessRule {
-                        bound: LateBound::Windows(Assigner::from_spec(&spec_window.kind)),
-                        allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
-                    });
+                    lateness.get_or_insert(lateness_rule(spec_window));
                 }
-                // An upstream task that combines keeps the window and its aggregate (as
-                // partial aggregates it never fires), and nothing after them.
-                let combined = role.combines(&spec.pipeline)
-                    && window.is_none()
-                    && matches!(stage, Stage::Window(_) | Stage::Aggregate(_));
-                if !combined {
+                if !combined_upstream(spec, role, stage, window.is_some()) {
                     continue;
                 }
             }
@@ -353,19 +345,8 @@ impl Plan {
                 }
             }
         }
-        let routes = match role {
-            PipelineRole::Upstream { .. } => Vec::new(),
-            PipelineRole::Whole | PipelineRole::Downstream { .. } => spec
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(index, route)| {
-                    Filter::compile(format!("routes[{index}].when"), &route.when, &env)
-                })
-                .collect::<Result<_, _>>()?,
-        };
         Ok(Plan {
-            routes,
+            routes: compile_routes(spec, role, &env)?,
             env,
             event_time_field: spec.source.event_time.clone(),
             max_out_of_orderness_ms: millis(spec.source.max_out_of_orderness_or_zero()),
@@ -379,6 +360,42 @@ impl Plan {
             lateness,
             partitioned_by_check: None,
         })
+    }
+}
+
+/// The lateness rule an upstream task judges by, from the window after its shuffle.
+fn lateness_rule(spec_window: &weir_core::spec::Window) -> LatenessRule {
+    LatenessRule {
+        bound: LateBound::Windows(Assigner::from_spec(&spec_window.kind)),
+        allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
+    }
+}
+
+/// Whether `stage`, which `role` does not run, is compiled anyway: an upstream task that
+/// combines keeps the window and its aggregate (as partial aggregates it never fires), and
+/// nothing after them.
+fn combined_upstream(spec: &JobSpec, role: PipelineRole, stage: &Stage, has_window: bool) -> bool {
+    role.combines(&spec.pipeline)
+        && !has_window
+        && matches!(stage, Stage::Window(_) | Stage::Aggregate(_))
+}
+
+/// The spec's routes' predicates, for a role that writes the sink (none upstream).
+fn compile_routes(
+    spec: &JobSpec,
+    role: PipelineRole,
+    env: &super::expr::CelEnv,
+) -> Result<Vec<Filter>, CompileError> {
+    match role {
+        PipelineRole::Upstream { .. } => Ok(Vec::new()),
+        PipelineRole::Whole | PipelineRole::Downstream { .. } => spec
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| {
+                Filter::compile(format!("routes[{index}].when"), &route.when, env)
+            })
+            .collect(),
     }
 }
 

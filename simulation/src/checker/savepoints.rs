@@ -1,0 +1,70 @@
+//! Savepoints at the end of a run: every snapshot a complete savepoint pins is still in
+//! the checkpoint store and restores into its job's pipeline. Pruning must keep them for
+//! as long as the savepoint exists, whatever the partitions committed since (planted bug
+//! `savepoint-snapshots-pruned` forgets the pins). A pin without a checkpoint (a
+//! partition that never committed) is empty state and pins no snapshot.
+
+use weir_coordinator::state::ControlState;
+use weir_core::spec::JobSpec;
+use weir_core::wire::SavepointStatus;
+use weir_worker::checkpoint_store::CheckpointStore;
+use weir_worker::exactly_once::snapshot_codec::decode_snapshot;
+use weir_worker::operators::Pipeline;
+
+/// Every problem with the savepoints of `state` against `store`, one sentence each, and
+/// how many pinned snapshots were checked.
+pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<String>, usize) {
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for job in state.jobs.values() {
+        let spec: Option<JobSpec> = serde_json::from_value(job.spec.clone()).ok();
+        for sp in job.savepoints.values() {
+            if sp.status != SavepointStatus::Complete {
+                continue;
+            }
+            if sp.pins.len() != job.partitions.len() {
+                problems.push(format!(
+                    "savepoint {} of job {} pins {} of {} partitions",
+                    sp.id,
+                    job.id,
+                    sp.pins.len(),
+                    job.partitions.len()
+                ));
+            }
+            for (partition, pin) in &sp.pins {
+                if pin.checkpoint.is_none() {
+                    continue;
+                }
+                checked += 1;
+                let at = format!(
+                    "savepoint {} of job {} partition {partition} at offset {}",
+                    sp.id, job.id, pin.offset
+                );
+                let bytes = match store.get(job.id, *partition, pin.offset).await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => {
+                        problems.push(format!("{at}: its snapshot is gone from the store"));
+                        continue;
+                    }
+                    Err(e) => {
+                        problems.push(format!("{at}: the store failed: {e}"));
+                        continue;
+                    }
+                };
+                let restored =
+                    decode_snapshot(&bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|(_, state)| match &spec {
+                            Some(spec) => Pipeline::restore(spec, state)
+                                .map(|_| ())
+                                .map_err(|e| e.to_string()),
+                            None => Err("the job's spec does not read".into()),
+                        });
+                if let Err(e) = restored {
+                    problems.push(format!("{at}: its snapshot does not restore: {e}"));
+                }
+            }
+        }
+    }
+    (problems, checked)
+}
