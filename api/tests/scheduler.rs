@@ -16,6 +16,17 @@ use weir_core::wire::{CheckpointPhase, CheckpointReport, JobState};
 use weir_worker::control::{ControlError, ControlPlane, HttpControlPlane};
 
 const SPEC: &str = include_str!("../../docs/examples/card-velocity.yaml");
+
+/// The example job with its source declared partitioned by card, so it runs as one stage:
+/// one task per source partition, which is what this test counts.
+fn one_stage_spec() -> String {
+    let spec = SPEC.replace(
+        "  max_out_of_orderness: 5s",
+        "  max_out_of_orderness: 5s\n  partitioned_by: card_id",
+    );
+    assert!(spec.contains("partitioned_by"), "the example changed");
+    spec
+}
 const LEASE_MS: u64 = 1_000;
 
 /// Keeps a worker's lease alive until told to stop, as a worker's heartbeat loop does.
@@ -70,7 +81,7 @@ async fn the_scheduler_spreads_reassigns_and_fences_through_worker_calls() {
     let admin = Client::new(group.addrs(), Some(ADMIN.into()));
     admin.create_tenant("pay").await.unwrap();
     let job = admin
-        .submit_job(SPEC.as_bytes().to_vec(), Some("pay"))
+        .submit_job(one_stage_spec().into_bytes(), Some("pay"))
         .await
         .unwrap()
         .id;

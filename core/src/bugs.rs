@@ -44,6 +44,9 @@ pub enum PlantedBug {
     /// instead of after them, so a downstream stage may fire a window before the events
     /// that belong to it arrive.
     MarkerBeforeEvents,
+    /// The interval join's buffers are left out of the snapshot, so a partition restored
+    /// from a checkpoint forgets the events waiting for their match.
+    JoinStateNotInSnapshot,
     /// An upstream task that aggregates before the shuffle sends its partial aggregates
     /// after taking the snapshot instead of before, so the snapshot holds what the
     /// committed transaction also carries, and a restore counts it twice.
@@ -57,7 +60,7 @@ pub enum PlantedBug {
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 14] = [
+    pub const ALL: [PlantedBug; 15] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -69,6 +72,7 @@ impl PlantedBug {
         PlantedBug::DownstreamWatermarkNotMin,
         PlantedBug::ShuffleByTask,
         PlantedBug::MarkerBeforeEvents,
+        PlantedBug::JoinStateNotInSnapshot,
         PlantedBug::PartialsAfterSnapshot,
         PlantedBug::RouteAlsoToSink,
         PlantedBug::SavepointSnapshotsPruned,
@@ -88,6 +92,7 @@ impl PlantedBug {
             PlantedBug::DownstreamWatermarkNotMin => "downstream-watermark-not-min",
             PlantedBug::ShuffleByTask => "shuffle-by-task",
             PlantedBug::MarkerBeforeEvents => "marker-before-events",
+            PlantedBug::JoinStateNotInSnapshot => "join-state-not-in-snapshot",
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
             PlantedBug::RouteAlsoToSink => "route-also-to-sink",
             PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",

@@ -9,6 +9,7 @@
 //! - [`cel`]: compiling CEL expressions, shared by validation and the worker.
 //! - [`aggregate`]: reading `count()`, `sum(x)` and the other aggregate calls.
 //! - [`parse`] and [`validate`]: from request body to a checked [`JobSpec`].
+//! - [`join`]: the settings and checks of an interval join (not yet a pipeline stage).
 //! - [`stages`]: the chain of stages and repartition topics a job will run as (planned,
 //!   not yet run).
 
@@ -16,6 +17,7 @@ pub mod aggregate;
 pub mod cel;
 pub mod duration;
 pub mod error;
+pub mod join;
 pub mod model;
 pub mod parse;
 pub mod stage;
@@ -29,6 +31,7 @@ pub use aggregate::{parse_aggregate_call, AggregateCall, AggregateFunction};
 pub use cel::compile_expression;
 pub use duration::{ParseDurationError, SpecDuration};
 pub use error::SpecError;
+pub use join::{Join, JoinKind};
 pub use model::{Delivery, Format, JobSpec, Sink, Source};
 pub use parse::parse_job_spec;
 pub use stage::{Dedupe, Session, Sliding, Stage, Window, WindowKind};

@@ -236,7 +236,7 @@ fn check_routes(spec: &JobSpec) -> Result<(), SpecError> {
 }
 
 /// Kafka's topic rules: `[a-zA-Z0-9._-]{1,249}`, and neither `.` nor `..`.
-fn check_topic(field: &str, topic: &str) -> Result<(), SpecError> {
+pub(super) fn check_topic(field: &str, topic: &str) -> Result<(), SpecError> {
     if topic.is_empty() {
         return Err(SpecError::new(field, "must not be empty"));
     }
@@ -454,20 +454,24 @@ fn check_output_name(field: &str, name: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_expression(field: &str, expression: &str) -> Result<(), SpecError> {
+pub(super) fn check_expression(field: &str, expression: &str) -> Result<(), SpecError> {
     compile_expression(expression)
         .map(drop)
         .map_err(|message| SpecError::new(field, message))
 }
 
-fn check_positive(field: &str, duration: SpecDuration) -> Result<(), SpecError> {
+pub(super) fn check_positive(field: &str, duration: SpecDuration) -> Result<(), SpecError> {
     if duration.is_zero() {
         return Err(SpecError::new(field, "must be longer than zero"));
     }
     Ok(())
 }
 
-fn check_at_most(field: &str, duration: SpecDuration, max: SpecDuration) -> Result<(), SpecError> {
+pub(super) fn check_at_most(
+    field: &str,
+    duration: SpecDuration,
+    max: SpecDuration,
+) -> Result<(), SpecError> {
     if duration > max {
         return Err(SpecError::new(
             field,

@@ -9,6 +9,7 @@ use weir_core::spec::JobSpec;
 use weir_core::wire::SavepointStatus;
 use weir_worker::checkpoint_store::CheckpointStore;
 use weir_worker::exactly_once::snapshot_codec::decode_snapshot;
+use weir_worker::exactly_once::stage_task::resolve;
 use weir_worker::operators::Pipeline;
 
 /// Every problem with the savepoints of `state` against `store`, one sentence each, and
@@ -55,9 +56,15 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                     decode_snapshot(&bytes)
                         .map_err(|e| e.to_string())
                         .and_then(|(_, state)| match &spec {
-                            Some(spec) => Pipeline::restore(spec, state)
-                                .map(|_| ())
-                                .map_err(|e| e.to_string()),
+                            Some(spec) => {
+                                // Each task restores the part of the pipeline its stage runs.
+                                let task = resolve(job.id, spec, *partition, &job.repartitions)
+                                    .map_err(|e| e.to_string())?;
+                                let role = task.role(job.partition_count.unwrap_or(0));
+                                Pipeline::restore_role(spec, role, state)
+                                    .map(|_| ())
+                                    .map_err(|e| e.to_string())
+                            }
                             None => Err("the job's spec does not read".into()),
                         });
                 if let Err(e) = restored {

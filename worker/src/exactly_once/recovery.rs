@@ -306,16 +306,11 @@ async fn pipeline_role<B: Broker>(
     spec: &weir_core::spec::JobSpec,
     broker: &B,
 ) -> Result<PipelineRole, PartitionError> {
-    Ok(match task {
-        StageTask::Whole { .. } => PipelineRole::Whole,
-        StageTask::Upstream { shuffle_at, .. } => PipelineRole::Upstream {
-            shuffle_at: *shuffle_at,
-        },
-        StageTask::Downstream { shuffle_at, .. } => PipelineRole::Downstream {
-            shuffle_at: *shuffle_at,
-            upstreams: broker.partition_count(&spec.source.topic).await?,
-        },
-    })
+    let source_partitions = match task {
+        StageTask::Downstream { .. } => broker.partition_count(&spec.source.topic).await?,
+        StageTask::Whole { .. } | StageTask::Upstream { .. } => 0,
+    };
+    Ok(task.role(source_partitions))
 }
 
 /// Where the partition's outputs go and how large each may be, read from the broker.

@@ -3,6 +3,7 @@
 //! pipeline over a source partition; the upstream stage over a source partition, writing
 //! the repartition topic; or the downstream stage over a repartition partition.
 
+use crate::operators::PipelineRole;
 use weir_broker::{CleanupPolicy, Retention, TopicSpec};
 use weir_core::ids::{JobId, PartitionId};
 use weir_core::spec::stages::{
@@ -117,6 +118,21 @@ impl StageTask {
                 repartition,
                 ..
             } => (repartition.topic.clone(), *partition),
+        }
+    }
+
+    /// The part of the pipeline the task runs, its job's source having
+    /// `source_partitions` partitions (downstream of a shuffle, one upstream task each).
+    pub fn role(&self, source_partitions: u32) -> PipelineRole {
+        match self {
+            StageTask::Whole { .. } => PipelineRole::Whole,
+            StageTask::Upstream { shuffle_at, .. } => PipelineRole::Upstream {
+                shuffle_at: *shuffle_at,
+            },
+            StageTask::Downstream { shuffle_at, .. } => PipelineRole::Downstream {
+                shuffle_at: *shuffle_at,
+                upstreams: source_partitions,
+            },
         }
     }
 

@@ -22,7 +22,7 @@ use super::object::Obj;
 use super::pipeline::{add_to_windows, dead_letter, emit, watermark_moved};
 use super::plan::{watermark, Plan, State};
 use super::record::{Outputs, SourceRecord};
-use super::shuffled::{self, Shuffled};
+use super::shuffled::{self, JoinSide, Shuffled};
 use super::snapshot::read_panes_value;
 use super::stages::{run_steps, Flow};
 
@@ -40,6 +40,13 @@ pub(super) fn process_shuffled(
             upstream,
             watermark_ms,
         } => on_marker(plan, state, record, upstream, watermark_ms, out),
+        Shuffled::Event {
+            side: JoinSide::Right,
+            ..
+        } => Err(corrupt(
+            record,
+            "an event of a join's second stream, in a job without a join",
+        )),
         Shuffled::Partial { panes } => on_partial(plan, state, record, panes),
         Shuffled::Event {
             event_ms,
@@ -47,6 +54,7 @@ pub(super) fn process_shuffled(
             source_partition,
             source_offset,
             object,
+            ..
         } => {
             let Some(key) = record
                 .key

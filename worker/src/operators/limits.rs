@@ -15,6 +15,12 @@ pub const OPEN_WINDOWS_PER_KEY_MAX: usize = 10_000;
 pub const OPEN_WINDOWS_PER_PARTITION_MAX: usize = 4_000_000;
 /// The most keys one dedupe stage of one partition remembers at once.
 pub const DEDUPE_KEYS_MAX: usize = 4_000_000;
+/// The most events (both sides) one partition's interval join buffers.
+pub const JOIN_ENTRIES_PER_PARTITION_MAX: usize = 4_000_000;
+/// The most events (both sides) one key of an interval join buffers.
+pub const JOIN_ENTRIES_PER_KEY_MAX: usize = 100_000;
+/// The most bytes (objects, keys, bookkeeping) one partition's interval join buffers.
+pub const JOIN_BYTES_PER_PARTITION_MAX: usize = 1 << 30;
 /// The most windows one event may belong to (a sliding window's size / slide, rounded
 /// up); validation refuses a spec beyond it at submit time.
 pub use weir_core::spec::validate::WINDOWS_PER_EVENT_MAX;
@@ -32,6 +38,12 @@ pub enum StateLimit {
     OpenWindowsPerPartition,
     /// [`DEDUPE_KEYS_MAX`].
     DedupeKeys,
+    /// [`JOIN_ENTRIES_PER_PARTITION_MAX`].
+    JoinEntriesPerPartition,
+    /// [`JOIN_ENTRIES_PER_KEY_MAX`].
+    JoinEntriesPerKey,
+    /// [`JOIN_BYTES_PER_PARTITION_MAX`].
+    JoinBytesPerPartition,
 }
 
 impl StateLimit {
@@ -42,6 +54,9 @@ impl StateLimit {
             StateLimit::OpenWindowsPerKey => OPEN_WINDOWS_PER_KEY_MAX,
             StateLimit::OpenWindowsPerPartition => OPEN_WINDOWS_PER_PARTITION_MAX,
             StateLimit::DedupeKeys => DEDUPE_KEYS_MAX,
+            StateLimit::JoinEntriesPerPartition => JOIN_ENTRIES_PER_PARTITION_MAX,
+            StateLimit::JoinEntriesPerKey => JOIN_ENTRIES_PER_KEY_MAX,
+            StateLimit::JoinBytesPerPartition => JOIN_BYTES_PER_PARTITION_MAX,
         }
     }
 
@@ -52,6 +67,9 @@ impl StateLimit {
             StateLimit::OpenWindowsPerKey => "open windows of one key",
             StateLimit::OpenWindowsPerPartition => "open windows in one partition",
             StateLimit::DedupeKeys => "keys remembered by one dedupe stage in one partition",
+            StateLimit::JoinEntriesPerPartition => "events buffered by the join in one partition",
+            StateLimit::JoinEntriesPerKey => "events buffered by the join for one key",
+            StateLimit::JoinBytesPerPartition => "bytes buffered by the join in one partition",
         }
     }
 }

@@ -20,7 +20,7 @@ use super::plan::{watermark, Plan, RestoreError, State, WindowPlan};
 use super::record::{
     write_json_str, DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord,
 };
-use super::role::{LatenessRule, PipelineRole};
+use super::role::{LateBound, LatenessRule, PipelineRole};
 use super::snapshot;
 use super::stages::{run_steps, Flow, Step};
 use super::window::Assigner;
@@ -56,6 +56,50 @@ impl Pipeline {
         let plan = Plan::compile(spec, role)?;
         let state = State::new(&plan);
         Ok(Pipeline { plan, state })
+    }
+
+    /// Compiles the upstream task of one side of a join, with empty state: `side_spec`
+    /// is that side's source with its pipeline up to and including a last `key_by` on the
+    /// join key (the left side: the job's stages before the join; the right side: only
+    /// the key), and events are judged late, and written, by `side`'s rule.
+    pub fn compile_join_upstream(
+        side_spec: &JobSpec,
+        side: super::shuffled::JoinSide,
+        join: &weir_core::spec::Join,
+    ) -> Result<Pipeline, CompileError> {
+        let shuffle_at = match side_spec.pipeline.last() {
+            Some(Stage::KeyBy(_)) => side_spec.pipeline.len() - 1,
+            _ => {
+                return Err(CompileError::Expression {
+                    field: "pipeline".into(),
+                    message: "a join side's upstream ends with the key_by of its join key".into(),
+                })
+            }
+        };
+        let mut plan = Plan::compile(side_spec, PipelineRole::Upstream { shuffle_at })?;
+        plan.lateness = Some(LatenessRule {
+            bound: match side {
+                super::shuffled::JoinSide::Left => LateBound::JoinLeft {
+                    within_ms: millis(join.within),
+                },
+                super::shuffled::JoinSide::Right => LateBound::JoinRight,
+            },
+            allowed_lateness_ms: millis(join.allowed_lateness_or_zero()),
+        });
+        let state = State::new(&plan);
+        Ok(Pipeline { plan, state })
+    }
+
+    /// Restores the upstream task of one side of a join from a snapshot of it.
+    pub fn restore_join_upstream(
+        side_spec: &JobSpec,
+        side: super::shuffled::JoinSide,
+        join: &weir_core::spec::Join,
+        bytes: &[u8],
+    ) -> Result<Pipeline, RestoreError> {
+        let mut pipeline = Pipeline::compile_join_upstream(side_spec, side, join)?;
+        snapshot::read(&pipeline.plan, &mut pipeline.state, bytes)?;
+        Ok(pipeline)
     }
 
     /// Restores a pipeline for `spec` from a [`snapshot`](Pipeline::snapshot) of it.
@@ -322,7 +366,7 @@ impl Plan {
 /// The lateness rule an upstream task judges by, from the window after its shuffle.
 fn lateness_rule(spec_window: &weir_core::spec::Window) -> LatenessRule {
     LatenessRule {
-        assigner: Assigner::from_spec(&spec_window.kind),
+        bound: LateBound::Windows(Assigner::from_spec(&spec_window.kind)),
         allowed_lateness_ms: millis(spec_window.allowed_lateness_or_zero()),
     }
 }
@@ -446,7 +490,15 @@ fn shuffle_out(
         return;
     };
     if rule.is_late(event_ms, watermark_ms) {
-        let detail = late_text(event_ms, watermark_ms, rule.allowed_lateness_ms);
+        let detail = match rule.bound {
+            LateBound::Windows(_) => late_text(event_ms, watermark_ms, rule.allowed_lateness_ms),
+            LateBound::JoinLeft { .. } | LateBound::JoinRight => format!(
+                "event time {event_ms} ms is too late: the watermark is at {} ms and the join \
+                 can no longer keep it (allowed lateness {} ms)",
+                watermark_ms.unwrap_or(i64::MIN),
+                rule.allowed_lateness_ms
+            ),
+        };
         dead_letter(out, record, DeadLetterReason::Late, detail);
         return;
     }
@@ -457,7 +509,8 @@ fn shuffle_out(
     obj.write_json(&mut object);
     out.records.push(OutputRecord {
         key: Some(key.to_string()),
-        value: super::shuffled::encode_event(
+        value: super::shuffled::encode_side_event(
+            rule.side(),
             event_ms,
             watermark_ms,
             record.partition,

@@ -55,32 +55,54 @@ impl PipelineRole {
     }
 }
 
-/// What an upstream task needs of the window that follows its shuffle: lateness is judged
-/// there, once, with the task's own watermark, since every downstream decision must be
-/// one a replay repeats.
+/// What an upstream task needs of the stage that follows its shuffle (a window, or a
+/// join): lateness is judged there, once, with the task's own watermark, since every
+/// downstream decision must be one a replay repeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LatenessRule {
-    pub(crate) assigner: Assigner,
+    pub(crate) bound: LateBound,
     pub(crate) allowed_lateness_ms: i64,
+}
+
+/// What an event's lateness is measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LateBound {
+    /// The end of the last window the event belongs to.
+    Windows(Assigner),
+    /// A join's left side: `ts + within`, the last time a right event can match.
+    JoinLeft { within_ms: i64 },
+    /// A join's right side: the event's own time.
+    JoinRight,
 }
 
 impl LatenessRule {
     /// Whether an event at `event_ms` is late at `watermark_ms`: every window it belongs
     /// to has closed (tumbling and sliding windows: a session window never follows a
-    /// shuffle, and is never called late here).
+    /// shuffle, and is never called late here); for a join, by the side's rule (`join.rs`).
     pub(crate) fn is_late(&self, event_ms: i64, watermark_ms: Option<i64>) -> bool {
         let Some(watermark) = watermark_ms else {
             return false;
         };
-        let (size_ms, slide_ms) = match self.assigner {
-            Assigner::Tumbling { size_ms } => (size_ms, size_ms),
-            Assigner::Sliding { size_ms, slide_ms } => (size_ms, slide_ms),
-            Assigner::Session { .. } => return false,
+        let bound = match self.bound {
+            LateBound::Windows(Assigner::Tumbling { size_ms }) => {
+                (event_ms.div_euclid(size_ms) * size_ms).saturating_add(size_ms)
+            }
+            LateBound::Windows(Assigner::Sliding { size_ms, slide_ms }) => {
+                (event_ms.div_euclid(slide_ms) * slide_ms).saturating_add(size_ms)
+            }
+            LateBound::Windows(Assigner::Session { .. }) => return false,
+            LateBound::JoinLeft { within_ms } => event_ms.saturating_add(within_ms),
+            LateBound::JoinRight => event_ms,
         };
-        let last_start = event_ms.div_euclid(slide_ms) * slide_ms;
-        last_start
-            .saturating_add(size_ms)
-            .saturating_add(self.allowed_lateness_ms)
-            <= watermark
+        bound.saturating_add(self.allowed_lateness_ms) <= watermark
+    }
+
+    /// The side of the join the task's events are on (every event of a job without a
+    /// join is on the left).
+    pub(crate) fn side(&self) -> super::shuffled::JoinSide {
+        match self.bound {
+            LateBound::JoinRight => super::shuffled::JoinSide::Right,
+            LateBound::Windows(_) | LateBound::JoinLeft { .. } => super::shuffled::JoinSide::Left,
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! - an **event**: its Kafka key is the key text; its value carries the event time, the
 //!   upstream watermark just before the event (which decides the windows it joins
 //!   downstream), the source coordinates (for dead letters downstream) and the event's
-//!   current object as JSON;
+//!   current object as JSON. An event of a join's second stream (`join.with`) is written
+//!   with kind 3 instead of 0, so the downstream task knows its side; every other event
+//!   (a job without a join, the join's left side) keeps kind 0;
 //! - a **watermark marker**, sent to every downstream partition at each commit whose
 //!   watermark moved: the upstream task's index and its watermark;
 //! - a **partial aggregate**: when the window follows the shuffle directly, an upstream
@@ -15,25 +17,39 @@
 //!   and lateness are decided upstream either way, so the result is the same; only far
 //!   fewer records cross the topic.
 //!
-//! Layout (little-endian): `"WS" u8:version(1) u8:kind`, then for an event
+//! Layout (little-endian): `"WS" u8:version(1) u8:kind`, then for an event (kind 0 or 3)
 //! `i64:event_ms u8:has_watermark [i64:watermark_ms] i32:source_partition
-//! i64:source_offset` and the object's JSON to the end; for a marker `u32:upstream
-//! i64:watermark_ms`; for a partial aggregate the panes to the end. Anything else is refused: a repartition topic holds only what weir
-//! wrote, so a record that does not read is corruption, never skipped.
+//! i64:source_offset` and the object's JSON to the end; for a marker (kind 1)
+//! `u32:upstream i64:watermark_ms`; for a partial aggregate (kind 2) the panes to the
+//! end. Anything else is refused: a repartition topic holds only what weir wrote, so a
+//! record that does not read is corruption, never skipped. (Kinds 2 and 3 add to version 1
+//! without changing it: every record written before them reads as it did.)
 
 const MAGIC: &[u8; 2] = b"WS";
 const VERSION: u8 = 1;
 const KIND_EVENT: u8 = 0;
 const KIND_WATERMARK: u8 = 1;
 const KIND_PARTIAL: u8 = 2;
+const KIND_EVENT_RIGHT: u8 = 3;
 /// Bytes an event adds to its object: the largest event header.
 pub const EVENT_HEADER_BYTES_MAX: usize = 4 + 8 + 1 + 8 + 4 + 8;
+
+/// Which stream of a job an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JoinSide {
+    /// The job's source: every event of a job without a join, and the left side of one.
+    Left,
+    /// The second stream of a job's `join` (`join.with`).
+    Right,
+}
 
 /// One record of a repartition topic, read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shuffled<'a> {
     /// An event routed by its key.
     Event {
+        /// The stream it comes from.
+        side: JoinSide,
         event_ms: i64,
         /// The upstream task's watermark before this event.
         watermark_before_ms: Option<i64>,
@@ -58,8 +74,28 @@ pub fn encode_partial(panes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The value of an event record.
+/// The value of an event record of the job's source.
 pub fn encode_event(
+    event_ms: i64,
+    watermark_before_ms: Option<i64>,
+    source_partition: i32,
+    source_offset: i64,
+    object: &[u8],
+) -> Vec<u8> {
+    encode_side_event(
+        JoinSide::Left,
+        event_ms,
+        watermark_before_ms,
+        source_partition,
+        source_offset,
+        object,
+    )
+}
+
+/// The value of an event record of `side`; its source coordinates are those of the
+/// side's own topic.
+pub fn encode_side_event(
+    side: JoinSide,
     event_ms: i64,
     watermark_before_ms: Option<i64>,
     source_partition: i32,
@@ -69,7 +105,10 @@ pub fn encode_event(
     let mut out = Vec::with_capacity(EVENT_HEADER_BYTES_MAX + object.len());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
-    out.push(KIND_EVENT);
+    out.push(match side {
+        JoinSide::Left => KIND_EVENT,
+        JoinSide::Right => KIND_EVENT_RIGHT,
+    });
     out.extend_from_slice(&event_ms.to_le_bytes());
     match watermark_before_ms {
         None => out.push(0),
@@ -106,7 +145,12 @@ pub fn decode(value: &[u8]) -> Result<Shuffled<'_>, String> {
         return Err(format!("unknown repartition record version {version}"));
     }
     match r.u8()? {
-        KIND_EVENT => {
+        kind @ (KIND_EVENT | KIND_EVENT_RIGHT) => {
+            let side = if kind == KIND_EVENT {
+                JoinSide::Left
+            } else {
+                JoinSide::Right
+            };
             let event_ms = r.i64()?;
             let watermark_before_ms = match r.u8()? {
                 0 => None,
@@ -116,6 +160,7 @@ pub fn decode(value: &[u8]) -> Result<Shuffled<'_>, String> {
             let source_partition = i32::from_le_bytes(r.array()?);
             let source_offset = r.i64()?;
             Ok(Shuffled::Event {
+                side,
                 event_ms,
                 watermark_before_ms,
                 source_partition,
@@ -176,6 +221,7 @@ mod tests {
         assert_eq!(
             decode(&value),
             Ok(Shuffled::Event {
+                side: JoinSide::Left,
                 event_ms: 1_000,
                 watermark_before_ms: Some(-5),
                 source_partition: 3,
@@ -202,6 +248,41 @@ mod tests {
                 watermark_ms: 123
             })
         );
+    }
+
+    #[test]
+    fn an_event_says_its_side_and_a_version_1_event_reads_as_the_left_one() {
+        let right = encode_side_event(JoinSide::Right, 5, Some(1), 2, 3, b"{}");
+        assert_eq!(right[3], KIND_EVENT_RIGHT);
+        assert_eq!(
+            decode(&right),
+            Ok(Shuffled::Event {
+                side: JoinSide::Right,
+                event_ms: 5,
+                watermark_before_ms: Some(1),
+                source_partition: 2,
+                source_offset: 3,
+                object: b"{}",
+            })
+        );
+        // A record as written before sides existed, byte for byte.
+        let mut before: Vec<u8> = b"WS\x01\x00".to_vec();
+        before.extend_from_slice(&7i64.to_le_bytes());
+        before.push(0);
+        before.extend_from_slice(&1i32.to_le_bytes());
+        before.extend_from_slice(&9i64.to_le_bytes());
+        before.extend_from_slice(b"{}");
+        assert_eq!(before, encode_event(7, None, 1, 9, b"{}"));
+        assert!(matches!(
+            decode(&before),
+            Ok(Shuffled::Event {
+                side: JoinSide::Left,
+                ..
+            })
+        ));
+        let mut other_kind = right.clone();
+        other_kind[3] = 4;
+        assert!(decode(&other_kind).is_err());
     }
 
     #[test]
