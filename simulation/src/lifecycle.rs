@@ -144,7 +144,10 @@ pub async fn drive(
                 .send(&mut rng, Request::TakeSavepoint, OPEN_ATTEMPTS_MAX)
                 .await;
         }
-        let stop_with_savepoint = savepoints && open == JobRequest::Stop;
+        // A job that repartitions cannot start from a savepoint yet (refused): its stop
+        // takes none, so that its start is a plain one.
+        let shuffles = weir_core::spec::stages::shuffling_key_by(&job.spec).is_some();
+        let stop_with_savepoint = savepoints && open == JobRequest::Stop && !shuffles;
         let opening = if stop_with_savepoint {
             Request::StopWithSavepoint
         } else {

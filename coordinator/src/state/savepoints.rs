@@ -296,6 +296,15 @@ impl ControlState {
             .get(&savepoint)
             .ok_or_else(|| Refusal::NotFound(format!("savepoint {savepoint} of job {job}")))?
             .clone();
+        if !j.repartitions.is_empty() {
+            // Each task's cut is its own last commit, not drained through the repartition
+            // topic: the simulation (seed 193) found restores counting events twice.
+            return Err(Refusal::Conflict(format!(
+                "job {job} repartitions: starting it from a savepoint is not supported yet \
+                 (its stages' cuts are not yet consistent with each other); start it without \
+                 a savepoint, from its last commit"
+            )));
+        }
         if sp.status != SavepointStatus::Complete {
             return Err(Refusal::Conflict(format!(
                 "savepoint {savepoint} of job {job} is {}; only a complete savepoint can be \
