@@ -2,9 +2,10 @@
 //! repartition topics, computed from the spec, the job id and the source topic's partition
 //! count alone (a pure function: same inputs, same plan, on every coordinator and worker).
 //!
-//! **Planned, not yet run.** Today every job runs as one stage, reading the source topic,
-//! and `key_by` groups only within a source partition. This plan is what the multi-stage
-//! runtime will follow; nothing calls it at run time yet.
+//! **Run.** The coordinator group applies it when a job's source partition count is first
+//! known and records the repartition topics' partition counts with the job; workers
+//! resolve each task against that record (`worker/src/exactly_once/stage_task.rs`). A
+//! validated spec has at most one window, so at most one shuffle runs today.
 //!
 //! # The rules
 //!

@@ -23,7 +23,7 @@ pub enum PipelineRole {
 }
 
 impl PipelineRole {
-    /// The pipeline indices this role runs, of a pipeline of `len` stages.
+    /// Whether this role runs the pipeline stage at `index`.
     pub(crate) fn runs(&self, index: usize) -> bool {
         match *self {
             PipelineRole::Whole => true,
