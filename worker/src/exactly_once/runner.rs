@@ -283,7 +283,12 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         if !idle {
             return Ok(false);
         }
+        // Settled first: then nothing more can become readable below the end, and an
+        // empty read means the topic is drained (every writer has paused or been fenced).
         let (topic, partition) = &self.input;
+        if !broker.partition_settled(topic, *partition).await? {
+            return Ok(false);
+        }
         let unread = broker
             .read_committed(topic, *partition, self.reader.position(), 1)
             .await?;
