@@ -56,11 +56,14 @@ pub enum PlantedBug {
     /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
     /// like any old checkpoint's, and starting from the savepoint finds them gone.
     SavepointSnapshotsPruned,
+    /// An upgrade carries the state of a stage that `allow_state_drop` named (whenever it
+    /// could be carried) instead of starting it empty.
+    UpgradeRestoresWrongStage,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 16] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -76,6 +79,7 @@ impl PlantedBug {
         PlantedBug::PartialsAfterSnapshot,
         PlantedBug::RouteAlsoToSink,
         PlantedBug::SavepointSnapshotsPruned,
+        PlantedBug::UpgradeRestoresWrongStage,
     ];
 
     /// The name `--plant-bug` takes.
@@ -96,6 +100,7 @@ impl PlantedBug {
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
             PlantedBug::RouteAlsoToSink => "route-also-to-sink",
             PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
+            PlantedBug::UpgradeRestoresWrongStage => "upgrade-restores-wrong-stage",
         }
     }
 
