@@ -894,3 +894,6 @@ fn a_job_that_repartitions_cannot_start_from_a_savepoint_yet() {
         other => panic!("{other:?}"),
     }
 }
+
+#[path = "versions_tests.rs"]
+mod versions;
