@@ -75,6 +75,7 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
             offset: 100,
             snapshot: Some("s1".into()),
             version: 1,
+            state_drop: Vec::new(),
         }
     );
     assert_eq!(
@@ -84,6 +85,7 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
             offset: 0,
             snapshot: None,
             version: 1,
+            state_drop: Vec::new(),
         }
     );
     // Later checkpoints move the cut, not the savepoint, and the pinned offset stays in

@@ -38,6 +38,11 @@ pub struct Pin {
     /// states from before upgrades encode as before.
     #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
     pub version: u64,
+    /// Stateful stages that upgrades since `version` started empty (a partition that
+    /// committed nothing in between keeps an older version's pin): carrying this pin into
+    /// a later version drops them too. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_drop: Vec<String>,
 }
 
 fn first_version() -> u64 {
@@ -84,7 +89,10 @@ impl PartitionState {
     /// last restore point was written by it.
     pub fn committed_cut(&self, version: u64) -> Pin {
         if let Some(restore) = &self.restore {
-            return restore.pin.clone();
+            return Pin {
+                state_drop: restore.state_drop.clone(),
+                ..restore.pin.clone()
+            };
         }
         match self.committed {
             Some((checkpoint, offset)) => Pin {
@@ -96,12 +104,14 @@ impl PartitionState {
                     .find(|c| c.checkpoint == checkpoint && c.offset == offset)
                     .map(|c| c.snapshot.clone()),
                 version,
+                state_drop: Vec::new(),
             },
             None => Pin {
                 checkpoint: None,
                 offset: 0,
                 snapshot: None,
                 version,
+                state_drop: Vec::new(),
             },
         }
     }

@@ -20,7 +20,7 @@ use super::{CommandResult, ControlState, Job, PartitionState, Refusal};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use weir_core::ids::{JobId, PartitionId, SavepointId, TenantName};
-use weir_core::spec::upgrade::check_upgrade;
+use weir_core::spec::upgrade::{check_upgrade, known_stage_ids};
 use weir_core::spec::JobSpec;
 use weir_core::wire::{JobState, JobVersionInfo, RestorePoint, SavepointStatus};
 
@@ -109,14 +109,20 @@ impl Job {
             .find(|v| !referenced.contains(v))
     }
 
-    /// Checks that `new` can take over the state of every version these pins hold.
+    /// Checks that `new` can take over the state of every pin, each from the version that
+    /// wrote it, dropping what the pin's own drops and `allow_state_drop` name.
     fn check_carry<'a>(
         &self,
         new: &JobSpec,
         pins: impl Iterator<Item = &'a Pin>,
         allow_state_drop: &[String],
     ) -> Result<(), Refusal> {
-        for version in self.pinned_versions(pins) {
+        let mut checked: BTreeSet<(u64, &[String])> = BTreeSet::new();
+        for pin in pins {
+            if !checked.insert((pin.version, pin.state_drop.as_slice())) {
+                continue;
+            }
+            let version = pin.version;
             let old = self
                 .version_spec(version)
                 .and_then(|spec| serde_json::from_value::<JobSpec>(spec.clone()).ok())
@@ -127,8 +133,10 @@ impl Job {
                         self.id
                     ))
                 })?;
-            check_upgrade(&old, new, allow_state_drop)
-                .map_err(|e| Refusal::Invalid(e.to_string()))?;
+            // The pin's own drops are checked at their upgrade; they apply where they can.
+            let mut drops = known_stage_ids(&old, new, &pin.state_drop);
+            drops.extend(allow_state_drop.iter().cloned());
+            check_upgrade(&old, new, &drops).map_err(|e| Refusal::Invalid(e.to_string()))?;
         }
         Ok(())
     }
@@ -149,11 +157,17 @@ impl Job {
                 .get(partition)
                 .cloned()
                 .unwrap_or_else(|| p.committed_cut(version));
+            let mut state_drop = pin.state_drop.clone();
+            for id in &upgrade.allow_state_drop {
+                if !state_drop.contains(id) {
+                    state_drop.push(id.clone());
+                }
+            }
             p.restore = Some(Restore {
                 savepoint: upgrade.savepoint,
                 pin,
                 after_checkpoint: p.highest_checkpoint(),
-                state_drop: upgrade.allow_state_drop.clone(),
+                state_drop,
             });
         }
         if self.versions.is_empty() {
@@ -335,5 +349,6 @@ fn current_pin(version: u64) -> Pin {
         offset: 0,
         snapshot: None,
         version,
+        state_drop: Vec::new(),
     }
 }

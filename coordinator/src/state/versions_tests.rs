@@ -319,3 +319,31 @@ fn versions_are_bounded_and_the_referenced_ones_kept() {
     assert_eq!(j.versions().len(), JOB_VERSIONS_MAX);
     assert_eq!(j.versions().last().map(|v| v.version), Some(j.version));
 }
+
+#[test]
+fn a_partition_idle_between_two_upgrades_keeps_the_first_ones_drops() {
+    let mut s = running_velocity();
+    checkpoint(&mut s, 0, 1, 100);
+    checkpoint(&mut s, 1, 1, 40);
+    stop_all(&mut s);
+    upgrade(&mut s, velocity(5, "tumbling: 120s"), None, &["window#0"]);
+    settle(&mut s);
+    // Partition 0 commits under version 2; partition 1 stays idle.
+    checkpoint(&mut s, 0, 2, 130);
+    stop_all(&mut s);
+    // Compatible with version 2, though not with version 1's state: partition 1's pin
+    // is still version 1's, and carries the window drop of the first upgrade along.
+    let r = upgrade(&mut s, velocity(3, "tumbling: 120s"), None, &[]);
+    assert!(
+        matches!(r, CommandResult::JobSubmitted { version: 3, .. }),
+        "{r:?}"
+    );
+    let j = job(&s);
+    let p0 = j.restore_point_of(&j.partitions[&PartitionId(0)]).unwrap();
+    assert_eq!((p0.offset, p0.state_drop.len()), (130, 0));
+    assert_eq!(p0.spec_before, Some(velocity(5, "tumbling: 120s")));
+    let p1 = j.restore_point_of(&j.partitions[&PartitionId(1)]).unwrap();
+    assert_eq!(p1.offset, 40);
+    assert_eq!(p1.spec_before, Some(velocity(5, "tumbling: 60s")));
+    assert_eq!(p1.state_drop, vec!["window#0".to_string()]);
+}

@@ -73,6 +73,25 @@ impl UpgradeError {
     }
 }
 
+/// The ids among `ids` that name a stateful stage of `old` or `new`: of the stages an
+/// earlier upgrade dropped, those that still matter when a state older than that upgrade
+/// is carried further (a partition that committed nothing in between).
+pub fn known_stage_ids(old: &JobSpec, new: &JobSpec, ids: &[String]) -> Vec<String> {
+    let (old_stages, new_stages) = (
+        stateful_stages(&old.pipeline),
+        stateful_stages(&new.pipeline),
+    );
+    ids.iter()
+        .filter(|id| {
+            old_stages
+                .iter()
+                .chain(&new_stages)
+                .any(|stage| &stage.id == *id)
+        })
+        .cloned()
+        .collect()
+}
+
 /// Checks that `new` can take over the state `old` wrote, dropping only the stages
 /// `allow_state_drop` names, and says how. Both specs are valid ones.
 pub fn check_upgrade(

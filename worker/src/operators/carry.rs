@@ -10,7 +10,7 @@ use super::pipeline::Pipeline;
 use super::plan::{watermark, RestoreError};
 use super::role::PipelineRole;
 use super::window::{Accumulators, Pane};
-use weir_core::spec::upgrade::{check_upgrade, CarryPlan};
+use weir_core::spec::upgrade::{check_upgrade, known_stage_ids, CarryPlan};
 use weir_core::spec::JobSpec;
 
 impl Pipeline {
@@ -31,7 +31,9 @@ impl Pipeline {
             ));
         }
         let old = Pipeline::restore_role(old_spec, role, bytes)?;
-        let plan = check_upgrade(old_spec, new_spec, state_drop)
+        // Drops of earlier upgrades may name stages neither spec has any more.
+        let state_drop = known_stage_ids(old_spec, new_spec, state_drop);
+        let plan = check_upgrade(old_spec, new_spec, &state_drop)
             .map_err(|e| RestoreError::Upgrade(e.to_string()))?;
         let mut new = Pipeline::compile_role(new_spec, role)?;
         carry(&old, &plan, &mut new)?;
@@ -197,6 +199,12 @@ mod tests {
         // The dedupe forgot e1: its repeat counts.
         let fired = outputs(&mut pipeline, &after_cut());
         assert_eq!(fired[0]["n"], json!(4));
+    }
+
+    #[test]
+    fn an_earlier_upgrades_drop_of_a_stage_neither_spec_has_is_ignored() {
+        let mut pipeline = upgraded(OLD, &["velocity"]);
+        assert_eq!(outputs(&mut pipeline, &after_cut())[0]["n"], json!(3));
     }
 
     #[test]
