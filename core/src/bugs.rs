@@ -56,6 +56,13 @@ pub enum PlantedBug {
     /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
     /// like any old checkpoint's, and starting from the savepoint finds them gone.
     SavepointSnapshotsPruned,
+    /// The fencer of a stopped job's partition does not report Kafka's commit point, so a
+    /// commit whose "committed" report its owner never delivered stays unrecorded, and a
+    /// savepoint of the stop pins the checkpoint before it: a start from it repeats input.
+    FenceForgetsCommitPoint,
+    /// A task reading a repartition topic pauses as soon as it is asked, without reading
+    /// the topic to its end, so a paused or stopped job's stages are not at one cut.
+    PauseWithoutDrain,
     /// An upgrade carries the state of a stage that `allow_state_drop` named (whenever it
     /// could be carried) instead of starting it empty.
     UpgradeRestoresWrongStage,
@@ -63,7 +70,7 @@ pub enum PlantedBug {
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 16] = [
+    pub const ALL: [PlantedBug; 18] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -79,6 +86,8 @@ impl PlantedBug {
         PlantedBug::PartialsAfterSnapshot,
         PlantedBug::RouteAlsoToSink,
         PlantedBug::SavepointSnapshotsPruned,
+        PlantedBug::FenceForgetsCommitPoint,
+        PlantedBug::PauseWithoutDrain,
         PlantedBug::UpgradeRestoresWrongStage,
     ];
 
@@ -100,6 +109,8 @@ impl PlantedBug {
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
             PlantedBug::RouteAlsoToSink => "route-also-to-sink",
             PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
+            PlantedBug::FenceForgetsCommitPoint => "fence-forgets-commit-point",
+            PlantedBug::PauseWithoutDrain => "pause-without-drain",
             PlantedBug::UpgradeRestoresWrongStage => "upgrade-restores-wrong-stage",
         }
     }

@@ -326,6 +326,7 @@ fn worker_bodies_are_pinned() {
             unknown_partition_counts: vec![(JobId(8), "orders".into())],
             fence: vec![(JobId(5), PartitionId(1))],
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         },
     );
     pinned(
@@ -349,6 +350,7 @@ fn worker_bodies_are_pinned() {
             unknown_partition_counts: vec![],
             fence: vec![],
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         },
     );
     pinned(
@@ -382,6 +384,7 @@ fn worker_bodies_are_pinned() {
             unknown_partition_counts: vec![],
             fence: vec![],
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         },
     );
     pinned(
@@ -401,6 +404,7 @@ fn worker_bodies_are_pinned() {
             WorkerReport::Fenced {
                 job: JobId(5),
                 partitions: vec![PartitionId(0), PartitionId(1)],
+                commit_points: Vec::new(),
             },
             WorkerReport::Paused {
                 job: JobId(7),

@@ -74,6 +74,7 @@ impl ControlPlane for AcceptingControlPlane {
             unknown_partition_counts: Vec::new(),
             fence: Vec::new(),
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         })
     }
 

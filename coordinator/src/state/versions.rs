@@ -146,6 +146,15 @@ impl Job {
     /// committed cut) carried into the new pipeline. The job must be stopped.
     fn install_upgrade(&mut self, upgrade: PendingUpgrade) {
         debug_assert_eq!(self.state, JobState::Stopped);
+        if self
+            .savepoints
+            .get(&upgrade.savepoint)
+            .is_some_and(|sp| sp.status == SavepointStatus::Pending)
+        {
+            // Still waiting for a fence no registered worker can do: the committed cuts,
+            // as a plain start would resume from.
+            self.pin_all(upgrade.savepoint);
+        }
         let pins: BTreeMap<PartitionId, Pin> = self
             .savepoints
             .get(&upgrade.savepoint)
@@ -279,8 +288,8 @@ impl ControlState {
         let j = self.visible_job_mut(job, ask.tenant)?;
         if !j.repartitions.is_empty() {
             return Err(Refusal::Conflict(format!(
-                "job {job} repartitions: upgrading it is not supported yet (its stages' cuts \
-                 are not yet consistent with each other)"
+                "job {job} repartitions: upgrading it is not supported yet (carrying the \
+                 state of its stages' tasks into a new version is not built)"
             )));
         }
         let next = lifecycle::on_request(j.state, JobRequest::Upgrade)

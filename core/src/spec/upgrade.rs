@@ -186,8 +186,8 @@ fn check_job(old: &JobSpec, new: &JobSpec) -> Result<(), UpgradeError> {
         return refuse(
             "pipeline",
             "an upgrade of a job that repartitions (a key_by the source is not partitioned \
-             by) is not supported yet: its savepoints are not one consistent cut across the \
-             shuffle",
+             by) is not supported yet: carrying its stages' state into a new version is \
+             not built",
         );
     }
     Ok(())
