@@ -190,14 +190,7 @@ pub async fn drive(
             Answer::Accepted(CommandResult::SavepointTaken { id }) => Request::StartFrom(id),
             _ => Request::Change(close),
         };
-        let closed = driver
-            .send(&mut rng, closing.clone(), REQUEST_ATTEMPTS_MAX)
-            .await;
-        if !matches!(closed, Answer::Accepted(_)) {
-            ctx.violation(format!(
-                "liveness: {closing:?} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
-                job.name
-            ));
+        if !driver.close(&mut rng, closing, close).await {
             return;
         }
     }
@@ -213,6 +206,27 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Closes a pair with `closing` (falling back to a plain `close` when a start from a
+    /// savepoint is refused); false, with a liveness violation, when it is not accepted.
+    async fn close(&self, rng: &mut StdRng, closing: Request, close: JobRequest) -> bool {
+        let mut closed = self.send(rng, closing.clone(), REQUEST_ATTEMPTS_MAX).await;
+        if matches!(closing, Request::StartFrom(_)) && matches!(closed, Answer::Refused(_)) {
+            // A job that repartitions whose stop could not drain (no worker was left to
+            // run its downstream tasks) starts from its last commit instead.
+            closed = self
+                .send(rng, Request::Change(close), REQUEST_ATTEMPTS_MAX)
+                .await;
+        }
+        if !matches!(closed, Answer::Accepted(_)) {
+            self.ctx.violation(format!(
+                "liveness: {closing:?} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
+                self.name
+            ));
+            return false;
+        }
+        true
+    }
+
     /// Sends `request` (see [`request`]) and records how it ended.
     async fn send(&self, rng: &mut StdRng, request: Request, attempts: usize) -> Answer {
         let answer = send(
@@ -252,6 +266,14 @@ impl Driver<'_> {
                 .await;
         }
     }
+}
+
+/// Whether `refusal` stays whatever is tried again: a start from a savepoint that is not
+/// one cut across a job's stages, or after a stop that did not drain them
+/// (`coordinator/src/state/stage_cut.rs`).
+fn refused_for_good(refusal: &Refusal) -> bool {
+    matches!(refusal, Refusal::Conflict(m)
+        if m.contains("cannot be started from") || m.contains("did not drain"))
 }
 
 async fn gap(rng: &mut StdRng) {
@@ -316,7 +338,7 @@ async fn send(
             match answer {
                 Ok(Ok(result)) => return Answer::Accepted(result),
                 Ok(Err(WriteError::Refused(refusal))) => {
-                    if request.ends_at_refusal() {
+                    if request.ends_at_refusal() || refused_for_good(&refusal) {
                         return Answer::Refused(refusal);
                     }
                     last = Answer::Refused(refusal);
