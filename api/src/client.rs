@@ -13,7 +13,8 @@ use weir_core::ids::{JobId, SavepointId};
 use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{
     AddMemberRequest, CheckpointRecord, ClusterStatus, CreateTenantRequest, ErrorBody, JobDetail,
-    JobSummary, LifecycleAnswer, SavepointInfo, SubmittedJob, TenantToken, WorkerStatus,
+    JobSummary, JobVersionInfo, LifecycleAnswer, SavepointInfo, SubmittedJob, TenantToken,
+    UpgradeAnswer, UpgradeRequest, WorkerStatus,
 };
 
 /// Attempts per request across all coordinators before giving up.
@@ -306,6 +307,35 @@ impl Client {
             &serde_json::json!({"savepoint": savepoint}),
         )
         .await
+    }
+
+    /// Upgrades a job to a new spec (YAML or JSON text), its state carried from the stop's
+    /// cut or from `savepoint`; `allow_state_drop` names stateful stages that may start
+    /// empty.
+    pub async fn upgrade_job(
+        &self,
+        id: JobId,
+        spec: &str,
+        savepoint: Option<SavepointId>,
+        allow_state_drop: &[String],
+    ) -> Result<UpgradeAnswer, ClientError> {
+        let body = UpgradeRequest {
+            spec: serde_json::Value::String(spec.to_string()),
+            savepoint,
+            allow_state_drop: allow_state_drop.to_vec(),
+        };
+        let bytes = serde_json::to_vec(&body).map_err(|e| ClientError::Decode {
+            addr: String::new(),
+            message: e.to_string(),
+        })?;
+        let path = format!("/v1/jobs/{id}");
+        self.request(Method::PUT, &path, Some((bytes, "application/json")))
+            .await
+    }
+
+    /// A job's versions, oldest first.
+    pub async fn job_versions(&self, id: JobId) -> Result<Vec<JobVersionInfo>, ClientError> {
+        self.get(&format!("/v1/jobs/{id}/versions")).await
     }
 
     /// Takes a savepoint of a job: every partition's committed cut.

@@ -433,3 +433,143 @@ async fn savepoint_routes_are_tenant_scoped_and_refuse_what_cannot_be_pinned() {
     acme.cancel_job(job).await.unwrap();
     assert_eq!(status(acme.take_savepoint(job).await.unwrap_err()), 409);
 }
+
+/// A velocity job whose source is partitioned by its key (one stage, so upgradable).
+const VELOCITY: &str = r#"
+name: velocity
+source: { topic: payments, partitioned_by: card_id }
+pipeline:
+  - key_by: card_id
+  - window: { tumbling: 60s }
+  - aggregate: { count: "count()" }
+  - filter: "count >= 5"
+sink: { topic: alerts }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_routes_check_the_spec_and_are_tenant_scoped() {
+    use weir_core::ids::SavepointId;
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::start(3, dir.path(), 3_000).await;
+    group.wait_for_leader().await;
+    let admin = Client::new(vec![group.follower_addr()], Some(ADMIN.into()));
+    let acme = admin.with_token(admin.create_tenant("acme").await.unwrap().token);
+    let umbrella = admin.with_token(admin.create_tenant("umbrella").await.unwrap().token);
+    let job = acme
+        .submit_job(VELOCITY.as_bytes().to_vec(), None)
+        .await
+        .unwrap()
+        .id;
+    let partitions = |job: JobId| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .request::<()>(
+                    reqwest::Method::POST,
+                    &format!("/v1/jobs/{job}/partitions"),
+                    Some((br#"{"partition_count": 2}"#.to_vec(), "application/json")),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    partitions(job).await;
+    // No worker: the stop completes at once.
+    acme.stop_job(job).await.unwrap();
+    wait_for("the job stopped", 10_000, || async {
+        (acme.get_job(job).await.ok()?.state == JobState::Stopped).then_some(())
+    })
+    .await;
+
+    // A window of another size cannot carry its state: 400 naming the stage.
+    let bigger = VELOCITY.replace("tumbling: 60s", "tumbling: 120s");
+    match acme.upgrade_job(job, &bigger, None, &[]).await {
+        Err(ClientError::Api {
+            status: 400, error, ..
+        }) => assert!(
+            error.contains("pipeline[1].window") && error.contains("window#0"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // An invalid spec is a 400 naming its field, as at submit.
+    let invalid = VELOCITY.replace("count >= 5", "count >=");
+    match acme.upgrade_job(job, &invalid, None, &[]).await {
+        Err(ClientError::Api {
+            status: 400, field, ..
+        }) => assert_eq!(field.as_deref(), Some("pipeline[3].filter")),
+        other => panic!("{other:?}"),
+    }
+    // Another tenant's job does not exist for it; a missing savepoint is a 404.
+    let threshold = VELOCITY.replace("count >= 5", "count >= 3");
+    for e in [
+        umbrella
+            .upgrade_job(job, &threshold, None, &[])
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        umbrella.job_versions(job).await.map(|_| ()).unwrap_err(),
+        acme.upgrade_job(job, &threshold, Some(SavepointId(9)), &[])
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert_eq!(status(e), 404);
+    }
+    assert_eq!(acme.job_versions(job).await.unwrap().len(), 1);
+
+    // The spec alone as the body, the options in the query: the window starts empty.
+    let answer: weir_core::wire::UpgradeAnswer = acme
+        .request(
+            reqwest::Method::PUT,
+            &format!("/v1/jobs/{job}?allow_state_drop=window%230"),
+            Some((bigger.into_bytes(), "application/yaml")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(answer.upgrade_version, 2);
+    assert_eq!(answer.job.state, JobState::Pending);
+    let versions = acme.job_versions(job).await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1].state_dropped, vec!["window#0".to_string()]);
+    assert_eq!(versions[1].from_version, Some(1));
+    assert_eq!(acme.get_job(job).await.unwrap().version, 2);
+
+    // A pending job upgrades through `upgrading` (released at once: no worker here).
+    let answer = acme.upgrade_job(job, VELOCITY, None, &[]).await;
+    let refused = answer.unwrap_err();
+    assert_eq!(
+        status(refused),
+        400,
+        "back to 60 s without dropping the window"
+    );
+    let answer = acme
+        .upgrade_job(job, VELOCITY, None, &["window#0".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(answer.upgrade_version, 3);
+    wait_for("version 3 pending", 10_000, || async {
+        let j = acme.get_job(job).await.ok()?;
+        (j.version == 3 && j.state == JobState::Pending).then_some(())
+    })
+    .await;
+
+    // A job that repartitions cannot be upgraded yet; nor can a cancelled one.
+    let shuffling = acme
+        .submit_job(SPEC.as_bytes().to_vec(), None)
+        .await
+        .unwrap()
+        .id;
+    partitions(shuffling).await;
+    let e = acme
+        .upgrade_job(shuffling, SPEC, None, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), 409);
+    acme.cancel_job(job).await.unwrap();
+    let e = acme
+        .upgrade_job(job, VELOCITY, None, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(status(e), 409);
+}

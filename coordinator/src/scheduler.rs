@@ -41,7 +41,9 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
         }
         match job.state {
             JobState::Cancelling => commands.push(Command::FinishCancel { job: job.id }),
-            JobState::Stopping => commands.push(Command::FinishStop { job: job.id }),
+            JobState::Stopping | JobState::Upgrading => {
+                commands.push(Command::FinishStop { job: job.id })
+            }
             _ => {}
         }
     }

@@ -77,8 +77,8 @@ pub async fn assignments(
                 pause_recorded: p.is_some_and(|p| p.paused),
                 repartitions: j.repartitions.clone(),
                 keep_offsets: j.pinned_offsets(partition),
-                prune_below: p.map(|p| p.committed_cut().offset),
-                restore: p.and_then(|p| p.restore_point()),
+                prune_below: p.map(|p| p.committed_cut(j.version).offset),
+                restore: p.and_then(|p| j.restore_point_of(p)),
             })
         })
         .collect();

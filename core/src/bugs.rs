@@ -63,11 +63,14 @@ pub enum PlantedBug {
     /// A task reading a repartition topic pauses as soon as it is asked, without reading
     /// the topic to its end, so a paused or stopped job's stages are not at one cut.
     PauseWithoutDrain,
+    /// An upgrade carries the state of a stage that `allow_state_drop` named (whenever it
+    /// could be carried) instead of starting it empty.
+    UpgradeRestoresWrongStage,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 17] = [
+    pub const ALL: [PlantedBug; 18] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -85,6 +88,7 @@ impl PlantedBug {
         PlantedBug::SavepointSnapshotsPruned,
         PlantedBug::FenceForgetsCommitPoint,
         PlantedBug::PauseWithoutDrain,
+        PlantedBug::UpgradeRestoresWrongStage,
     ];
 
     /// The name `--plant-bug` takes.
@@ -107,6 +111,7 @@ impl PlantedBug {
             PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
             PlantedBug::FenceForgetsCommitPoint => "fence-forgets-commit-point",
             PlantedBug::PauseWithoutDrain => "pause-without-drain",
+            PlantedBug::UpgradeRestoresWrongStage => "upgrade-restores-wrong-stage",
         }
     }
 

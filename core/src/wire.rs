@@ -84,6 +84,9 @@ pub enum JobState {
     /// Every partition committed and was released; `start` runs it again from its last
     /// committed checkpoint.
     Stopped,
+    /// Asked to upgrade while it ran: its partitions commit and are released as for a
+    /// stop, then the new version starts from that cut (or from the savepoint named).
+    Upgrading,
     Cancelling,
     Cancelled,
     Failed,
@@ -91,13 +94,14 @@ pub enum JobState {
 
 impl JobState {
     /// Every state, for metrics that report a count per state.
-    pub const ALL: [JobState; 9] = [
+    pub const ALL: [JobState; 10] = [
         JobState::Pending,
         JobState::Running,
         JobState::Pausing,
         JobState::Paused,
         JobState::Stopping,
         JobState::Stopped,
+        JobState::Upgrading,
         JobState::Cancelling,
         JobState::Cancelled,
         JobState::Failed,
@@ -112,6 +116,7 @@ impl JobState {
             JobState::Paused => "paused",
             JobState::Stopping => "stopping",
             JobState::Stopped => "stopped",
+            JobState::Upgrading => "upgrading",
             JobState::Cancelling => "cancelling",
             JobState::Cancelled => "cancelled",
             JobState::Failed => "failed",
@@ -205,6 +210,60 @@ pub struct RestorePoint {
     pub offset: i64,
     pub snapshot: Option<String>,
     pub after_checkpoint: Option<CheckpointId>,
+    /// The spec the pin's snapshot was written under, when it is another version's than
+    /// the assignment's (an upgrade): the restore carries each stateful stage's state by
+    /// identity into the new pipeline. Left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_before: Option<serde_json::Value>,
+    /// The ids of stateful stages the upgrade named in `allow_state_drop`: they start
+    /// empty. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_drop: Vec<String>,
+}
+
+/// `PUT /v1/jobs/{id}`: a new version of the job (its body may instead be the spec alone,
+/// in any form `POST /v1/jobs` takes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeRequest {
+    /// The new spec, as JSON (a YAML spec is sent as the whole body instead).
+    pub spec: serde_json::Value,
+    /// Start the new version from this savepoint instead of the stop's cut (or, for a
+    /// stopped job, its last commit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<SavepointId>,
+    /// The ids of stateful stages whose state may be dropped: they start empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_state_drop: Vec<String>,
+}
+
+/// The answer of `PUT /v1/jobs/{id}` (202): the job's summary (`upgrading` while a
+/// running job is released, `pending` once the new version starts), the version the
+/// upgrade makes and the savepoint it starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpgradeAnswer {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    pub upgrade_version: u64,
+    pub savepoint: SavepointId,
+}
+
+/// One row of `GET /v1/jobs/{id}/versions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobVersionInfo {
+    pub version: u64,
+    pub created_at_ms: u64,
+    pub spec: serde_json::Value,
+    /// The savepoint the version started from; absent for the first version and for an
+    /// upgrade of a stopped job from its last commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint: Option<SavepointId>,
+    /// The version whose state it took over; absent for the first version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<u64>,
+    /// The stateful stages that started empty because the upgrade named them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_dropped: Vec<String>,
 }
 
 /// `GET /v1/jobs/{id}`.

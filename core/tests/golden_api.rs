@@ -377,6 +377,8 @@ fn worker_bodies_are_pinned() {
                         "file:///var/lib/weir/checkpoints/7/0/00000000000000001200.snap".into(),
                     ),
                     after_checkpoint: Some(CheckpointId(45)),
+                    spec_before: None,
+                    state_drop: Vec::new(),
                 }),
             }],
             unknown_partition_counts: vec![],
@@ -484,4 +486,64 @@ fn refusals_this_version_cannot_read_are_unknown() {
     }
     // The list itself must still be a list.
     assert!(serde_json::from_str::<CheckpointReportResults>(r#"{"results": 3}"#).is_err());
+}
+
+#[test]
+fn upgrade_bodies_are_pinned() {
+    pinned(
+        "upgrade_request.json",
+        &UpgradeRequest {
+            spec: spec(),
+            savepoint: Some(SavepointId(3)),
+            allow_state_drop: vec!["window#0".into()],
+        },
+    );
+    pinned(
+        "upgrade_answer.json",
+        &UpgradeAnswer {
+            job: JobSummary {
+                id: JobId(7),
+                name: "velocity".into(),
+                tenant: TenantName::from("acme"),
+                state: JobState::Upgrading,
+                version: 1,
+                reason: None,
+            },
+            upgrade_version: 2,
+            savepoint: SavepointId(4),
+        },
+    );
+    pinned(
+        "job_versions.json",
+        &vec![
+            JobVersionInfo {
+                version: 1,
+                created_at_ms: 1_000,
+                spec: spec(),
+                savepoint: None,
+                from_version: None,
+                state_dropped: vec![],
+            },
+            JobVersionInfo {
+                version: 2,
+                created_at_ms: 2_000,
+                spec: spec(),
+                savepoint: Some(SavepointId(4)),
+                from_version: Some(1),
+                state_dropped: vec!["dedupe#0".into()],
+            },
+        ],
+    );
+    pinned(
+        "restore_point_upgrade.json",
+        &RestorePoint {
+            savepoint: SavepointId(4),
+            checkpoint: Some(CheckpointId(9)),
+            offset: 120,
+            snapshot: Some("jobs/7/0/120".into()),
+            after_checkpoint: Some(CheckpointId(9)),
+            spec_before: Some(spec()),
+            state_drop: vec!["dedupe#0".into()],
+        },
+    );
 }

@@ -439,13 +439,34 @@ fn ref_records<'a>(input: impl Iterator<Item = &'a BrokerRecord>) -> Vec<RefReco
 /// job by its stage plan when it is checked so, else each source partition on its own
 /// (every job runs as one stage until the multi-stage runtime). An error is reported as
 /// a violation and leaves out what it could not evaluate.
-fn expected_outputs(ctx: &SimContext, job: &SimJob, id: u64, input: &[BrokerRecord]) -> RefOutputs {
+fn expected_outputs(
+    ctx: &SimContext,
+    job: &SimJob,
+    id: u64,
+    input: &[BrokerRecord],
+    versions: Option<&[reference::RefVersion]>,
+) -> RefOutputs {
     let failed = |what: &str, e: ReferenceError| {
         ctx.violation(format!(
             "the reference cannot evaluate {}{what}: {e}",
             job.name
         ));
     };
+    if let Some(versions) = versions {
+        // Upgraded (so one stage): each partition by the version in force at each offset.
+        let mut expected = RefOutputs::default();
+        for p in 0..job.source_partitions as i32 {
+            let records = ref_records(input.iter().filter(|r| r.partition == p));
+            match reference::evaluate_upgraded_partition(versions, &job.source, p, &records) {
+                Ok(outs) => {
+                    expected.outputs.extend(outs.outputs);
+                    expected.dead_letters.extend(outs.dead_letters);
+                }
+                Err(e) => failed(&format!(" partition {p} across its versions"), e),
+            }
+        }
+        return expected;
+    }
     if job.multi_stage {
         let records = ref_records(input.iter());
         let spec = &job.spec;
@@ -478,15 +499,18 @@ fn expected_outputs(ctx: &SimContext, job: &SimJob, id: u64, input: &[BrokerReco
 /// Checks every job's (with its id) committed outputs and dead letters against the
 /// reference evaluator over the committed input, as multisets over the whole job.
 /// Returns per-job tallies for the trace.
+/// An upgraded job is checked against its `versions` (`crate::upgrades::version_chains`).
 pub async fn check_outputs(
     ctx: &SimContext,
     broker: &MemoryBroker,
     jobs: &[(SimJob, u64)],
+    versions: &std::collections::BTreeMap<JobId, Vec<reference::RefVersion>>,
 ) -> Vec<JobTally> {
     let mut tallies = Vec::new();
     for (job, id) in jobs {
         let input = read_all(broker, &job.source, job.source_partitions).await;
-        let expected = expected_outputs(ctx, job, *id, &input);
+        let chain = versions.get(&JobId(*id)).map(Vec::as_slice);
+        let expected = expected_outputs(ctx, job, *id, &input, chain);
         if let Some(first) = expected.misplaced.first() {
             // The simulation's producers place records as the source declares.
             ctx.violation(format!(

@@ -41,6 +41,7 @@ pub mod reference;
 pub mod scenario;
 pub mod shrink;
 pub mod trace;
+pub mod upgrades;
 pub mod workload;
 
 pub use faults::FaultClasses;

@@ -9,6 +9,11 @@
 //! dead letter exactly once. The savepoints themselves are checked at the end
 //! (`checker::savepoints`): every pinned snapshot exists and restores.
 //!
+//! Now and then (at most [`crate::upgrades::UPGRADES_PER_JOB_MAX`] times a job) the driver
+//! upgrades a job that runs as one stage instead (`crate::upgrades`): a compatible edit
+//! after its stateful stages, sometimes dropping a stage's state. The reference then
+//! evaluates each version from its cut on, read from the final state.
+//!
 //! A pair once begun is always closed (a resume after a pause, a start after a stop),
 //! also after the fault phase ends, so that every job runs again before the data check;
 //! a start waits for the job to be `stopped`, which needs the fleet to have committed,
@@ -55,23 +60,25 @@ enum Answer {
 }
 
 /// One request of the driver, as the command it sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Request {
     Change(JobRequest),
     TakeSavepoint,
     StopWithSavepoint,
     StartFrom(SavepointId),
     DeleteSavepoint(SavepointId),
+    /// An upgrade to this spec (as JSON), dropping these stages' state.
+    Upgrade(serde_json::Value, Vec<String>),
 }
 
 impl Request {
-    fn command(self, job: JobId) -> Command {
+    fn command(&self, job: JobId) -> Command {
         let tenant = Some(TenantName(SIM_TENANT.to_string()));
         match self {
             Request::Change(request) => Command::ChangeJobState {
                 job,
                 tenant,
-                request,
+                request: *request,
             },
             Request::TakeSavepoint => Command::TakeSavepoint {
                 job,
@@ -86,19 +93,27 @@ impl Request {
             Request::StartFrom(savepoint) => Command::StartFromSavepoint {
                 job,
                 tenant,
-                savepoint,
+                savepoint: *savepoint,
             },
             Request::DeleteSavepoint(savepoint) => Command::DeleteSavepoint {
                 job,
                 tenant,
-                savepoint,
+                savepoint: *savepoint,
+            },
+            Request::Upgrade(spec, allow_state_drop) => Command::UpgradeJob {
+                job,
+                tenant,
+                spec: spec.clone(),
+                savepoint: None,
+                allow_state_drop: allow_state_drop.clone(),
+                at_ms: 0,
             },
         }
     }
 
     /// Whether a refusal settles the request (an opening one) rather than being waited
     /// out (a closing one: a start waits for the job to finish stopping).
-    fn ends_at_refusal(self) -> bool {
+    fn ends_at_refusal(&self) -> bool {
         !matches!(
             self,
             Request::Change(JobRequest::Resume | JobRequest::Start) | Request::StartFrom(_)
@@ -125,12 +140,6 @@ pub async fn drive(
         let Some(id) = job_id(&view, &job.name) else {
             continue;
         };
-        let (open, close) = if rng.gen_bool(0.5) {
-            (JobRequest::Pause, JobRequest::Resume)
-        } else {
-            (JobRequest::Stop, JobRequest::Start)
-        };
-        let savepoints = rng.gen_bool(0.5);
         let driver = Driver {
             ctx: &ctx,
             view: &view,
@@ -138,6 +147,18 @@ pub async fn drive(
             job: id,
             name: &job.name,
         };
+        if let Some((spec, drop)) = crate::upgrades::draw(&mut rng, &view, id, job) {
+            // Refused (the job is not running yet) or not: nothing to close.
+            let upgrade = Request::Upgrade(spec, drop);
+            driver.send(&mut rng, upgrade, OPEN_ATTEMPTS_MAX).await;
+            continue;
+        }
+        let (open, close) = if rng.gen_bool(0.5) {
+            (JobRequest::Pause, JobRequest::Resume)
+        } else {
+            (JobRequest::Stop, JobRequest::Start)
+        };
+        let savepoints = rng.gen_bool(0.5);
         if savepoints {
             driver.keep_savepoints_bounded(&mut rng).await;
             driver
@@ -169,19 +190,7 @@ pub async fn drive(
             Answer::Accepted(CommandResult::SavepointTaken { id }) => Request::StartFrom(id),
             _ => Request::Change(close),
         };
-        let mut closed = driver.send(&mut rng, closing, REQUEST_ATTEMPTS_MAX).await;
-        if matches!(closing, Request::StartFrom(_)) && matches!(closed, Answer::Refused(_)) {
-            // A job that repartitions whose stop could not drain (no worker was left to
-            // run its downstream tasks) starts from its last commit instead.
-            closed = driver
-                .send(&mut rng, Request::Change(close), REQUEST_ATTEMPTS_MAX)
-                .await;
-        }
-        if !matches!(closed, Answer::Accepted(_)) {
-            ctx.violation(format!(
-                "liveness: {closing:?} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
-                job.name
-            ));
+        if !driver.close(&mut rng, closing, close).await {
             return;
         }
     }
@@ -197,10 +206,37 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
+    /// Closes a pair with `closing` (falling back to a plain `close` when a start from a
+    /// savepoint is refused); false, with a liveness violation, when it is not accepted.
+    async fn close(&self, rng: &mut StdRng, closing: Request, close: JobRequest) -> bool {
+        let mut closed = self.send(rng, closing.clone(), REQUEST_ATTEMPTS_MAX).await;
+        if matches!(closing, Request::StartFrom(_)) && matches!(closed, Answer::Refused(_)) {
+            // A job that repartitions whose stop could not drain (no worker was left to
+            // run its downstream tasks) starts from its last commit instead.
+            closed = self
+                .send(rng, Request::Change(close), REQUEST_ATTEMPTS_MAX)
+                .await;
+        }
+        if !matches!(closed, Answer::Accepted(_)) {
+            self.ctx.violation(format!(
+                "liveness: {closing:?} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
+                self.name
+            ));
+            return false;
+        }
+        true
+    }
+
     /// Sends `request` (see [`request`]) and records how it ended.
     async fn send(&self, rng: &mut StdRng, request: Request, attempts: usize) -> Answer {
         let answer = send(
-            self.ctx, self.view, self.nodes, rng, self.job, request, attempts,
+            self.ctx,
+            self.view,
+            self.nodes,
+            rng,
+            self.job,
+            request.clone(),
+            attempts,
         )
         .await;
         self.ctx
@@ -208,13 +244,21 @@ impl Driver<'_> {
         answer
     }
 
-    /// Deletes the job's oldest savepoint while it holds [`SAVEPOINTS_KEPT`] or more.
+    /// Deletes the job's oldest savepoint while it holds [`SAVEPOINTS_KEPT`] or more,
+    /// never one an upgrade started from (the reference reads the cut from it).
     async fn keep_savepoints_bounded(&self, rng: &mut StdRng) {
         let oldest = self.view.running().iter().find_map(|node| {
             let state = node.coordinator.state().read();
             let job = state.control.jobs.get(&self.job)?;
+            let upgraded_from: Vec<SavepointId> =
+                job.versions.iter().filter_map(|v| v.savepoint).collect();
             (job.savepoints.len() >= SAVEPOINTS_KEPT)
-                .then(|| job.savepoints.keys().next().copied())
+                .then(|| {
+                    job.savepoints
+                        .keys()
+                        .find(|id| !upgraded_from.contains(id))
+                        .copied()
+                })
                 .flatten()
         });
         if let Some(oldest) = oldest {

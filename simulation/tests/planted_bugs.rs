@@ -128,6 +128,12 @@ fn pruning_a_savepoints_snapshots_like_a_checkpoints_is_caught() {
     assert_caught(PlantedBug::SavepointSnapshotsPruned, SimOptions::default());
 }
 
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn an_upgrade_carrying_a_dropped_stages_state_is_caught() {
+    assert_caught(PlantedBug::UpgradeRestoresWrongStage, SimOptions::default());
+}
+
 // Caught outside the simulation (all run by scripts/test.sh): `join-state-not-in-snapshot`
 // until jobs with a join run, by the worker's join tests (`cargo test -p weir-worker
 // --features planted-bugs --lib join_state_left_out`); `pause-without-drain`, whose effect
@@ -139,7 +145,7 @@ fn pruning_a_savepoints_snapshots_like_a_checkpoints_is_caught() {
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        17,
+        18,
         "a new planted bug needs its test here"
     );
 }

@@ -835,12 +835,12 @@ fn config_from_group(
     let job = &s.jobs[&JobId(1)];
     let p = &job.partitions[&PartitionId(0)];
     pins.set(PrunePins {
-        below: Some(p.committed_cut().offset),
+        below: Some(p.committed_cut(job.version).offset),
         keep: job.pinned_offsets(PartitionId(0)),
     });
     PartitionConfig {
         committed_checkpoint: p.checkpoint_floor(),
-        restore: p.restore_point(),
+        restore: job.restore_point_of(p),
         pins: Some(pins.clone()),
         ..config(spec, worker, p.epoch.0)
     }
@@ -988,6 +988,8 @@ async fn a_start_from_a_savepoint_reads_again_from_its_cut_and_moves_the_commit_
                         offset: sp.pins[&PartitionId(0)].offset,
                         snapshot: None,
                         after_checkpoint: Some(weir_core::ids::CheckpointId(1)),
+                        spec_before: None,
+                        state_drop: Vec::new(),
                     }
                 })
             }),

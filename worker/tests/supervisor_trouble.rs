@@ -103,8 +103,8 @@ impl ControlPlane for LocalControl {
                     pause_recorded: j.partitions[&partition].paused,
                     repartitions: j.repartitions.clone(),
                     keep_offsets: j.pinned_offsets(partition),
-                    prune_below: Some(j.partitions[&partition].committed_cut().offset),
-                    restore: j.partitions[&partition].restore_point(),
+                    prune_below: Some(j.partitions[&partition].committed_cut(j.version).offset),
+                    restore: j.restore_point_of(&j.partitions[&partition]),
                 }
             })
             .collect();

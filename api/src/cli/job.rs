@@ -1,5 +1,5 @@
 //! `weir job submit|list|get|cancel|pause|resume|stop|start|checkpoints|savepoint|
-//! savepoints|delete-savepoint|state`.
+//! savepoints|delete-savepoint|state|upgrade|versions` (the last two in `job_upgrade.rs`).
 
 use super::weir_api_client_args::ClientArgs;
 use super::{print_json, read_file};
@@ -93,6 +93,31 @@ pub enum JobCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Upgrade a job to a new spec, carrying each stateful stage's state: a running job
+    /// is stopped with a savepoint and the new version starts from its cut; a stopped one
+    /// starts from its last commit.
+    Upgrade {
+        id: u64,
+        /// The new spec file (YAML or JSON).
+        file: PathBuf,
+        /// Start the new version from this savepoint (`N` or `sp-N`) instead: outputs
+        /// after its cut are produced again (a rollback is an upgrade to an earlier spec
+        /// from a savepoint of it).
+        #[arg(long, value_name = "SP", value_parser = parse_savepoint)]
+        from_savepoint: Option<SavepointId>,
+        /// A stateful stage (its `id:`, or `dedupe#N` / `window#N`) whose state may be
+        /// dropped: it starts empty. Repeat for several.
+        #[arg(long, value_name = "ID")]
+        allow_state_drop: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List a job's versions.
+    Versions {
+        id: u64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show a job's checkpoint records, newest first.
     Checkpoints {
         id: u64,
@@ -170,6 +195,9 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
                 return print_json(&records);
             }
             print_checkpoints(&records);
+        }
+        JobCommand::Upgrade { .. } | JobCommand::Versions { .. } => {
+            return super::job_upgrade::run(cmd).await
         }
         other => return run_stop_start_savepoints(other).await,
     }
@@ -282,7 +310,7 @@ fn print_answer(answer: &LifecycleAnswer, json: bool) -> anyhow::Result<()> {
 }
 
 /// A savepoint id as the CLI takes it: `N` or `sp-N`.
-fn parse_savepoint(raw: &str) -> Result<SavepointId, String> {
+pub(super) fn parse_savepoint(raw: &str) -> Result<SavepointId, String> {
     raw.strip_prefix("sp-")
         .unwrap_or(raw)
         .parse::<u64>()

@@ -5,6 +5,7 @@ mod cluster;
 pub mod coordinator;
 mod job;
 mod job_state;
+mod job_upgrade;
 pub mod reference;
 pub mod sim;
 mod tenant;

@@ -23,6 +23,7 @@ mod jobs;
 mod json_body;
 mod savepoints;
 mod tenants;
+mod upgrades;
 mod workers;
 
 pub use admission::{
@@ -189,7 +190,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/tenants", post(tenants::create).get(tenants::list))
         .route("/v1/tenants/{name}/token", post(tenants::rotate_token))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route(
+            "/v1/jobs/{id}",
+            get(jobs::get).delete(jobs::cancel).put(upgrades::upgrade),
+        )
+        .route("/v1/jobs/{id}/versions", get(upgrades::versions))
         .route("/v1/jobs/{id}/checkpoints", get(jobs::checkpoints))
         .route("/v1/jobs/{id}/pause", post(job_lifecycle::pause))
         .route("/v1/jobs/{id}/resume", post(job_lifecycle::resume))

@@ -39,8 +39,21 @@ pub enum Command {
         tenant: Option<TenantName>,
         request: super::lifecycle::JobRequest,
     },
-    /// Records that a stopping job has no partition left running and none to fence.
+    /// Records that a stopping (or upgrading) job has no partition left running and none
+    /// to fence: it is stopped (or its new version starts).
     FinishStop { job: JobId },
+    /// A new version of a job (its spec validated by the proposer), its state carried
+    /// from `savepoint` or, when `None`, from the cut of a savepoint the upgrade takes
+    /// (the stop's, or a stopped job's last commit); `tenant` limits the request to that
+    /// tenant's jobs.
+    UpgradeJob {
+        job: JobId,
+        tenant: Option<TenantName>,
+        spec: serde_json::Value,
+        savepoint: Option<SavepointId>,
+        allow_state_drop: Vec<String>,
+        at_ms: u64,
+    },
     /// A user's savepoint request: pins every partition's committed cut (a stopping job's
     /// once it is stopped); `tenant` limits the request to that tenant's jobs.
     TakeSavepoint {

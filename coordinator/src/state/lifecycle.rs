@@ -9,15 +9,20 @@
 //!     ▲                  ▲  ▲              │ resume             │ resume
 //!     │ start            │  └──────────────┴────────────────────┘
 //!  stopped ◀─────────── stopping ◀──── stop (pending, running, pausing, paused)
-//!          all released
+//!     │    all released
+//!     │ upgrade (the new version starts at once from the savepoint or last commit)
+//!     ▼
+//!  pending ◀─────────── upgrading ◀──── upgrade (pending, running, pausing, paused)
+//!          all released (the new version starts from the stop's cut or the savepoint)
 //!
 //!  cancel (any state but cancelled or failed) ─▶ cancelling ─▶ cancelled (all released)
 //!  a partition failing too often (any state but cancelled or failed) ─▶ failed
 //! ```
 //!
 //! Savepoints are operations of their own, not job states, so they never block a pause or
-//! a stop; an upgrade would be one more request and state here (`upgrading`), left out
-//! until upgrades exist.
+//! a stop. `upgrading` releases the partitions exactly as `stopping` does; once all are
+//! released and fenced the control state installs the new version and the job is
+//! `pending` again (`state/versions.rs`).
 //!
 //! A request that asks for the state the job is already in or heading to (pausing a
 //! paused job, stopping a stopping one) is accepted and changes nothing, so a client may
@@ -41,16 +46,19 @@ pub enum JobRequest {
     Start,
     /// Release every partition for good.
     Cancel,
+    /// Run a new version of the job, its state carried from the old one's cut.
+    Upgrade,
 }
 
 impl JobRequest {
     /// Every request, for the table test and the docs.
-    pub const ALL: [JobRequest; 5] = [
+    pub const ALL: [JobRequest; 6] = [
         JobRequest::Pause,
         JobRequest::Resume,
         JobRequest::Stop,
         JobRequest::Start,
         JobRequest::Cancel,
+        JobRequest::Upgrade,
     ];
 
     /// The request's name, as in its HTTP path and CLI command.
@@ -61,6 +69,7 @@ impl JobRequest {
             JobRequest::Stop => "stop",
             JobRequest::Start => "start",
             JobRequest::Cancel => "cancel",
+            JobRequest::Upgrade => "upgrade",
         }
     }
 
@@ -72,6 +81,7 @@ impl JobRequest {
             JobRequest::Stop => "a pending, running, pausing or paused job",
             JobRequest::Start => "a stopped job",
             JobRequest::Cancel => "a job that is not cancelled or failed",
+            JobRequest::Upgrade => "a pending, running, pausing, paused or stopped job",
         }
     }
 }
@@ -112,6 +122,10 @@ pub fn on_request(state: JobState, request: JobRequest) -> Result<JobState, Wron
         (R::Start, S::Pending | S::Running) => state,
         (R::Cancel, S::Cancelled | S::Failed | S::Cancelling) => state,
         (R::Cancel, _) => S::Cancelling,
+        // A running job is released first, so its cut is the stop's; a stopped one
+        // starts the new version at once.
+        (R::Upgrade, S::Pending | S::Running | S::Pausing | S::Paused) => S::Upgrading,
+        (R::Upgrade, S::Stopped) => S::Pending,
         _ => return Err(WrongState { state, request }),
     };
     Ok(next)
@@ -126,6 +140,8 @@ pub fn on_progress(state: JobState, progress: JobProgress) -> Option<JobState> {
         (P::AllPaused, S::Pausing) => Some(S::Paused),
         (P::AllReleased, S::Stopping) => Some(S::Stopped),
         (P::AllReleased, S::Cancelling) => Some(S::Cancelled),
+        // The new version is installed and starts as after a submit.
+        (P::AllReleased, S::Upgrading) => Some(S::Pending),
         (P::Failed, S::Cancelled | S::Failed) => None,
         (P::Failed, _) => Some(S::Failed),
         _ => None,
@@ -142,6 +158,7 @@ pub fn wants_owners(state: JobState) -> bool {
             | JobState::Pausing
             | JobState::Paused
             | JobState::Stopping
+            | JobState::Upgrading
     )
 }
 
@@ -150,14 +167,14 @@ pub fn wants_owners(state: JobState) -> bool {
 pub fn wants_pause(state: JobState) -> bool {
     matches!(
         state,
-        JobState::Pausing | JobState::Paused | JobState::Stopping
+        JobState::Pausing | JobState::Paused | JobState::Stopping | JobState::Upgrading
     )
 }
 
 /// Whether a partition that reported itself paused is released (the job is stopping),
 /// and one without an owner is not placed again: what it committed is its restart point.
 pub fn releases_when_paused(state: JobState) -> bool {
-    state == JobState::Stopping
+    matches!(state, JobState::Stopping | JobState::Upgrading)
 }
 
 /// Whether the job's partitions that have no owner need their transactional ids fenced:
@@ -167,6 +184,7 @@ pub fn fences_released_partitions(state: JobState) -> bool {
         state,
         JobState::Stopping
             | JobState::Stopped
+            | JobState::Upgrading
             | JobState::Cancelling
             | JobState::Cancelled
             | JobState::Failed
@@ -188,6 +206,21 @@ mod tests {
             (R::Pause, S::Paused, Some(S::Paused)),
             (R::Pause, S::Stopping, None),
             (R::Pause, S::Stopped, None),
+            (R::Pause, S::Upgrading, None),
+            (R::Resume, S::Upgrading, None),
+            (R::Stop, S::Upgrading, None),
+            (R::Start, S::Upgrading, None),
+            (R::Cancel, S::Upgrading, Some(S::Cancelling)),
+            (R::Upgrade, S::Pending, Some(S::Upgrading)),
+            (R::Upgrade, S::Running, Some(S::Upgrading)),
+            (R::Upgrade, S::Pausing, Some(S::Upgrading)),
+            (R::Upgrade, S::Paused, Some(S::Upgrading)),
+            (R::Upgrade, S::Stopping, None),
+            (R::Upgrade, S::Stopped, Some(S::Pending)),
+            (R::Upgrade, S::Upgrading, None),
+            (R::Upgrade, S::Cancelling, None),
+            (R::Upgrade, S::Cancelled, None),
+            (R::Upgrade, S::Failed, None),
             (R::Pause, S::Cancelling, None),
             (R::Pause, S::Cancelled, None),
             (R::Pause, S::Failed, None),
@@ -273,6 +306,7 @@ mod tests {
                 (P::AllPaused, S::Pausing) => Some(S::Paused),
                 (P::AllReleased, S::Stopping) => Some(S::Stopped),
                 (P::AllReleased, S::Cancelling) => Some(S::Cancelled),
+                (P::AllReleased, S::Upgrading) => Some(S::Pending),
                 (P::Failed, S::Cancelled | S::Failed) => None,
                 (P::Failed, _) => Some(S::Failed),
                 _ => None,
@@ -292,10 +326,11 @@ mod tests {
             // Owners and fencing by others never overlap except while stopping, when a
             // partition is fenced only once released.
             if wants_owners(state) && fences_released_partitions(state) {
-                assert_eq!(state, S::Stopping);
+                assert!(matches!(state, S::Stopping | S::Upgrading), "{state:?}");
             }
         }
         assert!(releases_when_paused(S::Stopping));
+        assert!(releases_when_paused(S::Upgrading));
         assert!(!releases_when_paused(S::Paused));
     }
 }

@@ -7,10 +7,12 @@ mod command;
 pub mod lifecycle;
 mod savepoints;
 mod stage_cut;
+mod versions;
 
 pub use command::{Command, CommandResult, Move, Refusal};
 use lifecycle::{JobProgress, JobRequest};
 pub use savepoints::{Pin, Restore, Savepoint, JOB_SAVEPOINTS_MAX};
+pub use versions::{PendingUpgrade, JOB_VERSIONS_MAX};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -83,6 +85,14 @@ pub struct Job {
     /// Savepoints ever taken: the next one's id is one more (ids are never reused).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub savepoints_taken: u64,
+    /// The job's versions, oldest first, at most [`JOB_VERSIONS_MAX`]; empty until the
+    /// first upgrade (which records version 1, the submitted spec, and its own). Left out
+    /// when empty, so states without upgrades encode as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<weir_core::wire::JobVersionInfo>,
+    /// The upgrade an `upgrading` job waits to install once it is released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<PendingUpgrade>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -218,7 +228,9 @@ impl ControlState {
                 tenant,
                 request,
             } => self.request(*job, tenant.as_ref(), *request),
-            Command::FinishStop { job } => self.finish_release(*job, JobState::Stopping),
+            Command::FinishStop { .. } | Command::UpgradeJob { .. } => {
+                self.apply_version_command(command)
+            }
             Command::TakeSavepoint { .. }
             | Command::StopWithSavepoint { .. }
             | Command::StartFromSavepoint { .. }
@@ -227,17 +239,7 @@ impl ControlState {
                 worker,
                 addr,
                 at_ms,
-            } => {
-                self.workers.insert(
-                    worker.clone(),
-                    Worker {
-                        id: worker.clone(),
-                        addr: addr.clone(),
-                        registered_at_ms: *at_ms,
-                    },
-                );
-                Ok(CommandResult::Done)
-            }
+            } => self.register_worker(worker, addr, *at_ms),
             Command::RemoveWorker { worker, .. } => self.remove_worker(worker),
             Command::SetPartitionCount {
                 job,
@@ -275,6 +277,21 @@ impl ControlState {
             )),
         };
         result.unwrap_or_else(CommandResult::Refused)
+    }
+
+    fn register_worker(
+        &mut self,
+        worker: &WorkerId,
+        addr: &str,
+        at_ms: u64,
+    ) -> Result<CommandResult, Refusal> {
+        let registration = Worker {
+            id: worker.clone(),
+            addr: addr.to_string(),
+            registered_at_ms: at_ms,
+        };
+        self.workers.insert(worker.clone(), registration);
+        Ok(CommandResult::Done)
     }
 
     fn apply_once(&mut self, key: &str, digest: Option<&str>, command: &Command) -> CommandResult {
@@ -413,6 +430,8 @@ impl ControlState {
                 stopped_drained: false,
                 savepoints: BTreeMap::new(),
                 savepoints_taken: 0,
+                versions: Vec::new(),
+                upgrade: None,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -442,6 +461,10 @@ impl ControlState {
             for p in j.partitions.values_mut() {
                 p.paused = false;
             }
+        }
+        if next != JobState::Upgrading {
+            // Cancelled while upgrading: the upgrade is abandoned.
+            j.upgrade = None;
         }
         j.state = next;
         j.settle_savepoints();
@@ -555,9 +578,9 @@ impl ControlState {
         Ok(CommandResult::Done)
     }
 
-    /// A cancelling or stopping job (`releasing`) whose partitions all have no owner and
-    /// need no fencing becomes cancelled or stopped.
-    fn finish_release(
+    /// A cancelling, stopping or upgrading job (`releasing`) whose partitions all have no
+    /// owner and need no fencing becomes cancelled, stopped or (its new version) pending.
+    pub(super) fn finish_release(
         &mut self,
         job: JobId,
         releasing: JobState,
@@ -584,6 +607,10 @@ impl ControlState {
             )));
         }
         j.record_stop_cut(releasing);
+        if j.state == JobState::Upgrading {
+            j.finish_upgrade();
+            return Ok(CommandResult::Done);
+        }
         if let Some(next) = lifecycle::on_progress(j.state, JobProgress::AllReleased) {
             j.state = next;
         }
@@ -598,6 +625,7 @@ impl ControlState {
         };
         j.state = next;
         j.reason = Some(reason.to_string());
+        j.upgrade = None;
         j.settle_savepoints();
         for p in j.partitions.values_mut() {
             if p.worker.take().is_some() {

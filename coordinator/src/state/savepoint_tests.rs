@@ -10,7 +10,7 @@ fn tenant_a() -> Option<TenantName> {
 }
 
 /// The partition's owner prepares and commits `checkpoint` at `offset`.
-fn checkpoint(s: &mut ControlState, partition: u32, checkpoint: u64, offset: i64) {
+pub(super) fn checkpoint(s: &mut ControlState, partition: u32, checkpoint: u64, offset: i64) {
     let p = &s.jobs[&JobId(1)].partitions[&PartitionId(partition)];
     let (worker, epoch) = (p.worker.clone().expect("placed"), p.epoch.0);
     for phase in [CheckpointPhase::Prepared, CheckpointPhase::Committed] {
@@ -50,7 +50,7 @@ fn conflict(result: CommandResult) -> String {
 }
 
 /// Stops the running job of `running()`: both partitions pause, are released and fenced.
-fn stop_all(s: &mut ControlState) {
+pub(super) fn stop_all(s: &mut ControlState) {
     paused(s, 0);
     paused(s, 1);
     settle(s);
@@ -74,6 +74,8 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
             checkpoint: Some(CheckpointId(1)),
             offset: 100,
             snapshot: Some("s1".into()),
+            version: 1,
+            state_drop: Vec::new(),
         }
     );
     assert_eq!(
@@ -82,6 +84,8 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
             checkpoint: None,
             offset: 0,
             snapshot: None,
+            version: 1,
+            state_drop: Vec::new(),
         }
     );
     // Later checkpoints move the cut, not the savepoint, and the pinned offset stays in
@@ -94,7 +98,7 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
     assert_eq!(job.pinned_offsets(PartitionId(0)), vec![100]);
     assert!(job.pinned_offsets(PartitionId(1)).is_empty(), "no snapshot");
     assert_eq!(
-        job.partitions[&PartitionId(0)].committed_cut().offset,
+        job.partitions[&PartitionId(0)].committed_cut(1).offset,
         3_900
     );
     assert!(
@@ -125,7 +129,7 @@ fn the_record_bound_never_drops_the_newest_committed_record() {
     }
     let p = &s.jobs[&JobId(1)].partitions[&PartitionId(0)];
     assert_eq!(p.checkpoints.len(), CHECKPOINT_RECORDS_PER_PARTITION_MAX);
-    assert_eq!(p.committed_cut().snapshot.as_deref(), Some("s1"));
+    assert_eq!(p.committed_cut(1).snapshot.as_deref(), Some("s1"));
 }
 
 #[test]
@@ -263,7 +267,7 @@ fn a_start_from_a_savepoint_restores_its_pins_until_a_newer_checkpoint_commits()
     assert_eq!(restore.after_checkpoint, Some(CheckpointId(3)));
     assert_eq!(p.checkpoint_floor(), Some(CheckpointId(3)));
     assert_eq!(
-        p.committed_cut().offset,
+        p.committed_cut(1).offset,
         100,
         "the cut moved back deliberately"
     );
@@ -275,7 +279,7 @@ fn a_start_from_a_savepoint_restores_its_pins_until_a_newer_checkpoint_commits()
     checkpoint(&mut s, 0, 4, 150);
     let p = &s.jobs[&JobId(1)].partitions[&PartitionId(0)];
     assert_eq!(p.restore, None);
-    assert_eq!(p.committed_cut().offset, 150);
+    assert_eq!(p.committed_cut(1).offset, 150);
     // The partition that never committed restores empty state at offset 0.
     let p1 = &s.jobs[&JobId(1)].partitions[&PartitionId(1)];
     assert_eq!(p1.restore.as_ref().unwrap().pin.checkpoint, None);

@@ -34,6 +34,23 @@ pub struct Pin {
     pub checkpoint: Option<CheckpointId>,
     pub offset: i64,
     pub snapshot: Option<String>,
+    /// The job version whose pipeline wrote the snapshot. Left out for version 1, so
+    /// states from before upgrades encode as before.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: u64,
+    /// Stateful stages that upgrades since `version` started empty (a partition that
+    /// committed nothing in between keeps an older version's pin): carrying this pin into
+    /// a later version drops them too. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_drop: Vec<String>,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+fn is_first_version(version: &u64) -> bool {
+    *version == 1
 }
 
 /// A savepoint of a job.
@@ -63,15 +80,24 @@ pub struct Restore {
     /// The highest checkpoint id the partition used before the start; the restored run's
     /// ids start above it, which is how recovery tells its commits from the older ones.
     pub after_checkpoint: Option<CheckpointId>,
+    /// An upgrade's stateful stages that start empty (its `allow_state_drop`). Left out
+    /// when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_drop: Vec<String>,
 }
 
 impl PartitionState {
     /// The cut the partition resumes from now: a pending restore's pin, else its newest
     /// committed checkpoint with the snapshot its record names, else offset 0 and empty
     /// state. A savepoint pins exactly this; the offset only ever grows within one run.
-    pub fn committed_cut(&self) -> Pin {
+    /// `version` is the job's current one: whatever the partition committed since its
+    /// last restore point was written by it.
+    pub fn committed_cut(&self, version: u64) -> Pin {
         if let Some(restore) = &self.restore {
-            return restore.pin.clone();
+            return Pin {
+                state_drop: restore.state_drop.clone(),
+                ..restore.pin.clone()
+            };
         }
         match self.committed {
             Some((checkpoint, offset)) => Pin {
@@ -82,17 +108,21 @@ impl PartitionState {
                     .iter()
                     .find(|c| c.checkpoint == checkpoint && c.offset == offset)
                     .map(|c| c.snapshot.clone()),
+                version,
+                state_drop: Vec::new(),
             },
             None => Pin {
                 checkpoint: None,
                 offset: 0,
                 snapshot: None,
+                version,
+                state_drop: Vec::new(),
             },
         }
     }
 
     /// The highest checkpoint id the partition has used, committed or only prepared.
-    fn highest_checkpoint(&self) -> Option<CheckpointId> {
+    pub(super) fn highest_checkpoint(&self) -> Option<CheckpointId> {
         let recorded = self.checkpoints.iter().map(|c| c.checkpoint).max();
         let committed = self.committed.map(|(c, _)| c);
         let restored = self.restore.as_ref().and_then(|r| r.after_checkpoint);
@@ -114,6 +144,8 @@ impl PartitionState {
             offset: r.pin.offset,
             snapshot: r.pin.snapshot.clone(),
             after_checkpoint: r.after_checkpoint,
+            spec_before: None,
+            state_drop: r.state_drop.clone(),
         })
     }
 }
@@ -148,11 +180,11 @@ impl Job {
     }
 
     /// Pins every partition's committed cut into `savepoint`.
-    fn pin_all(&mut self, savepoint: SavepointId) {
+    pub(super) fn pin_all(&mut self, savepoint: SavepointId) {
         let pins: BTreeMap<PartitionId, Pin> = self
             .partitions
             .iter()
-            .map(|(partition, p)| (*partition, p.committed_cut()))
+            .map(|(partition, p)| (*partition, p.committed_cut(self.version)))
             .collect();
         let stage_cut = self.stage_cut_consistent();
         if let Some(sp) = self.savepoints.get_mut(&savepoint) {
@@ -163,12 +195,12 @@ impl Job {
         }
     }
 
-    /// Whether a savepoint taken now must wait: the job is stopping, or stopped with a
+    /// Whether a savepoint taken now must wait: the job is stopping (or upgrading), or stopped with a
     /// partition never fenced (a stop with no worker left to fence finishes anyway). An
     /// unfenced partition's last owner may have committed in Kafka without its report
     /// arriving; the fencer reads Kafka's commit point and settles the cut first.
     fn savepoint_waits(&self) -> bool {
-        self.state == JobState::Stopping
+        matches!(self.state, JobState::Stopping | JobState::Upgrading)
             || (self.state == JobState::Stopped
                 && self.partitions.values().any(|p| p.needs_fencing()))
     }
@@ -261,7 +293,7 @@ impl ControlState {
     }
 
     /// The job if the caller may see it (`tenant` limits to that tenant's jobs).
-    fn visible_job_mut(
+    pub(super) fn visible_job_mut(
         &mut self,
         job: JobId,
         tenant: Option<&TenantName>,
@@ -331,6 +363,13 @@ impl ControlState {
                 sp.status.as_str()
             )));
         }
+        if let Some(pin) = sp.pins.values().find(|pin| pin.version != j.version) {
+            return Err(Refusal::Conflict(format!(
+                "savepoint {savepoint} of job {job} holds state of version {}; the job runs \
+                 version {}: upgrade it with the spec to run from that savepoint",
+                pin.version, j.version
+            )));
+        }
         if j.state != JobState::Stopped {
             return Err(Refusal::Conflict(format!(
                 "job {job}: the job is {}; start from a savepoint applies only to a stopped job",
@@ -343,6 +382,7 @@ impl ControlState {
         // empty from offset 0, since the downstream state the savepoint restores holds
         // nothing of their input.
         let from_empty = !j.repartitions.is_empty();
+        let pin_version = j.version;
         for (partition, p) in j.partitions.iter_mut() {
             let pin = match sp.pins.get(partition) {
                 Some(pin) => pin.clone(),
@@ -350,6 +390,8 @@ impl ControlState {
                     checkpoint: None,
                     offset: 0,
                     snapshot: None,
+                    version: pin_version,
+                    state_drop: Vec::new(),
                 },
                 None => continue,
             };
@@ -357,6 +399,7 @@ impl ControlState {
                 savepoint,
                 pin,
                 after_checkpoint: p.highest_checkpoint(),
+                state_drop: Vec::new(),
             });
         }
         self.request(job, tenant, lifecycle::JobRequest::Start)
@@ -371,6 +414,12 @@ impl ControlState {
         savepoint: SavepointId,
     ) -> Result<CommandResult, Refusal> {
         let j = self.visible_job_mut(job, tenant)?;
+        if j.upgrade.as_ref().is_some_and(|u| u.savepoint == savepoint) {
+            return Err(Refusal::Conflict(format!(
+                "savepoint {savepoint} of job {job} is the cut its upgrade starts from; delete \
+                 it once the job is running again"
+            )));
+        }
         j.savepoints
             .remove(&savepoint)
             .ok_or_else(|| Refusal::NotFound(format!("savepoint {savepoint} of job {job}")))?;
@@ -379,7 +428,7 @@ impl ControlState {
 }
 
 /// Why the job cannot take a savepoint now, if it cannot.
-fn savepoint_allowed(j: &Job) -> Result<(), Refusal> {
+pub(super) fn savepoint_allowed(j: &Job) -> Result<(), Refusal> {
     let job = j.id;
     if matches!(
         j.state,
@@ -407,7 +456,7 @@ fn savepoint_allowed(j: &Job) -> Result<(), Refusal> {
 }
 
 /// Records a new pending savepoint of `j`, if it may take one.
-fn new_savepoint(j: &mut Job, at_ms: u64) -> Result<SavepointId, Refusal> {
+pub(super) fn new_savepoint(j: &mut Job, at_ms: u64) -> Result<SavepointId, Refusal> {
     savepoint_allowed(j)?;
     j.check_stage_cut()?;
     j.savepoints_taken += 1;

@@ -862,3 +862,6 @@ mod savepoints;
 
 #[path = "stage_cut_tests.rs"]
 mod stage_cut;
+
+#[path = "versions_tests.rs"]
+mod versions;

@@ -10,6 +10,8 @@
 //! - [`aggregate`]: reading `count()`, `sum(x)` and the other aggregate calls.
 //! - [`parse`] and [`validate`]: from request body to a checked [`JobSpec`].
 //! - [`join`]: the settings and checks of an interval join (not yet a pipeline stage).
+//! - [`identity`] and [`upgrade`]: the stable identity of stateful stages, and whether
+//!   (and how) a new version of a job carries the old version's state.
 //! - [`stages`]: the chain of stages and repartition topics a job will run as (planned,
 //!   not yet run).
 
@@ -17,11 +19,13 @@ pub mod aggregate;
 pub mod cel;
 pub mod duration;
 pub mod error;
+pub mod identity;
 pub mod join;
 pub mod model;
 pub mod parse;
 pub mod stage;
 pub mod stages;
+pub mod upgrade;
 pub mod validate;
 
 #[cfg(test)]

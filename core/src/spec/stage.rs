@@ -45,7 +45,19 @@ impl Stage {
             Stage::Aggregate(_) => "aggregate",
         }
     }
+
+    /// The explicit `id:` written beside a stateful stage, if any.
+    pub fn explicit_id(&self) -> Option<&str> {
+        match self {
+            Stage::Dedupe(dedupe) => dedupe.id.as_deref(),
+            Stage::Window(window) => window.id.as_deref(),
+            _ => None,
+        }
+    }
 }
+
+/// The key beside a stage's kind that gives a stateful stage its stable identity.
+pub const STAGE_ID_KEY: &str = "id";
 
 /// The settings of a `dedupe` stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +67,10 @@ pub struct Dedupe {
     pub key: String,
     /// How long a key is remembered.
     pub ttl: SpecDuration,
+    /// The stage's stable identity across upgrades, written `id:` beside the stage (not
+    /// inside its settings); `None` uses the default rule ([`super::identity`]).
+    #[serde(skip)]
+    pub id: Option<String>,
 }
 
 /// The settings of a `window` stage.
@@ -64,6 +80,9 @@ pub struct Window {
     pub kind: WindowKind,
     /// How long after a window's end late events are still added to it; `None` means zero.
     pub allowed_lateness: Option<SpecDuration>,
+    /// The stage's stable identity across upgrades, written `id:` beside the stage (not
+    /// inside its settings); `None` uses the default rule ([`super::identity`]).
+    pub id: Option<String>,
 }
 
 impl Window {
@@ -120,7 +139,8 @@ pub struct Session {
 
 impl Serialize for Stage {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(1))?;
+        let id = self.explicit_id();
+        let mut map = serializer.serialize_map(Some(1 + usize::from(id.is_some())))?;
         match self {
             Stage::Filter(expression) | Stage::KeyBy(expression) => {
                 map.serialize_entry(self.kind(), expression)?
@@ -130,6 +150,9 @@ impl Serialize for Stage {
             }
             Stage::Dedupe(dedupe) => map.serialize_entry(self.kind(), dedupe)?,
             Stage::Window(window) => map.serialize_entry(self.kind(), window)?,
+        }
+        if let Some(id) = id {
+            map.serialize_entry(STAGE_ID_KEY, id)?;
         }
         map.end()
     }
@@ -152,26 +175,49 @@ impl<'de> Visitor<'de> for StageVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Stage, A::Error> {
-        let Some(kind) = map.next_key::<String>()? else {
+        let mut stage: Option<(String, Stage)> = None;
+        let mut id: Option<String> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == STAGE_ID_KEY {
+                if id.is_some() {
+                    return Err(de::Error::duplicate_field(STAGE_ID_KEY));
+                }
+                id = Some(map.next_value()?);
+                continue;
+            }
+            if let Some((kind, _)) = &stage {
+                return Err(de::Error::custom(format!(
+                    "a stage has exactly one key besides `id`; found `{key}` after `{kind}` \
+                     (start a new list item for another stage)"
+                )));
+            }
+            let next = match key.as_str() {
+                "filter" => Stage::Filter(map.next_value()?),
+                "map" => Stage::Map(map.next_value()?),
+                "dedupe" => Stage::Dedupe(map.next_value()?),
+                "key_by" => Stage::KeyBy(map.next_value()?),
+                "window" => Stage::Window(map.next_value()?),
+                "aggregate" => Stage::Aggregate(map.next_value()?),
+                other => return Err(de::Error::unknown_field(other, STAGE_KINDS)),
+            };
+            stage = Some((key, next));
+        }
+        let Some((kind, mut stage)) = stage else {
             return Err(de::Error::custom(format!(
                 "a stage needs one key, one of {}",
                 STAGE_KINDS.join(", ")
             )));
         };
-        let stage = match kind.as_str() {
-            "filter" => Stage::Filter(map.next_value()?),
-            "map" => Stage::Map(map.next_value()?),
-            "dedupe" => Stage::Dedupe(map.next_value()?),
-            "key_by" => Stage::KeyBy(map.next_value()?),
-            "window" => Stage::Window(map.next_value()?),
-            "aggregate" => Stage::Aggregate(map.next_value()?),
-            other => return Err(de::Error::unknown_field(other, STAGE_KINDS)),
-        };
-        if let Some(extra) = map.next_key::<String>()? {
-            return Err(de::Error::custom(format!(
-                "a stage has exactly one key; found `{extra}` after `{kind}` \
-                 (start a new list item for another stage)"
-            )));
+        match (&mut stage, id) {
+            (_, None) => {}
+            (Stage::Dedupe(dedupe), id) => dedupe.id = id,
+            (Stage::Window(window), id) => window.id = id,
+            (_, Some(_)) => {
+                return Err(de::Error::custom(format!(
+                    "`id` names a stage whose state is carried across upgrades (a dedupe or \
+                     a window); a `{kind}` stage keeps no state"
+                )))
+            }
         }
         Ok(stage)
     }
@@ -245,6 +291,7 @@ impl<'de> Visitor<'de> for WindowVisitor {
         Ok(Window {
             kind,
             allowed_lateness,
+            id: None,
         })
     }
 }
@@ -272,11 +319,13 @@ mod tests {
             Stage::Dedupe(Dedupe {
                 key: "event_id".into(),
                 ttl: SpecDuration::from_secs(86_400),
+                id: Some("seen".into()),
             }),
             Stage::KeyBy("card".into()),
             Stage::Window(Window {
                 kind: WindowKind::Tumbling(SpecDuration::from_secs(60)),
                 allowed_lateness: None,
+                id: None,
             }),
             Stage::Window(Window {
                 kind: WindowKind::Sliding(Sliding {
@@ -284,12 +333,14 @@ mod tests {
                     slide: SpecDuration::from_secs(10),
                 }),
                 allowed_lateness: Some(SpecDuration::from_millis(500)),
+                id: Some("velocity".into()),
             }),
             Stage::Window(Window {
                 kind: WindowKind::Session(Session {
                     gap: SpecDuration::from_secs(30),
                 }),
                 allowed_lateness: None,
+                id: None,
             }),
             Stage::Aggregate(outputs),
         ]
@@ -302,7 +353,7 @@ mod tests {
             assert_eq!(json_round_trip(&stage), stage);
             let json = serde_json::to_value(&stage).unwrap();
             let object = json.as_object().unwrap();
-            assert_eq!(object.len(), 1);
+            assert_eq!(object.len(), 1 + usize::from(stage.explicit_id().is_some()));
             assert!(object.contains_key(stage.kind()));
         }
     }
@@ -318,6 +369,23 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&stage).unwrap(),
             r#"{"filter":"count >= 5"}"#
+        );
+    }
+
+    #[test]
+    fn an_id_is_written_beside_a_stateful_stage_in_either_order() {
+        for text in [
+            "{ window: { tumbling: 60s }, id: velocity }",
+            "{ id: velocity, window: { tumbling: 60s } }",
+        ] {
+            let stage: Stage = serde_yaml::from_str(text).unwrap();
+            assert_eq!(stage.explicit_id(), Some("velocity"), "{text}");
+        }
+        let stage: Stage =
+            serde_yaml::from_str("{ dedupe: { key: k, ttl: 1s }, id: seen }").unwrap();
+        assert_eq!(
+            serde_json::to_string(&stage).unwrap(),
+            r#"{"dedupe":{"key":"k","ttl":"1s"},"id":"seen"}"#
         );
     }
 
@@ -340,6 +408,13 @@ mod tests {
                 "unknown field `extra`",
             ),
             ("filter", "a stage"),
+            ("{ filter: x, id: a }", "keeps no state"),
+            (
+                "{ id: a, id: b, window: { tumbling: 1s } }",
+                "duplicate field `id`",
+            ),
+            ("dedupe: { key: x, ttl: 1s, id: a }", "unknown field `id`"),
+            ("id: a", "a stage needs one key"),
         ];
         for (text, needle) in cases {
             let err = serde_yaml::from_str::<Stage>(text).unwrap_err().to_string();

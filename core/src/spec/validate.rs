@@ -272,7 +272,7 @@ fn check_pipeline(pipeline: &[Stage]) -> Result<(), SpecError> {
         let before = pipeline.get(..index).unwrap_or_default();
         check_stage_order(&field, stage, before, pipeline.get(index + 1))?;
     }
-    Ok(())
+    super::identity::check_ids(pipeline)
 }
 
 /// A stage's own settings, without regard to its neighbours.

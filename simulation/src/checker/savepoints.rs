@@ -1,7 +1,8 @@
 //! Savepoints at the end of a run: every snapshot a complete savepoint pins is still in
 //! the checkpoint store and restores into its job's pipeline. Pruning must keep them for
 //! as long as the savepoint exists, whatever the partitions committed since (planted bug
-//! `savepoint-snapshots-pruned` forgets the pins). A pin without a checkpoint (a
+//! `savepoint-snapshots-pruned` forgets the pins), each with the spec of the version
+//! that wrote it. A pin without a checkpoint (a
 //! partition that never committed) is empty state and pins no snapshot.
 
 use weir_coordinator::state::ControlState;
@@ -18,7 +19,6 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
     let mut problems = Vec::new();
     let mut checked = 0;
     for job in state.jobs.values() {
-        let spec: Option<JobSpec> = serde_json::from_value(job.spec.clone()).ok();
         for sp in job.savepoints.values() {
             if sp.status != SavepointStatus::Complete {
                 continue;
@@ -36,6 +36,11 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                 if pin.checkpoint.is_none() {
                     continue;
                 }
+                // The spec of the version that wrote the snapshot (an upgrade's savepoint
+                // pins the old version's state).
+                let spec: Option<JobSpec> = job
+                    .version_spec(pin.version)
+                    .and_then(|spec| serde_json::from_value(spec.clone()).ok());
                 checked += 1;
                 let at = format!(
                     "savepoint {} of job {} partition {partition} at offset {}",

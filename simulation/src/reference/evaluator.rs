@@ -104,6 +104,59 @@ impl<'t> Evaluator<'t> {
         self.out
     }
 
+    /// The evaluation going on under `plan`, a new version of the job from this point of
+    /// the input (an upgrade's cut): what was output stays, and the state carries by the
+    /// default identity rule — the `k`-th dedupe in pipeline order (`dedupe#k`) keeps its
+    /// memory, the window (`window#0`) its open windows, the event time its progress —
+    /// except the stages `state_drop` names, which start empty. The reference models
+    /// only upgrades that keep the stateful stages as they were.
+    pub(crate) fn upgraded(
+        self,
+        plan: Plan,
+        state_drop: &[String],
+    ) -> Result<Evaluator<'t>, ReferenceError> {
+        let dedupes = |plan: &Plan| -> Vec<(bool, usize)> {
+            let before = plan.before.iter().enumerate().map(|(i, op)| (true, i, op));
+            let after = plan.after.iter().enumerate().map(|(i, op)| (false, i, op));
+            before
+                .chain(after)
+                .filter(|(_, _, op)| matches!(op, StageOp::Dedupe { .. }))
+                .map(|(is_before, i, _)| (is_before, i))
+                .collect()
+        };
+        let aggregates = |plan: &Plan| -> Option<Vec<String>> {
+            let window = plan.window.as_ref()?;
+            Some(window.aggregates.iter().map(|a| a.name.clone()).collect())
+        };
+        let (old_dedupes, new_dedupes) = (dedupes(&self.plan), dedupes(&plan));
+        if old_dedupes.len() != new_dedupes.len() || aggregates(&self.plan) != aggregates(&plan) {
+            return Err(ReferenceError::Unsupported(
+                "an upgrade that changes the stateful stages".into(),
+            ));
+        }
+        let dropped = |id: String| state_drop.contains(&id);
+        let mut next = Evaluator::new(plan, self.topic);
+        next.time_max_ms = self.time_max_ms;
+        for (ordinal, (old, new)) in old_dedupes.into_iter().zip(new_dedupes).enumerate() {
+            if dropped(format!("dedupe#{ordinal}")) {
+                continue;
+            }
+            let memory = match old {
+                (true, i) => self.dedupe_before[i].clone(),
+                (false, i) => self.dedupe_after[i].clone(),
+            };
+            match new {
+                (true, i) => next.dedupe_before[i] = memory,
+                (false, i) => next.dedupe_after[i] = memory,
+            }
+        }
+        if !dropped("window#0".to_string()) {
+            next.windows = self.windows;
+        }
+        next.out = self.out;
+        Ok(next)
+    }
+
     /// The end of a partition's upstream stage.
     pub(crate) fn finish_upstream(self) -> Upstream {
         Upstream {

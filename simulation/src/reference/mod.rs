@@ -55,10 +55,12 @@ mod windows;
 mod job_tests;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 pub use dead_letter::parse_dead_letter;
 pub use job::evaluate_job;
 pub use routing::partition_of_key;
+pub use versions::{evaluate_upgraded_partition, RefVersion};
 
 use weir_core::spec::JobSpec;
 

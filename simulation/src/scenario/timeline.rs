@@ -290,12 +290,33 @@ impl Run {
         } else {
             self.ctx.event("every job caught up");
         }
-        for t in dataflow::check_outputs(&self.ctx, &data.broker, &ids).await {
+        let versions = match self
+            .final_control_state()
+            .map(|s| crate::upgrades::version_chains(&s))
+        {
+            Some(Ok(chains)) => chains,
+            Some(Err(e)) => {
+                self.ctx
+                    .violation(format!("upgraded jobs cannot be checked: {e}"));
+                Default::default()
+            }
+            None => Default::default(),
+        };
+        for t in dataflow::check_outputs(&self.ctx, &data.broker, &ids, &versions).await {
             self.tally.input += t.input;
             self.tally.outputs += t.outputs;
             self.tally.dead_letters += t.dead_letters;
         }
         self.check_savepoints().await;
+    }
+
+    /// The control state of the most advanced running member.
+    fn final_control_state(&self) -> Option<weir_coordinator::state::ControlState> {
+        self.view
+            .running()
+            .iter()
+            .max_by_key(|node| node.coordinator.raft().metrics().borrow().last_applied)
+            .map(|node| node.coordinator.state().read().control.clone())
     }
 
     /// Every complete savepoint's pinned snapshots exist and restore, as the most
@@ -305,13 +326,7 @@ impl Run {
         let Some(data) = self.data.as_ref() else {
             return;
         };
-        let state = self
-            .view
-            .running()
-            .iter()
-            .max_by_key(|node| node.coordinator.raft().metrics().borrow().last_applied)
-            .map(|node| node.coordinator.state().read().control.clone());
-        let Some(state) = state else {
+        let Some(state) = self.final_control_state() else {
             return;
         };
         let (problems, checked) =

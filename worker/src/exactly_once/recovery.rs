@@ -253,10 +253,7 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
                     offset: restore.offset,
                 })?;
             let (checkpoint, state) = decode_snapshot(&bytes)?;
-            (
-                Pipeline::restore_role(&config.spec, role, state)?,
-                checkpoint.0,
-            )
+            (restore_pin(config, restore, role, state)?, checkpoint.0)
         }
         None => (Pipeline::compile_role(&config.spec, role)?, 0),
     };
@@ -289,6 +286,26 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
         input,
         restored: None,
     })
+}
+
+/// The pipeline restored from a restore point's snapshot: of this version's pipeline, or
+/// (an upgrade) of the version whose spec the restore point carries, its state carried
+/// stage by stage into this version's pipeline.
+fn restore_pin(
+    config: &PartitionConfig,
+    restore: &RestorePoint,
+    role: PipelineRole,
+    state: &[u8],
+) -> Result<Pipeline, PartitionError> {
+    let Some(spec_before) = &restore.spec_before else {
+        return Ok(Pipeline::restore_role(&config.spec, role, state)?);
+    };
+    let old: weir_core::spec::JobSpec = serde_json::from_value(spec_before.clone())
+        .map_err(|e| PartitionError::Stage(format!("the spec before the upgrade: {e}")))?;
+    let pipeline =
+        Pipeline::restore_upgraded(&old, &config.spec, role, &restore.state_drop, state)?;
+    tracing::info!(job = %config.job, partition = %config.partition, dropped = ?restore.state_drop, "state carried into the upgraded pipeline");
+    Ok(pipeline)
 }
 
 /// The pipeline restored from the worker's local copy at exactly `offset`, with its

@@ -180,6 +180,7 @@
 //! from a header and every entry, so a worker's local copy can be kept key by key.
 
 mod aggregate;
+mod carry;
 mod changes;
 mod compile;
 mod datum;

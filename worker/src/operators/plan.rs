@@ -30,6 +30,9 @@ pub enum RestoreError {
     /// The bytes are not a snapshot this pipeline could have written.
     #[error("the snapshot is corrupt: {0}")]
     Corrupt(String),
+    /// An older version's state cannot be carried into the new version's pipeline.
+    #[error("the state cannot be carried into the upgraded pipeline: {0}")]
+    Upgrade(String),
 }
 
 /// What never changes while a pipeline runs.

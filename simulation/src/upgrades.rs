@@ -1,0 +1,141 @@
+//! Upgrades in a simulated run: which edits the life-cycle driver makes to a running
+//! job (`lifecycle`), and the version chain the reference evaluates an upgraded job by,
+//! read from the final coordinator state.
+//!
+//! Only jobs that run as one stage are upgraded (the group refuses the others). Each
+//! upgrade appends one stage after the job's stateful stages — a filter after the
+//! aggregate (or after the dedupe), or a map — so every stateful stage carries its state;
+//! one upgrade in [`STATE_DROP_ONE_IN`] also names the job's stateful stage in
+//! `allow_state_drop`, which then starts empty. The cuts come from the savepoint each
+//! version started from (the driver never deletes those).
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use weir_coordinator::state::ControlState;
+use weir_core::ids::JobId;
+use weir_core::spec::{JobSpec, Stage};
+
+use crate::cluster::ClusterView;
+use crate::jobs::{JobKind, SimJob};
+use crate::reference::RefVersion;
+
+/// Upgrades the driver makes of one job in a run.
+pub const UPGRADES_PER_JOB_MAX: u64 = 3;
+/// The chance that a turn of the driver on an upgradable job upgrades it.
+const UPGRADE_PROBABILITY: f64 = 0.2;
+/// One upgrade in this many drops the job's stateful stage's state.
+const STATE_DROP_ONE_IN: u32 = 4;
+
+/// The stage the `n`-th upgrade of a job of `kind` appends (a filter, a map keeping what
+/// the next filter reads, another filter), and the stateful stage it may drop; `None`
+/// for a kind that is not upgraded.
+fn edit(kind: JobKind, n: u64) -> Option<(Stage, Option<&'static str>)> {
+    let filter = |text: &str| Stage::Filter(text.to_string());
+    let map = |fields: &[(&str, &str)]| {
+        Stage::Map(
+            fields
+                .iter()
+                .map(|(name, expr)| (name.to_string(), expr.to_string()))
+                .collect(),
+        )
+    };
+    let (stages, drop) = match kind {
+        JobKind::Stateless => (
+            [
+                filter("cents % 7 != 0"),
+                map(&[("card", "card"), ("cents", "cents"), ("id", "id")]),
+                filter("cents % 11 != 0"),
+            ],
+            None,
+        ),
+        JobKind::Dedupe => (
+            [
+                filter("id % 5 != 0"),
+                map(&[("id", "id"), ("card", "card"), ("amount", "amount")]),
+                filter("id % 7 != 0"),
+            ],
+            Some("dedupe#0"),
+        ),
+        JobKind::Session => (
+            [
+                filter("n >= 2"),
+                map(&[("card", "key"), ("n", "n"), ("mean", "mean")]),
+                filter("n >= 3"),
+            ],
+            Some("window#0"),
+        ),
+        JobKind::Tumbling | JobKind::Sliding | JobKind::Rekey => return None,
+    };
+    let stage = stages.into_iter().nth(n as usize)?;
+    Some((stage, drop))
+}
+
+/// The upgrade the driver makes of `job` (id `id`) on this turn, if any: the new spec
+/// (as JSON) and the stages it drops.
+pub fn draw(
+    rng: &mut impl Rng,
+    view: &ClusterView,
+    id: JobId,
+    job: &SimJob,
+) -> Option<(serde_json::Value, Vec<String>)> {
+    if weir_core::spec::stages::shuffling_key_by(&job.spec).is_some() {
+        return None;
+    }
+    let (current, version) = view.running().iter().find_map(|node| {
+        let state = node.coordinator.state().read();
+        let j = state.control.jobs.get(&id)?;
+        Some((j.spec.clone(), j.version))
+    })?;
+    let upgrades = version.saturating_sub(1);
+    if upgrades >= UPGRADES_PER_JOB_MAX {
+        return None;
+    }
+    let (stage, drop) = edit(job.kind, upgrades)?;
+    if !rng.gen_bool(UPGRADE_PROBABILITY) {
+        return None;
+    }
+    let mut spec: JobSpec = serde_json::from_value(current).ok()?;
+    spec.pipeline.push(stage);
+    weir_core::spec::validate(&spec).ok()?;
+    let drop = match drop {
+        Some(id) if rng.gen_ratio(1, STATE_DROP_ONE_IN) => vec![id.to_string()],
+        _ => Vec::new(),
+    };
+    Some((serde_json::to_value(&spec).ok()?, drop))
+}
+
+/// Every upgraded job's versions, oldest first, with each version's cuts (the pins of
+/// the savepoint it started from) and dropped stages; `Err` names what cannot be read.
+pub fn version_chains(state: &ControlState) -> Result<BTreeMap<JobId, Vec<RefVersion>>, String> {
+    let mut chains = BTreeMap::new();
+    for job in state.jobs.values() {
+        if job.versions.len() < 2 {
+            continue;
+        }
+        let mut chain = Vec::new();
+        for version in &job.versions {
+            let spec: JobSpec = serde_json::from_value(version.spec.clone())
+                .map_err(|e| format!("job {} version {}: {e}", job.id, version.version))?;
+            let mut cuts = BTreeMap::new();
+            if let Some(sp) = version.savepoint {
+                let savepoint = job.savepoints.get(&sp).ok_or_else(|| {
+                    format!(
+                        "job {} version {}: its savepoint {sp} is gone",
+                        job.id, version.version
+                    )
+                })?;
+                for (partition, pin) in &savepoint.pins {
+                    cuts.insert(partition.0 as i32, pin.offset);
+                }
+            }
+            chain.push(RefVersion {
+                spec,
+                cuts,
+                state_drop: version.state_dropped.clone(),
+            });
+        }
+        chains.insert(job.id, chain);
+    }
+    Ok(chains)
+}
