@@ -271,7 +271,10 @@ fn job_bodies_are_pinned() {
     );
     pinned(
         "report_partitions_request.json",
-        &ReportPartitionsRequest { partition_count: 2 },
+        &ReportPartitionsRequest {
+            partition_count: 2,
+            topic: None,
+        },
     );
 }
 
@@ -324,6 +327,7 @@ fn worker_bodies_are_pinned() {
                 restore: None,
             }],
             unknown_partition_counts: vec![(JobId(8), "orders".into())],
+            unknown_topic_partition_counts: Vec::new(),
             fence: vec![(JobId(5), PartitionId(1))],
             delete_topics: Vec::new(),
         },
@@ -347,6 +351,7 @@ fn worker_bodies_are_pinned() {
                 restore: None,
             }],
             unknown_partition_counts: vec![],
+            unknown_topic_partition_counts: Vec::new(),
             fence: vec![],
             delete_topics: Vec::new(),
         },
@@ -378,6 +383,7 @@ fn worker_bodies_are_pinned() {
                 }),
             }],
             unknown_partition_counts: vec![],
+            unknown_topic_partition_counts: Vec::new(),
             fence: vec![],
             delete_topics: Vec::new(),
         },

@@ -123,6 +123,7 @@ impl ControlPlane for LocalControl {
             worker: id.clone(),
             assignments,
             unknown_partition_counts,
+            unknown_topic_partition_counts: Vec::new(),
             fence: s.fence_duties(id, 32),
             delete_topics: s.topic_deletion_duties(id, 4),
         })

@@ -4,17 +4,19 @@
 
 mod checkpoints;
 mod command;
+mod join_counts;
 pub mod lifecycle;
 mod savepoints;
 
 pub use command::{Command, CommandResult, Move, Refusal};
+pub use join_counts::join_topic;
 use lifecycle::{JobProgress, JobRequest};
 pub use savepoints::{Pin, Restore, Savepoint, JOB_SAVEPOINTS_MAX};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
-use weir_core::spec::stages::{plan_stages, repartition_topic_name, task_id};
+use weir_core::spec::stages::{plan_stages, repartition_topic_name};
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
@@ -77,6 +79,11 @@ pub struct Job {
     /// Savepoints ever taken: the next one's id is one more (ids are never reused).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub savepoints_taken: u64,
+    /// The partition count of the `join`'s right topic (`join.with.topic`), for a job
+    /// with a join: the job is planned once both it and the source's are known
+    /// (`join_counts.rs`). Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_partition_count: Option<u32>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -221,22 +228,17 @@ impl ControlState {
                 worker,
                 addr,
                 at_ms,
-            } => {
-                self.workers.insert(
-                    worker.clone(),
-                    Worker {
-                        id: worker.clone(),
-                        addr: addr.clone(),
-                        registered_at_ms: *at_ms,
-                    },
-                );
-                Ok(CommandResult::Done)
-            }
+            } => self.register_worker(worker, addr, *at_ms),
             Command::RemoveWorker { worker, .. } => self.remove_worker(worker),
             Command::SetPartitionCount {
                 job,
                 partition_count,
             } => self.set_partition_count(*job, *partition_count),
+            Command::SetTopicPartitionCount {
+                job,
+                topic,
+                partition_count,
+            } => self.set_topic_partition_count(*job, topic, *partition_count),
             Command::Place { moves } => self.place(moves),
             Command::FinishCancel { job } => self.finish_release(*job, JobState::Cancelling),
             Command::FailJob { job, reason } => self.fail_job(*job, reason),
@@ -269,6 +271,21 @@ impl ControlState {
             )),
         };
         result.unwrap_or_else(CommandResult::Refused)
+    }
+
+    fn register_worker(
+        &mut self,
+        worker: &WorkerId,
+        addr: &str,
+        at_ms: u64,
+    ) -> Result<CommandResult, Refusal> {
+        let record = Worker {
+            id: worker.clone(),
+            addr: addr.to_string(),
+            registered_at_ms: at_ms,
+        };
+        self.workers.insert(worker.clone(), record);
+        Ok(CommandResult::Done)
     }
 
     fn apply_once(&mut self, key: &str, digest: Option<&str>, command: &Command) -> CommandResult {
@@ -406,6 +423,7 @@ impl ControlState {
                 topics_deleted: false,
                 savepoints: BTreeMap::new(),
                 savepoints_taken: 0,
+                join_partition_count: None,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -481,18 +499,14 @@ impl ControlState {
         let first_count = j.partition_count.is_none();
         j.partition_count = Some(partition_count);
         if first_count {
-            j.repartitions = planned_repartitions(j, partition_count);
-            for (index, &partitions) in j.repartitions.iter().enumerate() {
-                for p in 0..partitions {
-                    j.partitions
-                        .entry(task_id(index + 1, p))
-                        .or_insert_with(PartitionState::unowned);
-                }
-            }
+            j.plan_later_stages();
         }
         if j.state == JobState::Pending {
             // The reason it was pending (its source topic could not be read) is gone.
             j.reason = None;
+        }
+        if j.awaits_partition_counts() {
+            return Ok(CommandResult::Done);
         }
         for p in 0..partition_count {
             j.partitions
@@ -539,7 +553,7 @@ impl ControlState {
         for m in moves {
             let job = self.jobs.get_mut(&m.job).expect("checked above");
             let all_placed = job.partitions.values().all(|p| p.worker.is_some());
-            if all_placed && job.partition_count.is_some() {
+            if all_placed && !job.awaits_partition_counts() {
                 if let Some(next) = lifecycle::on_progress(job.state, JobProgress::AllPlaced) {
                     job.state = next;
                 }

@@ -9,6 +9,7 @@ use super::snapshot_codec::decode_snapshot;
 use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
 use crate::checkpoint_store::CheckpointStore;
+use crate::operators::shuffled::JoinSide;
 use crate::operators::{Pipeline, PipelineRole};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
@@ -307,10 +308,21 @@ async fn pipeline_role<B: Broker>(
     broker: &B,
 ) -> Result<PipelineRole, PartitionError> {
     let source_partitions = match task {
-        StageTask::Downstream { .. } => broker.partition_count(&spec.source.topic).await?,
-        StageTask::Whole { .. } | StageTask::Upstream { .. } => 0,
+        StageTask::Downstream { .. } | StageTask::JoinDownstream { .. } => {
+            broker.partition_count(&spec.source.topic).await?
+        }
+        StageTask::Whole { .. } | StageTask::Upstream { .. } | StageTask::JoinUpstream { .. } => 0,
     };
-    Ok(task.role(source_partitions))
+    let right_partitions = match task {
+        StageTask::JoinDownstream { join_at, .. } => match spec.pipeline.get(*join_at) {
+            Some(weir_core::spec::Stage::Join(join)) => {
+                broker.partition_count(&join.with.topic).await?
+            }
+            _ => 0,
+        },
+        _ => 0,
+    };
+    Ok(task.role_in(source_partitions, right_partitions))
 }
 
 /// Where the partition's outputs go and how large each may be, read from the broker.
@@ -323,24 +335,14 @@ async fn output_targets<B: Broker>(
     // Keyless outputs stay on the sink partition numbered like their source partition
     // (modulo the sink's size): they keep their source order and batch well, instead of
     // being spread record by record.
-    let (sink_topic, route_by_key, markers) = match task {
-        StageTask::Upstream {
-            source_partition,
-            repartition,
+    let (sink_topic, route_by_key, markers) = stage_output(config, task, broker).await?;
+    // A join's right side reads (and names in its dead letters) its own topic.
+    let source_topic = match task {
+        StageTask::JoinUpstream {
+            side: JoinSide::Right,
             ..
-        } => (
-            repartition.topic.clone(),
-            Some(repartition.partitions),
-            Some(Markers {
-                topic: repartition.topic.clone(),
-                partitions: repartition.partitions,
-                upstream: *source_partition as u32,
-                last_sent_ms: None,
-            }),
-        ),
-        StageTask::Whole { .. } | StageTask::Downstream { .. } => {
-            (config.spec.sink.topic.clone(), None, None)
-        }
+        } => task.input(&config.spec).0,
+        _ => config.spec.source.topic.clone(),
     };
     let dead_letter_topic = config.spec.dead_letter_topic_or_default();
     let sink_partition = partition % broker.partition_count(&sink_topic).await?.max(1) as i32;
@@ -375,7 +377,7 @@ async fn output_targets<B: Broker>(
         routes,
         job: config.job,
         partition: config.partition,
-        source_topic: config.spec.source.topic.clone(),
+        source_topic,
         sink_topic,
         dead_letter_topic,
         sink_partition,
@@ -384,6 +386,59 @@ async fn output_targets<B: Broker>(
         dead_letter_max,
         route_by_key,
         markers,
+    })
+}
+
+/// Where the task's results go: the sink, or upstream of a shuffle the repartition topic
+/// (routed by key, with the task's watermark markers).
+async fn stage_output<B: Broker>(
+    config: &PartitionConfig,
+    task: &StageTask,
+    broker: &B,
+) -> Result<(String, Option<u32>, Option<Markers>), PartitionError> {
+    Ok(match task {
+        StageTask::Upstream {
+            source_partition,
+            repartition,
+            ..
+        } => (
+            repartition.topic.clone(),
+            Some(repartition.partitions),
+            Some(Markers {
+                topic: repartition.topic.clone(),
+                partitions: repartition.partitions,
+                upstream: *source_partition as u32,
+                last_sent_ms: None,
+            }),
+        ),
+        StageTask::JoinUpstream {
+            side,
+            source_partition,
+            repartition,
+            ..
+        } => {
+            // Markers carry a global upstream index: the left side's tasks first.
+            let upstream = match side {
+                JoinSide::Left => *source_partition as u32,
+                JoinSide::Right => {
+                    broker.partition_count(&config.spec.source.topic).await?
+                        + *source_partition as u32
+                }
+            };
+            (
+                repartition.topic.clone(),
+                Some(repartition.partitions),
+                Some(Markers {
+                    topic: repartition.topic.clone(),
+                    partitions: repartition.partitions,
+                    upstream,
+                    last_sent_ms: None,
+                }),
+            )
+        }
+        StageTask::Whole { .. }
+        | StageTask::Downstream { .. }
+        | StageTask::JoinDownstream { .. } => (config.spec.sink.topic.clone(), None, None),
     })
 }
 

@@ -417,6 +417,31 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
     }
 }
 
+/// Learns the partition count of each topic a job reads besides its source (a join's
+/// right side) and reports it. A topic that cannot be read is logged and tried again at
+/// the next round: the job stays pending meanwhile.
+async fn report_topic_partition_counts<B: Broker, C: ControlPlane>(
+    broker: &B,
+    control: &C,
+    topics: &[(JobId, String)],
+) {
+    for (job, topic) in topics {
+        match broker.partition_count(topic).await {
+            Ok(n) => {
+                if let Err(e) = control
+                    .report_topic_partitions(*job, topic.clone(), n)
+                    .await
+                {
+                    tracing::debug!(job = %job, topic, error = %e, "partition count not reported");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(job = %job, topic, error = %e, "cannot read the metadata of a topic the job joins");
+            }
+        }
+    }
+}
+
 /// Tells the group which partitions paused (committed, no open transaction); one not
 /// recorded is reported again in the next round.
 async fn report_paused<C: ControlPlane>(
@@ -540,6 +565,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                         // assignments are applied: a slow Kafka or coordinator must not hold
                         // up starting and stopping partitions.
                         let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
+                        let unknown_topics = std::mem::take(&mut assignments.unknown_topic_partition_counts);
                         let duties = std::mem::take(&mut assignments.fence);
                         let deletions = std::mem::take(&mut assignments.delete_topics);
                         let paused = act.apply(assignments);
@@ -552,12 +578,13 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting_paused = false));
                         }
-                        if !unknown.is_empty() && !act.reporting {
+                        if (!unknown.is_empty() || !unknown_topics.is_empty()) && !act.reporting {
                             act.reporting = true;
                             let (broker, control) = (act.broker.clone(), act.control.clone());
                             let (worker, pending) = (act.config.worker.clone(), act.pending.clone());
                             let report = async move {
                                 report_partition_counts(&broker, control.as_ref(), &worker, &pending, &unknown).await;
+                                report_topic_partition_counts(&broker, control.as_ref(), &unknown_topics).await;
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting = false));
                         }

@@ -10,10 +10,6 @@
 //!          u32:right { i64:event_ms u32:len object }*
 //! ```
 
-// Not called outside tests yet: the downstream stage of a job with a join, its caller,
-// comes with the `join` pipeline stage.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use super::event_time::EVENT_TIME_ABS_MAX_MS;
 use super::join::{Buffered, JoinPlan, JoinState, KeyBuffers};
 use weir_core::bugs::{planted, PlantedBug};
