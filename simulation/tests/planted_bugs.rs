@@ -128,9 +128,12 @@ fn pruning_a_savepoints_snapshots_like_a_checkpoints_is_caught() {
     assert_caught(PlantedBug::SavepointSnapshotsPruned, SimOptions::default());
 }
 
-// `join-state-not-in-snapshot` is caught outside the simulation until jobs with a join
-// run: by the worker's join tests with the feature on
-// (`cargo test -p weir-worker --features planted-bugs join_state_left_out`).
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn join_state_left_out_of_the_snapshot_is_caught() {
+    assert_caught(PlantedBug::JoinStateNotInSnapshot, SimOptions::default());
+}
+
 #[test]
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(

@@ -30,6 +30,10 @@ pub(crate) fn write_state(state: &JoinState, out: &mut Vec<u8>) {
 
 /// One key's buffers as a local-copy entry value; `None` when the key holds nothing.
 pub(crate) fn key_value(state: &JoinState, key: &str) -> Option<Vec<u8>> {
+    if planted(PlantedBug::JoinStateNotInSnapshot) {
+        // The same mistake in the local copy: every key reads as forgotten.
+        return None;
+    }
     let buffers = state.key(key)?;
     let mut out = Vec::new();
     write_buffers(&mut out, buffers);

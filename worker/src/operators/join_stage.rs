@@ -264,3 +264,117 @@ pub(crate) fn restore_entries(
     pipeline.state.join = Some(restored);
     Ok(pipeline)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operators::shuffled::{encode_side_event, encode_watermark};
+    use weir_core::spec::parse_job_spec;
+
+    const ROLE: PipelineRole = PipelineRole::JoinDownstream {
+        join_at: 0,
+        left_upstreams: 1,
+        right_upstreams: 1,
+    };
+
+    fn join_spec(after: &str) -> JobSpec {
+        let yaml = format!(
+            "name: j\nsource: {{ topic: auths, event_time: ts }}\npipeline:\n  - join: {{ with: \
+             {{ topic: captures, event_time: ts }}, left_key: id, right_key: id, within: 10ms, \
+             kind: left_outer }}\n{after}sink: {{ topic: out }}\n"
+        );
+        parse_job_spec(yaml.as_bytes()).unwrap()
+    }
+
+    fn record(offset: i64, key: Option<&str>, value: Vec<u8>) -> SourceRecord {
+        SourceRecord {
+            topic: "weir-job-1-repartition-1".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: key.map(|k| k.as_bytes().to_vec()),
+            value: Some(value),
+        }
+    }
+
+    fn event(offset: i64, side: JoinSide, key: &str, ms: i64, object: &str) -> SourceRecord {
+        let value = encode_side_event(side, ms, None, 0, offset, object.as_bytes());
+        record(offset, Some(key), value)
+    }
+
+    fn values(out: &Outputs) -> Vec<String> {
+        out.records
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_restored_task_from_its_snapshot_or_its_changes_goes_on_alike() {
+        let spec = join_spec("");
+        let mut task = Pipeline::compile_role(&spec, ROLE).unwrap();
+        let mut out = Outputs::new();
+        task.process(&event(0, JoinSide::Left, "a", 5, r#"{"l":1}"#), &mut out)
+            .unwrap();
+        task.process(&event(1, JoinSide::Left, "b", 6, r#"{"l":2}"#), &mut out)
+            .unwrap();
+        assert!(out.records.is_empty());
+        let snapshot = task.snapshot();
+        let changes = task.take_changes();
+        assert!(changes.full);
+        let from_snapshot = Pipeline::restore_role(&spec, ROLE, &snapshot).unwrap();
+        let from_changes =
+            Pipeline::restore_entries(&spec, ROLE, &changes.header, &changes.entries).unwrap();
+        for mut restored in [task, from_snapshot, from_changes] {
+            let mut out = Outputs::new();
+            let right = event(2, JoinSide::Right, "a", 9, r#"{"r":1}"#);
+            restored.process(&right, &mut out).unwrap();
+            restored
+                .process(&record(3, None, encode_watermark(0, 100)), &mut out)
+                .unwrap();
+            restored
+                .process(&record(4, None, encode_watermark(1, 100)), &mut out)
+                .unwrap();
+            assert_eq!(restored.watermark_ms(), Some(100));
+            assert_eq!(
+                values(&out),
+                [
+                    r#"{"left":{"l":1},"right":{"r":1}}"#,
+                    r#"{"left":{"l":2},"right":null}"#
+                ]
+            );
+            assert_eq!(out.records[0].key.as_deref(), Some("a"));
+        }
+        // Another spec's snapshot is refused.
+        let other = join_spec("  - filter: \"true\"\n");
+        assert!(matches!(
+            Pipeline::restore_role(&other, ROLE, &snapshot),
+            Err(RestoreError::SpecMismatch)
+        ));
+    }
+
+    #[test]
+    fn the_stages_after_the_join_run_on_each_joined_record() {
+        let spec =
+            join_spec("  - filter: \"right.r > 1\"\n  - map: { l: \"left.l\", r: \"right.r\" }\n");
+        let mut task = Pipeline::compile_role(&spec, ROLE).unwrap();
+        let mut out = Outputs::new();
+        task.process(&event(0, JoinSide::Left, "a", 5, r#"{"l":1}"#), &mut out)
+            .unwrap();
+        task.process(&event(1, JoinSide::Right, "a", 6, r#"{"r":1}"#), &mut out)
+            .unwrap();
+        task.process(&event(2, JoinSide::Right, "a", 7, r#"{"r":2}"#), &mut out)
+            .unwrap();
+        task.process(&event(3, JoinSide::Right, "a", 8, r#"{"r":"x"}"#), &mut out)
+            .unwrap();
+        assert_eq!(values(&out), [r#"{"l":1,"r":2}"#]);
+        assert_eq!(out.records[0].source_offset, 2);
+        let letter = &out.dead_letters[0];
+        assert_eq!(letter.reason, DeadLetterReason::ExpressionError);
+        assert_eq!((letter.partition, letter.offset), (0, 3));
+        assert_eq!(
+            letter.payload.as_deref(),
+            Some(br#"{"left":{"l":1},"right":{"r":"x"}}"#.as_slice())
+        );
+    }
+}
