@@ -14,6 +14,7 @@ use super::{
 };
 use weir_core::ids::{JobId, PartitionId};
 use weir_core::spec::stages::{task_id, JOIN_RIGHT_STAGE};
+use weir_core::wire::JobState;
 
 /// The right topic of the `join` in a stored spec, if it has one.
 pub fn join_topic(spec: &serde_json::Value) -> Option<&str> {
@@ -87,6 +88,10 @@ impl ControlState {
             None => {}
         }
         j.join_partition_count = Some(partition_count);
+        if j.partition_count.is_some() && j.state == JobState::Pending {
+            // The reason it was pending (a topic it reads could not be read) is gone.
+            j.reason = None;
+        }
         j.plan_later_stages();
         if let (Some(source_partitions), false) = (j.partition_count, j.awaits_partition_counts()) {
             for p in 0..source_partitions {
@@ -105,7 +110,6 @@ mod tests {
     use crate::scheduler::plan;
     use crate::state::Command;
     use weir_core::ids::{TenantName, WorkerId};
-    use weir_core::wire::JobState;
 
     fn state_with_join_job() -> ControlState {
         let mut s = ControlState::default();

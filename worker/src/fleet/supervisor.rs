@@ -355,17 +355,31 @@ fn prune_pins(assignment: &WorkerAssignment) -> PrunePins {
     }
 }
 
-/// Learns the partition count of each job's source topic and reports it. A job whose
-/// topic cannot be read gets the reason reported (once per change: it shows in
-/// `GET /v1/jobs/{id}` as the pending job's reason) and a warning logged at most once per
-/// [`LOG_REPEAT_INTERVAL_MS`] per job: 600 such jobs logged 2,000 lines a second.
+/// Which topic of a job a partition count is learned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CountedTopic {
+    /// The job's source.
+    Source,
+    /// The right side of the job's `join`.
+    Joined,
+}
+
+/// Learns the partition count of each job's source topic (or of its join's topic,
+/// `counted`) and reports it. A job whose topic cannot be read gets the reason reported
+/// (once per change: it shows in `GET /v1/jobs/{id}` as the pending job's reason) and a
+/// warning logged at most once per [`LOG_REPEAT_INTERVAL_MS`] per job: 600 such jobs
+/// logged 2,000 lines a second.
 async fn report_partition_counts<B: Broker, C: ControlPlane>(
     broker: &B,
     control: &C,
     worker: &WorkerId,
     pending: &Mutex<PendingJobs>,
-    jobs: &[(JobId, String)],
+    (jobs, counted): (&[(JobId, String)], CountedTopic),
 ) {
+    let what = match counted {
+        CountedTopic::Source => "source topic",
+        CountedTopic::Joined => "the join's topic",
+    };
     let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
     for (job, topic) in jobs {
         let now_ms = lock().now_ms();
@@ -380,7 +394,15 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
         }
         match lookup {
             Ok(n) => {
-                if let Err(e) = control.report_partitions(*job, n).await {
+                let reported = match counted {
+                    CountedTopic::Source => control.report_partitions(*job, n).await,
+                    CountedTopic::Joined => {
+                        control
+                            .report_topic_partitions(*job, topic.clone(), n)
+                            .await
+                    }
+                };
+                if let Err(e) = reported {
                     if let Some(held) = lock().log.check(job, now_ms) {
                         tracing::warn!(job = %job, error = %e, repeats_not_logged = held, "partition count not reported");
                     }
@@ -392,11 +414,11 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
             }
             Err(e) => {
                 let reason = match &e {
-                    BrokerError::UnknownTopic(_) => format!("source topic {topic} does not exist"),
-                    other => format!("cannot read the metadata of source topic {topic}: {other}"),
+                    BrokerError::UnknownTopic(_) => format!("{what} {topic} does not exist"),
+                    other => format!("cannot read the metadata of {what} {topic}: {other}"),
                 };
                 if let Some(held) = lock().log.check(job, now_ms) {
-                    tracing::warn!(job = %job, topic, error = %e, repeats_not_logged = held, "cannot read the source topic's metadata");
+                    tracing::warn!(job = %job, topic, error = %e, repeats_not_logged = held, "cannot read the metadata of a topic the job reads");
                 }
                 let changed = lock().reported.get(job) != Some(&reason);
                 if changed {
@@ -412,31 +434,6 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
                         pending.reported.insert(*job, reason);
                     }
                 }
-            }
-        }
-    }
-}
-
-/// Learns the partition count of each topic a job reads besides its source (a join's
-/// right side) and reports it. A topic that cannot be read is logged and tried again at
-/// the next round: the job stays pending meanwhile.
-async fn report_topic_partition_counts<B: Broker, C: ControlPlane>(
-    broker: &B,
-    control: &C,
-    topics: &[(JobId, String)],
-) {
-    for (job, topic) in topics {
-        match broker.partition_count(topic).await {
-            Ok(n) => {
-                if let Err(e) = control
-                    .report_topic_partitions(*job, topic.clone(), n)
-                    .await
-                {
-                    tracing::debug!(job = %job, topic, error = %e, "partition count not reported");
-                }
-            }
-            Err(e) => {
-                tracing::debug!(job = %job, topic, error = %e, "cannot read the metadata of a topic the job joins");
             }
         }
     }
@@ -583,8 +580,9 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                             let (broker, control) = (act.broker.clone(), act.control.clone());
                             let (worker, pending) = (act.config.worker.clone(), act.pending.clone());
                             let report = async move {
-                                report_partition_counts(&broker, control.as_ref(), &worker, &pending, &unknown).await;
-                                report_topic_partition_counts(&broker, control.as_ref(), &unknown_topics).await;
+                                let control = control.as_ref();
+                                report_partition_counts(&broker, control, &worker, &pending, (&unknown, CountedTopic::Source)).await;
+                                report_partition_counts(&broker, control, &worker, &pending, (&unknown_topics, CountedTopic::Joined)).await;
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting = false));
                         }
