@@ -215,11 +215,7 @@ pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> Sim
         true => JobKind::MULTI_STAGE[rng.gen_range(0..JobKind::MULTI_STAGE.len())],
     };
     let name = format!("j{index}-{}", kind.name());
-    let (source, sink, dead_letters) = (
-        format!("{name}-in"),
-        format!("{name}-out"),
-        format!("{name}-dlq"),
-    );
+    let [source, sink, dead_letters] = ["in", "out", "dlq"].map(|end| format!("{name}-{end}"));
     let checkpoint_ms = rng.gen_range(100..=1_500);
     let out_of_orderness_ms = rng.gen_range(0..=2_000);
     // Drawn in the order they always were, so the single-stage family's seeds stay.
@@ -255,28 +251,7 @@ pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> Sim
         _ => String::new(),
     };
     // Drawn only for joins, so the other kinds' seeds stay.
-    let join_with = kind
-        .joins()
-        .then(|| (format!("{name}-with"), rng.gen_range(1..=3u32)));
-    let join_stage = match &join_with {
-        Some((topic, _)) => {
-            let right_out_of_orderness_ms = rng.gen_range(0..=2_000);
-            let (join_kind, lateness) = match kind {
-                JobKind::JoinOuter => ("left_outer", "\n      allowed_lateness: 500ms"),
-                _ => ("inner", ""),
-            };
-            format!(
-                r#"
-  - join:
-      with: {{ topic: {topic}, format: json, event_time: ts, max_out_of_orderness: {right_out_of_orderness_ms}ms }}
-      left_key: "card"
-      right_key: "card"
-      within: 300ms
-      kind: {join_kind}{lateness}"#
-            )
-        }
-        None => String::new(),
-    };
+    let (join_with, join_stage) = draw_join(rng, kind, &name);
     let text = format!(
         r#"name: {name}
 source:
@@ -310,6 +285,31 @@ checkpoint_interval: {checkpoint_ms}ms
         placement,
         join_with,
     }
+}
+
+/// A join job's right topic with its partition count, and its `join` stage's lines
+/// (nothing for the other kinds, which draw nothing here).
+fn draw_join(rng: &mut impl Rng, kind: JobKind, name: &str) -> (Option<(String, u32)>, String) {
+    if !kind.joins() {
+        return (None, String::new());
+    }
+    let topic = format!("{name}-with");
+    let partitions = rng.gen_range(1..=3u32);
+    let right_out_of_orderness_ms = rng.gen_range(0..=2_000);
+    let (join_kind, lateness) = match kind {
+        JobKind::JoinOuter => ("left_outer", "\n      allowed_lateness: 500ms"),
+        _ => ("inner", ""),
+    };
+    let stage = format!(
+        r#"
+  - join:
+      with: {{ topic: {topic}, format: json, event_time: ts, max_out_of_orderness: {right_out_of_orderness_ms}ms }}
+      left_key: "card"
+      right_key: "card"
+      within: 300ms
+      kind: {join_kind}{lateness}"#
+    );
+    (Some((topic, partitions)), stage)
 }
 
 /// Cards (keys) events are spread over.
