@@ -5,8 +5,8 @@
 //! repartition partition) and stage [`JOIN_RIGHT_STAGE`] (one per right partition). Workers
 //! learn the right topic's count from Kafka and report it like the source's
 //! (`Command::SetTopicPartitionCount`); until both are in, the job has no task and stays
-//! pending. The counts are fixed when the job is planned: partitions added to either
-//! topic later are not read.
+//! pending. The right topic's count is fixed when the job is planned (another count is
+//! refused); a growth of either topic under a running join job is not handled yet.
 
 use super::{
     planned_repartitions, CommandResult, ControlState, Job, PartitionState, Refusal,
@@ -81,8 +81,8 @@ impl ControlState {
             Some(n) if n == partition_count => return Ok(CommandResult::Done),
             Some(n) => {
                 return Err(Refusal::Conflict(format!(
-                    "job {job} was planned with {n} partitions of {topic}; partitions added \
-                     later are not read"
+                    "job {job} was planned with {n} partitions of {topic}; a join's topics \
+                     cannot grow under it"
                 )))
             }
             None => {}
