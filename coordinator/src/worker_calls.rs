@@ -79,6 +79,7 @@ pub async fn assignments(
                 keep_offsets: j.pinned_offsets(partition),
                 prune_below: p.map(|p| p.committed_cut().offset),
                 restore: p.and_then(|p| p.restore_point()),
+                join_upstreams: j.join_left_partitions.zip(j.join_partition_count),
             })
         })
         .collect();

@@ -407,6 +407,12 @@ pub struct WorkerAssignment {
     /// its `after_checkpoint`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestorePoint>,
+    /// For a job with a `join`: the partition counts of its source and of the join's
+    /// topic as the group planned the job with, `(left, right)`. They number the join's
+    /// upstream tasks (right partition `p` is upstream `left + p`), so every task numbers
+    /// them alike whatever the topics' sizes now. Left out for other jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_upstreams: Option<(u32, u32)>,
 }
 
 /// `POST /v1/jobs/{id}/partitions`.

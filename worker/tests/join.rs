@@ -191,9 +191,13 @@ async fn start<B: Broker>(
         }],
     });
     assert_eq!(r, CommandResult::Done);
-    let repartitions = control.state.lock().unwrap().jobs[&JobId(1)]
-        .repartitions
-        .clone();
+    let (repartitions, join_upstreams) = {
+        let state = control.state.lock().unwrap();
+        let job = &state.jobs[&JobId(1)];
+        let counts = job.join_left_partitions.zip(job.join_partition_count);
+        (job.repartitions.clone(), counts)
+    };
+    assert_eq!(join_upstreams, Some((LEFT_PARTITIONS, RIGHT_PARTITIONS)));
     let config = PartitionConfig {
         worker: WorkerId::from(worker),
         job: JobId(1),
@@ -205,6 +209,7 @@ async fn start<B: Broker>(
         repartitions,
         restore: None,
         pins: None,
+        join_upstreams,
     };
     for _ in 0..RECOVER_ATTEMPTS_MAX {
         match PartitionRunner::recover(config.clone(), broker, store.clone(), control.clone(), now)

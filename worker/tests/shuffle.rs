@@ -144,6 +144,7 @@ async fn start<B: Broker>(
         repartitions,
         restore: None,
         pins: None,
+        join_upstreams: None,
     };
     // A fresh broker may not have its group coordinator yet: retry what passes by itself.
     for _ in 0..RECOVER_ATTEMPTS_MAX {

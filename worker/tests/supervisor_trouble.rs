@@ -105,6 +105,7 @@ impl ControlPlane for LocalControl {
                     keep_offsets: j.pinned_offsets(partition),
                     prune_below: Some(j.partitions[&partition].committed_cut().offset),
                     restore: j.partitions[&partition].restore_point(),
+                    join_upstreams: None,
                 }
             })
             .collect();

@@ -5,8 +5,10 @@
 //! repartition partition) and stage [`JOIN_RIGHT_STAGE`] (one per right partition). Workers
 //! learn the right topic's count from Kafka and report it like the source's
 //! (`Command::SetTopicPartitionCount`); until both are in, the job has no task and stays
-//! pending. The right topic's count is fixed when the job is planned (another count is
-//! refused); a growth of either topic under a running join job is not handled yet.
+//! pending. Both counts are fixed when the job is planned (`Job.join_left_partitions`,
+//! `Job.join_partition_count`): they number the join's upstream tasks on every worker
+//! (`WorkerAssignment.join_upstreams`), and partitions either topic gains later are not
+//! read (another count of the right topic is refused; the source's adds no task).
 
 use super::{
     planned_repartitions, CommandResult, ControlState, Job, PartitionState, Refusal,
@@ -48,6 +50,7 @@ impl Job {
         }
         if let (Some(right), false) = (self.join_partition_count, self.repartitions.is_empty()) {
             tasks.extend((0..right).map(|p| task_id(JOIN_RIGHT_STAGE, p)));
+            self.join_left_partitions = Some(source_partitions);
         }
         for task in tasks {
             self.partitions
@@ -188,6 +191,20 @@ mod tests {
             assert_eq!(tasks, want);
             schedule(&mut s);
             assert_eq!(s.jobs[&job].state, JobState::Running);
+            assert_eq!(
+                (
+                    s.jobs[&job].join_left_partitions,
+                    s.jobs[&job].join_partition_count
+                ),
+                (Some(3), Some(4))
+            );
+            // A source that grows adds no task: the join's upstreams keep their numbers.
+            let grown = Command::SetPartitionCount {
+                job,
+                partition_count: 5,
+            };
+            assert_eq!(s.apply(&grown), CommandResult::Done);
+            assert_eq!(s.jobs[&job].partitions.len(), 3 + 2 + 4);
         }
     }
 

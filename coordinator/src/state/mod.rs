@@ -84,6 +84,11 @@ pub struct Job {
     /// (`join_counts.rs`). Left out when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_partition_count: Option<u32>,
+    /// The source's partition count a job with a join was planned with: with
+    /// [`join_partition_count`](Self::join_partition_count), what numbers its upstream
+    /// tasks. A source that grows later adds no task to such a job. Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_left_partitions: Option<u32>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -424,6 +429,7 @@ impl ControlState {
                 savepoints: BTreeMap::new(),
                 savepoints_taken: 0,
                 join_partition_count: None,
+                join_left_partitions: None,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -508,6 +514,8 @@ impl ControlState {
         if j.awaits_partition_counts() {
             return Ok(CommandResult::Done);
         }
+        // A join's upstream tasks are numbered by the counts it was planned with.
+        let partition_count = j.join_left_partitions.unwrap_or(partition_count);
         for p in 0..partition_count {
             j.partitions
                 .entry(PartitionId(p))

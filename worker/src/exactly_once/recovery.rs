@@ -165,7 +165,7 @@ async fn prepare_task<B: Broker>(
         &config.repartitions,
     )
     .map_err(|e| PartitionError::Stage(e.to_string()))?;
-    let role = pipeline_role(&task, &config.spec, broker).await?;
+    let role = pipeline_role(&task, config, broker).await?;
     if let Some(repartition) = task.repartition() {
         broker.ensure_topic(&repartition.topic_spec()).await?;
     }
@@ -301,28 +301,42 @@ async fn restore_local_copy<S: CheckpointStore>(
 }
 
 /// The part of the pipeline `task` runs. Downstream of a shuffle, every source partition
-/// has an upstream task whose watermark counts.
+/// has an upstream task whose watermark counts; downstream of a join, every partition of
+/// both topics the job was planned with.
 async fn pipeline_role<B: Broker>(
     task: &StageTask,
-    spec: &weir_core::spec::JobSpec,
+    config: &PartitionConfig,
     broker: &B,
 ) -> Result<PipelineRole, PartitionError> {
-    let source_partitions = match task {
-        StageTask::Downstream { .. } | StageTask::JoinDownstream { .. } => {
-            broker.partition_count(&spec.source.topic).await?
+    let spec = &config.spec;
+    let (source_partitions, right_partitions) = match task {
+        StageTask::Downstream { .. } => (broker.partition_count(&spec.source.topic).await?, 0),
+        StageTask::JoinDownstream { .. } => join_upstreams(config, broker).await?,
+        StageTask::Whole { .. } | StageTask::Upstream { .. } | StageTask::JoinUpstream { .. } => {
+            (0, 0)
         }
-        StageTask::Whole { .. } | StageTask::Upstream { .. } | StageTask::JoinUpstream { .. } => 0,
-    };
-    let right_partitions = match task {
-        StageTask::JoinDownstream { join_at, .. } => match spec.pipeline.get(*join_at) {
-            Some(weir_core::spec::Stage::Join(join)) => {
-                broker.partition_count(&join.with.topic).await?
-            }
-            _ => 0,
-        },
-        _ => 0,
     };
     Ok(task.role_in(source_partitions, right_partitions))
+}
+
+/// How many upstream tasks each side of the job's join has: as the group planned the job,
+/// else (a group that predates the record) as the broker counts the topics now.
+async fn join_upstreams<B: Broker>(
+    config: &PartitionConfig,
+    broker: &B,
+) -> Result<(u32, u32), PartitionError> {
+    if let Some(counts) = config.join_upstreams {
+        return Ok(counts);
+    }
+    let spec = &config.spec;
+    let left = broker.partition_count(&spec.source.topic).await?;
+    let right = match weir_core::spec::stages::join_at(spec).map(|at| &spec.pipeline[at]) {
+        Some(weir_core::spec::Stage::Join(join)) => {
+            broker.partition_count(&join.with.topic).await?
+        }
+        _ => 0,
+    };
+    Ok((left, right))
 }
 
 /// Where the partition's outputs go and how large each may be, read from the broker.
@@ -421,8 +435,7 @@ async fn stage_output<B: Broker>(
             let upstream = match side {
                 JoinSide::Left => *source_partition as u32,
                 JoinSide::Right => {
-                    broker.partition_count(&config.spec.source.topic).await?
-                        + *source_partition as u32
+                    join_upstreams(config, broker).await?.0 + *source_partition as u32
                 }
             };
             (

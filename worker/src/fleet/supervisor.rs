@@ -344,6 +344,7 @@ fn partition_config(
         repartitions: assignment.repartitions.clone(),
         restore: assignment.restore.clone(),
         pins: Some(pins.clone()),
+        join_upstreams: assignment.join_upstreams,
     })
 }
 
