@@ -63,4 +63,9 @@ cargo test --workspace --locked
 log "simulation: 500-seed sweep and planted bugs (release)"
 cargo test --release --locked -p weir-simulation --test sweep --test planted_bugs -- --ignored
 
+# Planted bugs the worker's own tests catch (the feature is the worker's, off above).
+log "planted bugs caught by the worker's tests"
+cargo test --locked -p weir-worker --features planted-bugs --test stage_cut
+cargo test --locked -p weir-worker --features planted-bugs --lib join_state_left_out
+
 log "all tests passed"

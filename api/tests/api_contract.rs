@@ -355,6 +355,8 @@ async fn savepoint_routes_are_tenant_scoped_and_refuse_what_cannot_be_pinned() {
 
     // A pending job that never committed: every task pinned at offset 0, empty. The job
     // re-keys, so it has two stages: a task per source partition and per repartition one.
+    // (No task runs yet, so its stages are at one cut; of a running job that repartitions,
+    // a savepoint is a 409 saying to pause it: the coordinator's stage-cut tests.)
     let sp = acme.take_savepoint(job).await.unwrap();
     assert_eq!(sp.savepoint, SavepointId(1));
     assert_eq!(sp.status, SavepointStatus::Complete);

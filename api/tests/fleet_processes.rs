@@ -416,6 +416,48 @@ async fn jobs_commit_every_output_exactly_once_through_sigkill_of_a_worker_and_t
             .any(|r| r.phase == weir_core::wire::CheckpointPhase::Committed));
     }
 
+    // `weir job state` reads a card's state from every task's committed snapshot on disk
+    // (both stages' snapshots decode, or it fails); a bad directory is one clear sentence.
+    let checkpoint_dir = dir.path().join("checkpoints").display().to_string();
+    let coordinator = peers.values().next().unwrap().clone();
+    let state_of = |dir: &str| {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "job",
+                "state",
+                &windowed.id.to_string(),
+                "--key",
+                "card-0001",
+            ])
+            .args([
+                "--checkpoint-dir",
+                dir,
+                "--json",
+                "--coordinator",
+                &coordinator,
+            ])
+            .args(["--token", ADMIN])
+            .output()
+            .expect("run weir job state")
+    };
+    let out = state_of(&checkpoint_dir);
+    assert!(
+        out.status.success(),
+        "weir job state: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(state["job"], windowed.id.0);
+    assert!(state["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["windows"].as_array().unwrap())
+        .all(|w| w["key"] == "card-0001"));
+    let out = state_of("/nonexistent/checkpoints");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
+
     // The surviving worker exports its counters for Prometheus.
     let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await

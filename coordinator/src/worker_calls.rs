@@ -4,7 +4,7 @@
 //! the transport differs.
 
 use crate::node::Coordinator;
-use crate::state::{join_topic, lifecycle, Command, CommandResult, Refusal};
+use crate::state::{join_topic, Command, CommandResult, Refusal};
 use crate::write_error::WriteError;
 use weir_core::ids::{JobId, WorkerId};
 use weir_core::wire::{
@@ -73,7 +73,7 @@ pub async fn assignments(
                 job_version: j.version,
                 spec: j.spec.clone(),
                 committed_checkpoint: p.and_then(|p| p.checkpoint_floor()),
-                pause: lifecycle::wants_pause(j.state),
+                pause: j.wants_partition_paused(partition),
                 pause_recorded: p.is_some_and(|p| p.paused),
                 repartitions: j.repartitions.clone(),
                 keep_offsets: j.pinned_offsets(partition),
@@ -106,6 +106,13 @@ pub async fn assignments(
         .filter_map(|j| Some((j.id, join_topic(&j.spec)?.to_string())))
         .collect();
     let fence = s.control.fence_duties(worker, FENCE_DUTIES_PER_ROUND_MAX);
+    let fence_inputs = fence
+        .iter()
+        .filter_map(|(job, partition)| {
+            let j = s.control.jobs.get(job)?;
+            j.fence_inputs(&[*partition]).pop()
+        })
+        .collect();
     let delete_topics = s
         .control
         .topic_deletion_duties(worker, TOPIC_DELETION_DUTIES_PER_ROUND_MAX);
@@ -116,6 +123,7 @@ pub async fn assignments(
         unknown_topic_partition_counts,
         fence,
         delete_topics,
+        fence_inputs,
     })
 }
 

@@ -57,11 +57,18 @@ pub enum PlantedBug {
     /// Pruning forgets the offsets savepoints pin: a savepoint's snapshots are deleted
     /// like any old checkpoint's, and starting from the savepoint finds them gone.
     SavepointSnapshotsPruned,
+    /// The fencer of a stopped job's partition does not report Kafka's commit point, so a
+    /// commit whose "committed" report its owner never delivered stays unrecorded, and a
+    /// savepoint of the stop pins the checkpoint before it: a start from it repeats input.
+    FenceForgetsCommitPoint,
+    /// A task reading a repartition topic pauses as soon as it is asked, without reading
+    /// the topic to its end, so a paused or stopped job's stages are not at one cut.
+    PauseWithoutDrain,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 15] = [
+    pub const ALL: [PlantedBug; 17] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -77,6 +84,8 @@ impl PlantedBug {
         PlantedBug::PartialsAfterSnapshot,
         PlantedBug::RouteAlsoToSink,
         PlantedBug::SavepointSnapshotsPruned,
+        PlantedBug::FenceForgetsCommitPoint,
+        PlantedBug::PauseWithoutDrain,
     ];
 
     /// The name `--plant-bug` takes.
@@ -97,6 +106,8 @@ impl PlantedBug {
             PlantedBug::PartialsAfterSnapshot => "partials-after-snapshot",
             PlantedBug::RouteAlsoToSink => "route-also-to-sink",
             PlantedBug::SavepointSnapshotsPruned => "savepoint-snapshots-pruned",
+            PlantedBug::FenceForgetsCommitPoint => "fence-forgets-commit-point",
+            PlantedBug::PauseWithoutDrain => "pause-without-drain",
         }
     }
 

@@ -325,6 +325,24 @@ pub struct Assignments {
     /// empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_topics: Vec<(JobId, Vec<String>)>,
+    /// Where the partitions of [`Assignments::fence`] read their input: after fencing,
+    /// the fencer reads the job's commit point there and reports it with
+    /// [`WorkerReport::Fenced`], since an owner that vanished between its Kafka commit
+    /// and its "committed" report left the group one checkpoint behind Kafka. Left out
+    /// when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fence_inputs: Vec<TaskInput>,
+}
+
+/// The input partition a task of a job reads (its source partition, or a partition of
+/// the job's repartition topic), whose commit point in the job's consumer group is the
+/// task's last commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInput {
+    pub job: JobId,
+    pub partition: PartitionId,
+    pub topic: String,
+    pub topic_partition: i32,
 }
 
 /// `POST /v1/workers/{id}/reports`: what a worker learned that the group should record,
@@ -348,9 +366,16 @@ pub enum WorkerReport {
     JobPending { job: JobId, reason: Option<String> },
     /// The worker fenced these partitions' transactional ids (a fence duty of
     /// [`Assignments::fence`]): nothing they left open holds readers back any more.
+    ///
+    /// `commit_points` holds, for the fenced partitions whose input the duty named
+    /// ([`Assignments::fence_inputs`]), the job's commit point there once fenced: Kafka's
+    /// word on which checkpoint committed last, which the group records in place of a
+    /// "committed" report the owner never delivered.
     Fenced {
         job: JobId,
         partitions: Vec<PartitionId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        commit_points: Vec<(PartitionId, i64)>,
     },
     /// The worker deleted every topic weir created for this cancelled job (a
     /// [`Assignments::delete_topics`] duty): they are gone from the broker.

@@ -331,6 +331,7 @@ fn worker_bodies_are_pinned() {
             unknown_topic_partition_counts: Vec::new(),
             fence: vec![(JobId(5), PartitionId(1))],
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         },
     );
     pinned(
@@ -356,6 +357,7 @@ fn worker_bodies_are_pinned() {
             unknown_topic_partition_counts: Vec::new(),
             fence: vec![],
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         },
     );
     pinned(
@@ -389,6 +391,7 @@ fn worker_bodies_are_pinned() {
             unknown_topic_partition_counts: Vec::new(),
             fence: vec![],
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         },
     );
     pinned(
@@ -408,6 +411,7 @@ fn worker_bodies_are_pinned() {
             WorkerReport::Fenced {
                 job: JobId(5),
                 partitions: vec![PartitionId(0), PartitionId(1)],
+                commit_points: Vec::new(),
             },
             WorkerReport::Paused {
                 job: JobId(7),

@@ -144,10 +144,9 @@ pub async fn drive(
                 .send(&mut rng, Request::TakeSavepoint, OPEN_ATTEMPTS_MAX)
                 .await;
         }
-        // A job that repartitions cannot start from a savepoint yet (refused): its stop
-        // takes none, so that its start is a plain one.
-        let shuffles = weir_core::spec::stages::shuffling_key_by(&job.spec).is_some();
-        let stop_with_savepoint = savepoints && open == JobRequest::Stop && !shuffles;
+        // A savepoint of a job that repartitions is refused unless the job is paused or
+        // stopped (its stages drained to one cut): the first one above is, mostly.
+        let stop_with_savepoint = savepoints && open == JobRequest::Stop;
         let opening = if stop_with_savepoint {
             Request::StopWithSavepoint
         } else {

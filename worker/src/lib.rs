@@ -29,3 +29,4 @@ pub mod fleet;
 pub mod metrics;
 pub mod operators;
 pub mod rate_limit;
+pub mod state_inspection;

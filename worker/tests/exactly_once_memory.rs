@@ -879,6 +879,7 @@ fn stop_job(control: &LocalControl, worker: &str, epoch: u64) {
         report: weir_core::wire::WorkerReport::Fenced {
             job: JobId(1),
             partitions: vec![PartitionId(0)],
+            commit_points: Vec::new(),
         },
     });
     apply(Command::FinishStop { job: JobId(1) });

@@ -127,6 +127,7 @@ impl ControlPlane for LocalControl {
             unknown_topic_partition_counts: Vec::new(),
             fence: s.fence_duties(id, 32),
             delete_topics: s.topic_deletion_duties(id, 4),
+            fence_inputs: Vec::new(),
         })
     }
     async fn report_partitions(&self, job: JobId, n: u32) -> Result<(), ControlError> {

@@ -1,5 +1,5 @@
 //! `weir job submit|list|get|cancel|pause|resume|stop|start|checkpoints|savepoint|
-//! savepoints|delete-savepoint`.
+//! savepoints|delete-savepoint|state`.
 
 use super::weir_api_client_args::ClientArgs;
 use super::{print_json, read_file};
@@ -99,6 +99,19 @@ pub enum JobCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show one key's state (open windows, dedupe memory) from the job's last committed
+    /// checkpoint, read from the checkpoint store.
+    State {
+        id: u64,
+        /// The key, as window results name it.
+        #[arg(long)]
+        key: String,
+        /// The checkpoint store the workers write to (a directory or a file:// URL).
+        #[arg(long)]
+        checkpoint_dir: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Runs a job command.
@@ -145,6 +158,12 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             let job = client.client().resume_job(JobId(id)).await?;
             print_state(&job, client.json)?;
         }
+        JobCommand::State {
+            id,
+            key,
+            checkpoint_dir,
+            client,
+        } => super::job_state::run(id, key, checkpoint_dir, client).await?,
         JobCommand::Checkpoints { id, client } => {
             let records = client.client().checkpoints(JobId(id)).await?;
             if client.json {

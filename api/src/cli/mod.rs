@@ -4,6 +4,7 @@
 mod cluster;
 pub mod coordinator;
 mod job;
+mod job_state;
 pub mod reference;
 pub mod sim;
 mod tenant;

@@ -75,6 +75,7 @@ impl ControlPlane for AcceptingControlPlane {
             unknown_topic_partition_counts: Vec::new(),
             fence: Vec::new(),
             delete_topics: Vec::new(),
+            fence_inputs: Vec::new(),
         })
     }
 

@@ -3,9 +3,9 @@
 //! commit; "committed c" follows it. Only the partition's current owner, at its current
 //! epoch, may write either: anything else comes from a zombie and is refused.
 
-use super::{ControlState, CHECKPOINT_RECORDS_PER_PARTITION_MAX};
+use super::{ControlState, PartitionState, Refusal, CHECKPOINT_RECORDS_PER_PARTITION_MAX};
 use crate::state::CommandResult;
-use weir_core::ids::WorkerId;
+use weir_core::ids::{CheckpointId, JobId, PartitionId, WorkerId};
 use weir_core::wire::{CheckpointPhase, CheckpointRecord, CheckpointRefusal, CheckpointReport};
 
 impl ControlState {
@@ -125,19 +125,85 @@ impl ControlState {
                 }
                 record.phase = CheckpointPhase::Committed;
                 record.committed_at_ms = Some(at_ms);
-                debug_assert!(p.committed.is_none_or(|(c, _)| c < report.checkpoint));
-                p.committed = Some((report.checkpoint, report.offset));
-                // A restored partition's first commit newer than every id it used before
-                // the start moved Kafka's commit point past the savepoint for good.
-                let restored = p.restore.as_ref().is_some_and(|r| {
-                    r.after_checkpoint
-                        .is_none_or(|after| report.checkpoint > after)
-                });
-                if restored {
-                    p.restore = None;
-                }
+                p.mark_committed(report.checkpoint, report.offset);
                 Ok(())
             }
         }
+    }
+}
+
+impl PartitionState {
+    /// Records checkpoint `checkpoint` at `offset` as the partition's last commit.
+    fn mark_committed(&mut self, checkpoint: CheckpointId, offset: i64) {
+        debug_assert!(self.committed.is_none_or(|(c, _)| c < checkpoint));
+        self.committed = Some((checkpoint, offset));
+        // A restored partition's first commit newer than every id it used before the
+        // start moved Kafka's commit point past the savepoint for good.
+        let restored = self
+            .restore
+            .as_ref()
+            .is_some_and(|r| r.after_checkpoint.is_none_or(|after| checkpoint > after));
+        if restored {
+            self.restore = None;
+        }
+    }
+
+    /// Kafka's commit point of a partition with no owner, read after fencing it: if the
+    /// newest prepared checkpoint at exactly that offset is newer than the recorded
+    /// commit, its Kafka transaction committed (the offset is written only with it) and
+    /// only the owner's "committed" report was lost. Returns whether it was recorded.
+    pub(super) fn commit_point_after_fencing(&mut self, offset: i64) -> bool {
+        let committed = self.committed.map(|(c, _)| c);
+        let Some(record) = self
+            .checkpoints
+            .iter_mut()
+            .filter(|c| c.offset == offset && c.phase == CheckpointPhase::Prepared)
+            .filter(|c| committed.is_none_or(|done| c.checkpoint > done))
+            .max_by_key(|c| c.checkpoint)
+        else {
+            return false;
+        };
+        record.phase = CheckpointPhase::Committed;
+        // Committed at some moment after it was prepared; that moment went with the report.
+        record.committed_at_ms = Some(record.prepared_at_ms);
+        let checkpoint = record.checkpoint;
+        self.mark_committed(checkpoint, offset);
+        true
+    }
+}
+
+impl ControlState {
+    /// `WorkerReport::Fenced`: the partitions still without an owner are fenced, and
+    /// each commit point the fencer read settles a commit whose report was lost (a stop's
+    /// savepoint pins the cut recorded here, so it must be Kafka's).
+    pub(super) fn partitions_fenced(
+        &mut self,
+        worker: &WorkerId,
+        job: JobId,
+        partitions: &[PartitionId],
+        commit_points: &[(PartitionId, i64)],
+    ) -> Result<CommandResult, Refusal> {
+        if !self.workers.contains_key(worker) {
+            return Err(Refusal::NotFound(format!("worker {worker}")));
+        }
+        let j = self.job_mut(job)?;
+        for partition in partitions {
+            // A partition placed again since has a new owner, whose own fencing counts.
+            let Some(p) = j.partitions.get_mut(partition) else {
+                continue;
+            };
+            if p.worker.is_some() {
+                continue;
+            }
+            p.fenced = true;
+            let point = commit_points.iter().find(|(q, _)| q == partition);
+            if let Some(&(_, offset)) = point {
+                if p.commit_point_after_fencing(offset) {
+                    tracing::info!(job = %job, partition = %partition, offset, "a lost commit report settled from Kafka's commit point");
+                }
+            }
+        }
+        j.settle_savepoints();
+        Ok(CommandResult::Done)
     }
 }

@@ -7,6 +7,7 @@ mod command;
 mod join_counts;
 pub mod lifecycle;
 mod savepoints;
+mod stage_cut;
 
 pub use command::{Command, CommandResult, Move, Refusal};
 pub use join_counts::join_topic;
@@ -669,22 +670,11 @@ impl ControlState {
                 }
                 Ok(CommandResult::Done)
             }
-            WorkerReport::Fenced { job, partitions } => {
-                if !self.workers.contains_key(worker) {
-                    return Err(Refusal::NotFound(format!("worker {worker}")));
-                }
-                let j = self.job_mut(*job)?;
-                for partition in partitions {
-                    // A partition placed again since has a new owner, whose own fencing
-                    // counts.
-                    if let Some(p) = j.partitions.get_mut(partition) {
-                        if p.worker.is_none() {
-                            p.fenced = true;
-                        }
-                    }
-                }
-                Ok(CommandResult::Done)
-            }
+            WorkerReport::Fenced {
+                job,
+                partitions,
+                commit_points,
+            } => self.partitions_fenced(worker, *job, partitions, commit_points),
             WorkerReport::Paused {
                 job,
                 partition,

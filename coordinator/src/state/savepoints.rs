@@ -156,8 +156,19 @@ impl Job {
         }
     }
 
-    /// Completes the pending savepoints of a job that is now stopped, and fails those of
-    /// one that can no longer stop. Called after every change of the job's state.
+    /// Whether a savepoint taken now must wait: the job is stopping, or stopped with a
+    /// partition never fenced (a stop with no worker left to fence finishes anyway). An
+    /// unfenced partition's last owner may have committed in Kafka without its report
+    /// arriving; the fencer reads Kafka's commit point and settles the cut first.
+    fn savepoint_waits(&self) -> bool {
+        self.state == JobState::Stopping
+            || (self.state == JobState::Stopped
+                && self.partitions.values().any(|p| p.needs_fencing()))
+    }
+
+    /// Completes the pending savepoints of a job that is now stopped (and fenced), and
+    /// fails those of one that can no longer stop or that started again first. Called
+    /// after every change of the job's state and every fencing.
     pub(super) fn settle_savepoints(&mut self) {
         let pending: Vec<SavepointId> = self
             .savepoints
@@ -167,7 +178,17 @@ impl Job {
             .collect();
         for id in pending {
             match self.state {
-                JobState::Stopped => self.pin_all(id),
+                JobState::Stopped if !self.savepoint_waits() => self.pin_all(id),
+                JobState::Stopped => {}
+                JobState::Pending | JobState::Running => {
+                    if let Some(sp) = self.savepoints.get_mut(&id) {
+                        sp.status = SavepointStatus::Failed;
+                        sp.reason = Some(
+                            "the job started again before a partition of its stop was fenced"
+                                .into(),
+                        );
+                    }
+                }
                 JobState::Cancelling | JobState::Cancelled | JobState::Failed => {
                     let state = self.state.as_str();
                     if let Some(sp) = self.savepoints.get_mut(&id) {
@@ -255,7 +276,7 @@ impl ControlState {
     ) -> Result<CommandResult, Refusal> {
         let j = self.visible_job_mut(job, tenant)?;
         let id = new_savepoint(j, at_ms)?;
-        if j.state != JobState::Stopping {
+        if !j.savepoint_waits() {
             j.pin_all(id);
         }
         Ok(CommandResult::SavepointTaken { id })
@@ -296,15 +317,6 @@ impl ControlState {
             .get(&savepoint)
             .ok_or_else(|| Refusal::NotFound(format!("savepoint {savepoint} of job {job}")))?
             .clone();
-        if !j.repartitions.is_empty() {
-            // Each task's cut is its own last commit, not drained through the repartition
-            // topic: the simulation (seed 193) found restores counting events twice.
-            return Err(Refusal::Conflict(format!(
-                "job {job} repartitions: starting it from a savepoint is not supported yet \
-                 (its stages' cuts are not yet consistent with each other); start it without \
-                 a savepoint, from its last commit"
-            )));
-        }
         if sp.status != SavepointStatus::Complete {
             return Err(Refusal::Conflict(format!(
                 "savepoint {savepoint} of job {job} is {}; only a complete savepoint can be \
@@ -379,6 +391,7 @@ fn savepoint_allowed(j: &Job) -> Result<(), Refusal> {
 /// Records a new pending savepoint of `j`, if it may take one.
 fn new_savepoint(j: &mut Job, at_ms: u64) -> Result<SavepointId, Refusal> {
     savepoint_allowed(j)?;
+    j.check_stage_cut()?;
     j.savepoints_taken += 1;
     let id = SavepointId(j.savepoints_taken);
     j.savepoints.insert(

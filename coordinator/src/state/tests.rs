@@ -40,6 +40,7 @@ fn fence_all(s: &mut ControlState) {
                 report: WorkerReport::Fenced {
                     job,
                     partitions: vec![partition],
+                    commit_points: Vec::new(),
                 },
             });
             assert_eq!(r, CommandResult::Done);
@@ -612,6 +613,7 @@ fn a_cancelled_job_is_cancelled_only_after_a_live_worker_fenced_its_partitions()
         report: WorkerReport::Fenced {
             job: JobId(1),
             partitions: vec![PartitionId(0)],
+            commit_points: Vec::new(),
         },
     });
     assert!(matches!(r, CommandResult::Refused(Refusal::NotFound(_))));
@@ -858,39 +860,5 @@ fn a_job_that_repartitions_gets_the_tasks_of_both_stages_and_its_topic_deleted_w
 #[path = "savepoint_tests.rs"]
 mod savepoints;
 
-#[test]
-fn a_job_that_repartitions_cannot_start_from_a_savepoint_yet() {
-    let mut s = ControlState::default();
-    tenant(&mut s, "a");
-    worker(&mut s, "w1");
-    s.apply(&Command::SubmitJob {
-        tenant: TenantName::from("a"),
-        name: "per-card".into(),
-        spec: shuffling_spec("per-card", 2),
-        at_ms: 2,
-    });
-    s.apply(&Command::SetPartitionCount {
-        job: JobId(1),
-        partition_count: 2,
-    });
-    settle(&mut s);
-    let taken = s.apply(&Command::TakeSavepoint {
-        job: JobId(1),
-        tenant: None,
-        at_ms: 5,
-    });
-    let CommandResult::SavepointTaken { id } = taken else {
-        panic!("{taken:?}");
-    };
-    let r = s.apply(&Command::StartFromSavepoint {
-        job: JobId(1),
-        tenant: None,
-        savepoint: id,
-    });
-    match r {
-        CommandResult::Refused(Refusal::Conflict(reason)) => {
-            assert!(reason.contains("repartitions"), "{reason}")
-        }
-        other => panic!("{other:?}"),
-    }
-}
+#[path = "stage_cut_tests.rs"]
+mod stage_cut;

@@ -206,6 +206,31 @@ pub fn task_stage(task: crate::ids::PartitionId) -> (usize, u32) {
     )
 }
 
+/// The input partition task `task` of job `job` reads: its source partition (stage 0) or
+/// a partition of the repartition topic (stage 1 of a job that repartitions); `None` for a
+/// task the job's stages do not have. `repartitions` as the group recorded them.
+pub fn task_input(
+    job: JobId,
+    source_topic: &str,
+    repartitions: &[u32],
+    task: crate::ids::PartitionId,
+) -> Option<(String, i32)> {
+    let (stage, index) = task_stage(task);
+    let index = i32::try_from(index).ok()?;
+    match stage {
+        0 => Some((source_topic.to_string(), index)),
+        1 if !repartitions.is_empty() => Some((repartition_topic_name(job, 1), index)),
+        _ => None,
+    }
+}
+
+/// Whether task `task` reads a repartition topic (a downstream stage's task). Such a task
+/// pauses only once every task writing that topic has paused, and reads it to its end
+/// first, so that a paused or stopped job's cut is consistent across the shuffle.
+pub fn reads_repartition(task: crate::ids::PartitionId) -> bool {
+    task_stage(task).0 == 1
+}
+
 /// The name of the repartition topic feeding stage `stage` of job `job`.
 pub fn repartition_topic_name(job: JobId, stage: usize) -> String {
     format!("{REPARTITION_TOPIC_PREFIX}{}-repartition-{stage}", job.0)

@@ -67,6 +67,12 @@ pub fn transactional_id(job: JobId, partition: PartitionId) -> String {
     format!("weir-{job}-{partition}")
 }
 
+/// The consumer group whose committed offsets mark job `job`'s commit points: one
+/// committed offset per task's input partition, written inside the task's transactions.
+pub fn group_of(job: JobId) -> String {
+    format!("weir-job-{job}")
+}
+
 /// What one partition runs.
 #[derive(Debug, Clone)]
 pub struct PartitionConfig {
@@ -144,7 +150,7 @@ impl PartitionConfig {
 
     /// The consumer group whose committed offsets mark the job's commit points.
     pub fn group(&self) -> String {
-        format!("weir-job-{}", self.job)
+        group_of(self.job)
     }
 }
 

@@ -77,7 +77,7 @@ pub(super) async fn recover<B: Broker, S: CheckpointStore>(
     let local_checkpoint = local.as_ref().map(|(_, checkpoint)| *checkpoint);
     if let Some(restore) = savepoint_to_restore(config, store, committed, local_checkpoint).await? {
         let task = (&task, role, (topic, partition));
-        return restore_savepoint(config, broker, store, writer, restore, task).await;
+        return restore_savepoint(config, broker, store, writer, restore, task, committed).await;
     }
     let plan = plan_recovery(
         committed,
@@ -228,6 +228,13 @@ async fn stored_checkpoint<S: CheckpointStore>(
 /// never committed) and reads from its offset. Kafka's commit point moves to the
 /// savepoint's cut with the first commit of this run, deliberately: until then every
 /// recovery comes back here.
+///
+/// A task reading a repartition topic is the exception: it reads on from Kafka's commit
+/// point (`committed`), not from the pin's offset. Its savepoint was taken with the topic
+/// drained (the pin's state holds every record written before the upstream tasks' cut),
+/// and every stop since drained it too, so the commit point is the topic's end: what lies
+/// between the pin's offset and it was written by runs after the cut, which the restored
+/// upstream tasks write again.
 async fn restore_savepoint<B: Broker, S: CheckpointStore>(
     config: &PartitionConfig,
     broker: &B,
@@ -235,6 +242,7 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
     mut writer: B::Writer,
     restore: &RestorePoint,
     (task, role, input): (&StageTask, PipelineRole, (String, i32)),
+    committed: Option<i64>,
 ) -> Result<Recovered<B>, PartitionError> {
     let (pipeline, checkpoint) = match restore.checkpoint {
         Some(_) => {
@@ -256,15 +264,21 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
     let floor = config.committed_checkpoint.max(restore.after_checkpoint);
     let next_checkpoint = next_checkpoint_after(checkpoint, floor);
     debug_assert!(restore.after_checkpoint.is_none_or(|a| next_checkpoint > a));
-    let reader = broker.reader(&input.0, input.1, restore.offset).await?;
+    let next_offset = match task {
+        StageTask::Downstream { .. } | StageTask::JoinDownstream { .. } => {
+            committed.unwrap_or(0).max(restore.offset)
+        }
+        _ => restore.offset,
+    };
+    let reader = broker.reader(&input.0, input.1, next_offset).await?;
     let targets = output_targets(config, task, broker).await?;
     writer.begin()?;
-    tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, savepoint = %restore.savepoint, next_offset = restore.offset, "partition restored from a savepoint");
+    tracing::info!(job = %config.job, partition = %config.partition, epoch = %config.epoch, savepoint = %restore.savepoint, next_offset, "partition restored from a savepoint");
     Ok(Recovered {
         writer,
         reader,
         pipeline,
-        next_offset: restore.offset,
+        next_offset,
         next_checkpoint,
         // No idle refresh before this run's first commit: that commit moves the point.
         has_commit_point: false,

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use weir_broker::{Broker, BrokerError, PartitionReader, SourceOffset, TransactionalWriter};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
+use weir_core::spec::stages::reads_repartition;
 use weir_core::wire::{CheckpointPhase, CheckpointRefusal, CheckpointReport};
 
 /// Actions one event may lead to before the cycle is back to waiting: a checkpoint is
@@ -264,6 +265,29 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             Ok(_) => self.unreported = None,
             Err(e) => tracing::debug!(error = %e, "committed record still not written"),
         }
+    }
+
+    /// Whether the partition may pause now. A task reading a repartition topic is asked
+    /// to pause only once every task writing it has paused, and reads it to its end first,
+    /// so that the job's stages pause at one cut (a savepoint of a paused or stopped job
+    /// that repartitions relies on it); it checks the end only when its last round read
+    /// nothing (`idle`). Any other task pauses at once.
+    pub async fn may_pause(&self, broker: &B, idle: bool) -> Result<bool, PartitionError> {
+        let drains = !self.config.repartitions.is_empty()
+            && reads_repartition(self.config.partition)
+            && !self.cycle.is_pausing()
+            && !planted(PlantedBug::PauseWithoutDrain);
+        if !drains {
+            return Ok(true);
+        }
+        if !idle {
+            return Ok(false);
+        }
+        let (topic, partition) = &self.input;
+        let unread = broker
+            .read_committed(topic, *partition, self.reader.position(), 1)
+            .await?;
+        Ok(unread.is_empty())
     }
 
     /// Whether the partition is paused (committed, no transaction open).

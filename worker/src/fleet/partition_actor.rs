@@ -158,8 +158,9 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
                     }
                 };
                 let mut checkpoints = 0;
+                let mut idle = false;
                 while !stopping.load(Ordering::Acquire) {
-                    match follow_pause(&mut runner, &pause, now_ms()).await {
+                    match follow_pause(&mut runner, &broker, &pause, idle, now_ms()).await {
                         Ok(true) => {
                             // Paused, or a pause postponed: nothing is read.
                             board.set(key, PartitionStatus::running(&config, &runner));
@@ -180,6 +181,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
                     }
                     match runner.step(now_ms()).await {
                         Ok(n) => {
+                            idle = n == 0;
                             board.set(key, PartitionStatus::running(&config, &runner));
                             if runner.counters().checkpoints > checkpoints {
                                 checkpoints = runner.counters().checkpoints;
@@ -225,13 +227,20 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor
 }
 
 /// Brings the runner in line with what the group wants: pauses it (committing what it
-/// processed) or resumes it. Returns whether the actor should read nothing this round.
+/// processed; a task reading a repartition topic reads it to its end first) or resumes
+/// it. Returns whether the actor should read nothing this round.
 async fn follow_pause<B: Broker, S: CheckpointStore, C: ControlPlane>(
     runner: &mut PartitionRunner<B, S, C>,
+    broker: &B,
     pause: &PauseSwitch,
+    idle: bool,
     now_ms: u64,
 ) -> Result<bool, PartitionError> {
     if pause.wanted() {
+        if !runner.may_pause(broker, idle).await? {
+            // Reads on: the repartition topic it reads is not drained yet.
+            return Ok(false);
+        }
         let paused = runner.pause(now_ms).await?;
         pause.set_paused(paused);
         return Ok(true);

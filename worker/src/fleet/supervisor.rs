@@ -12,7 +12,7 @@ use super::status::StatusBoard;
 use crate::checkpoint_store::CheckpointStore;
 use crate::control::{ControlError, ControlPlane};
 use crate::exactly_once::{
-    transactional_id, PartitionConfig, PrunePins, SharedPins, POLL_BATCH_RECORDS_MAX,
+    group_of, transactional_id, PartitionConfig, PrunePins, SharedPins, POLL_BATCH_RECORDS_MAX,
 };
 use crate::rate_limit::{LogLimiter, LOG_LIMITER_KEYS_MAX, LOG_REPEAT_INTERVAL_MS};
 use actix::prelude::*;
@@ -20,9 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_broker::{Broker, BrokerError};
+use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::{Epoch, JobId, PartitionId, WorkerId};
 use weir_core::spec::JobSpec;
-use weir_core::wire::{Assignments, Lease, WorkerAssignment, WorkerReport};
+use weir_core::wire::{Assignments, Lease, TaskInput, WorkerAssignment, WorkerReport};
 
 /// Pending jobs whose reported reason the supervisor remembers, so that it reports each
 /// change once; when full it forgets them all (and may report some again).
@@ -456,32 +457,59 @@ async fn report_paused<C: ControlPlane>(
 
 /// Fences the transactional ids of partitions of stopped jobs (fence duties from the
 /// group): creating a writer with the id aborts whatever its last owner left open, even if
-/// that owner is wedged or gone. Reports the ones fenced; a failed fence is retried when
-/// the group hands the duty out again.
+/// that owner is wedged or gone. Then reads the job's commit point of each fenced
+/// partition whose input the group named (final now: nobody can commit for it any more),
+/// so that a commit whose report the owner never delivered is recorded. Reports the ones
+/// fenced; a failed fence is retried when the group hands the duty out again.
 async fn fence_partitions<B: Broker, C: ControlPlane>(
     broker: &B,
     control: &C,
     worker: &WorkerId,
     duties: &[(JobId, PartitionId)],
+    inputs: &[TaskInput],
 ) {
-    let mut fenced: BTreeMap<JobId, Vec<PartitionId>> = BTreeMap::new();
+    // Per job: the partitions fenced, and the commit points read after fencing.
+    type Fenced = (Vec<PartitionId>, Vec<(PartitionId, i64)>);
+    let mut fenced: BTreeMap<JobId, Fenced> = BTreeMap::new();
     for (job, partition) in duties {
         match broker.writer(&transactional_id(*job, *partition)).await {
             Ok(writer) => {
                 drop(writer);
                 tracing::info!(job = %job, partition = %partition, "fenced the partition of a stopped job");
-                fenced.entry(*job).or_default().push(*partition);
+                let entry = fenced.entry(*job).or_default();
+                entry.0.push(*partition);
+                let input = inputs
+                    .iter()
+                    .find(|i| i.job == *job && i.partition == *partition);
+                if let Some(input) = input {
+                    let group = group_of(*job);
+                    match broker
+                        .committed_offset(&group, &input.topic, input.topic_partition)
+                        .await
+                    {
+                        Ok(Some(offset)) => entry.1.push((*partition, offset)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::debug!(job = %job, partition = %partition, error = %e, "commit point of a fenced partition not read")
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(job = %job, partition = %partition, error = %e, "could not fence the partition of a stopped job")
             }
         }
     }
-    for (job, partitions) in fenced {
-        if let Err(e) = control
-            .report(worker, WorkerReport::Fenced { job, partitions })
-            .await
-        {
+    for (job, (partitions, mut commit_points)) in fenced {
+        if planted(PlantedBug::FenceForgetsCommitPoint) {
+            commit_points.clear();
+        }
+        let report = WorkerReport::Fenced {
+            job,
+            partitions,
+            commit_points,
+        };
+        if let Err(e) = control.report(worker, report).await {
             tracing::debug!(job = %job, error = %e, "fencing not reported");
         }
     }
@@ -565,6 +593,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                         let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
                         let unknown_topics = std::mem::take(&mut assignments.unknown_topic_partition_counts);
                         let duties = std::mem::take(&mut assignments.fence);
+                        let inputs = std::mem::take(&mut assignments.fence_inputs);
                         let deletions = std::mem::take(&mut assignments.delete_topics);
                         let paused = act.apply(assignments);
                         if !paused.is_empty() && !act.reporting_paused {
@@ -592,7 +621,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                             let (broker, control) = (act.broker.clone(), act.control.clone());
                             let worker = act.config.worker.clone();
                             let fence = async move {
-                                fence_partitions(&broker, control.as_ref(), &worker, &duties).await;
+                                fence_partitions(&broker, control.as_ref(), &worker, &duties, &inputs).await;
                                 delete_job_topics(&broker, control.as_ref(), &worker, &deletions).await;
                             };
                             ctx.spawn(fence.into_actor(act).map(|(), act, _| act.fencing = false));

@@ -190,6 +190,7 @@ mod exact;
 mod expr;
 mod filter;
 mod hash;
+mod inspect;
 mod join;
 mod join_codec;
 mod join_downstream;
@@ -221,6 +222,7 @@ pub use compile::CompileError;
 pub use event_time::{parse_rfc3339_ms, EVENT_TIME_ABS_MAX_MS};
 pub use expr::EXPRESSION_DEPTH_MAX;
 pub use hash::seed_this_thread as seed_key_hash_this_thread;
+pub use inspect::{DedupeEntry, KeyState};
 pub use json::JSON_NESTING_MAX;
 pub use limits::{
     PipelineError, StateLimit, DEDUPE_KEYS_MAX, JOIN_BYTES_PER_PARTITION_MAX,

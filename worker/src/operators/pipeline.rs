@@ -766,7 +766,7 @@ pub(super) fn emit_window_result(
 }
 
 /// A window result as JSON, written directly: the same text as the result object's.
-fn window_result_json(window: &WindowPlan, fired: &Fired) -> Vec<u8> {
+pub(super) fn window_result_json(window: &WindowPlan, fired: &Fired) -> Vec<u8> {
     let mut value = Vec::with_capacity(48 + fired.key.len() + 24 * window.aggregates.len());
     value.extend_from_slice(b"{\"key\":");
     write_json_str(&mut value, &fired.key);

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 pub mod kafka;
+pub mod shuffle_job;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
