@@ -57,6 +57,17 @@ impl JobKind {
         JobKind::Session,
     ];
 
+    /// The kinds a seed draws from in the multi-stage family, in the order it always
+    /// did; some stateless and dedupe draws then become joins ([`as_join`]).
+    const DRAWN: [JobKind; 6] = [
+        JobKind::Stateless,
+        JobKind::Dedupe,
+        JobKind::Tumbling,
+        JobKind::Sliding,
+        JobKind::Session,
+        JobKind::Rekey,
+    ];
+
     /// The multi-stage family.
     pub const MULTI_STAGE: [JobKind; 8] = [
         JobKind::Stateless,
@@ -210,14 +221,15 @@ pub fn draw_job(rng: &mut impl Rng, index: usize) -> SimJob {
 
 /// Draws job `index` of a run from the multi-stage family or the single-stage one.
 pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> SimJob {
-    let kind = match multi_stage {
+    let drawn = match multi_stage {
         false => JobKind::SINGLE_STAGE[rng.gen_range(0..JobKind::SINGLE_STAGE.len())],
-        true => JobKind::MULTI_STAGE[rng.gen_range(0..JobKind::MULTI_STAGE.len())],
+        true => JobKind::DRAWN[rng.gen_range(0..JobKind::DRAWN.len())],
     };
-    let name = format!("j{index}-{}", kind.name());
-    let [source, sink, dead_letters] = ["in", "out", "dlq"].map(|end| format!("{name}-{end}"));
     let checkpoint_ms = rng.gen_range(100..=1_500);
     let out_of_orderness_ms = rng.gen_range(0..=2_000);
+    let kind = as_join(drawn, multi_stage, checkpoint_ms, out_of_orderness_ms);
+    let name = format!("j{index}-{}", kind.name());
+    let [source, sink, dead_letters] = ["in", "out", "dlq"].map(|end| format!("{name}-{end}"));
     // Drawn in the order they always were, so the single-stage family's seeds stay.
     let source_partitions: u32 = rng.gen_range(1..=4);
     let sink_partitions: u32 = rng.gen_range(1..=3);
@@ -284,6 +296,24 @@ checkpoint_interval: {checkpoint_ms}ms
         multi_stage,
         placement,
         join_with,
+    }
+}
+
+/// Whether a drawn stateless or dedupe job is a join instead (inner or left outer): a
+/// third of them, decided by values the seed draws anyway, so that every seed without a
+/// join draws exactly what it drew before joins existed (the seeds that catch the planted
+/// bugs stay).
+fn as_join(
+    drawn: JobKind,
+    multi_stage: bool,
+    checkpoint_ms: u64,
+    out_of_orderness_ms: u64,
+) -> JobKind {
+    let eligible = multi_stage && matches!(drawn, JobKind::Stateless | JobKind::Dedupe);
+    match (eligible, checkpoint_ms % 3, out_of_orderness_ms % 2) {
+        (true, 0, 0) => JobKind::JoinInner,
+        (true, 0, _) => JobKind::JoinOuter,
+        _ => drawn,
     }
 }
 
