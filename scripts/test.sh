@@ -65,7 +65,7 @@ cargo test --release --locked -p weir-simulation --test sweep --test planted_bug
 
 # Planted bugs the worker's own tests catch (the feature is the worker's, off above).
 log "planted bugs caught by the worker's tests"
-cargo test --locked -p weir-worker --features planted-bugs --test stage_cut
+cargo test --locked -p weir-worker --features planted-bugs --test stage_cut --test supervisor_trouble
 cargo test --locked -p weir-worker --features planted-bugs --lib join_state_left_out
 
 log "all tests passed"

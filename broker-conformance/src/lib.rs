@@ -61,6 +61,7 @@ pub use transactions::{group_offsets_commit_with_the_data, new_writer_fences_the
 pub use visibility::{
     aborted_records_are_never_read, committed_records_are_read_in_order,
     open_transaction_holds_back_later_commits, open_transaction_is_hidden_until_commit,
+    open_transaction_unsettles_its_partition,
 };
 
 use std::time::Duration;
@@ -119,6 +120,7 @@ pub async fn run_all<B: Broker>(broker: &B, topic_prefix: &str) -> Result<(), Co
     aborted_records_are_never_read(broker, topic_prefix).await?;
     open_transaction_is_hidden_until_commit(broker, topic_prefix).await?;
     open_transaction_holds_back_later_commits(broker, topic_prefix).await?;
+    open_transaction_unsettles_its_partition(broker, topic_prefix).await?;
     group_offsets_commit_with_the_data(broker, topic_prefix).await?;
     new_writer_fences_the_previous_one(broker, topic_prefix).await?;
     reader_resumes_at_any_offset(broker, topic_prefix).await?;

@@ -116,6 +116,53 @@ pub async fn open_transaction_is_hidden_until_commit<B: Broker>(
     expect_no_more(&case, &mut reader, "after the commit").await
 }
 
+/// A partition is settled while no transaction is in progress on it: not once a
+/// transaction's record is in the log, and again once the transaction committed (Kafka
+/// writes the commit markers after `commit` returns, so within bounded rechecks).
+pub async fn open_transaction_unsettles_its_partition<B: Broker>(
+    broker: &B,
+    prefix: &str,
+) -> Result<(), ConformanceFailure> {
+    let case = Case::new(
+        "open_transaction_unsettles_its_partition",
+        "settled",
+        prefix,
+    );
+    let topic = fresh_topic(&case, broker, "data", 1).await?;
+    let settled = || broker.partition_settled(&topic, 0);
+    case.ensure(case.call("partition_settled", settled().await)?, || {
+        "a new topic's partition is not settled".to_string()
+    })?;
+    let mut writer = case.call("writer", broker.writer(&case.id("writer")).await)?;
+    case.call("begin", writer.begin())?;
+    send_all(
+        &case,
+        &mut writer,
+        &[record(&topic, Some(0), Some("k"), "open-0")],
+    )
+    .await?;
+    // `send` may return before the record is in the log: wait, bounded, for it to count.
+    let mut open_seen = false;
+    for _ in 0..RECHECK_LIMIT {
+        if !case.call("partition_settled", settled().await)? {
+            open_seen = true;
+            break;
+        }
+        tokio::time::sleep(RECHECK_INTERVAL).await;
+    }
+    case.ensure(open_seen, || {
+        "the partition stayed settled while a transaction held a record in it".to_string()
+    })?;
+    case.call("commit", writer.commit(&case.id("group"), &[]).await)?;
+    for _ in 0..RECHECK_LIMIT {
+        if case.call("partition_settled", settled().await)? {
+            return Ok(());
+        }
+        tokio::time::sleep(RECHECK_INTERVAL).await;
+    }
+    Err(case.fail("the partition never settled after the transaction committed"))
+}
+
 /// A transaction left open holds back the committed records other producers wrote after
 /// its first record in the same partition (a reader never passes the last stable offset);
 /// when it aborts, they become visible and its own records never do.

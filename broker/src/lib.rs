@@ -257,6 +257,17 @@ pub trait Broker: Clone + 'static {
     /// transaction), so callers shrink what they send to fit.
     fn max_record_bytes(&self, topic: &str) -> impl Future<Output = Result<usize, BrokerError>>;
 
+    /// Whether no transaction is in progress on a partition: every record written to it
+    /// is committed or aborted (its last stable offset is its end), so a `read_committed`
+    /// reader that finds nothing more at its position has read all there is. Kafka
+    /// answers a transaction's commit before it writes the commit markers, so a partition
+    /// can stay unsettled briefly after its last writer's commit returned.
+    fn partition_settled(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> impl Future<Output = Result<bool, BrokerError>>;
+
     /// Every committed record of a partition from `offset`, for checks and tests: what a
     /// `read_committed` consumer sees.
     fn read_committed(

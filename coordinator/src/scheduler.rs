@@ -50,8 +50,9 @@ pub fn plan(state: &ControlState) -> Vec<Command> {
 
 /// Whether a partition of `job` should have an owner: a stopping job's partition is
 /// released once its owner reported it paused, and not placed again; one that lost its
-/// owner otherwise is placed again only while a savepoint of the stop is pending, so that
-/// its committed cut is settled (its new owner reports what it restored, then pauses).
+/// owner otherwise is placed again while a savepoint of the stop is pending, so that its
+/// committed cut is settled (its new owner reports what it restored, then pauses), and
+/// always for a job that repartitions, so that the stop drains its repartition topics.
 fn wants_owner(job: &Job, p: &PartitionState) -> bool {
     if !lifecycle::wants_owners(job.state) {
         return false;
@@ -62,7 +63,7 @@ fn wants_owner(job: &Job, p: &PartitionState) -> bool {
     if p.paused || p.released_paused {
         return false;
     }
-    p.worker.is_some() || job.has_pending_savepoint()
+    p.worker.is_some() || job.has_pending_savepoint() || !job.repartitions.is_empty()
 }
 
 fn plan_moves(state: &ControlState) -> Vec<Move> {

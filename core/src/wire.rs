@@ -339,9 +339,13 @@ pub struct Assignments {
 /// task's last commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskInput {
+    /// The job.
     pub job: JobId,
+    /// The task, as the job's partitions number it.
     pub partition: PartitionId,
+    /// The topic the task reads.
     pub topic: String,
+    /// The partition of that topic.
     pub topic_partition: i32,
 }
 

@@ -169,7 +169,14 @@ pub async fn drive(
             Answer::Accepted(CommandResult::SavepointTaken { id }) => Request::StartFrom(id),
             _ => Request::Change(close),
         };
-        let closed = driver.send(&mut rng, closing, REQUEST_ATTEMPTS_MAX).await;
+        let mut closed = driver.send(&mut rng, closing, REQUEST_ATTEMPTS_MAX).await;
+        if matches!(closing, Request::StartFrom(_)) && matches!(closed, Answer::Refused(_)) {
+            // A job that repartitions whose stop could not drain (no worker was left to
+            // run its downstream tasks) starts from its last commit instead.
+            closed = driver
+                .send(&mut rng, Request::Change(close), REQUEST_ATTEMPTS_MAX)
+                .await;
+        }
         if !matches!(closed, Answer::Accepted(_)) {
             ctx.violation(format!(
                 "liveness: {closing:?} of job {} not accepted in {REQUEST_ATTEMPTS_MAX} attempts: {closed:?}",
@@ -215,6 +222,14 @@ impl Driver<'_> {
                 .await;
         }
     }
+}
+
+/// Whether `refusal` stays whatever is tried again: a start from a savepoint that is not
+/// one cut across a job's stages, or after a stop that did not drain them
+/// (`coordinator/src/state/stage_cut.rs`).
+fn refused_for_good(refusal: &Refusal) -> bool {
+    matches!(refusal, Refusal::Conflict(m)
+        if m.contains("cannot be started from") || m.contains("did not drain"))
 }
 
 async fn gap(rng: &mut StdRng) {
@@ -279,7 +294,7 @@ async fn send(
             match answer {
                 Ok(Ok(result)) => return Answer::Accepted(result),
                 Ok(Err(WriteError::Refused(refusal))) => {
-                    if request.ends_at_refusal() {
+                    if request.ends_at_refusal() || refused_for_good(&refusal) {
                         return Answer::Refused(refusal);
                     }
                     last = Answer::Refused(refusal);

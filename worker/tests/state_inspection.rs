@@ -70,9 +70,10 @@ async fn a_keys_open_windows_are_read_from_the_committed_snapshots() {
             .partitions
             .iter()
             .filter_map(|(id, p)| {
-                p.committed.map(|(_, offset)| CommittedTask {
+                p.committed.map(|(checkpoint, offset)| CommittedTask {
                     partition: *id,
                     offset,
+                    checkpoint: Some(checkpoint),
                 })
             })
             .collect();

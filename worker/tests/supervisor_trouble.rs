@@ -11,11 +11,11 @@ use weir_broker::memory::MemoryBroker;
 use weir_broker::{Broker, OutgoingRecord, SourceOffset, TransactionalWriter};
 use weir_coordinator::scheduler::plan;
 use weir_coordinator::state::{Command, CommandResult, ControlState, Move};
-use weir_core::ids::{Epoch, JobId, PartitionId, TenantName, WorkerId};
+use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, TenantName, WorkerId};
 use weir_core::spec::parse_job_spec;
 use weir_core::wire::{
-    Assignments, CheckpointReport, CheckpointReportResults, JobState, Lease, WorkerAssignment,
-    WorkerReport,
+    Assignments, CheckpointPhase, CheckpointReport, CheckpointReportResults, JobState, Lease,
+    WorkerAssignment, WorkerReport,
 };
 use weir_worker::checkpoint_store::MemoryCheckpointStore;
 use weir_worker::control::{ControlError, ControlPlane};
@@ -99,7 +99,7 @@ impl ControlPlane for LocalControl {
                     job_version: j.version,
                     spec: j.spec.clone(),
                     committed_checkpoint: j.partitions[&partition].committed.map(|(c, _)| c),
-                    pause: weir_coordinator::state::lifecycle::wants_pause(j.state),
+                    pause: j.wants_partition_paused(partition),
                     pause_recorded: j.partitions[&partition].paused,
                     repartitions: j.repartitions.clone(),
                     keep_offsets: j.pinned_offsets(partition),
@@ -120,14 +120,19 @@ impl ControlPlane for LocalControl {
                 )
             })
             .collect();
+        let fence = s.fence_duties(id, 32);
+        let fence_inputs = fence
+            .iter()
+            .filter_map(|(job, partition)| s.jobs[job].fence_inputs(&[*partition]).pop())
+            .collect();
         Ok(Assignments {
             worker: id.clone(),
             assignments,
             unknown_partition_counts,
             unknown_topic_partition_counts: Vec::new(),
-            fence: s.fence_duties(id, 32),
+            fence,
             delete_topics: s.topic_deletion_duties(id, 4),
-            fence_inputs: Vec::new(),
+            fence_inputs,
         })
     }
     async fn report_partitions(&self, job: JobId, n: u32) -> Result<(), ControlError> {
@@ -378,6 +383,109 @@ fn a_cancelled_jobs_open_transaction_is_fenced_by_a_live_worker() {
         assert_eq!(visible.len(), 1, "the other job's output is visible");
         assert_eq!(visible[0].value.as_deref(), Some(&b"{\"other\":1}"[..]));
         assert!(broker.faults().open_transactions().is_empty());
+    });
+}
+
+/// A stopped job's owner committed in Kafka and vanished before its "committed" report
+/// reached the group: the live worker that fences the partition reads the job's commit
+/// point and reports it, so the group records the commit (and a savepoint of the stop
+/// pins it) instead of the checkpoint before (simulation seed 193). With
+/// `fence-forgets-commit-point` planted the record stays behind.
+async fn a_lost_commit_report_as_the_fencer_settles_it() -> Option<(CheckpointId, i64)> {
+    let broker = MemoryBroker::new();
+    for t in ["events", "alerts", "dlq"] {
+        broker.create_topic(t, 1).await.unwrap();
+    }
+    let control = setup();
+    submit(&control, "lost", "events", "alerts");
+    control.apply(Command::RegisterWorker {
+        worker: WorkerId::from("w-gone"),
+        addr: String::new(),
+        at_ms: 0,
+    });
+    control.apply(Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 1,
+    });
+    let placed = control.apply(Command::Place {
+        moves: vec![Move {
+            job: JobId(1),
+            partition: PartitionId(0),
+            worker: Some(WorkerId::from("w-gone")),
+            epoch: Epoch(1),
+        }],
+    });
+    assert_eq!(placed, CommandResult::Done);
+    // The owner prepares checkpoint 1 at offset 3 and commits it in Kafka with the
+    // group's offset; its "committed" report never arrives.
+    let prepared = control.apply(Command::Checkpoint {
+        worker: WorkerId::from("w-gone"),
+        reports: vec![CheckpointReport {
+            job: JobId(1),
+            partition: PartitionId(0),
+            epoch: Epoch(1),
+            checkpoint: CheckpointId(1),
+            phase: CheckpointPhase::Prepared,
+            offset: 3,
+            snapshot: "s1".into(),
+        }],
+        at_ms: 0,
+    });
+    assert_eq!(prepared, CommandResult::CheckpointResults(vec![Ok(())]));
+    let mut owner = broker.writer("weir-1-0").await.unwrap();
+    owner.begin().unwrap();
+    let offsets = [SourceOffset {
+        topic: "events".into(),
+        partition: 0,
+        next_offset: 3,
+    }];
+    owner.commit("weir-job-1", &offsets).await.unwrap();
+    // A live worker registers; the job stops; the owner's lease runs out, and the live
+    // worker fences the partition.
+    start_worker(&broker, &control).await;
+    until(&control, Duration::from_secs(5), || {
+        control
+            .state
+            .lock()
+            .unwrap()
+            .workers
+            .contains_key(&WorkerId::from("w1"))
+    })
+    .await;
+    control.apply(Command::ChangeJobState {
+        job: JobId(1),
+        tenant: None,
+        request: weir_coordinator::state::lifecycle::JobRequest::Stop,
+    });
+    control.apply(Command::RemoveWorker {
+        worker: WorkerId::from("w-gone"),
+        reason: "lease expired".into(),
+    });
+    until(&control, Duration::from_secs(10), || {
+        control.job(1).state == JobState::Stopped
+    })
+    .await;
+    assert!(control.job(1).partitions[&PartitionId(0)].fenced);
+    control.job(1).partitions[&PartitionId(0)].committed
+}
+
+#[test]
+fn a_stopped_jobs_lost_commit_report_is_settled_by_the_fencer() {
+    on_paused_clock(async {
+        let committed = a_lost_commit_report_as_the_fencer_settles_it().await;
+        assert_eq!(committed, Some((CheckpointId(1), 3)));
+    });
+}
+
+#[cfg(feature = "planted-bugs")]
+#[test]
+fn a_fencer_that_forgets_the_commit_point_is_caught() {
+    use weir_core::bugs::{plant, PlantedBug};
+    on_paused_clock(async {
+        plant(Some(PlantedBug::FenceForgetsCommitPoint));
+        let committed = a_lost_commit_report_as_the_fencer_settles_it().await;
+        plant(None);
+        assert_eq!(committed, None, "the planted bug went unnoticed");
     });
 }
 

@@ -65,6 +65,7 @@ pub async fn run(
         let task = CommittedTask {
             partition: p.partition,
             offset,
+            checkpoint: p.checkpoint,
         };
         let found = task_key_state(
             &store,

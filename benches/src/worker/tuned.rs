@@ -202,6 +202,10 @@ impl Broker for TunedKafkaBroker {
         self.inner.max_record_bytes(topic).await
     }
 
+    async fn partition_settled(&self, topic: &str, partition: i32) -> Result<bool, BrokerError> {
+        self.inner.partition_settled(topic, partition).await
+    }
+
     async fn read_committed(
         &self,
         topic: &str,

@@ -257,6 +257,28 @@ impl Broker for KafkaBroker {
         Ok(topic_max.min(WRITER_MESSAGE_BYTES_MAX as usize))
     }
 
+    async fn partition_settled(&self, topic: &str, partition: i32) -> Result<bool, BrokerError> {
+        self.check_partition(topic, partition).await?;
+        let bootstrap = self.shared.settings.bootstrap_servers.clone();
+        let topic = topic.to_string();
+        blocking(move || {
+            // librdkafka's ListOffsets honours isolation.level: a read_committed client
+            // is told the last stable offset, a read_uncommitted one the high watermark.
+            let end = |isolation: &str| -> Result<i64, BrokerError> {
+                let consumer: BaseConsumer = base_config(&bootstrap, "weir-settled")
+                    .set("isolation.level", isolation)
+                    .create()
+                    .map_err(|e| classify("creating a watermark client", &e, None))?;
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, METADATA_TIMEOUT)
+                    .map_err(|e| classify("fetching watermarks", &e, None))?;
+                Ok(high)
+            };
+            Ok(end("read_committed")? == end("read_uncommitted")?)
+        })
+        .await?
+    }
+
     async fn read_committed(
         &self,
         topic: &str,

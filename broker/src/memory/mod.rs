@@ -299,6 +299,13 @@ impl Broker for MemoryBroker {
         Ok(cluster.max_record_bytes(topic))
     }
 
+    async fn partition_settled(&self, topic: &str, partition: i32) -> Result<bool, BrokerError> {
+        let mut cluster = lock(&self.cluster);
+        cluster.take_fault(BrokerCall::ReadCommitted)?;
+        let log = cluster.log(topic, partition)?;
+        Ok(log.last_stable_offset() == log.log_end_offset())
+    }
+
     async fn read_committed(
         &self,
         topic: &str,

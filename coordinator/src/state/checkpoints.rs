@@ -153,6 +153,12 @@ impl PartitionState {
     /// commit, its Kafka transaction committed (the offset is written only with it) and
     /// only the owner's "committed" report was lost. Returns whether it was recorded.
     pub(super) fn commit_point_after_fencing(&mut self, offset: i64) -> bool {
+        if self.restore.is_some() {
+            // Started from a savepoint and not committed since: Kafka's commit point may
+            // still be the run's before the start, at an offset the restored run prepared
+            // again; only the restored run's own report settles it.
+            return false;
+        }
         let committed = self.committed.map(|(c, _)| c);
         let Some(record) = self
             .checkpoints

@@ -73,6 +73,11 @@ pub struct Job {
     /// A worker deleted the job's repartition topics after it was cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub topics_deleted: bool,
+    /// Whether the job's last stop drained its repartition topics (every downstream task
+    /// paused after reading its input to the end), so its stopped cut is one across the
+    /// stages (`stage_cut.rs`); meaningful while the job is stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_drained: bool,
     /// The job's savepoints by id, at most [`JOB_SAVEPOINTS_MAX`]; kept until deleted.
     /// Left out when empty, so states without savepoints encode as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -427,6 +432,7 @@ impl ControlState {
                 submitted_at_ms: at_ms,
                 repartitions: Vec::new(),
                 topics_deleted: false,
+                stopped_drained: false,
                 savepoints: BTreeMap::new(),
                 savepoints_taken: 0,
                 join_partition_count: None,
@@ -599,6 +605,7 @@ impl ControlState {
                 "job {job} has partitions not yet fenced"
             )));
         }
+        j.record_stop_cut(releasing);
         if let Some(next) = lifecycle::on_progress(j.state, JobProgress::AllReleased) {
             j.state = next;
         }

@@ -46,6 +46,11 @@ pub struct Savepoint {
     pub reason: Option<String>,
     /// Every partition's pin once complete; empty while pending.
     pub pins: BTreeMap<PartitionId, Pin>,
+    /// Whether the pins are one cut across the job's stages (always, for a job of one
+    /// stage; see `Job::stage_cut_consistent`). Savepoints recorded before weir drained
+    /// the stages read as `false`, and a job that repartitions does not start from them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stage_cut: bool,
 }
 
 /// A partition of a job started from a savepoint: recovery restores `pin` rather than the
@@ -149,10 +154,12 @@ impl Job {
             .iter()
             .map(|(partition, p)| (*partition, p.committed_cut()))
             .collect();
+        let stage_cut = self.stage_cut_consistent();
         if let Some(sp) = self.savepoints.get_mut(&savepoint) {
             debug_assert_eq!(sp.status, SavepointStatus::Pending);
             sp.pins = pins;
             sp.status = SavepointStatus::Complete;
+            sp.stage_cut = stage_cut;
         }
     }
 
@@ -330,16 +337,27 @@ impl ControlState {
                 j.state.as_str()
             )));
         }
+        j.check_start_from(&sp)?;
         // Partitions the savepoint does not cover (the topic grew since) resume from
-        // their own last commit.
+        // their own last commit, except in a job that repartitions: there they start
+        // empty from offset 0, since the downstream state the savepoint restores holds
+        // nothing of their input.
+        let from_empty = !j.repartitions.is_empty();
         for (partition, p) in j.partitions.iter_mut() {
-            if let Some(pin) = sp.pins.get(partition) {
-                p.restore = Some(Restore {
-                    savepoint,
-                    pin: pin.clone(),
-                    after_checkpoint: p.highest_checkpoint(),
-                });
-            }
+            let pin = match sp.pins.get(partition) {
+                Some(pin) => pin.clone(),
+                None if from_empty => Pin {
+                    checkpoint: None,
+                    offset: 0,
+                    snapshot: None,
+                },
+                None => continue,
+            };
+            p.restore = Some(Restore {
+                savepoint,
+                pin,
+                after_checkpoint: p.highest_checkpoint(),
+            });
         }
         self.request(job, tenant, lifecycle::JobRequest::Start)
     }
@@ -402,6 +420,7 @@ fn new_savepoint(j: &mut Job, at_ms: u64) -> Result<SavepointId, Refusal> {
             status: SavepointStatus::Pending,
             reason: None,
             pins: BTreeMap::new(),
+            stage_cut: false,
         },
     );
     debug_assert!(j.savepoints.len() <= JOB_SAVEPOINTS_MAX);

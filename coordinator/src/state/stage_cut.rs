@@ -33,24 +33,45 @@ impl Job {
     }
 
     /// Whether an upstream task writes nothing more: it paused (and may have been
-    /// released since), or the job is stopping and the task has no owner and nothing to
-    /// fence (so no owner of it will run again before the stop).
+    /// released since). A stopping job's tasks that lost their owner are placed again
+    /// (`scheduler::wants_owner`), so they too pause before the downstream tasks do.
     fn done_writing(&self, p: &PartitionState) -> bool {
-        if p.paused || p.released_paused {
+        p.paused || p.released_paused
+    }
+
+    /// Records, as a stop finishes, whether it drained the repartition topics: every
+    /// downstream task was released after reporting itself paused. A stop that finished
+    /// with nobody to run them (no worker left) did not.
+    pub(super) fn record_stop_cut(&mut self, releasing: JobState) {
+        self.stopped_drained = releasing == JobState::Stopping
+            && self
+                .partitions
+                .iter()
+                .filter(|(id, _)| reads_repartition(**id))
+                .all(|(_, p)| p.released_paused);
+    }
+
+    /// Whether the job's committed cuts are one cut across its stages now: always for a
+    /// job of one stage; for one that repartitions, when it is paused (every task paused,
+    /// the downstream ones after draining) or stopped by a stop that drained.
+    pub fn stage_cut_consistent(&self) -> bool {
+        if self.repartitions.is_empty() {
             return true;
         }
-        lifecycle::releases_when_paused(self.state)
-            && p.worker.is_none()
-            && !p.needs_fencing()
-            && !self.has_pending_savepoint()
+        match self.state {
+            JobState::Paused => self.partitions.values().all(|p| p.paused),
+            JobState::Stopped => self.stopped_drained,
+            _ => false,
+        }
     }
 
     /// Refuses a savepoint of a job that repartitions unless its cut is consistent (it is
-    /// paused or stopped, or pending with no task running yet) or will be (it is stopping:
-    /// the savepoint waits for the stop).
+    /// paused, or stopped by a stop that drained, or pending with no task running yet) or
+    /// will be (it is stopping: the savepoint waits for the stop).
     pub(super) fn check_stage_cut(&self) -> Result<(), Refusal> {
         let quiet = match self.state {
-            JobState::Paused | JobState::Stopping | JobState::Stopped => true,
+            JobState::Stopping => true,
+            JobState::Paused | JobState::Stopped => self.stage_cut_consistent(),
             JobState::Pending => self.partitions.values().all(|p| p.worker.is_none()),
             _ => false,
         };
@@ -59,11 +80,41 @@ impl Job {
         }
         Err(Refusal::Conflict(format!(
             "job {}: the job is {} and repartitions; its stages have a common cut only once \
-             paused or stopped (each reads the repartition topic to its end first): pause it \
-             and take the savepoint, or stop it with a savepoint",
+             paused or stopped with each downstream task having read the repartition topic \
+             to its end (a stop with no worker left to run them does not): pause it and take \
+             the savepoint, or start it and stop it with a savepoint",
             self.id,
             self.state.as_str()
         )))
+    }
+
+    /// Refuses a start from `savepoint` of a job that repartitions unless both cuts are
+    /// one across the stages: the savepoint's (taken of a drained cut) and the job's
+    /// stop (its downstream tasks read on from Kafka's commit point, which must be the
+    /// repartition topics' end).
+    pub(super) fn check_start_from(
+        &self,
+        savepoint: &super::savepoints::Savepoint,
+    ) -> Result<(), Refusal> {
+        if self.repartitions.is_empty() {
+            return Ok(());
+        }
+        if !savepoint.stage_cut {
+            return Err(Refusal::Conflict(format!(
+                "job {}: savepoint {} was not taken at a cut common to the job's stages (of a \
+                 running job, or before weir drained them): it cannot be started from",
+                self.id, savepoint.id
+            )));
+        }
+        if !self.stopped_drained {
+            return Err(Refusal::Conflict(format!(
+                "job {}: its last stop did not drain the repartition topics (no worker was \
+                 left to run the downstream tasks); start it, stop it again, then start from \
+                 savepoint {}",
+                self.id, savepoint.id
+            )));
+        }
+        Ok(())
     }
 
     /// Where the fence duties `duties` of this job read their input, for the fencer to

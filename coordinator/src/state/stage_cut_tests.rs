@@ -3,6 +3,7 @@
 
 use super::lifecycle_flow::{change, paused, running, state};
 use super::*;
+
 use weir_core::wire::{CheckpointPhase, SavepointStatus};
 
 /// A running job that repartitions: 2 source partitions (tasks 0, 1), 2 downstream
@@ -79,38 +80,140 @@ fn downstream_tasks_pause_only_after_every_upstream_task_and_only_then_a_savepoi
 }
 
 #[test]
-fn a_stopping_job_without_owners_lets_its_downstream_tasks_pause_once_upstreams_are_fenced() {
+fn a_stopping_job_places_an_upstream_task_that_lost_its_owner_and_drains_before_it_stops() {
     let mut s = running_shuffled();
-    assert_eq!(change(&mut s, JobRequest::Stop), CommandResult::Done);
-    // Upstream task 0's owner goes: its partition is fenced, not placed again.
+    let r = s.apply(&Command::StopWithSavepoint {
+        job: JobId(1),
+        tenant: None,
+        at_ms: 3,
+    });
+    let CommandResult::SavepointTaken { id } = r else {
+        panic!("{r:?}");
+    };
+    paused(&mut s, 1);
+    settle(&mut s);
+    // Upstream task 0's owner goes: the task is placed again, and until its new owner
+    // pauses the downstream tasks read on.
     let owner = s.jobs[&JobId(1)].partitions[&PartitionId(0)]
         .worker
         .clone()
         .unwrap();
-    paused(&mut s, 1);
-    settle(&mut s);
     s.apply(&Command::RemoveWorker {
         worker: owner,
         reason: "lease expired".into(),
     });
     settle(&mut s);
-    assert!(
-        !wants_paused(&s, 10_000),
-        "task 0 may still have a transaction open"
-    );
+    assert!(s.jobs[&JobId(1)].partitions[&PartitionId(0)]
+        .worker
+        .is_some());
+    assert!(!wants_paused(&s, 10_000) && !wants_paused(&s, 10_001));
+    paused(&mut s, 0);
+    assert!(wants_paused(&s, 10_000) && wants_paused(&s, 10_001));
+    paused(&mut s, 10_000);
+    paused(&mut s, 10_001);
+    settle(&mut s);
     fence_all(&mut s);
     settle(&mut s);
-    let downstream_owned: Vec<u32> = [10_000, 10_001]
-        .into_iter()
-        .filter(|t| {
-            s.jobs[&JobId(1)].partitions[&PartitionId(*t)]
-                .worker
-                .is_some()
-        })
-        .collect();
-    for t in &downstream_owned {
-        assert!(wants_paused(&s, *t));
+    assert_eq!(state(&s), JobState::Stopped);
+    let j = &s.jobs[&JobId(1)];
+    assert!(j.stopped_drained);
+    assert!(j.savepoints[&id].stage_cut);
+}
+
+#[test]
+fn a_stop_that_did_not_drain_and_an_old_savepoint_are_not_started_from() {
+    let mut s = running_shuffled();
+    assert_eq!(change(&mut s, JobRequest::Pause), CommandResult::Done);
+    for t in [0, 1, 10_000, 10_001] {
+        paused(&mut s, t);
     }
+    let CommandResult::SavepointTaken { id } = take(&mut s) else {
+        panic!("paused: one cut");
+    };
+    assert!(s.jobs[&JobId(1)].savepoints[&id].stage_cut);
+    // Resumed, then stopped while no worker is left: nobody drains the topic.
+    assert_eq!(change(&mut s, JobRequest::Resume), CommandResult::Done);
+    assert_eq!(change(&mut s, JobRequest::Stop), CommandResult::Done);
+    for w in ["w1", "w2"] {
+        s.apply(&Command::RemoveWorker {
+            worker: WorkerId::from(w),
+            reason: "gone".into(),
+        });
+    }
+    settle(&mut s);
+    assert_eq!(state(&s), JobState::Stopped);
+    assert!(!s.jobs[&JobId(1)].stopped_drained);
+    let start = |s: &mut ControlState, savepoint| {
+        s.apply(&Command::StartFromSavepoint {
+            job: JobId(1),
+            tenant: None,
+            savepoint,
+        })
+    };
+    match start(&mut s, id) {
+        CommandResult::Refused(Refusal::Conflict(m)) => assert!(m.contains("did not drain"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match take(&mut s) {
+        CommandResult::Refused(Refusal::Conflict(m)) => assert!(m.contains("repartitions"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // A savepoint recorded before cuts were drained reads as not one cut.
+    s.jobs.get_mut(&JobId(1)).unwrap().stopped_drained = true;
+    s.jobs
+        .get_mut(&JobId(1))
+        .unwrap()
+        .savepoints
+        .get_mut(&id)
+        .unwrap()
+        .stage_cut = false;
+    match start(&mut s, id) {
+        CommandResult::Refused(Refusal::Conflict(m)) => {
+            assert!(m.contains("not taken at a cut"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn after_the_source_grew_a_start_from_a_savepoint_reads_the_new_partitions_from_the_start() {
+    let mut s = running_shuffled();
+    assert_eq!(change(&mut s, JobRequest::Pause), CommandResult::Done);
+    for t in [0, 1, 10_000, 10_001] {
+        paused(&mut s, t);
+    }
+    let CommandResult::SavepointTaken { id } = take(&mut s) else {
+        panic!("paused: one cut");
+    };
+    assert_eq!(change(&mut s, JobRequest::Stop), CommandResult::Done);
+    s.apply(&Command::SetPartitionCount {
+        job: JobId(1),
+        partition_count: 3,
+    });
+    for _ in 0..5 {
+        let owned: Vec<u32> = s.jobs[&JobId(1)]
+            .partitions
+            .iter()
+            .filter(|(_, p)| p.worker.is_some() && !p.paused)
+            .map(|(id, _)| id.0)
+            .collect();
+        for t in owned {
+            paused(&mut s, t);
+        }
+        settle(&mut s);
+        fence_all(&mut s);
+        settle(&mut s);
+    }
+    assert_eq!(state(&s), JobState::Stopped);
+    let r = s.apply(&Command::StartFromSavepoint {
+        job: JobId(1),
+        tenant: None,
+        savepoint: id,
+    });
+    assert_eq!(r, CommandResult::Done);
+    let grown = &s.jobs[&JobId(1)].partitions[&PartitionId(2)];
+    let restore = grown.restore.as_ref().expect("the new task restores too");
+    assert_eq!((restore.pin.offset, restore.pin.checkpoint), (0, None));
 }
 
 #[test]

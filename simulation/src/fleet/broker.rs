@@ -166,6 +166,13 @@ impl Broker for GatedBroker {
         bytes
     }
 
+    async fn partition_settled(&self, topic: &str, partition: i32) -> Result<bool, BrokerError> {
+        self.gate.pass().await;
+        let settled = self.inner.partition_settled(topic, partition).await;
+        self.gate.pass().await;
+        settled
+    }
+
     async fn read_committed(
         &self,
         topic: &str,

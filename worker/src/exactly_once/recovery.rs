@@ -264,10 +264,18 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
     let floor = config.committed_checkpoint.max(restore.after_checkpoint);
     let next_checkpoint = next_checkpoint_after(checkpoint, floor);
     debug_assert!(restore.after_checkpoint.is_none_or(|a| next_checkpoint > a));
-    let next_offset = match task {
-        StageTask::Downstream { .. } | StageTask::JoinDownstream { .. } => {
-            committed.unwrap_or(0).max(restore.offset)
+    let next_offset = match (task, committed, config.committed_checkpoint) {
+        (StageTask::Downstream { .. } | StageTask::JoinDownstream { .. }, Some(offset), _) => {
+            offset.max(restore.offset)
         }
+        // Kafka forgot the commit point the group recorded (the offsets expired while the
+        // job was stopped): reading from the pin would count again what runs after the
+        // savepoint wrote, so the partition does not start.
+        (
+            StageTask::Downstream { .. } | StageTask::JoinDownstream { .. },
+            None,
+            Some(checkpoint),
+        ) => return Err(PartitionError::CommittedOffsetLost { checkpoint }),
         _ => restore.offset,
     };
     let reader = broker.reader(&input.0, input.1, next_offset).await?;

@@ -283,11 +283,28 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
         if !idle {
             return Ok(false);
         }
+        // Settled first: then nothing more can become readable below the end, and an
+        // empty read means the topic is drained (every writer has paused or been fenced).
+        // A broker that cannot answer now only means "not drained yet": the next idle
+        // round asks again, and the partition keeps running meanwhile.
         let (topic, partition) = &self.input;
-        let unread = broker
-            .read_committed(topic, *partition, self.reader.position(), 1)
-            .await?;
-        Ok(unread.is_empty())
+        let drained = async {
+            if !broker.partition_settled(topic, *partition).await? {
+                return Ok::<bool, BrokerError>(false);
+            }
+            let position = self.reader.position();
+            let unread = broker
+                .read_committed(topic, *partition, position, 1)
+                .await?;
+            Ok(unread.is_empty())
+        };
+        match drained.await {
+            Ok(drained) => Ok(drained),
+            Err(e) => {
+                tracing::debug!(job = %self.config.job, partition = %self.config.partition, error = %e, "drain check failed; reading on");
+                Ok(false)
+            }
+        }
     }
 
     /// Whether the partition is paused (committed, no transaction open).

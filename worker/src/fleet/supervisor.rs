@@ -476,24 +476,28 @@ async fn fence_partitions<B: Broker, C: ControlPlane>(
             Ok(writer) => {
                 drop(writer);
                 tracing::info!(job = %job, partition = %partition, "fenced the partition of a stopped job");
-                let entry = fenced.entry(*job).or_default();
-                entry.0.push(*partition);
                 let input = inputs
                     .iter()
                     .find(|i| i.job == *job && i.partition == *partition);
+                let mut point = None;
                 if let Some(input) = input {
                     let group = group_of(*job);
                     match broker
                         .committed_offset(&group, &input.topic, input.topic_partition)
                         .await
                     {
-                        Ok(Some(offset)) => entry.1.push((*partition, offset)),
-                        Ok(None) => {}
+                        Ok(found) => point = found,
                         Err(e) => {
-                            tracing::debug!(job = %job, partition = %partition, error = %e, "commit point of a fenced partition not read")
+                            // Not reported fenced: the duty comes again, and the commit
+                            // point is read then.
+                            tracing::warn!(job = %job, partition = %partition, error = %e, "commit point of a fenced partition not read");
+                            continue;
                         }
                     }
                 }
+                let entry = fenced.entry(*job).or_default();
+                entry.0.push(*partition);
+                entry.1.extend(point.map(|offset| (*partition, offset)));
             }
             Err(e) => {
                 tracing::warn!(job = %job, partition = %partition, error = %e, "could not fence the partition of a stopped job")

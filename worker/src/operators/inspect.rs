@@ -13,8 +13,10 @@ pub struct KeyState {
     /// The key's open windows, oldest first, each as the result it would give if it fired
     /// now (`key`, `window_start`, `window_end` and every aggregate).
     pub windows: Vec<serde_json::Value>,
-    /// Per dedupe stage that remembers the key: its index among the job's dedupe stages
-    /// and the event time of the last event it kept.
+    /// Per dedupe stage that remembers the key (looked up by the key as given, which is
+    /// the dedupe key only when the stage dedupes on the same expression the window is
+    /// keyed by): its index among the job's dedupe stages and the event time of the last
+    /// event it kept.
     pub dedupe: Vec<DedupeEntry>,
 }
 
@@ -23,6 +25,7 @@ pub struct KeyState {
 pub struct DedupeEntry {
     /// Which dedupe stage, counted among the pipeline's dedupe stages from 0.
     pub dedupe_stage: usize,
+    /// The event time of the last event the stage kept for the key.
     pub last_kept_ms: i64,
 }
 
