@@ -4,7 +4,7 @@
 //! the transport differs.
 
 use crate::node::Coordinator;
-use crate::state::{Command, CommandResult, Refusal};
+use crate::state::{join_topic, Command, CommandResult, Refusal};
 use crate::write_error::WriteError;
 use weir_core::ids::{JobId, WorkerId};
 use weir_core::wire::{
@@ -79,6 +79,7 @@ pub async fn assignments(
                 keep_offsets: j.pinned_offsets(partition),
                 prune_below: p.map(|p| p.committed_cut(j.version).offset),
                 restore: p.and_then(|p| j.restore_point_of(p)),
+                join_upstreams: j.join_left_partitions.zip(j.join_partition_count),
             })
         })
         .collect();
@@ -97,6 +98,13 @@ pub async fn assignments(
             )
         })
         .collect();
+    let unknown_topic_partition_counts = s
+        .control
+        .jobs
+        .values()
+        .filter(|j| j.join_partition_count.is_none() && j.state == JobState::Pending)
+        .filter_map(|j| Some((j.id, join_topic(&j.spec)?.to_string())))
+        .collect();
     let fence = s.control.fence_duties(worker, FENCE_DUTIES_PER_ROUND_MAX);
     let fence_inputs = fence
         .iter()
@@ -112,6 +120,7 @@ pub async fn assignments(
         worker: worker.clone(),
         assignments,
         unknown_partition_counts,
+        unknown_topic_partition_counts,
         fence,
         delete_topics,
         fence_inputs,
@@ -150,6 +159,27 @@ pub async fn report_partitions(
         })
         .await?;
     Ok(())
+}
+
+/// Records the partition count of a topic a job reads besides its source (its join's
+/// right side), learned from Kafka by a worker.
+pub async fn report_topic_partitions(
+    coordinator: &Coordinator,
+    job: JobId,
+    topic: String,
+    partition_count: u32,
+) -> Result<(), WriteError> {
+    match coordinator
+        .write(Command::SetTopicPartitionCount {
+            job,
+            topic,
+            partition_count,
+        })
+        .await?
+    {
+        CommandResult::Refused(refusal) => Err(WriteError::Refused(refusal)),
+        _ => Ok(()),
+    }
 }
 
 /// Applies a worker's batch of checkpoint reports; one result per report, in order. A

@@ -44,8 +44,9 @@ pub enum PlantedBug {
     /// instead of after them, so a downstream stage may fire a window before the events
     /// that belong to it arrive.
     MarkerBeforeEvents,
-    /// The interval join's buffers are left out of the snapshot, so a partition restored
-    /// from a checkpoint forgets the events waiting for their match.
+    /// The interval join's buffers are left out of the snapshot (and of the local copy's
+    /// changes), so a partition restored from a checkpoint forgets the events waiting for
+    /// their match.
     JoinStateNotInSnapshot,
     /// An upstream task that aggregates before the shuffle sends its partial aggregates
     /// after taking the snapshot instead of before, so the snapshot holds what the

@@ -366,6 +366,13 @@ pub struct Assignments {
     /// Jobs whose source partition count no worker has reported yet, with their source
     /// topic; a worker that can reach Kafka reports it with `POST /v1/jobs/{id}/partitions`.
     pub unknown_partition_counts: Vec<(JobId, String)>,
+    /// Topics jobs read besides their source (a `join`'s right side) whose partition
+    /// count no worker has reported yet; report each with `POST /v1/jobs/{id}/partitions`
+    /// naming the topic. The job is planned once every count is known. Left out when
+    /// empty, and ignored by workers that predate it (the job then waits for one that
+    /// does not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_topic_partition_counts: Vec<(JobId, String)>,
     /// Partitions of stopped (cancelling or failed) jobs whose transactional ids this
     /// worker should fence: their owner may be wedged or gone with a transaction open,
     /// which would hold back every `read_committed` reader of the topics it wrote to
@@ -488,12 +495,22 @@ pub struct WorkerAssignment {
     /// its `after_checkpoint`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestorePoint>,
+    /// For a job with a `join`: the partition counts of its source and of the join's
+    /// topic as the group planned the job with, `(left, right)`. They number the join's
+    /// upstream tasks (right partition `p` is upstream `left + p`), so every task numbers
+    /// them alike whatever the topics' sizes now. Left out for other jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_upstreams: Option<(u32, u32)>,
 }
 
 /// `POST /v1/jobs/{id}/partitions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportPartitionsRequest {
     pub partition_count: u32,
+    /// The topic counted, when it is not the job's source (a `join`'s right side); left
+    /// out for the source, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
 }
 
 /// `POST /v1/checkpoints`: a batch of checkpoint reports from one worker.

@@ -271,7 +271,10 @@ fn job_bodies_are_pinned() {
     );
     pinned(
         "report_partitions_request.json",
-        &ReportPartitionsRequest { partition_count: 2 },
+        &ReportPartitionsRequest {
+            partition_count: 2,
+            topic: None,
+        },
     );
 }
 
@@ -322,8 +325,10 @@ fn worker_bodies_are_pinned() {
                 keep_offsets: vec![],
                 prune_below: None,
                 restore: None,
+                join_upstreams: None,
             }],
             unknown_partition_counts: vec![(JobId(8), "orders".into())],
+            unknown_topic_partition_counts: Vec::new(),
             fence: vec![(JobId(5), PartitionId(1))],
             delete_topics: Vec::new(),
             fence_inputs: Vec::new(),
@@ -346,8 +351,10 @@ fn worker_bodies_are_pinned() {
                 keep_offsets: vec![],
                 prune_below: None,
                 restore: None,
+                join_upstreams: None,
             }],
             unknown_partition_counts: vec![],
+            unknown_topic_partition_counts: Vec::new(),
             fence: vec![],
             delete_topics: Vec::new(),
             fence_inputs: Vec::new(),
@@ -380,8 +387,10 @@ fn worker_bodies_are_pinned() {
                     spec_before: None,
                     state_drop: Vec::new(),
                 }),
+                join_upstreams: None,
             }],
             unknown_partition_counts: vec![],
+            unknown_topic_partition_counts: Vec::new(),
             fence: vec![],
             delete_topics: Vec::new(),
             fence_inputs: Vec::new(),

@@ -64,7 +64,8 @@ pub async fn create_topics(broker: &MemoryBroker, jobs: &[SimJob]) {
             (&job.sink, job.sink_partitions),
             (&job.dead_letters, 1),
         ];
-        for (topic, partitions) in fixed.into_iter().chain(routes) {
+        let joined = job.join_with.iter().map(|(topic, n)| (topic, *n));
+        for (topic, partitions) in fixed.into_iter().chain(routes).chain(joined) {
             broker
                 .create_topic(topic, partitions)
                 .await
@@ -137,18 +138,25 @@ pub async fn produce(
     ctx: Arc<SimContext>,
     stop: Arc<AtomicBool>,
 ) {
-    let mut gens: Vec<EventGen> = jobs.iter().map(EventGen::for_job).collect();
+    // One feed per topic: every job's source, then (right after it) a join's right topic.
+    let mut feeds: Vec<(String, EventGen)> = Vec::new();
+    for job in &jobs {
+        feeds.push((job.source.clone(), EventGen::for_job(job)));
+        if let (Some((topic, _)), Some(gen)) = (&job.join_with, EventGen::for_join(job)) {
+            feeds.push((topic.clone(), gen));
+        }
+    }
     let mut writers = BTreeMap::new();
     // Poison records are drawn from a generator of their own, so that the events and the
     // pauses every seed drew before they existed stay the same.
     let mut poison_rng: StdRng =
         rand::SeedableRng::seed_from_u64(rng.clone().gen::<u64>() ^ 0x706f_6973_6f6e);
-    let mut poisoned = vec![0usize; jobs.len()];
+    let mut poisoned = vec![0usize; feeds.len()];
     while !stop.load(Ordering::Relaxed) {
         let pause = rng.gen_range(PRODUCE_EVERY_MS.0..=PRODUCE_EVERY_MS.1);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        for (index, (job, gen)) in jobs.iter().zip(gens.iter_mut()).enumerate() {
-            let id = producer_id(&job.source);
+        for (index, (topic, gen)) in feeds.iter_mut().enumerate() {
+            let id = producer_id(topic);
             if !writers.contains_key(&id) {
                 match broker.writer(&id).await {
                     Ok(w) => {
@@ -167,7 +175,7 @@ pub async fn produce(
                 if !sent {
                     break;
                 }
-                let record = gen.next(&mut rng, &job.source, now_ms);
+                let record = gen.next(&mut rng, topic, now_ms);
                 sent = writer.send(record).await.is_ok();
             }
             if sent
@@ -175,11 +183,10 @@ pub async fn produce(
                 && poison_rng.gen_range(0..1_000) < POISON_PER_MILLE
             {
                 poisoned[index] += 1;
-                let record = poison_record(&mut poison_rng, &job.source);
+                let record = poison_record(&mut poison_rng, topic);
                 ctx.event(&format!(
-                    "poison record of {} bytes into {}",
+                    "poison record of {} bytes into {topic}",
                     record.value.len(),
-                    job.source
                 ));
                 sent = writer.send(record).await.is_ok();
             }
@@ -216,6 +223,9 @@ pub fn close_producers(broker: &MemoryBroker, jobs: &[SimJob]) {
         broker
             .faults()
             .expire_transaction(&producer_id(&job.source));
+        if let Some((topic, _)) = &job.join_with {
+            broker.faults().expire_transaction(&producer_id(topic));
+        }
     }
 }
 
@@ -232,6 +242,13 @@ pub async fn flush(broker: &MemoryBroker, jobs: &[SimJob], ctx: &SimContext) {
                 let card = job.flush_card(partition);
                 let record = crate::jobs::flush_record(&job.source, partition, &card, ctx.now_ms());
                 writer.send(record).await?;
+            }
+            // A join's right side too: the join's watermark is the least of both sides'.
+            if let Some((topic, partitions)) = &job.join_with {
+                for partition in 0..*partitions as i32 {
+                    let record = crate::jobs::flush_record(topic, partition, "flush", ctx.now_ms());
+                    writer.send(record).await?;
+                }
             }
             writer.commit("sim-producer", &[]).await
         }
@@ -263,6 +280,7 @@ pub async fn await_caught_up(
         for (job, id) in jobs {
             let group = format!("weir-job-{id}");
             let mut topics = vec![(job.source.clone(), job.source_partitions)];
+            topics.extend(job.join_with.clone());
             topics.extend(repartition_topics(job, *id));
             for (topic, partitions) in topics {
                 for p in 0..partitions as i32 {
@@ -351,10 +369,9 @@ fn truncation_problem(letter: &RefDeadLetter, input: &[BrokerRecord]) -> Option<
         "dead letter of partition {} offset {}",
         letter.partition, letter.offset
     );
-    let Some(source) = input
-        .iter()
-        .find(|r| r.partition == letter.partition && r.offset == letter.offset)
-    else {
+    let Some(source) = input.iter().find(|r| {
+        r.topic == letter.topic && r.partition == letter.partition && r.offset == letter.offset
+    }) else {
         return Some(format!("{at} is cut down but has no source record"));
     };
     let kept = letter.payload.as_deref().unwrap_or_default();
@@ -445,6 +462,7 @@ fn expected_outputs(
     id: u64,
     input: &[BrokerRecord],
     versions: Option<&[reference::RefVersion]>,
+    right_input: &[BrokerRecord],
 ) -> RefOutputs {
     let failed = |what: &str, e: ReferenceError| {
         ctx.violation(format!(
@@ -466,6 +484,25 @@ fn expected_outputs(
             }
         }
         return expected;
+    }
+    if let Some((topic, partitions)) = &job.join_with {
+        let right = ref_records(right_input.iter());
+        let left = reference::JoinSideInput {
+            topic: &job.source,
+            partitions: job.source_partitions,
+            records: &ref_records(input.iter()),
+        };
+        let right = reference::JoinSideInput {
+            topic,
+            partitions: *partitions,
+            records: &right,
+        };
+        return reference::evaluate_join_job(&job.spec, JobId(id), left, right).unwrap_or_else(
+            |e| {
+                failed("", e);
+                RefOutputs::default()
+            },
+        );
     }
     if job.multi_stage {
         let records = ref_records(input.iter());
@@ -508,9 +545,15 @@ pub async fn check_outputs(
 ) -> Vec<JobTally> {
     let mut tallies = Vec::new();
     for (job, id) in jobs {
-        let input = read_all(broker, &job.source, job.source_partitions).await;
+        let mut input = read_all(broker, &job.source, job.source_partitions).await;
+        let right_input = match &job.join_with {
+            Some((topic, partitions)) => read_all(broker, topic, *partitions).await,
+            None => Vec::new(),
+        };
         let chain = versions.get(&JobId(*id)).map(Vec::as_slice);
-        let expected = expected_outputs(ctx, job, *id, &input, chain);
+        let expected = expected_outputs(ctx, job, *id, &input, chain, &right_input);
+        // A join's dead letters come from both of its topics.
+        input.extend(right_input);
         if let Some(first) = expected.misplaced.first() {
             // The simulation's producers place records as the source declares.
             ctx.violation(format!(

@@ -14,7 +14,10 @@
 //! its card hashes to (no shuffle, the placement checked by the engine); a re-keying job
 //! with a `parallelism` other than its source's partition count adds a `map` before its
 //! key_by, a filter between key_by and window and a filter after the aggregate that
-//! can fail. The stateless and dedupe jobs never shuffle.
+//! can fail. The stateless and dedupe jobs never shuffle. The join jobs (inner and left
+//! outer) join their source on the card with a second topic of their own
+//! ([`SimJob::join_with`]), fed by a second generator ([`EventGen::for_join`]) with the
+//! same kinds of events: both sides repartition.
 
 use crate::reference::partition_of_key;
 use rand::Rng;
@@ -37,6 +40,11 @@ pub enum JobKind {
     Session,
     /// A re-keying job with its own `parallelism` (the multi-stage family only).
     Rekey,
+    /// An interval join of the source with a second topic on the card (the multi-stage
+    /// family only): inner...
+    JoinInner,
+    /// ...and left outer.
+    JoinOuter,
 }
 
 impl JobKind {
@@ -49,14 +57,27 @@ impl JobKind {
         JobKind::Session,
     ];
 
-    /// The multi-stage family.
-    pub const MULTI_STAGE: [JobKind; 6] = [
+    /// The kinds a seed draws from in the multi-stage family, in the order it always
+    /// did; some stateless and dedupe draws then become joins ([`as_join`]).
+    const DRAWN: [JobKind; 6] = [
         JobKind::Stateless,
         JobKind::Dedupe,
         JobKind::Tumbling,
         JobKind::Sliding,
         JobKind::Session,
         JobKind::Rekey,
+    ];
+
+    /// The multi-stage family.
+    pub const MULTI_STAGE: [JobKind; 8] = [
+        JobKind::Stateless,
+        JobKind::Dedupe,
+        JobKind::Tumbling,
+        JobKind::Sliding,
+        JobKind::Session,
+        JobKind::Rekey,
+        JobKind::JoinInner,
+        JobKind::JoinOuter,
     ];
 
     fn name(self) -> &'static str {
@@ -67,6 +88,8 @@ impl JobKind {
             JobKind::Sliding => "sliding",
             JobKind::Session => "session",
             JobKind::Rekey => "rekey",
+            JobKind::JoinInner => "join",
+            JobKind::JoinOuter => "outer",
         }
     }
 
@@ -74,7 +97,14 @@ impl JobKind {
     fn placement(self, multi_stage: bool) -> Placement {
         match (multi_stage, self) {
             (false, _) | (true, JobKind::Stateless | JobKind::Dedupe) => Placement::CardKey,
-            (true, JobKind::Tumbling | JobKind::Sliding | JobKind::Rekey) => Placement::MerchantKey,
+            (
+                true,
+                JobKind::Tumbling
+                | JobKind::Sliding
+                | JobKind::Rekey
+                | JobKind::JoinInner
+                | JobKind::JoinOuter,
+            ) => Placement::MerchantKey,
             (true, JobKind::Session) => Placement::CardPartition,
         }
     }
@@ -122,7 +152,17 @@ impl JobKind {
   - aggregate: { n: "count()", total: "sum(amount)" }
   - filter: "total / (n - 2) > 10""#
             }
+            // The join's own lines follow (`join_stage`): its right topic is the job's.
+            JobKind::JoinInner | JobKind::JoinOuter => {
+                r#"
+  - filter: "amount > 20""#
+            }
         }
+    }
+
+    /// Whether the job joins its source with a second topic.
+    pub fn joins(self) -> bool {
+        matches!(self, JobKind::JoinInner | JobKind::JoinOuter)
     }
 }
 
@@ -156,6 +196,8 @@ pub struct SimJob {
     pub multi_stage: bool,
     /// How its source records are placed.
     pub placement: Placement,
+    /// A join's right topic and its partition count (placed like the source).
+    pub join_with: Option<(String, u32)>,
 }
 
 impl SimJob {
@@ -179,18 +221,15 @@ pub fn draw_job(rng: &mut impl Rng, index: usize) -> SimJob {
 
 /// Draws job `index` of a run from the multi-stage family or the single-stage one.
 pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> SimJob {
-    let kind = match multi_stage {
+    let drawn = match multi_stage {
         false => JobKind::SINGLE_STAGE[rng.gen_range(0..JobKind::SINGLE_STAGE.len())],
-        true => JobKind::MULTI_STAGE[rng.gen_range(0..JobKind::MULTI_STAGE.len())],
+        true => JobKind::DRAWN[rng.gen_range(0..JobKind::DRAWN.len())],
     };
-    let name = format!("j{index}-{}", kind.name());
-    let (source, sink, dead_letters) = (
-        format!("{name}-in"),
-        format!("{name}-out"),
-        format!("{name}-dlq"),
-    );
     let checkpoint_ms = rng.gen_range(100..=1_500);
     let out_of_orderness_ms = rng.gen_range(0..=2_000);
+    let kind = as_join(drawn, multi_stage, checkpoint_ms, out_of_orderness_ms);
+    let name = format!("j{index}-{}", kind.name());
+    let [source, sink, dead_letters] = ["in", "out", "dlq"].map(|end| format!("{name}-{end}"));
     // Drawn in the order they always were, so the single-stage family's seeds stay.
     let source_partitions: u32 = rng.gen_range(1..=4);
     let sink_partitions: u32 = rng.gen_range(1..=3);
@@ -223,6 +262,8 @@ pub fn draw_job_from(rng: &mut impl Rng, index: usize, multi_stage: bool) -> Sim
         }
         _ => String::new(),
     };
+    // Drawn only for joins, so the other kinds' seeds stay.
+    let (join_with, join_stage) = draw_join(rng, kind, &name);
     let text = format!(
         r#"name: {name}
 source:
@@ -230,7 +271,7 @@ source:
   format: json
   event_time: ts
   max_out_of_orderness: {out_of_orderness_ms}ms
-{source_extra}pipeline:{pipeline}
+{source_extra}pipeline:{pipeline}{join_stage}
 sink:
   topic: {sink}
   format: json
@@ -254,7 +295,51 @@ checkpoint_interval: {checkpoint_ms}ms
         text,
         multi_stage,
         placement,
+        join_with,
     }
+}
+
+/// Whether a drawn stateless or dedupe job is a join instead (inner or left outer): a
+/// third of them, decided by values the seed draws anyway, so that every seed without a
+/// join draws exactly what it drew before joins existed (the seeds that catch the planted
+/// bugs stay).
+fn as_join(
+    drawn: JobKind,
+    multi_stage: bool,
+    checkpoint_ms: u64,
+    out_of_orderness_ms: u64,
+) -> JobKind {
+    let eligible = multi_stage && matches!(drawn, JobKind::Stateless | JobKind::Dedupe);
+    match (eligible, checkpoint_ms % 3, out_of_orderness_ms % 2) {
+        (true, 0, 0) => JobKind::JoinInner,
+        (true, 0, _) => JobKind::JoinOuter,
+        _ => drawn,
+    }
+}
+
+/// A join job's right topic with its partition count, and its `join` stage's lines
+/// (nothing for the other kinds, which draw nothing here).
+fn draw_join(rng: &mut impl Rng, kind: JobKind, name: &str) -> (Option<(String, u32)>, String) {
+    if !kind.joins() {
+        return (None, String::new());
+    }
+    let topic = format!("{name}-with");
+    let partitions = rng.gen_range(1..=3u32);
+    let right_out_of_orderness_ms = rng.gen_range(0..=2_000);
+    let (join_kind, lateness) = match kind {
+        JobKind::JoinOuter => ("left_outer", "\n      allowed_lateness: 500ms"),
+        _ => ("inner", ""),
+    };
+    let stage = format!(
+        r#"
+  - join:
+      with: {{ topic: {topic}, format: json, event_time: ts, max_out_of_orderness: {right_out_of_orderness_ms}ms }}
+      left_key: "card"
+      right_key: "card"
+      within: 300ms
+      kind: {join_kind}{lateness}"#
+    );
+    (Some((topic, partitions)), stage)
 }
 
 /// Cards (keys) events are spread over.
@@ -329,6 +414,18 @@ impl EventGen {
             placement: Placement::CardKey,
             source_partitions: 1,
         }
+    }
+
+    /// A generator for `job`'s join's right topic, placed like its source.
+    pub fn for_join(job: &SimJob) -> Option<Self> {
+        let (_, partitions) = job.join_with.as_ref()?;
+        Some(EventGen {
+            placement: job.placement,
+            source_partitions: (*partitions).max(1),
+            // Ids of their own, so a pair names both of its events.
+            next_id: 500_000_000,
+            ..Self::new()
+        })
     }
 
     /// A generator for `job`'s source, placing records as the job's placement says.

@@ -50,7 +50,15 @@ fn the_multi_stage_family_shuffles_exactly_the_re_keying_jobs() {
                 assert_eq!(decision, Some(KeyByDecision::AlreadyPartitioned));
                 assert_eq!(job.placement, Placement::CardPartition);
             }
+            // The join repartitions both of its sides, and no key_by of it shuffles.
+            JobKind::JoinInner | JobKind::JoinOuter => {
+                assert_eq!(decision, None);
+                assert_eq!(job.placement, Placement::MerchantKey);
+                let plan = plan_stages(&job.spec, JobId(1), job.source_partitions).unwrap();
+                assert_eq!(plan.repartition_topics().len(), 1);
+            }
         }
+        assert_eq!(job.join_with.is_some(), job.kind.joins());
         let parallelism = job.spec.parallelism;
         match job.kind {
             JobKind::Rekey => {
@@ -79,6 +87,28 @@ fn produce(job: &SimJob, seed: u64, count: u64) -> Vec<RefRecord> {
     for p in 0..job.source_partitions as i32 {
         let flush = flush_record(&job.source, p, &job.flush_card(p), count * 20);
         records.push(place(job, flush, 0, &mut offsets));
+    }
+    records
+}
+
+/// `count` records of the producer of `job`'s join's right topic, placed the same way.
+fn produce_right(job: &SimJob, seed: u64, count: u64) -> Vec<RefRecord> {
+    let (topic, partitions) = job.join_with.clone().unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut gen = EventGen::for_join(job).unwrap();
+    let as_source = SimJob {
+        source_partitions: partitions,
+        ..job.clone()
+    };
+    let mut offsets = vec![0i64; partitions as usize];
+    let mut records = Vec::new();
+    for i in 0..count {
+        let record = gen.next(&mut rng, &topic, i * 20);
+        records.push(place(&as_source, record, i, &mut offsets));
+    }
+    for p in 0..partitions as i32 {
+        let flush = flush_record(&topic, p, "flush", count * 20);
+        records.push(place(&as_source, flush, 0, &mut offsets));
     }
     records
 }
@@ -130,6 +160,34 @@ fn the_reference_evaluates_every_kind_of_the_multi_stage_family() {
     for kind in JobKind::MULTI_STAGE {
         let job = jobs.iter().find(|j| j.kind == kind).unwrap();
         let records = produce(job, 5, 3_000);
+        if kind.joins() {
+            let (topic, partitions) = job.join_with.clone().unwrap();
+            let right = produce_right(job, 6, 3_000);
+            let out = crate::reference::evaluate_join_job(
+                &job.spec,
+                JobId(9),
+                crate::reference::JoinSideInput {
+                    topic: &job.source,
+                    partitions: job.source_partitions,
+                    records: &records,
+                },
+                crate::reference::JoinSideInput {
+                    topic: &topic,
+                    partitions,
+                    records: &right,
+                },
+            )
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert!(!out.outputs.is_empty(), "{kind:?} emits nothing");
+            let reasons: Vec<&str> = out.dead_letters.iter().map(|d| d.reason.as_str()).collect();
+            assert!(reasons.contains(&"late"), "{kind:?}: {reasons:?}");
+            let outer = out
+                .outputs
+                .iter()
+                .any(|o| o.value.ends_with(b",\"right\":null}"));
+            assert_eq!(outer, kind == JobKind::JoinOuter, "{kind:?}");
+            continue;
+        }
         let out = evaluate_job(
             &job.spec,
             JobId(9),

@@ -101,6 +101,17 @@ pub trait ControlPlane: Send + Sync + 'static {
         job: JobId,
         partition_count: u32,
     ) -> impl Future<Output = Result<(), ControlError>> + Send;
+    /// Reports the partition count of a topic a job reads besides its source (its
+    /// join's right side). A control plane that has no such jobs need not implement it.
+    fn report_topic_partitions(
+        &self,
+        job: JobId,
+        topic: String,
+        partition_count: u32,
+    ) -> impl Future<Output = Result<(), ControlError>> + Send {
+        let _ = (job, topic, partition_count);
+        async { Ok(()) }
+    }
     /// Reports a batch of checkpoint steps; one result per report.
     fn report_checkpoints(
         &self,
@@ -252,7 +263,29 @@ impl ControlPlane for HttpControlPlane {
         job: JobId,
         partition_count: u32,
     ) -> Result<(), ControlError> {
-        let body = ReportPartitionsRequest { partition_count };
+        let body = ReportPartitionsRequest {
+            partition_count,
+            topic: None,
+        };
+        self.call::<()>(
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/partitions"),
+            Some(&body),
+        )
+        .await
+        .map_err(|e| control_error(None, e))
+    }
+
+    async fn report_topic_partitions(
+        &self,
+        job: JobId,
+        topic: String,
+        partition_count: u32,
+    ) -> Result<(), ControlError> {
+        let body = ReportPartitionsRequest {
+            partition_count,
+            topic: Some(topic),
+        };
         self.call::<()>(
             reqwest::Method::POST,
             &format!("/v1/jobs/{job}/partitions"),

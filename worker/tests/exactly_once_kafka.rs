@@ -123,6 +123,7 @@ fn records_near_kafkas_size_limits_become_dead_letters_that_fit() {
             repartitions: Vec::new(),
             restore: None,
             pins: None,
+            join_upstreams: None,
         };
         // A fresh broker's group coordinator takes a moment to load (NotCoordinator).
         let store = MemoryCheckpointStore::new();

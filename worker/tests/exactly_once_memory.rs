@@ -129,6 +129,7 @@ fn config(spec: &JobSpec, worker: &str, epoch: u64) -> PartitionConfig {
         repartitions: Vec::new(),
         restore: None,
         pins: None,
+        join_upstreams: None,
     }
 }
 
@@ -842,6 +843,7 @@ fn config_from_group(
         committed_checkpoint: p.checkpoint_floor(),
         restore: job.restore_point_of(p),
         pins: Some(pins.clone()),
+        join_upstreams: None,
         ..config(spec, worker, p.epoch.0)
     }
 }

@@ -81,6 +81,7 @@ async fn run(spec: &str, values: &[&str], topics: &[&str]) -> Vec<Vec<String>> {
         repartitions: Vec::new(),
         restore: None,
         pins: None,
+        join_upstreams: None,
     };
     let store = MemoryCheckpointStore::new();
     let mut runner = PartitionRunner::recover(config, &broker, store, control, 0)

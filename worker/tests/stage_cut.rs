@@ -184,6 +184,7 @@ impl Job {
                 repartitions,
                 restore,
                 pins: None,
+                join_upstreams: None,
             };
             let runner = PartitionRunner::recover(
                 config,

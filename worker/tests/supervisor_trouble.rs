@@ -105,6 +105,7 @@ impl ControlPlane for LocalControl {
                     keep_offsets: j.pinned_offsets(partition),
                     prune_below: Some(j.partitions[&partition].committed_cut(j.version).offset),
                     restore: j.restore_point_of(&j.partitions[&partition]),
+                    join_upstreams: None,
                 }
             })
             .collect();
@@ -128,6 +129,7 @@ impl ControlPlane for LocalControl {
             worker: id.clone(),
             assignments,
             unknown_partition_counts,
+            unknown_topic_partition_counts: Vec::new(),
             fence,
             delete_topics: s.topic_deletion_duties(id, 4),
             fence_inputs,

@@ -44,6 +44,13 @@ pub async fn run(
     let job = client.client().get_job(JobId(id)).await?;
     let spec: JobSpec = serde_json::from_value(job.spec.clone())
         .with_context(|| format!("job {id}'s spec as the group holds it cannot be read"))?;
+    if spec
+        .pipeline
+        .iter()
+        .any(|stage| matches!(stage, weir_core::spec::Stage::Join(_)))
+    {
+        bail!("job {id} joins two streams: `weir job state` does not read a join's state yet");
+    }
     let Some(source_partitions) = job.partition_count else {
         bail!("job {id} has not started yet: no partition has committed any state");
     };

@@ -72,6 +72,7 @@ impl ControlPlane for AcceptingControlPlane {
             worker: id.clone(),
             assignments: Vec::new(),
             unknown_partition_counts: Vec::new(),
+            unknown_topic_partition_counts: Vec::new(),
             fence: Vec::new(),
             delete_topics: Vec::new(),
             fence_inputs: Vec::new(),

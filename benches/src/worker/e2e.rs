@@ -104,6 +104,7 @@ pub fn task_config(
         repartitions,
         restore: None,
         pins: None,
+        join_upstreams: None,
     })
 }
 

@@ -236,6 +236,19 @@ pub async fn report_partitions(
 ) -> Result<StatusCode, ApiError> {
     state.principal(&headers)?.require_admin()?;
     let id = parse_job_id(&id)?;
-    worker_calls::report_partitions(&state.coordinator, id, req.partition_count).await?;
+    match req.topic {
+        None => {
+            worker_calls::report_partitions(&state.coordinator, id, req.partition_count).await?
+        }
+        Some(topic) => {
+            worker_calls::report_topic_partitions(
+                &state.coordinator,
+                id,
+                topic,
+                req.partition_count,
+            )
+            .await?
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }

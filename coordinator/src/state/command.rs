@@ -89,6 +89,13 @@ pub enum Command {
     RemoveWorker { worker: WorkerId, reason: String },
     /// Records a job's source partition count, as a worker learned it from Kafka.
     SetPartitionCount { job: JobId, partition_count: u32 },
+    /// Records the partition count of a topic a job reads besides its source (its
+    /// `join`'s right side), as a worker learned it from Kafka.
+    SetTopicPartitionCount {
+        job: JobId,
+        topic: String,
+        partition_count: u32,
+    },
     /// Applies the scheduler's placement decisions.
     Place { moves: Vec<Move> },
     /// Records that a cancelling job has no partition left running.

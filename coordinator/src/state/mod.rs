@@ -4,12 +4,14 @@
 
 mod checkpoints;
 mod command;
+mod join_counts;
 pub mod lifecycle;
 mod savepoints;
 mod stage_cut;
 mod versions;
 
 pub use command::{Command, CommandResult, Move, Refusal};
+pub use join_counts::join_topic;
 use lifecycle::{JobProgress, JobRequest};
 pub use savepoints::{Pin, Restore, Savepoint, JOB_SAVEPOINTS_MAX};
 pub use versions::{PendingUpgrade, JOB_VERSIONS_MAX};
@@ -17,7 +19,7 @@ pub use versions::{PendingUpgrade, JOB_VERSIONS_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
-use weir_core::spec::stages::{plan_stages, repartition_topic_name, task_id};
+use weir_core::spec::stages::{plan_stages, repartition_topic_name};
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
@@ -93,6 +95,16 @@ pub struct Job {
     /// The upgrade an `upgrading` job waits to install once it is released.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<PendingUpgrade>,
+    /// The partition count of the `join`'s right topic (`join.with.topic`), for a job
+    /// with a join: the job is planned once both it and the source's are known
+    /// (`join_counts.rs`). Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_partition_count: Option<u32>,
+    /// The source's partition count a job with a join was planned with: with
+    /// [`join_partition_count`](Self::join_partition_count), what numbers its upstream
+    /// tasks. A source that grows later adds no task to such a job. Left out when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_left_partitions: Option<u32>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -245,6 +257,11 @@ impl ControlState {
                 job,
                 partition_count,
             } => self.set_partition_count(*job, *partition_count),
+            Command::SetTopicPartitionCount {
+                job,
+                topic,
+                partition_count,
+            } => self.set_topic_partition_count(*job, topic, *partition_count),
             Command::Place { moves } => self.place(moves),
             Command::FinishCancel { job } => self.finish_release(*job, JobState::Cancelling),
             Command::FailJob { job, reason } => self.fail_job(*job, reason),
@@ -432,6 +449,8 @@ impl ControlState {
                 savepoints_taken: 0,
                 versions: Vec::new(),
                 upgrade: None,
+                join_partition_count: None,
+                join_left_partitions: None,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -511,19 +530,17 @@ impl ControlState {
         let first_count = j.partition_count.is_none();
         j.partition_count = Some(partition_count);
         if first_count {
-            j.repartitions = planned_repartitions(j, partition_count);
-            for (index, &partitions) in j.repartitions.iter().enumerate() {
-                for p in 0..partitions {
-                    j.partitions
-                        .entry(task_id(index + 1, p))
-                        .or_insert_with(PartitionState::unowned);
-                }
-            }
+            j.plan_later_stages();
         }
         if j.state == JobState::Pending {
             // The reason it was pending (its source topic could not be read) is gone.
             j.reason = None;
         }
+        if j.awaits_partition_counts() {
+            return Ok(CommandResult::Done);
+        }
+        // A join's upstream tasks are numbered by the counts it was planned with.
+        let partition_count = j.join_left_partitions.unwrap_or(partition_count);
         for p in 0..partition_count {
             j.partitions
                 .entry(PartitionId(p))
@@ -569,7 +586,7 @@ impl ControlState {
         for m in moves {
             let job = self.jobs.get_mut(&m.job).expect("checked above");
             let all_placed = job.partitions.values().all(|p| p.worker.is_some());
-            if all_placed && job.partition_count.is_some() {
+            if all_placed && !job.awaits_partition_counts() {
                 if let Some(next) = lifecycle::on_progress(job.state, JobProgress::AllPlaced) {
                     job.state = next;
                 }

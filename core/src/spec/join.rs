@@ -4,11 +4,9 @@
 //! (docs/JOB_SPEC.md). Its checks are here too ([`check_join`]), so the rules of a join
 //! live in one file.
 //!
-//! **Not yet a pipeline stage.** The engine's join operator exists (the worker's
-//! `operators/join.rs`); the runtime that reads the second stream as its own group of
-//! upstream tasks does not yet, so a spec cannot name a `join` and nothing calls these
-//! checks at submit time. When `Stage::Join` comes, [`check_join`] is its stage check and
-//! [`check_join_placement`] its placement rule.
+//! It is the pipeline stage `join` (`Stage::Join`): validation calls [`check_join`] on its
+//! settings and [`check_join_placement`] on where it stands. Its runtime is a third group
+//! of tasks reading the right side (`stages.rs`, `JOIN_RIGHT_STAGE`).
 
 use super::duration::SpecDuration;
 use super::error::SpecError;
@@ -270,22 +268,81 @@ allowed_lateness: 1s
     }
 
     #[test]
-    fn the_reference_example_is_a_valid_join_and_is_not_yet_accepted_in_a_spec() {
+    fn the_reference_examples_are_accepted_specs() {
         let doc = include_str!("../../../docs/JOB_SPEC.md");
-        let section = &doc[doc.find("## Interval join").expect("the join section")..];
-        let start = section.find("```yaml\n").expect("its example") + 8;
-        let len = section[start..].find("```").expect("the example ends");
-        let example = &section[start..start + len];
-        let value: serde_yaml::Value = serde_yaml::from_str(example).unwrap();
-        let parsed: Join = serde_yaml::from_value(value["pipeline"][1]["join"].clone()).unwrap();
-        assert_eq!(parsed.left_key, "payment_id");
-        let spec = format!("name: auth-capture\n{example}");
-        assert!(
-            parse_job_spec(spec.as_bytes()).is_err(),
-            "no join stage yet"
+        let mut section = &doc[doc.find("## Interval join").expect("the join section")..];
+        section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let mut kinds = Vec::new();
+        while let Some(start) = section.find("```yaml\n") {
+            let start = start + 8;
+            let len = section[start..].find("```").expect("the example ends");
+            let example = &section[start..start + len];
+            section = &section[start + len..];
+            let spec = format!("name: auth-capture\n{example}");
+            let spec = parse_job_spec(spec.as_bytes()).unwrap();
+            let Some(crate::spec::Stage::Join(join)) = spec
+                .pipeline
+                .iter()
+                .find(|stage| matches!(stage, crate::spec::Stage::Join(_)))
+            else {
+                panic!("an example without a join: {example}");
+            };
+            assert_eq!(join.left_key, "payment_id");
+            kinds.push(join.kind);
+        }
+        assert_eq!(kinds, [JoinKind::Inner, JoinKind::LeftOuter]);
+    }
+
+    #[test]
+    fn a_spec_with_a_bad_join_is_refused_naming_the_field() {
+        let field = |pipeline: &str| {
+            let yaml = format!(
+                "name: j\nsource: {{ topic: auths, event_time: ts }}\npipeline: [{pipeline}]\n\
+                 sink: {{ topic: matched }}\nroutes: [{{ when: \"true\", topic: big }}]\n"
+            );
+            parse_job_spec(yaml.as_bytes()).err().map(|e| e.field)
+        };
+        let join = |with: &str, within: &str| {
+            format!(
+                "{{ join: {{ with: {{ topic: {with} }}, left_key: id, right_key: id, within: {within} }} }}"
+            )
+        };
+        assert_eq!(field(&join("captures", "1h")), None);
+        assert_eq!(
+            field(&format!(
+                "{{ filter: \"true\" }}, {}",
+                join("captures", "8d")
+            ))
+            .as_deref(),
+            Some("pipeline[1].join.within")
         );
-        let mut job = job();
-        job.source.topic = "authorizations".into();
-        check_join("pipeline[1].join", &parsed, &job).unwrap();
+        assert_eq!(
+            field(&join("auths", "1h")).as_deref(),
+            Some("pipeline[0].join.with.topic")
+        );
+        assert_eq!(
+            field(&join("big", "1h")).as_deref(),
+            Some("pipeline[0].join.with.topic")
+        );
+        assert_eq!(
+            field(&format!("{}, {}", join("a", "1h"), join("b", "1h"))).as_deref(),
+            Some("pipeline[1].join")
+        );
+        assert_eq!(
+            field(&format!(
+                "{}, {{ dedupe: {{ key: id, ttl: 1h }} }}",
+                join("a", "1h")
+            ))
+            .as_deref(),
+            Some("pipeline[1].dedupe")
+        );
+        assert_eq!(
+            field(&format!(
+                "{{ key_by: id }}, {{ window: {{ tumbling: 1m }} }}, {{ aggregate: {{ n: \"count()\" }} }}, {}",
+                join("a", "1h")
+            ))
+            .as_deref(),
+            Some("pipeline[1].window")
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! - [`cel`]: compiling CEL expressions, shared by validation and the worker.
 //! - [`aggregate`]: reading `count()`, `sum(x)` and the other aggregate calls.
 //! - [`parse`] and [`validate`]: from request body to a checked [`JobSpec`].
-//! - [`join`]: the settings and checks of an interval join (not yet a pipeline stage).
+//! - [`join`]: the settings and checks of an interval join, the `join` stage.
 //! - [`identity`] and [`upgrade`]: the stable identity of stateful stages, and whether
 //!   (and how) a new version of a job carries the old version's state.
 //! - [`stages`]: the chain of stages and repartition topics a job will run as (planned,

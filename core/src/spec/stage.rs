@@ -5,6 +5,7 @@
 //! both are (de)serialized by hand here, reporting unknown keys the way derived structs do.
 
 use super::duration::SpecDuration;
+use super::join::Join;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -28,10 +29,21 @@ pub enum Stage {
     /// `aggregate: { <output>: "count()" | "sum(x)" | "min(x)" | "max(x)" | "avg(x)", ... }`:
     /// fold each window into one record of these outputs.
     Aggregate(BTreeMap<String, String>),
+    /// `join: { with, left_key, right_key, within, kind?, allowed_lateness? }`: an interval
+    /// join of the events so far (the left side) with a second topic (`join.rs`).
+    Join(Box<Join>),
 }
 
 /// The keys a stage may be written with, in pipeline order.
-pub const STAGE_KINDS: &[&str] = &["filter", "map", "dedupe", "key_by", "window", "aggregate"];
+pub const STAGE_KINDS: &[&str] = &[
+    "filter",
+    "map",
+    "dedupe",
+    "key_by",
+    "window",
+    "aggregate",
+    "join",
+];
 
 impl Stage {
     /// The key the stage is written with, like `filter`; also its segment in field paths.
@@ -43,6 +55,7 @@ impl Stage {
             Stage::KeyBy(_) => "key_by",
             Stage::Window(_) => "window",
             Stage::Aggregate(_) => "aggregate",
+            Stage::Join(_) => "join",
         }
     }
 
@@ -150,6 +163,7 @@ impl Serialize for Stage {
             }
             Stage::Dedupe(dedupe) => map.serialize_entry(self.kind(), dedupe)?,
             Stage::Window(window) => map.serialize_entry(self.kind(), window)?,
+            Stage::Join(join) => map.serialize_entry(self.kind(), join)?,
         }
         if let Some(id) = id {
             map.serialize_entry(STAGE_ID_KEY, id)?;
@@ -198,6 +212,7 @@ impl<'de> Visitor<'de> for StageVisitor {
                 "key_by" => Stage::KeyBy(map.next_value()?),
                 "window" => Stage::Window(map.next_value()?),
                 "aggregate" => Stage::Aggregate(map.next_value()?),
+                "join" => Stage::Join(map.next_value()?),
                 other => return Err(de::Error::unknown_field(other, STAGE_KINDS)),
             };
             stage = Some((key, next));

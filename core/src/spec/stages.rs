@@ -5,7 +5,7 @@
 //! **Run.** The coordinator group applies it when a job's source partition count is first
 //! known and records the repartition topics' partition counts with the job; workers
 //! resolve each task against that record (`worker/src/exactly_once/stage_task.rs`). A
-//! validated spec has at most one window, so at most one shuffle runs today.
+//! validated spec has at most one window or one join, so at most one shuffle runs today.
 //!
 //! # The rules
 //!
@@ -31,6 +31,14 @@
 //!   bytes. Its partition count is the spec's `parallelism`, else the source topic's
 //!   partition count; every stage after stage 0 runs with that many tasks. Its cleanup
 //!   policy is `delete` and its retention [`REPARTITION_RETENTION_MS`].
+//! - A **`join`** shuffles both of its sides: stage 0 runs the stages before it and
+//!   writes each event, keyed by `left_key`, to the repartition topic
+//!   `weir-job-<id>-repartition-1`; stage 1 runs the join and what follows it; the right
+//!   side (`join.with.topic`) is read by the tasks of stage [`JOIN_RIGHT_STAGE`], one per
+//!   partition of that topic, which write its events, keyed by `right_key`, to the same
+//!   repartition topic. A job with a join has no window, so no `key_by` of it shuffles
+//!   ([`StagePlan::stages`] lists stages 0 and 1; the right side's partition count is
+//!   the coordinator's to learn).
 //! - Every stage writes dead letters to the job's dead-letter topic; the last writes the
 //!   sink.
 //!
@@ -132,7 +140,8 @@ pub struct RepartitionTopic {
     pub name: String,
     /// The spec's `parallelism`, else the source topic's partition count.
     pub partitions: u32,
-    /// The pipeline index of the `key_by` whose key routes records to partitions.
+    /// The pipeline index of the `key_by` (or the `join`) whose key routes records to
+    /// partitions.
     pub key_by: usize,
     /// `retention.ms`: [`REPARTITION_RETENTION_MS`]; the cleanup policy is
     /// [`REPARTITION_CLEANUP_POLICY`].
@@ -252,6 +261,23 @@ pub fn plan_stages(
     };
     let mut partitions = source_partitions;
     let mut start = 0;
+    if let Some(join) = join_at(spec) {
+        let topic = RepartitionTopic {
+            name: repartition_topic_name(job, 1),
+            partitions: repartition_partitions,
+            key_by: join,
+            retention_ms: REPARTITION_RETENTION_MS,
+        };
+        stages.push(PlannedStage {
+            input,
+            partitions,
+            operators: 0..join,
+            output: StageOutput::Repartition(topic.clone()),
+        });
+        input = StageInput::Repartition { topic: topic.name };
+        partitions = repartition_partitions;
+        start = join;
+    }
     for key_by in &key_bys {
         let KeyByDecision::Shuffle { stage } = key_by.decision else {
             continue;
@@ -303,10 +329,28 @@ fn assert_covers_pipeline(plan: &StagePlan, pipeline_len: usize) {
     );
 }
 
-/// The pipeline index of the `key_by` that shuffles, if the job shuffles (a validated spec
-/// has one window, so at most one `key_by` does). It depends on the spec alone, not on the
-/// source's partition count, so submit can check what a shuffle allows.
+/// The stage whose tasks read the right side of a job's `join` (`join.with.topic`), one
+/// task per partition of it: upstream tasks like stage 0's, writing the same repartition
+/// topic. It comes after the join's downstream stage (1) so that the first two stages are
+/// numbered as for every other job that shuffles.
+pub const JOIN_RIGHT_STAGE: usize = 2;
+
+/// The pipeline index of the job's `join`, if it has one (a validated spec has at most
+/// one).
+pub fn join_at(spec: &JobSpec) -> Option<usize> {
+    spec.pipeline
+        .iter()
+        .position(|stage| matches!(stage, Stage::Join(_)))
+}
+
+/// The pipeline index of the stage that shuffles, if the job shuffles: the `key_by`
+/// that does (a validated spec has one window, so at most one does), or the job's `join`
+/// (a job with a join has no window). It depends on the spec alone, not on the source's
+/// partition count, so submit can check what a shuffle allows.
 pub fn shuffling_key_by(spec: &JobSpec) -> Option<usize> {
+    if let Some(join) = join_at(spec) {
+        return Some(join);
+    }
     decide_key_bys(spec)
         .into_iter()
         .find(|plan| matches!(plan.decision, KeyByDecision::Shuffle { .. }))
@@ -382,6 +426,8 @@ fn decide_key_bys(spec: &JobSpec) -> Vec<KeyByPlan> {
             // A window result is a new object; nothing keyed may follow an aggregate today,
             // so forgetting the partitioning costs nothing and cannot be wrong.
             Stage::Aggregate(_) => partitioning = Partitioning::Unknown,
+            // A join repartitions by its own key, and nothing keyed may follow it.
+            Stage::Join(_) => partitioning = Partitioning::Unknown,
             Stage::Filter(_) | Stage::Dedupe(_) | Stage::Window(_) => {}
         }
     }

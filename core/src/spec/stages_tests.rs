@@ -343,3 +343,45 @@ fn a_session_window_or_a_dedupe_after_a_shuffle_is_refused_naming_the_stage() {
         None
     );
 }
+
+#[test]
+fn a_join_is_stage_0_over_the_source_and_stage_1_over_its_repartition_topic() {
+    let spec = spec(
+        "",
+        r#"{ filter: "amount > 0" }, { key_by: "card" }, { join: { with: { topic: captures }, left_key: id, right_key: id, within: 1h } }, { map: { a: "left.id" } }"#,
+        "parallelism: 3\n",
+    );
+    assert_eq!(join_at(&spec), Some(2));
+    let plan = plan_stages(&spec, JOB, 6).unwrap();
+    let topic = RepartitionTopic {
+        name: "weir-job-42-repartition-1".into(),
+        partitions: 3,
+        key_by: 2,
+        retention_ms: REPARTITION_RETENTION_MS,
+    };
+    assert_eq!(
+        plan.stages,
+        vec![
+            PlannedStage {
+                input: StageInput::Source {
+                    topic: "payments".into()
+                },
+                partitions: 6,
+                operators: 0..2,
+                output: StageOutput::Repartition(topic.clone()),
+            },
+            PlannedStage {
+                input: StageInput::Repartition {
+                    topic: topic.name.clone()
+                },
+                partitions: 3,
+                operators: 2..4,
+                output: StageOutput::Sink,
+            },
+        ]
+    );
+    // The key_by before the join only labels records: no window follows it.
+    assert_eq!(decisions(&plan), vec![(1, KeyByDecision::NoKeyedState)]);
+    assert_eq!(shuffling_key_by(&spec), Some(2), "the join shuffles");
+    assert_eq!(plan.repartition_topics(), vec![&topic]);
+}

@@ -102,6 +102,7 @@ pub fn validate(spec: &JobSpec) -> Result<(), SpecError> {
         CHECKPOINT_INTERVAL_MAX,
     )?;
     check_parallelism(spec.parallelism)?;
+    check_joins(spec)?;
     super::stages::check_shuffle_supported(spec)
         .map_err(|(field, message)| SpecError::new(field, message))
 }
@@ -283,7 +284,29 @@ fn check_stage(field: &str, stage: &Stage) -> Result<(), SpecError> {
         Stage::Dedupe(dedupe) => check_dedupe(field, dedupe),
         Stage::Window(window) => check_window(field, window),
         Stage::Aggregate(outputs) => check_aggregate(field, outputs),
+        // Checked with the whole spec in view (its topics): `check_joins`.
+        Stage::Join(_) => Ok(()),
     }
+}
+
+/// A `join`'s own settings (its topic against the job's) and where it stands.
+fn check_joins(spec: &JobSpec) -> Result<(), SpecError> {
+    let kinds: Vec<&str> = spec.pipeline.iter().map(Stage::kind).collect();
+    for (index, stage) in spec.pipeline.iter().enumerate() {
+        if let Stage::Join(join) = stage {
+            super::join::check_join_placement(&kinds, index)?;
+            super::join::check_join(&format!("pipeline[{index}].join"), join, spec)?;
+            for (route_index, route) in spec.routes.iter().enumerate() {
+                if route.topic == join.with.topic {
+                    return Err(SpecError::new(
+                        format!("pipeline[{index}].join.with.topic"),
+                        format!("must differ from routes[{route_index}].topic"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where a stage may stand: one window, after a key_by, directly followed by its aggregate.
@@ -322,7 +345,7 @@ fn check_stage_order(
                 ));
             }
         }
-        Stage::Filter(_) | Stage::Map(_) | Stage::Dedupe(_) | Stage::KeyBy(_) => {}
+        Stage::Filter(_) | Stage::Map(_) | Stage::Dedupe(_) | Stage::KeyBy(_) | Stage::Join(_) => {}
     }
     Ok(())
 }

@@ -65,7 +65,10 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                                 // Each task restores the part of the pipeline its stage runs.
                                 let task = resolve(job.id, spec, *partition, &job.repartitions)
                                     .map_err(|e| e.to_string())?;
-                                let role = task.role(job.partition_count.unwrap_or(0));
+                                let role = task.role_in(
+                                    job.partition_count.unwrap_or(0),
+                                    job.join_partition_count.unwrap_or(0),
+                                );
                                 Pipeline::restore_role(spec, role, state)
                                     .map(|_| ())
                                     .map_err(|e| e.to_string())

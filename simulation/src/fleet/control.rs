@@ -299,6 +299,19 @@ impl ControlPlane for SimControlPlane {
         .await
     }
 
+    async fn report_topic_partitions(
+        &self,
+        job: JobId,
+        topic: String,
+        partition_count: u32,
+    ) -> Result<(), ControlError> {
+        self.call(None, |c| {
+            let topic = topic.clone();
+            async move { worker_calls::report_topic_partitions(&c, job, topic, partition_count).await }
+        })
+        .await
+    }
+
     async fn report_checkpoints(
         &self,
         id: &WorkerId,

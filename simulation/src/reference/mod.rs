@@ -20,6 +20,7 @@
 //!   job that shuffles, its upstream stage).
 //! - `job`, `downstream` and `routing`: a whole job by its stage plan; the global stage
 //!   after a shuffle; Kafka's murmur2 partitioner.
+//! - `join`: a whole job with an interval join, both of its sides and the pairs.
 //! - `dead_letter`: reading a dead-letter record back for comparison.
 //!
 //! # Where it stops short of the specification
@@ -46,6 +47,7 @@ mod event_time;
 mod exact_sum;
 mod expr;
 mod job;
+mod join;
 mod json;
 mod plan;
 mod routing;
@@ -59,6 +61,7 @@ mod versions;
 
 pub use dead_letter::parse_dead_letter;
 pub use job::evaluate_job;
+pub use join::{evaluate_join_job, JoinSideInput};
 pub use routing::partition_of_key;
 pub use versions::{evaluate_upgraded_partition, RefVersion};
 

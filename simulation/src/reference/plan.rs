@@ -127,6 +127,7 @@ impl Plan {
                     continue;
                 }
                 Stage::Aggregate(_) => return Err(invalid("an aggregate without its window")),
+                Stage::Join(_) => return Err(invalid("a join is evaluated by its own plan")),
             };
             match plan.window {
                 None => plan.before.push(op),

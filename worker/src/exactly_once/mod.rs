@@ -99,6 +99,10 @@ pub struct PartitionConfig {
     /// What pruning must keep, as the group last said; `None` for a runner on its own
     /// (tests, benchmarks), which prunes all the cycle allows.
     pub pins: Option<SharedPins>,
+    /// For a job with a join: the source's and the join topic's partition counts as the
+    /// group planned the job (`WorkerAssignment.join_upstreams`); `None` reads them from
+    /// the broker.
+    pub join_upstreams: Option<(u32, u32)>,
 }
 
 /// What the group says a partition's pruning must keep: snapshots at or after `below`

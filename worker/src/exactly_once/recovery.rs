@@ -9,6 +9,7 @@ use super::snapshot_codec::decode_snapshot;
 use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
 use crate::checkpoint_store::CheckpointStore;
+use crate::operators::shuffled::JoinSide;
 use crate::operators::{Pipeline, PipelineRole};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
@@ -164,7 +165,7 @@ async fn prepare_task<B: Broker>(
         &config.repartitions,
     )
     .map_err(|e| PartitionError::Stage(e.to_string()))?;
-    let role = pipeline_role(&task, &config.spec, broker).await?;
+    let role = pipeline_role(&task, config, broker).await?;
     if let Some(repartition) = task.repartition() {
         broker.ensure_topic(&repartition.topic_spec()).await?;
     }
@@ -261,13 +262,17 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
     let next_checkpoint = next_checkpoint_after(checkpoint, floor);
     debug_assert!(restore.after_checkpoint.is_none_or(|a| next_checkpoint > a));
     let next_offset = match (task, committed, config.committed_checkpoint) {
-        (StageTask::Downstream { .. }, Some(offset), _) => offset.max(restore.offset),
+        (StageTask::Downstream { .. } | StageTask::JoinDownstream { .. }, Some(offset), _) => {
+            offset.max(restore.offset)
+        }
         // Kafka forgot the commit point the group recorded (the offsets expired while the
         // job was stopped): reading from the pin would count again what runs after the
         // savepoint wrote, so the partition does not start.
-        (StageTask::Downstream { .. }, None, Some(checkpoint)) => {
-            return Err(PartitionError::CommittedOffsetLost { checkpoint })
-        }
+        (
+            StageTask::Downstream { .. } | StageTask::JoinDownstream { .. },
+            None,
+            Some(checkpoint),
+        ) => return Err(PartitionError::CommittedOffsetLost { checkpoint }),
         _ => restore.offset,
     };
     let reader = broker.reader(&input.0, input.1, next_offset).await?;
@@ -335,17 +340,42 @@ async fn restore_local_copy<S: CheckpointStore>(
 }
 
 /// The part of the pipeline `task` runs. Downstream of a shuffle, every source partition
-/// has an upstream task whose watermark counts.
+/// has an upstream task whose watermark counts; downstream of a join, every partition of
+/// both topics the job was planned with.
 async fn pipeline_role<B: Broker>(
     task: &StageTask,
-    spec: &weir_core::spec::JobSpec,
+    config: &PartitionConfig,
     broker: &B,
 ) -> Result<PipelineRole, PartitionError> {
-    let source_partitions = match task {
-        StageTask::Downstream { .. } => broker.partition_count(&spec.source.topic).await?,
-        StageTask::Whole { .. } | StageTask::Upstream { .. } => 0,
+    let spec = &config.spec;
+    let (source_partitions, right_partitions) = match task {
+        StageTask::Downstream { .. } => (broker.partition_count(&spec.source.topic).await?, 0),
+        StageTask::JoinDownstream { .. } => join_upstreams(config, broker).await?,
+        StageTask::Whole { .. } | StageTask::Upstream { .. } | StageTask::JoinUpstream { .. } => {
+            (0, 0)
+        }
     };
-    Ok(task.role(source_partitions))
+    Ok(task.role_in(source_partitions, right_partitions))
+}
+
+/// How many upstream tasks each side of the job's join has: as the group planned the job,
+/// else (a group that predates the record) as the broker counts the topics now.
+async fn join_upstreams<B: Broker>(
+    config: &PartitionConfig,
+    broker: &B,
+) -> Result<(u32, u32), PartitionError> {
+    if let Some(counts) = config.join_upstreams {
+        return Ok(counts);
+    }
+    let spec = &config.spec;
+    let left = broker.partition_count(&spec.source.topic).await?;
+    let right = match weir_core::spec::stages::join_at(spec).map(|at| &spec.pipeline[at]) {
+        Some(weir_core::spec::Stage::Join(join)) => {
+            broker.partition_count(&join.with.topic).await?
+        }
+        _ => 0,
+    };
+    Ok((left, right))
 }
 
 /// Where the partition's outputs go and how large each may be, read from the broker.
@@ -358,24 +388,14 @@ async fn output_targets<B: Broker>(
     // Keyless outputs stay on the sink partition numbered like their source partition
     // (modulo the sink's size): they keep their source order and batch well, instead of
     // being spread record by record.
-    let (sink_topic, route_by_key, markers) = match task {
-        StageTask::Upstream {
-            source_partition,
-            repartition,
+    let (sink_topic, route_by_key, markers) = stage_output(config, task, broker).await?;
+    // A join's right side reads (and names in its dead letters) its own topic.
+    let source_topic = match task {
+        StageTask::JoinUpstream {
+            side: JoinSide::Right,
             ..
-        } => (
-            repartition.topic.clone(),
-            Some(repartition.partitions),
-            Some(Markers {
-                topic: repartition.topic.clone(),
-                partitions: repartition.partitions,
-                upstream: *source_partition as u32,
-                last_sent_ms: None,
-            }),
-        ),
-        StageTask::Whole { .. } | StageTask::Downstream { .. } => {
-            (config.spec.sink.topic.clone(), None, None)
-        }
+        } => task.input(&config.spec).0,
+        _ => config.spec.source.topic.clone(),
     };
     let dead_letter_topic = config.spec.dead_letter_topic_or_default();
     let sink_partition = partition % broker.partition_count(&sink_topic).await?.max(1) as i32;
@@ -410,7 +430,7 @@ async fn output_targets<B: Broker>(
         routes,
         job: config.job,
         partition: config.partition,
-        source_topic: config.spec.source.topic.clone(),
+        source_topic,
         sink_topic,
         dead_letter_topic,
         sink_partition,
@@ -419,6 +439,58 @@ async fn output_targets<B: Broker>(
         dead_letter_max,
         route_by_key,
         markers,
+    })
+}
+
+/// Where the task's results go: the sink, or upstream of a shuffle the repartition topic
+/// (routed by key, with the task's watermark markers).
+async fn stage_output<B: Broker>(
+    config: &PartitionConfig,
+    task: &StageTask,
+    broker: &B,
+) -> Result<(String, Option<u32>, Option<Markers>), PartitionError> {
+    Ok(match task {
+        StageTask::Upstream {
+            source_partition,
+            repartition,
+            ..
+        } => (
+            repartition.topic.clone(),
+            Some(repartition.partitions),
+            Some(Markers {
+                topic: repartition.topic.clone(),
+                partitions: repartition.partitions,
+                upstream: *source_partition as u32,
+                last_sent_ms: None,
+            }),
+        ),
+        StageTask::JoinUpstream {
+            side,
+            source_partition,
+            repartition,
+            ..
+        } => {
+            // Markers carry a global upstream index: the left side's tasks first.
+            let upstream = match side {
+                JoinSide::Left => *source_partition as u32,
+                JoinSide::Right => {
+                    join_upstreams(config, broker).await?.0 + *source_partition as u32
+                }
+            };
+            (
+                repartition.topic.clone(),
+                Some(repartition.partitions),
+                Some(Markers {
+                    topic: repartition.topic.clone(),
+                    partitions: repartition.partitions,
+                    upstream,
+                    last_sent_ms: None,
+                }),
+            )
+        }
+        StageTask::Whole { .. }
+        | StageTask::Downstream { .. }
+        | StageTask::JoinDownstream { .. } => (config.spec.sink.topic.clone(), None, None),
     })
 }
 

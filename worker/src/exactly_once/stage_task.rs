@@ -1,16 +1,18 @@
 //! What one task of a job reads and writes, from its task id and the job's repartition
 //! topics as the coordinator group recorded them (`weir_core::spec::stages`): the whole
 //! pipeline over a source partition; the upstream stage over a source partition, writing
-//! the repartition topic; or the downstream stage over a repartition partition.
+//! the repartition topic; or the downstream stage over a repartition partition. A job
+//! with a join has a third group: the right side's upstream tasks.
 
+use crate::operators::shuffled::JoinSide;
 use crate::operators::PipelineRole;
 use weir_broker::{CleanupPolicy, Retention, TopicSpec};
 use weir_core::ids::{JobId, PartitionId};
 use weir_core::spec::stages::{
-    repartition_topic_name, shuffling_key_by, task_stage, REPARTITION_CLEANUP_POLICY,
-    REPARTITION_RETENTION_MS,
+    join_at, repartition_topic_name, shuffling_key_by, task_stage, JOIN_RIGHT_STAGE,
+    REPARTITION_CLEANUP_POLICY, REPARTITION_RETENTION_MS,
 };
-use weir_core::spec::JobSpec;
+use weir_core::spec::{JobSpec, Stage};
 
 /// The stage a task runs, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,20 @@ pub enum StageTask {
     Downstream {
         partition: i32,
         shuffle_at: usize,
+        repartition: Repartition,
+    },
+    /// One side of a `join` (at `join_at`): a partition of the source (left) or of
+    /// `join.with.topic` (right) to the repartition topic.
+    JoinUpstream {
+        side: JoinSide,
+        source_partition: i32,
+        join_at: usize,
+        repartition: Repartition,
+    },
+    /// The `join` and what follows it: a repartition partition to the sink.
+    JoinDownstream {
+        partition: i32,
+        join_at: usize,
         repartition: Repartition,
     },
 }
@@ -78,6 +94,9 @@ pub fn resolve(
             _ => Err(mismatch("the job has one stage".into())),
         };
     };
+    if let Some(join_at) = join_at(spec) {
+        return resolve_join(job, task, join_at, partitions, repartitions.len());
+    }
     let Some(shuffle_at) = shuffling_key_by(spec) else {
         return Err(mismatch("the spec does not shuffle".into()));
     };
@@ -105,6 +124,45 @@ pub fn resolve(
     }
 }
 
+/// A task of a job with a join: stage 0 the left side's upstream tasks, 1 the join's
+/// downstream tasks, [`JOIN_RIGHT_STAGE`] the right side's upstream tasks.
+fn resolve_join(
+    job: JobId,
+    task: PartitionId,
+    join_at: usize,
+    partitions: u32,
+    repartition_topics: usize,
+) -> Result<StageTask, StageMismatch> {
+    let (stage, index) = task_stage(task);
+    let mismatch = |reason: String| StageMismatch { job, task, reason };
+    if repartition_topics > 1 {
+        return Err(mismatch("more than one repartition topic".into()));
+    }
+    let index = i32::try_from(index).map_err(|_| mismatch("index out of range".into()))?;
+    let repartition = Repartition {
+        topic: repartition_topic_name(job, 1),
+        partitions,
+    };
+    let upstream = |side| StageTask::JoinUpstream {
+        side,
+        source_partition: index,
+        join_at,
+        repartition: repartition.clone(),
+    };
+    match stage {
+        0 => Ok(upstream(JoinSide::Left)),
+        JOIN_RIGHT_STAGE => Ok(upstream(JoinSide::Right)),
+        1 if (index as u32) < partitions => Ok(StageTask::JoinDownstream {
+            partition: index,
+            join_at,
+            repartition,
+        }),
+        _ => Err(mismatch(format!(
+            "stage {stage} partition {index} is not among the job's tasks"
+        ))),
+    }
+}
+
 impl StageTask {
     /// The topic and partition the task reads.
     pub fn input(&self, spec: &JobSpec) -> (String, i32) {
@@ -117,14 +175,47 @@ impl StageTask {
                 partition,
                 repartition,
                 ..
+            }
+            | StageTask::JoinDownstream {
+                partition,
+                repartition,
+                ..
             } => (repartition.topic.clone(), *partition),
+            StageTask::JoinUpstream {
+                side,
+                source_partition,
+                join_at,
+                ..
+            } => {
+                let topic = match (side, spec.pipeline.get(*join_at)) {
+                    (JoinSide::Right, Some(Stage::Join(join))) => join.with.topic.clone(),
+                    _ => spec.source.topic.clone(),
+                };
+                (topic, *source_partition)
+            }
         }
     }
 
     /// The part of the pipeline the task runs, its job's source having
     /// `source_partitions` partitions (downstream of a shuffle, one upstream task each).
     pub fn role(&self, source_partitions: u32) -> PipelineRole {
+        self.role_in(source_partitions, 0)
+    }
+
+    /// The part of the pipeline the task runs, its job's source having
+    /// `source_partitions` partitions and its join's right side `right_partitions`
+    /// (downstream of a join, one upstream task each).
+    pub fn role_in(&self, source_partitions: u32, right_partitions: u32) -> PipelineRole {
         match self {
+            StageTask::JoinUpstream { side, join_at, .. } => match side {
+                JoinSide::Left => PipelineRole::JoinLeft { join_at: *join_at },
+                JoinSide::Right => PipelineRole::JoinRight { join_at: *join_at },
+            },
+            StageTask::JoinDownstream { join_at, .. } => PipelineRole::JoinDownstream {
+                join_at: *join_at,
+                left_upstreams: source_partitions,
+                right_upstreams: right_partitions,
+            },
             StageTask::Whole { .. } => PipelineRole::Whole,
             StageTask::Upstream { shuffle_at, .. } => PipelineRole::Upstream {
                 shuffle_at: *shuffle_at,
@@ -140,9 +231,10 @@ impl StageTask {
     pub fn repartition(&self) -> Option<&Repartition> {
         match self {
             StageTask::Whole { .. } => None,
-            StageTask::Upstream { repartition, .. } | StageTask::Downstream { repartition, .. } => {
-                Some(repartition)
-            }
+            StageTask::Upstream { repartition, .. }
+            | StageTask::Downstream { repartition, .. }
+            | StageTask::JoinUpstream { repartition, .. }
+            | StageTask::JoinDownstream { repartition, .. } => Some(repartition),
         }
     }
 }

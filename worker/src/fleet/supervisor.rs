@@ -345,6 +345,7 @@ fn partition_config(
         repartitions: assignment.repartitions.clone(),
         restore: assignment.restore.clone(),
         pins: Some(pins.clone()),
+        join_upstreams: assignment.join_upstreams,
     })
 }
 
@@ -356,17 +357,31 @@ fn prune_pins(assignment: &WorkerAssignment) -> PrunePins {
     }
 }
 
-/// Learns the partition count of each job's source topic and reports it. A job whose
-/// topic cannot be read gets the reason reported (once per change: it shows in
-/// `GET /v1/jobs/{id}` as the pending job's reason) and a warning logged at most once per
-/// [`LOG_REPEAT_INTERVAL_MS`] per job: 600 such jobs logged 2,000 lines a second.
+/// Which topic of a job a partition count is learned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CountedTopic {
+    /// The job's source.
+    Source,
+    /// The right side of the job's `join`.
+    Joined,
+}
+
+/// Learns the partition count of each job's source topic (or of its join's topic,
+/// `counted`) and reports it. A job whose topic cannot be read gets the reason reported
+/// (once per change: it shows in `GET /v1/jobs/{id}` as the pending job's reason) and a
+/// warning logged at most once per [`LOG_REPEAT_INTERVAL_MS`] per job: 600 such jobs
+/// logged 2,000 lines a second.
 async fn report_partition_counts<B: Broker, C: ControlPlane>(
     broker: &B,
     control: &C,
     worker: &WorkerId,
     pending: &Mutex<PendingJobs>,
-    jobs: &[(JobId, String)],
+    (jobs, counted): (&[(JobId, String)], CountedTopic),
 ) {
+    let what = match counted {
+        CountedTopic::Source => "source topic",
+        CountedTopic::Joined => "the join's topic",
+    };
     let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
     for (job, topic) in jobs {
         let now_ms = lock().now_ms();
@@ -381,7 +396,15 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
         }
         match lookup {
             Ok(n) => {
-                if let Err(e) = control.report_partitions(*job, n).await {
+                let reported = match counted {
+                    CountedTopic::Source => control.report_partitions(*job, n).await,
+                    CountedTopic::Joined => {
+                        control
+                            .report_topic_partitions(*job, topic.clone(), n)
+                            .await
+                    }
+                };
+                if let Err(e) = reported {
                     if let Some(held) = lock().log.check(job, now_ms) {
                         tracing::warn!(job = %job, error = %e, repeats_not_logged = held, "partition count not reported");
                     }
@@ -393,11 +416,11 @@ async fn report_partition_counts<B: Broker, C: ControlPlane>(
             }
             Err(e) => {
                 let reason = match &e {
-                    BrokerError::UnknownTopic(_) => format!("source topic {topic} does not exist"),
-                    other => format!("cannot read the metadata of source topic {topic}: {other}"),
+                    BrokerError::UnknownTopic(_) => format!("{what} {topic} does not exist"),
+                    other => format!("cannot read the metadata of {what} {topic}: {other}"),
                 };
                 if let Some(held) = lock().log.check(job, now_ms) {
-                    tracing::warn!(job = %job, topic, error = %e, repeats_not_logged = held, "cannot read the source topic's metadata");
+                    tracing::warn!(job = %job, topic, error = %e, repeats_not_logged = held, "cannot read the metadata of a topic the job reads");
                 }
                 let changed = lock().reported.get(job) != Some(&reason);
                 if changed {
@@ -572,6 +595,7 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                         // assignments are applied: a slow Kafka or coordinator must not hold
                         // up starting and stopping partitions.
                         let unknown = std::mem::take(&mut assignments.unknown_partition_counts);
+                        let unknown_topics = std::mem::take(&mut assignments.unknown_topic_partition_counts);
                         let duties = std::mem::take(&mut assignments.fence);
                         let inputs = std::mem::take(&mut assignments.fence_inputs);
                         let deletions = std::mem::take(&mut assignments.delete_topics);
@@ -585,12 +609,14 @@ impl<B: Broker + Unpin, S: CheckpointStore + Unpin, C: ControlPlane> Actor for S
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting_paused = false));
                         }
-                        if !unknown.is_empty() && !act.reporting {
+                        if (!unknown.is_empty() || !unknown_topics.is_empty()) && !act.reporting {
                             act.reporting = true;
                             let (broker, control) = (act.broker.clone(), act.control.clone());
                             let (worker, pending) = (act.config.worker.clone(), act.pending.clone());
                             let report = async move {
-                                report_partition_counts(&broker, control.as_ref(), &worker, &pending, &unknown).await;
+                                let control = control.as_ref();
+                                report_partition_counts(&broker, control, &worker, &pending, (&unknown, CountedTopic::Source)).await;
+                                report_partition_counts(&broker, control, &worker, &pending, (&unknown_topics, CountedTopic::Joined)).await;
                             };
                             ctx.spawn(report.into_actor(act).map(|(), act, _| act.reporting = false));
                         }

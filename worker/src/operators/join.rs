@@ -46,10 +46,6 @@
 //! partition. Reaching one stops the partition with [`PipelineError::StateLimit`] before
 //! anything of the event is emitted: dropping state would change results silently.
 
-// Not called outside tests yet: the downstream stage of a job with a join, its caller,
-// comes with the `join` pipeline stage.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(crate) use super::shuffled::JoinSide;
@@ -116,6 +112,7 @@ impl JoinPlan {
         }
     }
 
+    #[cfg(test)]
     /// Whether an event of `side` at `event_ms` is late at its upstream task's watermark
     /// before it (`None`: nothing is late yet).
     pub(crate) fn is_late(&self, side: JoinSide, event_ms: i64, watermark_ms: Option<i64>) -> bool {
@@ -313,6 +310,7 @@ impl JoinState {
         debug_assert_eq!(self.keys.is_empty(), self.entries == 0);
     }
 
+    #[cfg(test)]
     /// Buffered events of both sides.
     pub(crate) fn entries(&self) -> usize {
         self.entries

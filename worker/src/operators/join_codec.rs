@@ -10,10 +10,6 @@
 //!          u32:right { i64:event_ms u32:len object }*
 //! ```
 
-// Not called outside tests yet: the downstream stage of a job with a join, its caller,
-// comes with the `join` pipeline stage.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use super::event_time::EVENT_TIME_ABS_MAX_MS;
 use super::join::{Buffered, JoinPlan, JoinState, KeyBuffers};
 use weir_core::bugs::{planted, PlantedBug};
@@ -34,6 +30,10 @@ pub(crate) fn write_state(state: &JoinState, out: &mut Vec<u8>) {
 
 /// One key's buffers as a local-copy entry value; `None` when the key holds nothing.
 pub(crate) fn key_value(state: &JoinState, key: &str) -> Option<Vec<u8>> {
+    if planted(PlantedBug::JoinStateNotInSnapshot) {
+        // The same mistake in the local copy: every key reads as forgotten.
+        return None;
+    }
     let buffers = state.key(key)?;
     let mut out = Vec::new();
     write_buffers(&mut out, buffers);

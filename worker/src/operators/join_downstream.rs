@@ -17,14 +17,11 @@
 //! Its snapshot ([`JoinDownstream::snapshot`]) holds the upstream watermarks and the join
 //! state; [`JoinDownstream::take_changes`] gives the same key by key.
 
-// Not called outside tests yet: the partition runner drives it once a job can have a join.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use super::changes::{StateChanges, StateEntry};
 use super::join::{JoinPlan, JoinState, Joined};
 use super::join_codec::{key_value, read_state, restore_key_value, write_state};
 use super::limits::PipelineError;
-use super::record::{OutputRecord, Outputs, SourceRecord};
+use super::record::SourceRecord;
 use super::shuffled::{self, Shuffled};
 use super::snapshot::UPSTREAMS_MAX;
 
@@ -44,7 +41,6 @@ pub(crate) struct JoinDownstream {
     /// Whether the changes tracked since they were last taken are complete (false for a
     /// new or restored task: write it whole).
     changes_complete: bool,
-    joined: Vec<Joined>,
 }
 
 impl JoinDownstream {
@@ -56,7 +52,6 @@ impl JoinDownstream {
             state: JoinState::default(),
             upstream_watermarks: vec![None; (left_upstreams + right_upstreams) as usize],
             changes_complete: false,
-            joined: Vec::new(),
         }
     }
 
@@ -71,15 +66,35 @@ impl JoinDownstream {
             .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
     }
 
+    #[cfg(test)]
     /// Processes one record of the repartition topic.
     pub(crate) fn process(
         &mut self,
         record: &SourceRecord,
-        out: &mut Outputs,
+        out: &mut super::record::Outputs,
+    ) -> Result<(), PipelineError> {
+        let mut joined = Vec::new();
+        let result = self.process_into(record, &mut joined);
+        for joined in joined {
+            out.records.push(super::record::OutputRecord {
+                key: Some(joined.key),
+                value: joined.value,
+                source_offset: record.offset,
+                route: 0,
+            });
+        }
+        result
+    }
+
+    /// Processes one record of the repartition topic, appending the join's results to
+    /// `joined` (for the stages after the join to run on).
+    pub(crate) fn process_into(
+        &mut self,
+        record: &SourceRecord,
+        joined: &mut Vec<Joined>,
     ) -> Result<(), PipelineError> {
         let value = record.value.as_deref().unwrap_or_default();
         let shuffled = shuffled::decode(value).map_err(|detail| corrupt(record, &detail))?;
-        self.joined.clear();
         match shuffled {
             Shuffled::Watermark {
                 upstream,
@@ -100,8 +115,7 @@ impl JoinDownstream {
                 *slot = Some(watermark_ms);
                 if let Some(watermark) = self.watermark() {
                     if before != Some(watermark) {
-                        self.state
-                            .on_watermark(&self.plan, watermark, &mut self.joined);
+                        self.state.on_watermark(&self.plan, watermark, joined);
                     }
                 }
             }
@@ -122,18 +136,15 @@ impl JoinDownstream {
                     return Err(corrupt(record, "an event without a UTF-8 key"));
                 };
                 self.state
-                    .on_event(&self.plan, side, key, event_ms, object, &mut self.joined)?;
+                    .on_event(&self.plan, side, key, event_ms, object, joined)?;
             }
         }
-        for joined in self.joined.drain(..) {
-            out.records.push(OutputRecord {
-                key: Some(joined.key),
-                value: joined.value,
-                source_offset: record.offset,
-                route: 0,
-            });
-        }
         Ok(())
+    }
+
+    /// An estimate, in bytes, of the memory the join state holds.
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.state.state_bytes()
     }
 
     /// The whole state as bytes: `"WEIRJOIN" u32:version u32:upstreams

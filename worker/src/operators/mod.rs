@@ -130,7 +130,7 @@
 //! emitted, and one that fails there is dead-lettered with the coordinates of the record
 //! whose watermark fired it and the result's JSON as payload.
 //!
-//! # Interval join (built and tested here; not yet a stage a spec can name)
+//! # Interval join (the `join` stage)
 //!
 //! A job `join`s its source (the *left* side: each event after the stages before the join)
 //! with a second topic (`with`, the *right* side: decoded and timed as above with its own
@@ -195,6 +195,7 @@ mod inspect;
 mod join;
 mod join_codec;
 mod join_downstream;
+mod join_stage;
 #[cfg(test)]
 mod join_stages_tests;
 #[cfg(test)]

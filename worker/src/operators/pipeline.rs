@@ -53,6 +53,9 @@ impl Pipeline {
 
     /// Compiles the part of `spec` that `role` runs, with empty state.
     pub fn compile_role(spec: &JobSpec, role: PipelineRole) -> Result<Pipeline, CompileError> {
+        if let PipelineRole::JoinLeft { .. } | PipelineRole::JoinRight { .. } = role {
+            return super::join_stage::compile_upstream(spec, role);
+        }
         let plan = Plan::compile(spec, role)?;
         let state = State::new(&plan);
         Ok(Pipeline { plan, state })
@@ -114,7 +117,11 @@ impl Pipeline {
         bytes: &[u8],
     ) -> Result<Pipeline, RestoreError> {
         let mut pipeline = Pipeline::compile_role(spec, role)?;
-        snapshot::read(&pipeline.plan, &mut pipeline.state, bytes)?;
+        if pipeline.state.join.is_some() {
+            super::join_stage::read_snapshot(&mut pipeline, bytes)?;
+        } else {
+            snapshot::read(&pipeline.plan, &mut pipeline.state, bytes)?;
+        }
         Ok(pipeline)
     }
 
@@ -126,6 +133,9 @@ impl Pipeline {
         header: &[u8],
         entries: &[StateEntry],
     ) -> Result<Pipeline, RestoreError> {
+        if let PipelineRole::JoinDownstream { .. } = role {
+            return super::join_stage::restore_entries(spec, role, header, entries);
+        }
         let bytes = snapshot::assemble(header, entries)?;
         Pipeline::restore_role(spec, role, &bytes)
     }
@@ -176,6 +186,9 @@ impl Pipeline {
     /// The state's entries that changed since the last call (or every entry, the first
     /// time and whenever more changed than are tracked), for a checkpoint's local copy.
     pub fn take_changes(&mut self) -> StateChanges {
+        if self.state.join.is_some() {
+            return super::join_stage::take_changes(self);
+        }
         let state = &mut self.state;
         let dedupe_changed: Vec<Option<Vec<Arc<str>>>> = state
             .dedupe
@@ -238,6 +251,9 @@ impl Pipeline {
     /// The pipeline's state at this record boundary, in a deterministic binary form: the
     /// same state always gives the same bytes.
     pub fn snapshot(&self) -> Vec<u8> {
+        if let Some(join) = &self.state.join {
+            return super::join_stage::snapshot(&self.plan, &self.state, join);
+        }
         snapshot::write(&self.plan, &self.state)
     }
 
@@ -284,7 +300,12 @@ impl Pipeline {
             .iter()
             .map(DedupeMemory::state_bytes)
             .sum();
-        windows + dedupe
+        let join = self
+            .state
+            .join
+            .as_ref()
+            .map_or(0, super::join_downstream::JoinDownstream::state_bytes);
+        windows + dedupe + join
     }
 }
 
@@ -343,6 +364,13 @@ impl Plan {
                         &env,
                     )?);
                 }
+                // Only a join's own stage tasks run it, and none of them runs it here.
+                Stage::Join(_) => {
+                    return Err(CompileError::Expression {
+                        field,
+                        message: "a join runs in stages of its own, not in one task".into(),
+                    })
+                }
             }
         }
         Ok(Plan {
@@ -359,6 +387,7 @@ impl Plan {
             role,
             lateness,
             partitioned_by_check: None,
+            join: super::join_stage::join_plan(spec, role),
         })
     }
 }
@@ -387,8 +416,12 @@ fn compile_routes(
     env: &super::expr::CelEnv,
 ) -> Result<Vec<Filter>, CompileError> {
     match role {
-        PipelineRole::Upstream { .. } => Ok(Vec::new()),
-        PipelineRole::Whole | PipelineRole::Downstream { .. } => spec
+        PipelineRole::Upstream { .. }
+        | PipelineRole::JoinLeft { .. }
+        | PipelineRole::JoinRight { .. } => Ok(Vec::new()),
+        PipelineRole::Whole
+        | PipelineRole::Downstream { .. }
+        | PipelineRole::JoinDownstream { .. } => spec
             .routes
             .iter()
             .enumerate()
@@ -407,6 +440,9 @@ fn process_record(
 ) -> Result<(), PipelineError> {
     if let PipelineRole::Downstream { .. } = plan.role {
         return super::downstream::process_shuffled(plan, state, record, out);
+    }
+    if let PipelineRole::JoinDownstream { .. } = plan.role {
+        return super::join_stage::process(plan, state, record, out);
     }
     let mut field_spans = std::mem::take(&mut state.field_spans);
     let event_ms = process_event(plan, state, record, &mut field_spans, out);

@@ -60,6 +60,8 @@ pub(crate) struct Plan {
     /// A source declared `partitioned_by` the window's key, with this many partitions:
     /// every keyed event must be on the partition Kafka's keyed partitioner gives its key.
     pub(crate) partitioned_by_check: Option<u32>,
+    /// Downstream of a join: the join's rules (`pre` then holds the stages after it).
+    pub(crate) join: Option<super::join::JoinPlan>,
 }
 
 #[derive(Debug)]
@@ -159,6 +161,8 @@ pub(crate) struct State {
     /// A downstream task's latest watermark from each upstream task, by upstream index
     /// (`None` until its first marker); empty in other roles.
     pub(crate) upstream_watermarks: Vec<Option<i64>>,
+    /// Downstream of a join: the join's state and every upstream task's watermark.
+    pub(crate) join: Option<super::join_downstream::JoinDownstream>,
 }
 
 impl State {
@@ -182,6 +186,21 @@ impl State {
                 PipelineRole::Downstream { upstreams, .. } => vec![None; upstreams as usize],
                 _ => Vec::new(),
             },
+            join: match (plan.role, plan.join) {
+                (
+                    PipelineRole::JoinDownstream {
+                        left_upstreams,
+                        right_upstreams,
+                        ..
+                    },
+                    Some(join),
+                ) => Some(super::join_downstream::JoinDownstream::new(
+                    join,
+                    left_upstreams,
+                    right_upstreams,
+                )),
+                _ => None,
+            },
         }
     }
 }
@@ -190,6 +209,9 @@ impl State {
 /// downstream of a shuffle, the least of every upstream task's (none until each has sent
 /// one).
 pub(crate) fn watermark(plan: &Plan, state: &State) -> Option<i64> {
+    if let Some(join) = &state.join {
+        return join.watermark();
+    }
     if let PipelineRole::Downstream { .. } = plan.role {
         if weir_core::bugs::planted(weir_core::bugs::PlantedBug::DownstreamWatermarkNotMin) {
             return state.upstream_watermarks.iter().flatten().copied().max();

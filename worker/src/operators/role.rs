@@ -2,8 +2,10 @@
 //! (`weir_core::spec::stages`) runs as two stages: the **upstream** one reads the source
 //! and runs the pipeline up to and including that `key_by`, then writes each event to the
 //! repartition topic, routed by its key; the **downstream** one reads the repartition
-//! topic and runs the rest (the window, its aggregate and what follows). Every other job
-//! runs **whole**, as one stage.
+//! topic and runs the rest (the window, its aggregate and what follows). A job with a
+//! `join` runs three: the join's **left** and **right** upstream tasks (over the source
+//! and over `join.with.topic`) and its **downstream** tasks (`join_stage.rs`). Every
+//! other job runs **whole**, as one stage.
 
 use super::window::Assigner;
 
@@ -20,6 +22,20 @@ pub enum PipelineRole {
     /// Stages after `shuffle_at`, reading the repartition topic that `upstreams` upstream
     /// tasks write, and writing the sink.
     Downstream { shuffle_at: usize, upstreams: u32 },
+    /// Upstream of a `join` (at pipeline index `join_at`), its left side: the stages
+    /// before the join over a source partition, then each event keyed by `left_key` to
+    /// the repartition topic.
+    JoinLeft { join_at: usize },
+    /// Upstream of a `join`, its right side: a partition of `join.with.topic`, each event
+    /// keyed by `right_key` to the repartition topic.
+    JoinRight { join_at: usize },
+    /// The `join` and the stages after it, reading the repartition topic that
+    /// `left_upstreams` left and `right_upstreams` right upstream tasks write.
+    JoinDownstream {
+        join_at: usize,
+        left_upstreams: u32,
+        right_upstreams: u32,
+    },
 }
 
 impl PipelineRole {
@@ -29,6 +45,9 @@ impl PipelineRole {
             PipelineRole::Whole => true,
             PipelineRole::Upstream { shuffle_at } => index <= shuffle_at,
             PipelineRole::Downstream { shuffle_at, .. } => index > shuffle_at,
+            PipelineRole::JoinLeft { join_at } => index < join_at,
+            PipelineRole::JoinRight { .. } => false,
+            PipelineRole::JoinDownstream { join_at, .. } => index > join_at,
         }
     }
 
@@ -51,6 +70,11 @@ impl PipelineRole {
             PipelineRole::Whole => None,
             PipelineRole::Upstream { shuffle_at } => Some(format!("upstream-v2-{shuffle_at}")),
             PipelineRole::Downstream { shuffle_at, .. } => Some(format!("downstream-{shuffle_at}")),
+            PipelineRole::JoinLeft { join_at } => Some(format!("join-left-{join_at}")),
+            PipelineRole::JoinRight { join_at } => Some(format!("join-right-{join_at}")),
+            PipelineRole::JoinDownstream { join_at, .. } => {
+                Some(format!("join-downstream-{join_at}"))
+            }
         }
     }
 }

@@ -129,6 +129,7 @@ pub async fn start<B: Broker>(
         repartitions,
         restore: None,
         pins: None,
+        join_upstreams: None,
     };
     // A fresh broker may not have its group coordinator yet: retry what passes by itself.
     for _ in 0..RECOVER_ATTEMPTS_MAX {
