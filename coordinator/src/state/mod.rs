@@ -4,6 +4,7 @@
 
 mod checkpoints;
 mod command;
+mod duties;
 mod join_counts;
 pub mod lifecycle;
 mod savepoints;
@@ -19,7 +20,7 @@ pub use versions::{PendingUpgrade, JOB_VERSIONS_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use weir_core::ids::{CheckpointId, Epoch, JobId, PartitionId, SavepointId, TenantName, WorkerId};
-use weir_core::spec::stages::{plan_stages, repartition_topic_name};
+use weir_core::spec::stages::plan_stages;
 use weir_core::wire::{CheckpointRecord, JobState, WorkerReport};
 
 /// Checkpoint records kept per partition; older ones are garbage-collected on apply.
@@ -773,68 +774,6 @@ fn bounded_reason(text: &str) -> String {
         end -= 1;
     }
     text[..end].to_string()
-}
-
-impl ControlState {
-    /// The fence duties of `worker`: partitions of jobs that run nowhere (stopping,
-    /// stopped, cancelling, cancelled or failed) that need fencing (see
-    /// [`PartitionState::needs_fencing`]), each given to one registered worker (spread by
-    /// job and partition), at most `max` of them. A worker that leaves or dies is removed
-    /// from the registrations, and its duties pass to the others.
-    pub fn fence_duties(&self, worker: &WorkerId, max: usize) -> Vec<(JobId, PartitionId)> {
-        let Some(index) = self.workers.keys().position(|w| w == worker) else {
-            return Vec::new();
-        };
-        let n = self.workers.len() as u64;
-        let mut out = Vec::new();
-        for job in self.jobs.values() {
-            // Cancelled too: a job cancelled while no worker was registered still gets its
-            // partitions fenced by the first worker to come.
-            if !lifecycle::fences_released_partitions(job.state) {
-                continue;
-            }
-            for (partition, p) in &job.partitions {
-                if out.len() >= max {
-                    return out;
-                }
-                let mine = (job.id.0.wrapping_add(u64::from(partition.0))) % n == index as u64;
-                if mine && p.needs_fencing() {
-                    out.push((job.id, *partition));
-                }
-            }
-        }
-        out
-    }
-
-    /// The topics of cancelled jobs that `worker` should delete: each job's repartition
-    /// topics, handed to one worker (by job id) until one reports them deleted. At most
-    /// `max` jobs per round.
-    pub fn topic_deletion_duties(
-        &self,
-        worker: &WorkerId,
-        max: usize,
-    ) -> Vec<(JobId, Vec<String>)> {
-        let Some(index) = self.workers.keys().position(|w| w == worker) else {
-            return Vec::new();
-        };
-        let n = self.workers.len() as u64;
-        self.jobs
-            .values()
-            .filter(|job| {
-                job.state == JobState::Cancelled
-                    && !job.repartitions.is_empty()
-                    && !job.topics_deleted
-                    && job.id.0 % n == index as u64
-            })
-            .take(max)
-            .map(|job| {
-                let topics = (1..=job.repartitions.len())
-                    .map(|stage| repartition_topic_name(job.id, stage))
-                    .collect();
-                (job.id, topics)
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
