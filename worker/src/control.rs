@@ -135,6 +135,27 @@ pub struct HttpControlPlane {
 }
 
 impl HttpControlPlane {
+    /// `POST /v1/jobs/{job}/partitions`: a topic's partition count (the source's when
+    /// `topic` is `None`, else the join's other topic), as a worker read it from Kafka.
+    async fn post_partition_count(
+        &self,
+        job: JobId,
+        topic: Option<String>,
+        partition_count: u32,
+    ) -> Result<(), ControlError> {
+        let body = ReportPartitionsRequest {
+            partition_count,
+            topic,
+        };
+        self.call::<()>(
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/partitions"),
+            Some(&body),
+        )
+        .await
+        .map_err(|e| control_error(None, e))
+    }
+
     /// A control plane over the coordinators at `coordinators` (host:port), authenticating
     /// with the cluster's administrator token.
     pub fn new(coordinators: Vec<String>, token: String) -> Self {
@@ -263,17 +284,7 @@ impl ControlPlane for HttpControlPlane {
         job: JobId,
         partition_count: u32,
     ) -> Result<(), ControlError> {
-        let body = ReportPartitionsRequest {
-            partition_count,
-            topic: None,
-        };
-        self.call::<()>(
-            reqwest::Method::POST,
-            &format!("/v1/jobs/{job}/partitions"),
-            Some(&body),
-        )
-        .await
-        .map_err(|e| control_error(None, e))
+        self.post_partition_count(job, None, partition_count).await
     }
 
     async fn report_topic_partitions(
@@ -282,17 +293,8 @@ impl ControlPlane for HttpControlPlane {
         topic: String,
         partition_count: u32,
     ) -> Result<(), ControlError> {
-        let body = ReportPartitionsRequest {
-            partition_count,
-            topic: Some(topic),
-        };
-        self.call::<()>(
-            reqwest::Method::POST,
-            &format!("/v1/jobs/{job}/partitions"),
-            Some(&body),
-        )
-        .await
-        .map_err(|e| control_error(None, e))
+        self.post_partition_count(job, Some(topic), partition_count)
+            .await
     }
 
     async fn report_checkpoints(
