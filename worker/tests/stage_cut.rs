@@ -100,7 +100,7 @@ impl Job {
             };
             if wanted {
                 let idle = self.idle.get(task).copied().unwrap_or(false);
-                if runner.may_pause(&self.broker, idle).await.unwrap() {
+                if runner.may_pause(&self.broker, idle).await {
                     if runner.pause(self.now).await.unwrap() {
                         let epoch = runner.config().epoch;
                         let report = WorkerReport::Paused {

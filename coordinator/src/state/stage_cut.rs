@@ -12,7 +12,7 @@
 
 use super::{lifecycle, Job, PartitionState, Refusal};
 use weir_core::ids::PartitionId;
-use weir_core::spec::stages::{reads_repartition, task_input, task_stage, JOIN_RIGHT_STAGE};
+use weir_core::spec::stages::{reads_repartition, task_input};
 use weir_core::wire::{JobState, TaskInput};
 
 impl Job {
@@ -124,14 +124,9 @@ impl Job {
         duties
             .iter()
             .filter_map(|partition| {
-                let (topic, topic_partition) = match task_stage(*partition) {
-                    // A join's right side reads the join's topic.
-                    (JOIN_RIGHT_STAGE, index) => (
-                        super::join_topic(&self.spec)?.to_string(),
-                        i32::try_from(index).ok()?,
-                    ),
-                    _ => task_input(self.id, source, &self.repartitions, *partition)?,
-                };
+                let topics = (source, super::join_topic(&self.spec));
+                let (topic, topic_partition) =
+                    task_input(self.id, topics, &self.repartitions, *partition)?;
                 Some(TaskInput {
                     job: self.id,
                     partition: *partition,

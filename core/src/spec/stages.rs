@@ -206,12 +206,14 @@ pub fn task_stage(task: crate::ids::PartitionId) -> (usize, u32) {
     )
 }
 
-/// The input partition task `task` of job `job` reads: its source partition (stage 0) or
-/// a partition of the repartition topic (stage 1 of a job that repartitions); `None` for a
-/// task the job's stages do not have. `repartitions` as the group recorded them.
+/// The input partition task `task` of job `job` reads: its source partition (stage 0), a
+/// partition of the repartition topic (stage 1 of a job that repartitions), or a partition
+/// of the join's topic (stage [`JOIN_RIGHT_STAGE`] of a job with a join, `join_topic`);
+/// `None` for a task the job's stages do not have. `repartitions` as the group recorded
+/// them.
 pub fn task_input(
     job: JobId,
-    source_topic: &str,
+    (source_topic, join_topic): (&str, Option<&str>),
     repartitions: &[u32],
     task: crate::ids::PartitionId,
 ) -> Option<(String, i32)> {
@@ -220,6 +222,7 @@ pub fn task_input(
     match stage {
         0 => Some((source_topic.to_string(), index)),
         1 if !repartitions.is_empty() => Some((repartition_topic_name(job, 1), index)),
+        JOIN_RIGHT_STAGE => Some((join_topic?.to_string(), index)),
         _ => None,
     }
 }

@@ -385,3 +385,27 @@ fn a_join_is_stage_0_over_the_source_and_stage_1_over_its_repartition_topic() {
     assert_eq!(shuffling_key_by(&spec), Some(2), "the join shuffles");
     assert_eq!(plan.repartition_topics(), vec![&topic]);
 }
+
+#[test]
+fn each_task_reads_its_stages_input() {
+    let job = JobId(7);
+    let topics = ("payments", Some("captures"));
+    assert_eq!(
+        task_input(job, topics, &[4], task_id(0, 2)),
+        Some(("payments".to_string(), 2))
+    );
+    assert_eq!(
+        task_input(job, topics, &[4], task_id(1, 3)),
+        Some(("weir-job-7-repartition-1".to_string(), 3))
+    );
+    assert_eq!(
+        task_input(job, topics, &[4], task_id(JOIN_RIGHT_STAGE, 1)),
+        Some(("captures".to_string(), 1))
+    );
+    // A job of one stage has no stage 1; one without a join no right side.
+    assert_eq!(task_input(job, topics, &[], task_id(1, 0)), None);
+    assert_eq!(
+        task_input(job, ("payments", None), &[4], task_id(JOIN_RIGHT_STAGE, 0)),
+        None
+    );
+}

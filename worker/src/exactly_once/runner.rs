@@ -272,16 +272,16 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
     /// so that the job's stages pause at one cut (a savepoint of a paused or stopped job
     /// that repartitions relies on it); it checks the end only when its last round read
     /// nothing (`idle`). Any other task pauses at once.
-    pub async fn may_pause(&self, broker: &B, idle: bool) -> Result<bool, PartitionError> {
+    pub async fn may_pause(&self, broker: &B, idle: bool) -> bool {
         let drains = !self.config.repartitions.is_empty()
             && reads_repartition(self.config.partition)
             && !self.cycle.is_pausing()
             && !planted(PlantedBug::PauseWithoutDrain);
         if !drains {
-            return Ok(true);
+            return true;
         }
         if !idle {
-            return Ok(false);
+            return false;
         }
         // Settled first: then nothing more can become readable below the end, and an
         // empty read means the topic is drained (every writer has paused or been fenced).
@@ -299,10 +299,10 @@ impl<B: Broker, S: CheckpointStore, C: ControlPlane> PartitionRunner<B, S, C> {
             Ok(unread.is_empty())
         };
         match drained.await {
-            Ok(drained) => Ok(drained),
+            Ok(drained) => drained,
             Err(e) => {
                 tracing::debug!(job = %self.config.job, partition = %self.config.partition, error = %e, "drain check failed; reading on");
-                Ok(false)
+                false
             }
         }
     }

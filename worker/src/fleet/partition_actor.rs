@@ -237,7 +237,7 @@ async fn follow_pause<B: Broker, S: CheckpointStore, C: ControlPlane>(
     now_ms: u64,
 ) -> Result<bool, PartitionError> {
     if pause.wanted() {
-        if !runner.may_pause(broker, idle).await? {
+        if !runner.may_pause(broker, idle).await {
             // Reads on: the repartition topic it reads is not drained yet.
             return Ok(false);
         }
