@@ -84,7 +84,10 @@ fn spawn(dir: &Path, name: &str, args: &[String]) -> Child {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
     Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -271,6 +274,39 @@ impl Cluster {
         stdout
     }
 
+    /// What a failed wait needs to be understood: the job as the group sees it, the alerts
+    /// missing or extra, and the tail of every process's log.
+    async fn explain_timeout(
+        &self,
+        got: &BTreeMap<(String, i64, u64), u64>,
+        expected: &BTreeMap<(String, i64, u64), u64>,
+    ) {
+        eprintln!("job: {:#?}", self.admin.get_job(self.job).await);
+        let missing: Vec<_> = expected.keys().filter(|k| !got.contains_key(*k)).collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, n)| expected.get(*k) != Some(*n))
+            .collect();
+        eprintln!(
+            "missing alerts ({}): {:?}",
+            missing.len(),
+            missing.iter().take(20).collect::<Vec<_>>()
+        );
+        eprintln!(
+            "unexpected alerts: {:?}",
+            extra.iter().take(20).collect::<Vec<_>>()
+        );
+        for name in self.children.keys() {
+            let log = std::fs::read_to_string(self.kafka_dir.join(format!("{name}.log")))
+                .unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- {name}.log (last {} lines, newest first)", tail.len());
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     fn kill9(&mut self, name: &str) {
         let child = self.children.get_mut(name).expect("a child of that name");
         let _ = child.kill();
@@ -338,6 +374,15 @@ async fn an_upgrade_under_load_carries_open_windows_and_every_alert_appears_exac
     let answer = c.cli(&["job", "upgrade", &job, file.to_str().unwrap()]);
     assert!(answer.contains("version 2"), "{answer}");
     c.kill9("w1");
+    // The cut is where the stop lands: a partition still running when the upgrade is
+    // accepted processes what it reads with the old version until it learns of the stop.
+    // So the input meant for after the cut is produced once the new version runs (the
+    // stop had to finish without w1, its partitions fenced and moved to w2).
+    wait_for("version 2 running", WAIT_MS, || async {
+        let detail = c.admin.get_job(c.job).await.ok()?;
+        (detail.version == 2 && detail.state == JobState::Running).then_some(())
+    })
+    .await;
 
     // After the cut: more events in the first window (card k gets k % 4 more), events
     // in the second, and a flush event per partition that closes both.
@@ -363,11 +408,18 @@ async fn an_upgrade_under_load_carries_open_windows_and_every_alert_appears_exac
         "some alert needs counts from both sides of the cut and the new threshold"
     );
     let total: u64 = expected.values().sum();
-    let got = wait_for("every alert committed", WAIT_MS, || async {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(WAIT_MS);
+    let got = loop {
         let got = c.alerts().await;
-        (got.values().sum::<u64>() >= total).then_some(got)
-    })
-    .await;
+        if got.values().sum::<u64>() >= total {
+            break got;
+        }
+        if std::time::Instant::now() > deadline {
+            c.explain_timeout(&got, &expected).await;
+            panic!("timed out after {WAIT_MS} ms waiting for every alert committed");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(got, expected, "every expected alert exactly once");
 
     let detail = c.admin.get_job(c.job).await.unwrap();

@@ -6,6 +6,7 @@
 //! partition that never committed) is empty state and pins no snapshot.
 
 use weir_coordinator::state::ControlState;
+use weir_core::spec::stages::{reads_repartition, task_generation, TASK_STAGE_STRIDE};
 use weir_core::spec::JobSpec;
 use weir_core::wire::SavepointStatus;
 use weir_worker::checkpoint_store::CheckpointStore;
@@ -63,7 +64,8 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                         .and_then(|(_, state)| match &spec {
                             Some(spec) => {
                                 // Each task restores the part of the pipeline its stage runs.
-                                let task = resolve(job.id, spec, *partition, &job.repartitions)
+                                let (counts, generation) = stages_of(job, *partition);
+                                let task = resolve(job.id, spec, *partition, (&counts, generation))
                                     .map_err(|e| e.to_string())?;
                                 let role = task.role_in(
                                     job.partition_count.unwrap_or(0),
@@ -82,4 +84,21 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
         }
     }
     (problems, checked)
+}
+
+/// The repartition counts and generation a pin of `task` resolves with: the job's own, or,
+/// for a task of an earlier generation of the downstream stage (a pin from before a
+/// rescale), its own generation with any count (no longer recorded; the role the restore
+/// needs does not depend on it).
+fn stages_of(
+    job: &weir_coordinator::state::Job,
+    task: weir_core::ids::PartitionId,
+) -> (Vec<u32>, u32) {
+    if !reads_repartition(task) || task_generation(task) == job.repartition_generation {
+        return (job.repartitions.clone(), job.repartition_generation);
+    }
+    (
+        vec![TASK_STAGE_STRIDE; job.repartitions.len()],
+        task_generation(task),
+    )
 }
