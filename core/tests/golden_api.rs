@@ -572,7 +572,7 @@ fn rescale_bodies_are_pinned() {
             checkpoint: None,
             offset: 0,
             snapshot: None,
-            after_checkpoint: Some(CheckpointId(12)),
+            after_checkpoint: None,
             spec_before: Some(spec()),
             state_drop: Vec::new(),
             redistribute: vec![

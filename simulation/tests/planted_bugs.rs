@@ -171,3 +171,9 @@ fn a_planted_bug_stays_on_its_own_thread() {
     );
     assert!(run_seed(0, &options).ok);
 }
+
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_rescale_that_loses_the_keys_moving_to_another_task_is_caught() {
+    assert_caught(PlantedBug::RescaleLosesMovedKeys, SimOptions::default());
+}

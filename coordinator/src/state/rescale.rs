@@ -156,10 +156,8 @@ impl Job {
             .copied()
             .collect();
         let mut sources: Vec<(PartitionId, Pin)> = Vec::with_capacity(previous.len());
-        let mut after_checkpoint = None;
         for task in previous {
             if let Some(p) = self.partitions.remove(&task) {
-                after_checkpoint = after_checkpoint.max(p.highest_checkpoint());
                 let pin = match p.restore {
                     Some(restore) => restore.pin,
                     None => p.committed_cut(self.version),
@@ -184,7 +182,10 @@ impl Job {
                     state_drop: Vec::new(),
                     sources: sources.clone(),
                 },
-                after_checkpoint,
+                // Task ids of their own, with no checkpoint before: any commit of theirs
+                // is newer than the restore (and a floor here would read, to recovery,
+                // as a commit point Kafka forgot).
+                after_checkpoint: None,
                 state_drop: Vec::new(),
             });
             self.partitions

@@ -24,7 +24,20 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
             if sp.status != SavepointStatus::Complete {
                 continue;
             }
-            if sp.pins.len() != job.partitions.len() {
+            // A savepoint from before a rescale pins the downstream tasks of its own
+            // generation, which the job no longer has: its upstream tasks must match.
+            let earlier = sp.pins.keys().any(|t| {
+                reads_repartition(*t) && task_generation(*t) != job.repartition_generation
+            });
+            let upstream = |tasks: &mut dyn Iterator<Item = &weir_core::ids::PartitionId>| {
+                tasks.filter(|t| !reads_repartition(**t)).count()
+            };
+            let covered = if earlier {
+                upstream(&mut sp.pins.keys()) == upstream(&mut job.partitions.keys())
+            } else {
+                sp.pins.len() == job.partitions.len()
+            };
+            if !covered {
                 problems.push(format!(
                     "savepoint {} of job {} pins {} of {} partitions",
                     sp.id,
