@@ -24,20 +24,7 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
             if sp.status != SavepointStatus::Complete {
                 continue;
             }
-            // A savepoint from before a rescale pins the downstream tasks of its own
-            // generation, which the job no longer has: its upstream tasks must match.
-            let earlier = sp.pins.keys().any(|t| {
-                reads_repartition(*t) && task_generation(*t) != job.repartition_generation
-            });
-            let upstream = |tasks: &mut dyn Iterator<Item = &weir_core::ids::PartitionId>| {
-                tasks.filter(|t| !reads_repartition(**t)).count()
-            };
-            let covered = if earlier {
-                upstream(&mut sp.pins.keys()) == upstream(&mut job.partitions.keys())
-            } else {
-                sp.pins.len() == job.partitions.len()
-            };
-            if !covered {
+            if !covers_the_job(job, sp) {
                 problems.push(format!(
                     "savepoint {} of job {} pins {} of {} partitions",
                     sp.id,
@@ -114,4 +101,24 @@ fn stages_of(
         vec![TASK_STAGE_STRIDE; job.repartitions.len()],
         task_generation(task),
     )
+}
+
+/// Whether `sp` pins every task of `job`: a savepoint from before a rescale pins the
+/// downstream tasks of its own generation, which the job no longer has, so only its
+/// upstream tasks must match.
+fn covers_the_job(
+    job: &weir_coordinator::state::Job,
+    sp: &weir_coordinator::state::Savepoint,
+) -> bool {
+    let earlier = sp
+        .pins
+        .keys()
+        .any(|t| reads_repartition(*t) && task_generation(*t) != job.repartition_generation);
+    if !earlier {
+        return sp.pins.len() == job.partitions.len();
+    }
+    let upstream = |tasks: &mut dyn Iterator<Item = &weir_core::ids::PartitionId>| {
+        tasks.filter(|t| !reads_repartition(**t)).count()
+    };
+    upstream(&mut sp.pins.keys()) == upstream(&mut job.partitions.keys())
 }
