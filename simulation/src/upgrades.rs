@@ -2,11 +2,13 @@
 //! job (`lifecycle`), and the version chain the reference evaluates an upgraded job by,
 //! read from the final coordinator state.
 //!
-//! Jobs that repartition (other than joins) are rescaled instead: their downstream stage
-//! gets a new partition count (1 to [`RESCALE_PARTITIONS_MAX`]), an upgrade whose spec
-//! changes only `parallelism`, so the reference evaluates them as one version (outputs do
-//! not depend on the count; a result dead-lettered downstream names the partition of the
-//! generation that fired it, which the check leaves out for rescaled jobs).
+//! Jobs that repartition (other than joins) are rescaled too: their downstream stage gets
+//! a new partition count (1 to [`RESCALE_PARTITIONS_MAX`]), an upgrade whose spec changes
+//! only `parallelism`; and their upgrades append a filter after the aggregate that every
+//! result passes. Neither changes what the job outputs, so the reference evaluates such a
+//! job as one version (a result dead-lettered downstream names the partition of the
+//! generation that fired it, which the check leaves out for rescaled jobs); what they
+//! check is that every task's state is carried through them under every fault.
 //!
 //! Jobs that run as one stage are upgraded. Each
 //! upgrade appends one stage after the job's stateful stages — a filter after the
@@ -84,12 +86,21 @@ fn edit(kind: JobKind, n: u64) -> Option<(Stage, Option<&'static str>)> {
             ],
             Some("window#0"),
         ),
-        // Jobs that repartition are not upgraded (409): their stages are not carried yet.
-        JobKind::Tumbling
-        | JobKind::Sliding
-        | JobKind::Rekey
-        | JobKind::JoinInner
-        | JobKind::JoinOuter => return None,
+        // Jobs that repartition are upgraded only after their aggregate: a filter every
+        // result passes, so the outputs stay one version's while every task's state is
+        // carried into the new version (upstream partial aggregates, downstream windows).
+        JobKind::Tumbling => (
+            [
+                filter("count >= 1"),
+                filter("count >= 0"),
+                filter("count > -1"),
+            ],
+            None,
+        ),
+        JobKind::Sliding | JobKind::Rekey => {
+            ([filter("n >= 1"), filter("n >= 0"), filter("n > -1")], None)
+        }
+        JobKind::JoinInner | JobKind::JoinOuter => return None,
     };
     let stage = stages.into_iter().nth(n as usize)?;
     Some((stage, drop))
@@ -109,15 +120,17 @@ pub fn draw(rng: &mut impl Rng, view: &ClusterView, id: JobId, job: &SimJob) -> 
     }
     if weir_core::spec::stages::shuffling_key_by(&job.spec).is_some() {
         let count = *repartitions.first()?;
-        if job.kind.joins() || !rng.gen_bool(RESCALE_PROBABILITY) {
+        if job.kind.joins() {
             return None;
         }
-        let drawn = rng.gen_range(1..RESCALE_PARTITIONS_MAX);
-        return Some(Edit::Rescale(if drawn >= count {
-            drawn + 1
-        } else {
-            drawn
-        }));
+        if rng.gen_bool(RESCALE_PROBABILITY) {
+            let drawn = rng.gen_range(1..RESCALE_PARTITIONS_MAX);
+            return Some(Edit::Rescale(if drawn >= count {
+                drawn + 1
+            } else {
+                drawn
+            }));
+        }
     }
     let (stage, drop) = edit(job.kind, upgrades)?;
     if !rng.gen_bool(UPGRADE_PROBABILITY) {

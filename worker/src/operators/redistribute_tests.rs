@@ -1,6 +1,7 @@
-//! A two-stage windowed job at the operator level, rescaled between two loads of input:
-//! its results must be exactly those of the same job never rescaled, and each key must be
-//! held by exactly one new task.
+//! A two-stage windowed job at the operator level, rescaled (or upgraded, its tail
+//! changed) between two loads of input: its results must be exactly those of the same job
+//! never rescaled, and each key must be held by exactly one new task; an upgrade's new
+//! tail applies to every window fired after it, with the counts carried.
 
 use super::KeyRange;
 use crate::operators::record::{Outputs, SourceRecord};
@@ -13,12 +14,18 @@ const UPSTREAMS: u32 = 2;
 const TOPIC: &str = "weir-job-1-repartition-1";
 
 fn spec() -> JobSpec {
-    parse_job_spec(
-        b"name: j\nsource: { topic: payments, event_time: ts }\n\
-          pipeline:\n  - key_by: \"card\"\n  - window: { tumbling: 100ms }\n\
-          \x20 - aggregate: { n: \"count()\", total: \"sum(amount)\" }\nsink: { topic: out }\n",
-    )
-    .unwrap()
+    spec_with_tail("")
+}
+
+/// The job with `tail` (YAML stages) after its aggregate.
+fn spec_with_tail(tail: &str) -> JobSpec {
+    let yaml = format!(
+        "name: j\nsource: {{ topic: payments, event_time: ts }}\n\
+         pipeline:\n  - key_by: \"card\"\n  - window: {{ tumbling: 100ms }}\n\
+         \x20 - aggregate: {{ n: \"count()\", total: \"sum(amount)\" }}\n{tail}\
+         sink: {{ topic: out }}\n"
+    );
+    parse_job_spec(yaml.as_bytes()).unwrap()
 }
 
 fn downstream_role() -> PipelineRole {
@@ -106,6 +113,15 @@ fn run(downstream: &mut [Pipeline], logs: &[Vec<SourceRecord>]) -> Vec<String> {
 /// Two loads through a job whose downstream stage has `before` tasks, rescaled to `after`
 /// between them; the sorted results.
 fn two_loads(before: u32, after: u32) -> Vec<String> {
+    let (mut first, second) = two_loads_upgraded(before, after, &spec());
+    first.extend(second);
+    first.sort();
+    first
+}
+
+/// Two loads as [`two_loads`], the job upgraded to `new_spec` at the cut; the results of
+/// each load.
+fn two_loads_upgraded(before: u32, after: u32, new_spec: &JobSpec) -> (Vec<String>, Vec<String>) {
     let spec = spec();
     let up_role = PipelineRole::Upstream { shuffle_at: 0 };
     let mut upstream: Vec<Pipeline> = (0..UPSTREAMS)
@@ -114,12 +130,25 @@ fn two_loads(before: u32, after: u32) -> Vec<String> {
     let mut downstream: Vec<Pipeline> = (0..before)
         .map(|_| Pipeline::compile_role(&spec, downstream_role()).unwrap())
         .collect();
-    let mut results = run(&mut downstream, &shuffle(&mut upstream, 0, before));
-    if after != before {
-        // The cut: every previous task's snapshot, restored as recovery restores it.
+    let first = run(&mut downstream, &shuffle(&mut upstream, 0, before));
+    // The cut: every task's snapshot, restored as recovery restores an upgrade's.
+    let restore =
+        |role, bytes: &[u8]| Pipeline::restore_upgraded(&spec, new_spec, role, &[], bytes).unwrap();
+    let up_role = PipelineRole::Upstream { shuffle_at: 0 };
+    upstream = upstream
+        .iter()
+        .map(|t| restore(up_role, &t.snapshot()))
+        .collect();
+    let spec = new_spec.clone();
+    if after == before {
+        downstream = downstream
+            .iter()
+            .map(|t| restore(downstream_role(), &t.snapshot()))
+            .collect();
+    } else {
         let previous: Vec<Pipeline> = downstream
             .iter()
-            .map(|t| Pipeline::restore_role(&spec, downstream_role(), &t.snapshot()).unwrap())
+            .map(|t| restore(downstream_role(), &t.snapshot()))
             .collect();
         downstream = (0..after)
             .map(|index| {
@@ -144,9 +173,8 @@ fn two_loads(before: u32, after: u32) -> Vec<String> {
         );
         assert!(held > 0, "windows were open at the cut");
     }
-    results.extend(run(&mut downstream, &shuffle(&mut upstream, 1, after)));
-    results.sort();
-    results
+    let second = run(&mut downstream, &shuffle(&mut upstream, 1, after));
+    (first, second)
 }
 
 #[test]
@@ -156,6 +184,41 @@ fn a_rescaled_stage_gives_the_results_of_one_never_rescaled() {
     assert_eq!(two_loads(2, 3), unchanged, "grown");
     assert_eq!(two_loads(3, 1), two_loads(3, 3), "shrunk to one");
     assert_eq!(two_loads(2, 5), unchanged, "grown more");
+}
+
+#[test]
+fn an_upgrade_of_the_tail_carries_both_stages_state_and_judges_later_windows_by_it() {
+    let (before_unchanged, after_unchanged) = two_loads_upgraded(2, 2, &spec());
+    let threshold = spec_with_tail("  - filter: \"n >= 3\"\n");
+    for after in [2, 3] {
+        let (before, later) = two_loads_upgraded(2, after, &threshold);
+        assert_eq!(before, before_unchanged, "the old version's results stand");
+        let n_at_least_3 = |r: &&String| {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            v["n"].as_u64().unwrap() >= 3
+        };
+        let mut expected: Vec<String> = after_unchanged
+            .iter()
+            .filter(n_at_least_3)
+            .cloned()
+            .collect();
+        let mut later = later;
+        expected.sort();
+        later.sort();
+        assert!(!expected.is_empty() && expected.len() < after_unchanged.len());
+        assert_eq!(
+            later, expected,
+            "counts carried, the new threshold applied ({after})"
+        );
+    }
+    // A change of a stateful stage does not carry.
+    let window = spec_with_tail("").clone();
+    let mut other = window;
+    other.source.max_out_of_orderness = Some(std::time::Duration::from_millis(5).into());
+    let bytes = Pipeline::compile_role(&spec(), downstream_role())
+        .unwrap()
+        .snapshot();
+    assert!(Pipeline::restore_upgraded(&spec(), &other, downstream_role(), &[], &bytes).is_err());
 }
 
 #[test]
