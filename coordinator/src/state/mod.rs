@@ -488,8 +488,10 @@ impl ControlState {
         let next = lifecycle::on_request(j.state, request)
             .map_err(|e| Refusal::Conflict(format!("job {job}: {e}")))?;
         if !lifecycle::wants_pause(next) {
+            // A pause or a release of an earlier stop says nothing about the next one.
             for p in j.partitions.values_mut() {
                 p.paused = false;
+                p.released_paused = false;
             }
         }
         if next != JobState::Upgrading {

@@ -31,10 +31,18 @@ impl Job {
     pub(super) fn check_repartitioning_upgrade(
         &self,
         new: &JobSpec,
-        savepoint: Option<&Savepoint>,
+        savepoint: Option<SavepointId>,
         allow_state_drop: &[String],
     ) -> Result<(), Refusal> {
         let job = self.id;
+        let savepoint = match savepoint {
+            Some(id) => Some(
+                self.savepoints
+                    .get(&id)
+                    .ok_or_else(|| Refusal::NotFound(format!("savepoint {id} of job {job}")))?,
+            ),
+            None => None,
+        };
         if super::join_topic(&self.spec).is_some() {
             return Err(Refusal::Conflict(format!(
                 "job {job} has a join: upgrading or rescaling it is not supported yet \
@@ -51,8 +59,10 @@ impl Job {
         if let Some(sp) = savepoint {
             self.check_generation(sp)?;
         }
-        let rescales = self.planned_count(new) != self.repartitions.first().copied();
-        if !rescales {
+        let Some(count) = self.planned_count(new) else {
+            return Ok(());
+        };
+        if Some(count) == self.repartitions.first().copied() {
             return Ok(());
         }
         if self.repartition_generation >= REPARTITION_GENERATIONS_MAX {
@@ -61,10 +71,23 @@ impl Job {
                  allows; submit it again as a new job"
             )));
         }
-        if let Some(task) = self.unsettled_rescale() {
+        let version = self.version;
+        let sources = match savepoint {
+            Some(sp) => rescale_sources(sp.pins.iter().map(|(t, pin)| (*t, pin.clone()))),
+            None => rescale_sources(
+                self.partitions
+                    .iter()
+                    .map(|(t, p)| (*t, p.committed_cut(version))),
+            ),
+        }
+        .map_err(|why| Refusal::Conflict(format!("job {job} cannot be rescaled now: {why}")))?;
+        let pins = sources.len() as u64 * u64::from(count);
+        if pins > RESCALE_SOURCE_PINS_MAX {
             return Err(Refusal::Conflict(format!(
-                "job {job}: task {task} has not committed since the last rescale (no input \
-                 reached it yet); rescale again once every task has committed"
+                "job {job}: a rescale from {} to {count} partitions records {pins} restore \
+                 sources, more than the {RESCALE_SOURCE_PINS_MAX} weir allows; rescale in \
+                 smaller steps",
+                sources.len()
             )));
         }
         if self.state == JobState::Stopped && !self.stopped_drained {
@@ -103,28 +126,14 @@ impl Job {
             .map(|topic| topic.partitions)
     }
 
-    /// A downstream task that still restores from the previous generation's snapshots (it
-    /// has not committed since the last rescale), if one does: its state is no snapshot of
-    /// its own yet, so it cannot be a source of the next rescale.
-    fn unsettled_rescale(&self) -> Option<PartitionId> {
-        self.partitions
-            .iter()
-            .find(|(_, p)| {
-                p.restore
-                    .as_ref()
-                    .is_some_and(|r| !r.pin.sources.is_empty())
-            })
-            .map(|(task, _)| *task)
-    }
-
-    /// Whether installing `new` would rescale the job, and it cannot be done now: the
+    /// Whether installing `new` cannot be done now, and why: the job repartitions and the
     /// stop that released it did not drain its repartition topic (no worker was left to
-    /// run the downstream tasks), or a task has no snapshot of its own yet. The upgrade is
-    /// then not applied.
-    pub(super) fn rescale_blocked(&self, new: &JobSpec) -> Option<String> {
-        if self.repartitions.is_empty()
-            || self.planned_count(new) == self.repartitions.first().copied()
-        {
+    /// run the downstream tasks: its downstream tasks would resume from their own commit
+    /// points, short of what the upstream tasks restored to an older cut write again), or
+    /// it rescales and its downstream tasks' state is no one cut of one version. The
+    /// upgrade is then not applied.
+    pub(super) fn upgrade_blocked(&self, new: &JobSpec) -> Option<String> {
+        if self.repartitions.is_empty() {
             return None;
         }
         if !self.stopped_drained {
@@ -134,8 +143,16 @@ impl Job {
                     .into(),
             );
         }
-        self.unsettled_rescale()
-            .map(|task| format!("task {task} has not committed since the last rescale"))
+        if self.planned_count(new) == self.repartitions.first().copied() {
+            return None;
+        }
+        let version = self.version;
+        rescale_sources(
+            self.partitions
+                .iter()
+                .map(|(t, p)| (*t, p.committed_cut(version))),
+        )
+        .err()
     }
 
     /// After an upgrade installed a spec whose plan has another partition count for the
@@ -149,25 +166,20 @@ impl Job {
         if self.repartitions.first() == Some(&count) {
             return;
         }
-        let previous: Vec<PartitionId> = self
+        let version = self.version;
+        let previous: Vec<(PartitionId, Pin)> = self
             .partitions
-            .keys()
-            .filter(|t| reads_repartition(**t))
-            .copied()
+            .iter()
+            .filter(|(t, _)| reads_repartition(**t))
+            .map(|(t, p)| (*t, p.committed_cut(version)))
             .collect();
-        let mut sources: Vec<(PartitionId, Pin)> = Vec::with_capacity(previous.len());
-        for task in previous {
-            if let Some(p) = self.partitions.remove(&task) {
-                let pin = match p.restore {
-                    Some(restore) => restore.pin,
-                    None => p.committed_cut(self.version),
-                };
-                debug_assert!(pin.sources.is_empty(), "a rescale of an unsettled rescale");
-                sources.push((task, pin));
-            }
-        }
+        // Checked when the upgrade was asked for and again before it was installed.
+        let Ok(sources) = rescale_sources(previous.into_iter()) else {
+            tracing::error!(job = %self.id, "a rescale without one cut to restore from; not applied");
+            return;
+        };
+        self.partitions.retain(|t, _| !reads_repartition(*t));
         let version = sources.first().map_or(self.version, |(_, pin)| pin.version);
-        debug_assert!(sources.iter().all(|(_, pin)| pin.version == version));
         self.repartition_generation += 1;
         self.repartitions = vec![count];
         for index in 0..count {
@@ -199,6 +211,52 @@ impl Job {
         let spec: JobSpec = serde_json::from_value(self.spec.clone()).ok()?;
         self.planned_count(&spec)
     }
+}
+
+/// The most restore sources a rescale may record: the previous generation's task count
+/// times the new one (each new task's restore names every previous task). It bounds the
+/// group's state and each assignment.
+pub const RESCALE_SOURCE_PINS_MAX: u64 = 65_536;
+
+/// The state a new generation of the downstream stage restores from, as `(task, pin)`:
+/// every downstream task's pin among `pins` (a job's or a savepoint's, every task's), or —
+/// when none of them has committed since the last rescale — the sources they all share.
+/// An error says why there is no such cut: some tasks committed since the last rescale and
+/// some not, or their state was written by different versions (a task that has not
+/// committed since the last upgrade), which one restore cannot read.
+fn rescale_sources(
+    pins: impl Iterator<Item = (PartitionId, Pin)>,
+) -> Result<Vec<(PartitionId, Pin)>, String> {
+    let downstream: Vec<(PartitionId, Pin)> = pins.filter(|(t, _)| reads_repartition(*t)).collect();
+    let unsettled = downstream
+        .iter()
+        .filter(|(_, p)| !p.sources.is_empty())
+        .count();
+    let sources = if unsettled == 0 {
+        downstream
+    } else if unsettled == downstream.len() {
+        let first = downstream[0].1.sources.clone();
+        if downstream.iter().any(|(_, p)| p.sources != first) {
+            return Err("the tasks of the last rescale restore from different cuts".into());
+        }
+        first
+    } else {
+        return Err(format!(
+            "{unsettled} of {} downstream tasks have not committed since the last rescale \
+             and the others have; rescale again once input reached every task",
+            downstream.len()
+        ));
+    };
+    let version = sources.first().map(|(_, pin)| pin.version);
+    if sources.iter().any(|(_, pin)| Some(pin.version) != version) {
+        return Err(
+            "the downstream tasks' state was written by different versions (a task \
+                    has not committed since the last upgrade); rescale again once input \
+                    reached every task"
+                .into(),
+        );
+    }
+    Ok(sources)
 }
 
 impl ControlState {

@@ -175,3 +175,93 @@ fn a_rescale_whose_stop_did_not_drain_is_not_applied() {
     // Stopped without a drained cut, a rescale is refused until the job ran again.
     assert!(refusal(rescale(&mut s, 4)).contains("did not drain"));
 }
+
+/// Places every task, pauses, drains and releases: `rescale` to `n` applied.
+fn rescale_through(s: &mut ControlState, n: u32) {
+    assert!(matches!(rescale(s, n), CommandResult::JobSubmitted { .. }));
+    drain_and_release(s);
+    settle(s);
+    assert_eq!(
+        s.jobs[&JobId(1)].repartitions,
+        vec![n],
+        "{:?}",
+        s.jobs[&JobId(1)].reason
+    );
+}
+
+fn sources_of(s: &ControlState, task: PartitionId) -> Vec<PartitionId> {
+    let j = &s.jobs[&JobId(1)];
+    let point = j.restore_point_of(&j.partitions[&task]).unwrap();
+    point.redistribute.iter().map(|r| r.partition).collect()
+}
+
+#[test]
+fn a_rescale_before_any_new_task_committed_restores_from_the_same_sources() {
+    let mut s = running_shuffled();
+    rescale_through(&mut s, 3);
+    // No input reached the new tasks: a second rescale takes the first one's sources.
+    rescale_through(&mut s, 4);
+    let j = &s.jobs[&JobId(1)];
+    assert_eq!(j.repartition_generation, 2);
+    let first = vec![PartitionId(10_000), PartitionId(10_001)];
+    for i in 0..4 {
+        assert_eq!(sources_of(&s, downstream_task(2, i)), first);
+    }
+    // One new task commits, the others not: no single cut to restore from.
+    checkpoint(&mut s, downstream_task(2, 0).0, 1, 5);
+    let why = refusal(rescale(&mut s, 2));
+    assert!(
+        why.contains("have not committed since the last rescale"),
+        "{why}"
+    );
+    for i in 1..4 {
+        checkpoint(&mut s, downstream_task(2, i).0, 1, 5);
+    }
+    rescale_through(&mut s, 2);
+    let second: Vec<PartitionId> = (0..4).map(|i| downstream_task(2, i)).collect();
+    assert_eq!(sources_of(&s, downstream_task(3, 1)), second);
+}
+
+#[test]
+fn an_upgrade_without_a_parallelism_keeps_the_jobs_and_a_start_clears_the_last_stops_release() {
+    let mut s = running_shuffled();
+    rescale_through(&mut s, 3);
+    for i in 0..3 {
+        checkpoint(&mut s, downstream_task(1, i).0, 1, 5);
+    }
+    // The submitted spec again, without `parallelism`, and a new sink: no rescale.
+    let mut spec = s.jobs[&JobId(1)].spec.clone();
+    spec.as_object_mut().unwrap().remove("parallelism");
+    spec["sink"]["topic"] = "out-v3".into();
+    let r = s.apply(&Command::UpgradeJob {
+        job: JobId(1),
+        tenant: None,
+        spec,
+        savepoint: None,
+        allow_state_drop: Vec::new(),
+        at_ms: 9,
+    });
+    assert!(
+        matches!(r, CommandResult::JobSubmitted { version: 3, .. }),
+        "{r:?}"
+    );
+    drain_and_release(&mut s);
+    settle(&mut s);
+    let j = &s.jobs[&JobId(1)];
+    assert_eq!(
+        (j.version, j.repartition_generation),
+        (3, 1),
+        "{:?}",
+        j.reason
+    );
+    assert_eq!(
+        j.spec["parallelism"], 3,
+        "the recorded spec names the count it keeps"
+    );
+    assert!(
+        j.partitions
+            .values()
+            .all(|p| !p.released_paused && !p.paused),
+        "a started job's tasks carry nothing of the last stop's release"
+    );
+}

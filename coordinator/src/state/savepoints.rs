@@ -380,6 +380,16 @@ impl ControlState {
                 sp.status.as_str()
             )));
         }
+        let generation = j.repartition_generation;
+        if sp.pins.keys().any(|t| {
+            weir_core::spec::stages::reads_repartition(*t)
+                && weir_core::spec::stages::task_generation(*t) != generation
+        }) {
+            return Err(Refusal::Conflict(format!(
+                "savepoint {savepoint} of job {job} was taken before the job was rescaled: its \
+                 downstream state is of tasks the job no longer runs"
+            )));
+        }
         if let Some(pin) = sp.pins.values().find(|pin| pin.version != j.version) {
             return Err(Refusal::Conflict(format!(
                 "savepoint {savepoint} of job {job} holds state of version {}; the job runs \

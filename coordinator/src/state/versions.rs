@@ -205,6 +205,7 @@ impl Job {
         self.state = JobState::Pending;
         for p in self.partitions.values_mut() {
             p.paused = false;
+            p.released_paused = false;
         }
     }
 
@@ -215,14 +216,14 @@ impl Job {
         self.settle_savepoints();
         let blocked = self.upgrade.as_ref().and_then(|upgrade| {
             let spec = serde_json::from_value::<JobSpec>(upgrade.spec.clone()).ok()?;
-            self.rescale_blocked(&spec)
+            self.upgrade_blocked(&spec)
         });
         if let Some(why) = blocked {
-            // The job stays stopped at its (undrained) cut; a start resumes it as it was.
+            // The job stays stopped at its cut; a start resumes it as it was.
             self.upgrade = None;
             self.reason = Some(format!(
-                "the upgrade to version {} was not applied: it rescales the job, and {why}; \
-                 start the job and upgrade it again",
+                "the upgrade to version {} was not applied: {why}; start the job and upgrade \
+                 it again",
                 self.version + 1
             ));
             return;
@@ -311,21 +312,19 @@ impl ControlState {
     /// starts it at once (a stopped job) or once the running job is released.
     pub(super) fn upgrade_job(&mut self, ask: UpgradeAsk<'_>) -> Result<CommandResult, Refusal> {
         let job = ask.job;
-        let new: JobSpec = serde_json::from_value(ask.spec.clone())
+        let mut new: JobSpec = serde_json::from_value(ask.spec.clone())
             .map_err(|e| Refusal::Invalid(format!("spec: {e}")))?;
         let j = self.visible_job_mut(job, ask.tenant)?;
+        let spec_json = keep_parallelism(j, &mut new, ask.spec);
+        let ask = UpgradeAsk {
+            spec: &spec_json,
+            ..ask
+        };
         let next = lifecycle::on_request(j.state, JobRequest::Upgrade)
             .map_err(|e| Refusal::Conflict(format!("job {job}: {e}")))?;
         let repartitions = !j.repartitions.is_empty();
         if repartitions {
-            let named =
-                match ask.savepoint {
-                    Some(id) => Some(j.savepoints.get(&id).ok_or_else(|| {
-                        Refusal::NotFound(format!("savepoint {id} of job {job}"))
-                    })?),
-                    None => None,
-                };
-            j.check_repartitioning_upgrade(&new, named, ask.allow_state_drop)?;
+            j.check_repartitioning_upgrade(&new, ask.savepoint, ask.allow_state_drop)?;
         }
         if j.versions().len() >= JOB_VERSIONS_MAX && j.prunable_version().is_none() {
             return Err(Refusal::Conflict(format!(
@@ -388,6 +387,21 @@ impl ControlState {
         }
         Ok(CommandResult::JobSubmitted { id: job, version })
     }
+}
+
+/// `new` (and its JSON, `spec`) with the job's current repartition count as its
+/// `parallelism` when it names none, for a job that repartitions: only an explicit
+/// parallelism rescales (the default, the source's partition count, may have grown or been
+/// left behind by an earlier rescale). The recorded spec then says which count it keeps.
+fn keep_parallelism(j: &Job, new: &mut JobSpec, spec: &serde_json::Value) -> serde_json::Value {
+    let mut spec = spec.clone();
+    if let (None, Some(&current)) = (new.parallelism, j.repartitions.first()) {
+        new.parallelism = Some(current);
+        if let Some(fields) = spec.as_object_mut() {
+            fields.insert("parallelism".into(), current.into());
+        }
+    }
+    spec
 }
 
 /// A pin standing for state the current version writes (a running partition's next

@@ -33,7 +33,17 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                     job.partitions.len()
                 ));
             }
-            for (partition, pin) in &sp.pins {
+            // A task of a rescale that had not committed yet pins its sources: the
+            // previous generation's snapshots it restores from must be there too.
+            let sources = sp.pins.values().flat_map(|pin| pin.sources.iter());
+            let mut pins: Vec<(&weir_core::ids::PartitionId, &weir_coordinator::state::Pin)> = sp
+                .pins
+                .iter()
+                .chain(sources.map(|(t, pin)| (t, pin)))
+                .collect();
+            pins.sort_by_key(|(t, pin)| (**t, pin.offset));
+            pins.dedup_by_key(|(t, pin)| (**t, pin.offset));
+            for (partition, pin) in pins {
                 if pin.checkpoint.is_none() {
                     continue;
                 }

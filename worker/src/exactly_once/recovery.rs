@@ -10,7 +10,7 @@ use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
 use crate::checkpoint_store::CheckpointStore;
 use crate::operators::shuffled::JoinSide;
-use crate::operators::{KeyRange, Pipeline, PipelineRole};
+use crate::operators::{KeyRange, Pipeline, PipelineRole, Redistribution};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
@@ -321,7 +321,12 @@ async fn redistributed<S: CheckpointStore>(
             restore.redistribute.len()
         )));
     }
-    let mut previous = Vec::with_capacity(restore.redistribute.len());
+    let range = KeyRange {
+        index: u32::try_from(*partition).unwrap_or(u32::MAX),
+        partitions: repartition.partitions,
+    };
+    // One previous task's state at a time beside this task's own.
+    let mut redistribution = Redistribution::new(&config.spec, role, range)?;
     for source in &restore.redistribute {
         let pipeline = match source.checkpoint {
             // A previous task that never committed held no key.
@@ -338,14 +343,10 @@ async fn redistributed<S: CheckpointStore>(
                 restore_pin(config, restore, role, state)?
             }
         };
-        previous.push(pipeline);
+        redistribution.add(&pipeline)?;
     }
-    let range = KeyRange {
-        index: u32::try_from(*partition).unwrap_or(u32::MAX),
-        partitions: repartition.partitions,
-    };
-    let pipeline = Pipeline::redistribute(&config.spec, role, &previous, range)?;
-    tracing::info!(job = %config.job, partition = %config.partition, previous = previous.len(), state_bytes = pipeline.state_bytes(), "rescaled task took its keys");
+    let pipeline = redistribution.finish();
+    tracing::info!(job = %config.job, partition = %config.partition, previous = restore.redistribute.len(), state_bytes = pipeline.state_bytes(), "rescaled task took its keys");
     Ok(pipeline)
 }
 

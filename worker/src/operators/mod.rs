@@ -237,5 +237,5 @@ pub use plan::RestoreError;
 pub use record::{
     DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
 };
-pub use redistribute::KeyRange;
+pub use redistribute::{KeyRange, Redistribution};
 pub use role::PipelineRole;

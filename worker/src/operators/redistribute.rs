@@ -33,63 +33,114 @@ impl KeyRange {
 impl Pipeline {
     /// The pipeline of `spec`'s `role` (a downstream stage) for the task `range` names,
     /// holding the keys of `previous` (the restored pipelines of the previous generation's
-    /// tasks, in task order) that route to it.
+    /// tasks, in task order) that route to it. See [`Redistribution`], which takes them
+    /// one at a time.
     pub fn redistribute(
         spec: &JobSpec,
         role: PipelineRole,
-        previous: &[Pipeline],
+        previous: impl IntoIterator<Item = Pipeline>,
         range: KeyRange,
     ) -> Result<Pipeline, RestoreError> {
+        let mut redistribution = Redistribution::new(spec, role, range)?;
+        for old in previous {
+            redistribution.add(&old)?;
+        }
+        Ok(redistribution.finish())
+    }
+}
+
+/// A rescaled task's pipeline being gathered from the previous generation's tasks, one
+/// at a time, so that a task holds at most one previous task's state beside its own while
+/// it restores.
+pub struct Redistribution {
+    new: Pipeline,
+    range: KeyRange,
+    /// Per upstream task, the least watermark of the previous tasks added so far; `None`
+    /// before the first.
+    upstream_watermarks: Option<Vec<Option<i64>>>,
+    /// How many previous tasks were added.
+    added: u32,
+}
+
+impl Redistribution {
+    /// An empty pipeline of `spec`'s `role` (a downstream stage) for the task `range` names.
+    pub fn new(
+        spec: &JobSpec,
+        role: PipelineRole,
+        range: KeyRange,
+    ) -> Result<Redistribution, RestoreError> {
         let PipelineRole::Downstream { .. } = role else {
             return Err(RestoreError::Upgrade(format!(
                 "only a downstream stage is rescaled, not {role:?}"
             )));
         };
-        let mut new = Pipeline::compile_role(spec, role)?;
-        let state = &mut new.state;
-        for old in previous {
-            state.max_event_ms = state.max_event_ms.max(old.state.max_event_ms);
-            let upstreams = state.upstream_watermarks.len();
-            if old.state.upstream_watermarks.len() > upstreams {
-                state
-                    .upstream_watermarks
-                    .resize(old.state.upstream_watermarks.len(), None);
-            }
-        }
-        for (i, least) in state.upstream_watermarks.iter_mut().enumerate() {
-            // `None` (no marker yet) is the least of all.
-            *least = previous
-                .iter()
-                .map(|old| old.state.upstream_watermarks.get(i).copied().flatten())
-                .min()
-                .flatten();
-        }
-        let watermark_ms = watermark(&new.plan, &new.state);
-        let corrupt = |message: String| RestoreError::Corrupt(message);
-        for (task, old) in previous.iter().enumerate() {
-            if planted(PlantedBug::RescaleLosesMovedKeys) && task as u32 != range.index {
-                continue;
-            }
-            for (memory, old_memory) in new.state.dedupe.iter_mut().zip(&old.state.dedupe) {
-                for (key, last_ms) in old_memory.entries_sorted() {
-                    if range.holds(key) {
-                        memory.restore_entry(key, last_ms).map_err(corrupt)?;
-                    }
+        Ok(Redistribution {
+            new: Pipeline::compile_role(spec, role)?,
+            range,
+            upstream_watermarks: None,
+            added: 0,
+        })
+    }
+
+    /// Takes the keys of `old` (a previous task's restored pipeline) that route to this
+    /// task, and its event-time progress.
+    pub fn add(&mut self, old: &Pipeline) -> Result<(), RestoreError> {
+        let task = self.added;
+        self.added += 1;
+        let state = &mut self.new.state;
+        state.max_event_ms = state.max_event_ms.max(old.state.max_event_ms);
+        self.upstream_watermarks =
+            Some(match self.upstream_watermarks.take() {
+                None => old.state.upstream_watermarks.clone(),
+                Some(least) => {
+                    let len = least.len().max(old.state.upstream_watermarks.len());
+                    // `None` (no marker yet, or an upstream task one side does not know) is
+                    // the least of all.
+                    (0..len)
+                        .map(|i| {
+                            let theirs = old.state.upstream_watermarks.get(i).copied().flatten();
+                            least.get(i).copied().flatten().min(theirs).filter(|_| {
+                                i < least.len() && i < old.state.upstream_watermarks.len()
+                            })
+                        })
+                        .collect()
                 }
-            }
-            let (Some(windows), Some(old_windows)) = (&mut new.state.windows, &old.state.windows)
-            else {
-                continue;
-            };
-            for (key, panes) in old_windows.keys_sorted() {
-                if range.holds(key) {
-                    windows
-                        .restore_key(key, panes.to_vec(), watermark_ms)
-                        .map_err(corrupt)?;
-                }
+            });
+        if old.state.dedupe.iter().any(|memory| memory.len() > 0) {
+            return Err(RestoreError::Upgrade(
+                "a downstream dedupe memory cannot be redistributed (it is keyed by the \
+                 dedupe key, not the shuffle's)"
+                    .into(),
+            ));
+        }
+        if planted(PlantedBug::RescaleLosesMovedKeys) && task != self.range.index {
+            return Ok(());
+        }
+        let (Some(windows), Some(old_windows)) = (&mut state.windows, &old.state.windows) else {
+            return Ok(());
+        };
+        // Each previous task's windows are open under its own watermark, so under the
+        // least one too: its own checks them.
+        let own_watermark = watermark(&old.plan, &old.state);
+        for (key, panes) in old_windows.keys_sorted() {
+            if self.range.holds(key) {
+                windows
+                    .restore_key(key, panes.to_vec(), own_watermark)
+                    .map_err(RestoreError::Corrupt)?;
             }
         }
-        Ok(new)
+        Ok(())
+    }
+
+    /// The task's pipeline, with every previous task added.
+    pub fn finish(mut self) -> Pipeline {
+        if let Some(least) = self.upstream_watermarks {
+            let upstreams = self.new.state.upstream_watermarks.len().max(least.len());
+            let mut watermarks = least;
+            watermarks.resize(upstreams, None);
+            self.new.state.upstream_watermarks = watermarks;
+        }
+        self.new
     }
 }
 

@@ -146,9 +146,10 @@ fn two_loads_upgraded(before: u32, after: u32, new_spec: &JobSpec) -> (Vec<Strin
             .map(|t| restore(downstream_role(), &t.snapshot()))
             .collect();
     } else {
-        let previous: Vec<Pipeline> = downstream
+        let snapshots: Vec<Vec<u8>> = downstream.iter().map(Pipeline::snapshot).collect();
+        let previous: Vec<Pipeline> = snapshots
             .iter()
-            .map(|t| restore(downstream_role(), &t.snapshot()))
+            .map(|bytes| restore(downstream_role(), bytes))
             .collect();
         downstream = (0..after)
             .map(|index| {
@@ -156,7 +157,8 @@ fn two_loads_upgraded(before: u32, after: u32, new_spec: &JobSpec) -> (Vec<Strin
                     index,
                     partitions: after,
                 };
-                Pipeline::redistribute(&spec, downstream_role(), &previous, range).unwrap()
+                let restored = snapshots.iter().map(|b| restore(downstream_role(), b));
+                Pipeline::redistribute(&spec, downstream_role(), restored, range).unwrap()
             })
             .collect();
         let held: usize = downstream
@@ -227,7 +229,7 @@ fn a_rescale_refuses_any_other_role() {
     let err = Pipeline::redistribute(
         &spec,
         PipelineRole::Upstream { shuffle_at: 0 },
-        &[],
+        Vec::new(),
         KeyRange {
             index: 0,
             partitions: 2,
