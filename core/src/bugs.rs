@@ -67,11 +67,14 @@ pub enum PlantedBug {
     /// An upgrade carries the state of a stage that `allow_state_drop` named (whenever it
     /// could be carried) instead of starting it empty.
     UpgradeRestoresWrongStage,
+    /// The temporal join enriches a left event with its key's newest version instead of
+    /// the version valid at the event's time.
+    TemporalJoinUsesLatest,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 18] = [
+    pub const ALL: [PlantedBug; 19] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -90,6 +93,7 @@ impl PlantedBug {
         PlantedBug::FenceForgetsCommitPoint,
         PlantedBug::PauseWithoutDrain,
         PlantedBug::UpgradeRestoresWrongStage,
+        PlantedBug::TemporalJoinUsesLatest,
     ];
 
     /// The name `--plant-bug` takes.
@@ -113,6 +117,7 @@ impl PlantedBug {
             PlantedBug::FenceForgetsCommitPoint => "fence-forgets-commit-point",
             PlantedBug::PauseWithoutDrain => "pause-without-drain",
             PlantedBug::UpgradeRestoresWrongStage => "upgrade-restores-wrong-stage",
+            PlantedBug::TemporalJoinUsesLatest => "temporal-join-uses-latest",
         }
     }
 

@@ -213,6 +213,10 @@ pub mod shuffled;
 mod snapshot;
 mod stages;
 mod table_key;
+mod temporal;
+mod temporal_codec;
+#[cfg(test)]
+mod temporal_tests;
 mod window;
 
 #[cfg(test)]
