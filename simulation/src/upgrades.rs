@@ -70,7 +70,9 @@ fn edit(kind: JobKind, n: u64) -> Option<(Stage, Option<&'static str>)> {
         | JobKind::Sliding
         | JobKind::Rekey
         | JobKind::JoinInner
-        | JobKind::JoinOuter => return None,
+        | JobKind::JoinOuter
+        | JobKind::TemporalInner
+        | JobKind::TemporalOuter => return None,
     };
     let stage = stages.into_iter().nth(n as usize)?;
     Some((stage, drop))

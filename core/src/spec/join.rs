@@ -358,6 +358,33 @@ allowed_lateness: 1s
     }
 
     #[test]
+    fn the_temporal_join_examples_are_accepted_specs() {
+        let doc = include_str!("../../../docs/JOB_SPEC.md");
+        let mut section = &doc[doc.find("## Temporal join").expect("the temporal section")..];
+        section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let mut kinds = Vec::new();
+        while let Some(start) = section.find("```yaml\n") {
+            let start = start + 8;
+            let len = section[start..].find("```").expect("the example ends");
+            let example = &section[start..start + len];
+            section = &section[start + len..];
+            let spec = format!("name: payments-with-risk\n{example}");
+            let spec = parse_job_spec(spec.as_bytes()).unwrap();
+            let Some(crate::spec::Stage::Join(join)) = spec
+                .pipeline
+                .iter()
+                .find(|stage| matches!(stage, crate::spec::Stage::Join(_)))
+            else {
+                panic!("an example without a join: {example}");
+            };
+            assert_eq!(join.with.topic, "merchant-risk");
+            assert!(join.within.is_zero());
+            kinds.push(join.kind);
+        }
+        assert_eq!(kinds, [JoinKind::Temporal, JoinKind::TemporalLeftOuter]);
+    }
+
+    #[test]
     fn a_spec_with_a_bad_join_is_refused_naming_the_field() {
         let field = |pipeline: &str| {
             let yaml = format!(
