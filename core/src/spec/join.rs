@@ -399,6 +399,16 @@ allowed_lateness: 1s
             )
         };
         assert_eq!(field(&join("captures", "1h")), None);
+        let temporal = |extra: &str| {
+            format!(
+                "{{ join: {{ with: {{ topic: risk }}, left_key: m, right_key: m, kind: temporal{extra} }} }}"
+            )
+        };
+        assert_eq!(field(&temporal("")), None);
+        assert_eq!(
+            field(&temporal(", within: 1h")).as_deref(),
+            Some("pipeline[0].join.within")
+        );
         assert_eq!(
             field(&format!(
                 "{{ filter: \"true\" }}, {}",
