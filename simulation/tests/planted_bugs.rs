@@ -155,7 +155,7 @@ fn a_temporal_join_with_the_newest_version_instead_of_the_valid_one_is_caught() 
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        19,
+        20,
         "a new planted bug needs its test here"
     );
 }
@@ -176,4 +176,10 @@ fn a_planted_bug_stays_on_its_own_thread() {
         },
     );
     assert!(run_seed(0, &options).ok);
+}
+
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_rescale_that_loses_the_keys_moving_to_another_task_is_caught() {
+    assert_caught(PlantedBug::RescaleLosesMovedKeys, SimOptions::default());
 }

@@ -225,6 +225,7 @@ async fn start<B: Broker>(
         poll_batch_records: 4,
         committed_checkpoint: None,
         repartitions,
+        repartition_generation: 0,
         restore: None,
         pins: None,
         join_upstreams,

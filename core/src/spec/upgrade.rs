@@ -182,12 +182,14 @@ fn check_job(old: &JobSpec, new: &JobSpec) -> Result<(), UpgradeError> {
         );
     }
     let shuffles = |spec: &JobSpec| super::stages::shuffling_key_by(spec).is_some();
-    if shuffles(old) || shuffles(new) {
+    let same_plan = old.source == new.source && old.pipeline == new.pipeline;
+    if (shuffles(old) || shuffles(new)) && !same_plan {
         return refuse(
             "pipeline",
             "an upgrade of a job that repartitions (a key_by the source is not partitioned \
-             by) is not supported yet: carrying its stages' state into a new version is \
-             not built",
+             by, or a join) may change its parallelism (a rescale), sink, dead-letter topic \
+             and checkpoint interval; changing its source or pipeline is not supported yet: \
+             carrying its stages' state into a new stage plan is not built",
         );
     }
     Ok(())

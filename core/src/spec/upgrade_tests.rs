@@ -226,3 +226,24 @@ fn unknown_names_and_job_level_changes_are_refused() {
         "pipeline"
     );
 }
+
+#[test]
+fn a_job_that_repartitions_may_change_its_parallelism_and_sink_but_not_its_plan() {
+    let shuffling = BASE.replacen(", partitioned_by: card", "", 1);
+    let old = spec(&shuffling);
+    let rescaled = spec(&format!("{shuffling}parallelism: 8\n").replacen(
+        "topic: alerts",
+        "topic: alerts-v2",
+        1,
+    ));
+    let plan = check_upgrade(&old, &rescaled, &[]).expect("parallelism and sink may change");
+    assert_eq!(plan, check_upgrade(&old, &old, &[]).unwrap());
+    let threshold = spec(&shuffling.replacen("count >= 5", "count >= 4", 1));
+    assert_eq!(
+        check_upgrade(&old, &threshold, &[])
+            .unwrap_err()
+            .to_spec_error()
+            .field,
+        "pipeline"
+    );
+}

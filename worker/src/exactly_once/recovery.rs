@@ -10,7 +10,7 @@ use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
 use crate::checkpoint_store::CheckpointStore;
 use crate::operators::shuffled::JoinSide;
-use crate::operators::{Pipeline, PipelineRole};
+use crate::operators::{KeyRange, Pipeline, PipelineRole};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
@@ -162,7 +162,7 @@ async fn prepare_task<B: Broker>(
         config.job,
         &config.spec,
         config.partition,
-        &config.repartitions,
+        (&config.repartitions, config.repartition_generation),
     )
     .map_err(|e| PartitionError::Stage(e.to_string()))?;
     let role = pipeline_role(&task, config, broker).await?;
@@ -245,6 +245,10 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
     committed: Option<i64>,
 ) -> Result<Recovered<B>, PartitionError> {
     let (pipeline, checkpoint) = match restore.checkpoint {
+        None if !restore.redistribute.is_empty() => (
+            redistributed(config, store, restore, (task, role)).await?,
+            0,
+        ),
         Some(_) => {
             let bytes = store
                 .get(config.job, config.partition, restore.offset)
@@ -291,6 +295,58 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
         input,
         restored: None,
     })
+}
+
+/// A task of a rescaled stage: the keys routed to it from the snapshots the stage's
+/// previous tasks left at the rescale's cut (`operators/redistribute.rs`).
+async fn redistributed<S: CheckpointStore>(
+    config: &PartitionConfig,
+    store: &S,
+    restore: &RestorePoint,
+    (task, role): (&StageTask, PipelineRole),
+) -> Result<Pipeline, PartitionError> {
+    let StageTask::Downstream {
+        partition,
+        repartition,
+        ..
+    } = task
+    else {
+        return Err(PartitionError::Stage(
+            "only a task of a downstream stage restores a rescale".into(),
+        ));
+    };
+    if restore.redistribute.len() > weir_core::spec::validate::PARALLELISM_MAX as usize {
+        return Err(PartitionError::Stage(format!(
+            "a rescale names {} previous tasks",
+            restore.redistribute.len()
+        )));
+    }
+    let mut previous = Vec::with_capacity(restore.redistribute.len());
+    for source in &restore.redistribute {
+        let pipeline = match source.checkpoint {
+            // A previous task that never committed held no key.
+            None => Pipeline::compile_role(&config.spec, role)?,
+            Some(_) => {
+                let bytes = store
+                    .get(config.job, source.partition, source.offset)
+                    .await?
+                    .ok_or(PartitionError::MissingSavepointSnapshot {
+                        savepoint: restore.savepoint,
+                        offset: source.offset,
+                    })?;
+                let (_, state) = decode_snapshot(&bytes)?;
+                restore_pin(config, restore, role, state)?
+            }
+        };
+        previous.push(pipeline);
+    }
+    let range = KeyRange {
+        index: u32::try_from(*partition).unwrap_or(u32::MAX),
+        partitions: repartition.partitions,
+    };
+    let pipeline = Pipeline::redistribute(&config.spec, role, &previous, range)?;
+    tracing::info!(job = %config.job, partition = %config.partition, previous = previous.len(), state_bytes = pipeline.state_bytes(), "rescaled task took its keys");
+    Ok(pipeline)
 }
 
 /// The pipeline restored from a restore point's snapshot: of this version's pipeline, or

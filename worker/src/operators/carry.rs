@@ -15,9 +15,9 @@ use weir_core::spec::JobSpec;
 
 impl Pipeline {
     /// Restores a snapshot that `old_spec`'s pipeline wrote into `new_spec`'s pipeline,
-    /// starting empty the stateful stages `state_drop` names. Only a job that runs as one
-    /// stage is upgraded (the coordinator refuses the others), so `role` is its whole
-    /// pipeline.
+    /// starting empty the stateful stages `state_drop` names. A job of several stages is
+    /// upgraded only with its plan unchanged (the coordinator refuses the others): its
+    /// tasks' state then reads as it is.
     pub fn restore_upgraded(
         old_spec: &JobSpec,
         new_spec: &JobSpec,
@@ -26,8 +26,17 @@ impl Pipeline {
         bytes: &[u8],
     ) -> Result<Pipeline, RestoreError> {
         if role != PipelineRole::Whole {
+            // A job of several stages is upgraded only with its plan unchanged (a new
+            // parallelism, sink or checkpoint interval): each stage's state reads as it is.
+            if super::snapshot::fingerprint(old_spec, role)
+                == super::snapshot::fingerprint(new_spec, role)
+            {
+                return Pipeline::restore_role(new_spec, role, bytes);
+            }
             return Err(RestoreError::Upgrade(
-                "only a job that runs as one stage can be upgraded".into(),
+                "a job of several stages is upgraded only with its source and pipeline \
+                 unchanged"
+                    .into(),
             ));
         }
         let old = Pipeline::restore_role(old_spec, role, bytes)?;

@@ -229,6 +229,7 @@ mod object;
 mod pipeline;
 mod plan;
 mod record;
+mod redistribute;
 pub mod role;
 pub mod shuffled;
 mod snapshot;
@@ -261,4 +262,5 @@ pub use plan::RestoreError;
 pub use record::{
     DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
 };
+pub use redistribute::KeyRange;
 pub use role::PipelineRole;
