@@ -70,11 +70,14 @@ pub enum PlantedBug {
     /// A task of a rescaled stage takes its keys only from the previous generation's task
     /// numbered like itself, so every key that moves to another partition loses its state.
     RescaleLosesMovedKeys,
+    /// The temporal join enriches a left event with its key's newest version instead of
+    /// the version valid at the event's time.
+    TemporalJoinUsesLatest,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 19] = [
+    pub const ALL: [PlantedBug; 20] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -94,6 +97,7 @@ impl PlantedBug {
         PlantedBug::PauseWithoutDrain,
         PlantedBug::UpgradeRestoresWrongStage,
         PlantedBug::RescaleLosesMovedKeys,
+        PlantedBug::TemporalJoinUsesLatest,
     ];
 
     /// The name `--plant-bug` takes.
@@ -118,6 +122,7 @@ impl PlantedBug {
             PlantedBug::PauseWithoutDrain => "pause-without-drain",
             PlantedBug::UpgradeRestoresWrongStage => "upgrade-restores-wrong-stage",
             PlantedBug::RescaleLosesMovedKeys => "rescale-loses-moved-keys",
+            PlantedBug::TemporalJoinUsesLatest => "temporal-join-uses-latest",
         }
     }
 

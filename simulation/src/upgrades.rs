@@ -100,7 +100,10 @@ fn edit(kind: JobKind, n: u64) -> Option<(Stage, Option<&'static str>)> {
         JobKind::Sliding | JobKind::Rekey => {
             ([filter("n >= 1"), filter("n >= 0"), filter("n > -1")], None)
         }
-        JobKind::JoinInner | JobKind::JoinOuter => return None,
+        JobKind::JoinInner
+        | JobKind::JoinOuter
+        | JobKind::TemporalInner
+        | JobKind::TemporalOuter => return None,
     };
     let stage = stages.into_iter().nth(n as usize)?;
     Some((stage, drop))
