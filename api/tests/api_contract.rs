@@ -554,7 +554,8 @@ async fn upgrade_routes_check_the_spec_and_are_tenant_scoped() {
     })
     .await;
 
-    // A job that repartitions cannot be upgraded yet; nor can a cancelled one.
+    // A job that repartitions may change what follows its aggregate, not its window
+    // (400 naming the pipeline), and may be rescaled; a job of one stage may not.
     let shuffling = acme
         .submit_job(SPEC.as_bytes().to_vec(), None)
         .await
@@ -562,10 +563,57 @@ async fn upgrade_routes_check_the_spec_and_are_tenant_scoped() {
         .id;
     partitions(shuffling).await;
     let e = acme
-        .upgrade_job(shuffling, SPEC, None, &[])
+        .upgrade_job(
+            shuffling,
+            &SPEC.replace("tumbling: 60s", "tumbling: 30s"),
+            None,
+            &[],
+        )
         .await
         .unwrap_err();
-    assert_eq!(status(e), 409);
+    assert_eq!(status(e), 400);
+    let e = acme.rescale_job(job, 4).await.unwrap_err();
+    assert_eq!(
+        status(e),
+        409,
+        "velocity is partitioned by its key: one stage"
+    );
+    let e = acme.rescale_job(shuffling, 0).await.unwrap_err();
+    assert!(e.to_string().contains("parallelism"), "{e}");
+    assert_eq!(status(e), 400);
+    let e = umbrella.rescale_job(shuffling, 3).await.unwrap_err();
+    assert_eq!(status(e), 404, "another tenant's job is not found");
+    let rescaled = acme.rescale_job(shuffling, 5).await.unwrap();
+    assert_eq!(rescaled.upgrade_version, 2);
+    // No task of it ever ran: nothing to drain, the rescale applies at once.
+    wait_for("version 2 pending", 10_000, || async {
+        let j = acme.get_job(shuffling).await.ok()?;
+        (j.version == 2 && j.state == JobState::Pending).then_some(j)
+    })
+    .await;
+    let e = acme.rescale_job(shuffling, 5).await.unwrap_err();
+    assert_eq!(status(e), 409, "it runs 5 already");
+    let threshold = acme
+        .upgrade_job(
+            shuffling,
+            &SPEC.replace("count >= 5", "count >= 3"),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(threshold.upgrade_version, 3);
+    wait_for("version 3 pending", 10_000, || async {
+        let j = acme.get_job(shuffling).await.ok()?;
+        (j.version == 3 && j.state == JobState::Pending).then_some(())
+    })
+    .await;
+    let versions = acme.job_versions(shuffling).await.unwrap();
+    assert_eq!(versions.len(), 3);
+    assert_eq!(
+        versions[2].spec["parallelism"], 5,
+        "the upgrade kept the rescaled count"
+    );
     acme.cancel_job(job).await.unwrap();
     let e = acme
         .upgrade_job(job, VELOCITY, None, &[])

@@ -40,15 +40,21 @@ impl Job {
     }
 
     /// Records, as a stop finishes, whether it drained the repartition topics: every
-    /// downstream task was released after reporting itself paused. A stop that finished
-    /// with nobody to run them (no worker left) did not.
+    /// downstream task was released after reporting itself paused, or no task ever ran. A
+    /// stop that finished with nobody to run them (no worker left) did not.
     pub(super) fn record_stop_cut(&mut self, releasing: JobState) {
+        // A job none of whose tasks ever ran wrote nothing to drain.
+        let never_ran = self
+            .partitions
+            .values()
+            .all(|p| p.epoch.0 == 0 && p.committed.is_none());
         self.stopped_drained = matches!(releasing, JobState::Stopping | JobState::Upgrading)
-            && self
-                .partitions
-                .iter()
-                .filter(|(id, _)| reads_repartition(**id))
-                .all(|(_, p)| p.released_paused);
+            && (never_ran
+                || self
+                    .partitions
+                    .iter()
+                    .filter(|(id, _)| reads_repartition(**id))
+                    .all(|(_, p)| p.released_paused));
     }
 
     /// Whether the job's committed cuts are one cut across its stages now: always for a
