@@ -165,14 +165,20 @@ fn a_rescale_whose_stop_did_not_drain_is_not_applied() {
     }
     settle(&mut s);
     let j = &s.jobs[&JobId(1)];
-    assert_eq!(j.state, JobState::Stopped);
+    assert_eq!(j.state, JobState::Pending, "the job runs on as it was");
     assert_eq!((j.version, j.repartitions.clone()), (1, vec![2]));
     assert!(
         j.reason.as_deref().unwrap_or("").contains("not applied"),
         "{:?}",
         j.reason
     );
-    // Stopped without a drained cut, a rescale is refused until the job ran again.
+    // Stopped without a drained cut (no worker), a rescale is refused until it ran again.
+    assert_eq!(
+        super::lifecycle_flow::change(&mut s, JobRequest::Stop),
+        CommandResult::Done
+    );
+    settle(&mut s);
+    assert_eq!(state(&s), JobState::Stopped);
     assert!(refusal(rescale(&mut s, 4)).contains("did not drain"));
 }
 

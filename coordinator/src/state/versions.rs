@@ -219,13 +219,20 @@ impl Job {
             self.upgrade_blocked(&spec)
         });
         if let Some(why) = blocked {
-            // The job stays stopped at its cut; a start resumes it as it was.
+            // The job runs on as it was, from its committed cut (as a plain start after
+            // such a stop does); the reason says why the upgrade did not happen.
             self.upgrade = None;
             self.reason = Some(format!(
-                "the upgrade to version {} was not applied: {why}; start the job and upgrade \
-                 it again",
-                self.version + 1
+                "the upgrade to version {} was not applied: {why}; the job runs on at version \
+                 {}: upgrade it again",
+                self.version + 1,
+                self.version
             ));
+            self.state = JobState::Pending;
+            for p in self.partitions.values_mut() {
+                p.paused = false;
+                p.released_paused = false;
+            }
             return;
         }
         match self.upgrade.take() {

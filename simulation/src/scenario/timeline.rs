@@ -287,10 +287,29 @@ impl Run {
         };
         let behind = dataflow::await_caught_up(&data.broker, &ids, deadline, &stages_now).await;
         if !behind.is_empty() {
+            // Each job's state as the group ends, to tell a stuck job from a slow one.
+            let states: Vec<String> = self
+                .final_control_state()
+                .map(|s| {
+                    s.jobs
+                        .values()
+                        .map(|j| {
+                            format!(
+                                "job {} {} version {} ({})",
+                                j.id,
+                                j.state.as_str(),
+                                j.version,
+                                j.reason.as_deref().unwrap_or("no reason")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             self.ctx.violation(format!(
-                "liveness: within {}ms of healing, jobs did not catch up: {}",
+                "liveness: within {}ms of healing, jobs did not catch up: {}; {}",
                 self.options.catch_up_deadline_ms,
-                behind.join(", ")
+                behind.join(", "),
+                states.join("; ")
             ));
         } else {
             self.ctx.event("every job caught up");
