@@ -39,6 +39,13 @@ struct Args {
     /// Members of weir's coordinator group: 1 or 3.
     #[arg(long, default_value_t = 1)]
     coordinators: usize,
+    /// `RUST_LOG` of weir's workers (`info` logs each partition's stop, fence, start and
+    /// restore, with timestamps: where an upgrade's time goes).
+    #[arg(long, default_value = "warn")]
+    worker_log: String,
+    /// Keep weir's worker logs and data directories, and print where.
+    #[arg(long)]
+    keep_weir_logs: bool,
     /// Flink's state backend: hashmap or rocksdb.
     #[arg(long, default_value = "hashmap")]
     flink_backend: String,
@@ -143,6 +150,7 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
                         &args.weir_bin,
                         &kafka.bootstrap,
                         args.coordinators,
+                        &args.worker_log,
                         &topics,
                     )
                     .await?;
@@ -155,11 +163,15 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
                         args.reps,
                     )
                     .await;
-                    side.check_workers()
-                        .err()
-                        .into_iter()
-                        .for_each(|e| eprintln!("lifecycle-bench: {e:#}"));
-                    side.stop();
+                    if let Err(e) = side.check_workers() {
+                        eprintln!("lifecycle-bench: {e:#}");
+                    }
+                    if let Some(kept) = side.stop(args.keep_weir_logs) {
+                        eprintln!(
+                            "lifecycle-bench: weir's worker logs kept in {}",
+                            kept.display()
+                        );
+                    }
                     figures?
                 }
                 System::Flink => {
@@ -188,6 +200,7 @@ async fn run(mut args: Args) -> anyhow::Result<()> {
     }
     drop(kafka);
     println!("{}", stats::table(&results, &args.keys));
+    println!("{}", stats::phases(&results));
     for ((keys, system), figures) in &results {
         for note in &figures.notes {
             println!("- {system}, {keys} keys: {note}");

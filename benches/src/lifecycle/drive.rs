@@ -21,8 +21,10 @@ const POLL: Duration = Duration::from_millis(10);
 pub trait Target {
     /// A savepoint of the running job: request to complete, and its size on disk.
     async fn savepoint(&mut self) -> anyhow::Result<(Duration, Option<u64>)>;
-    /// Replaces the running job with `version` (its map writes `"v": version`), state carried.
-    async fn upgrade(&mut self, version: u64) -> anyhow::Result<()>;
+    /// Replaces the running job with `version` (its map writes `"v": version`), state carried;
+    /// returns when the new version is running, with the end of each phase the system
+    /// shows, after the request.
+    async fn upgrade(&mut self, version: u64) -> anyhow::Result<Vec<(&'static str, Duration)>>;
     /// Stops the job with a savepoint: request to stopped with the savepoint complete, and the
     /// savepoint's name.
     async fn stop_with_savepoint(&mut self) -> anyhow::Result<(Duration, String)>;
@@ -72,11 +74,33 @@ pub async fn measure<T: Target>(
     for _ in 0..reps {
         let (old, new) = (version, version + 1);
         let asked = Instant::now();
-        target.upgrade(new).await?;
+        eprintln!(
+            "lifecycle-bench:   upgrade to v{new} asked at {} ms since the epoch",
+            epoch_ms()
+        );
+        let phases = target.upgrade(new).await?;
         wait_output(watcher, "the new version's output", Some(new), asked).await?;
         version = new;
-        let gap = sink::version_switch_gap(&watcher.seen(), old, new).unwrap_or_default();
+        let seen = watcher.seen();
+        let gap = sink::version_switch_gap(&seen, old, new).unwrap_or_default();
         figures.upgrade_downtime_ms.push(ms(gap));
+        if let Some(last) = seen
+            .iter()
+            .filter(|s| s.version == old)
+            .map(|s| s.received)
+            .max()
+        {
+            figures.phase("last output of the old version", signed_ms(last, asked));
+        }
+        for (name, at) in phases {
+            figures.phase(name, ms(at));
+        }
+        if let Some(first) = sink::first_of_every_partition(&seen, new) {
+            figures.phase(
+                "first output of the new version, every partition",
+                signed_ms(first, asked),
+            );
+        }
         eprintln!(
             "lifecycle-bench:   upgrade v{old} → v{new}: downtime {:.0} ms",
             ms(gap)
@@ -90,6 +114,10 @@ pub async fn measure<T: Target>(
     }
     for _ in 0..reps {
         let asked = Instant::now();
+        eprintln!(
+            "lifecycle-bench:   stop with savepoint asked at {} ms since the epoch",
+            epoch_ms()
+        );
         let (took, savepoint) = target.stop_with_savepoint().await?;
         figures.stop_savepoint_ms.push(ms(took));
         target.start_from(&savepoint).await?;
@@ -105,6 +133,21 @@ pub async fn measure<T: Target>(
         );
     }
     Ok(figures)
+}
+
+/// The wall clock, to line the bench's moments up with the processes' logs.
+fn epoch_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// Milliseconds from `from` to `at`, negative when `at` came first.
+fn signed_ms(at: Instant, from: Instant) -> f64 {
+    match at.checked_duration_since(from) {
+        Some(d) => ms(d),
+        None => -ms(from.duration_since(at)),
+    }
 }
 
 /// Milliseconds, for the tables.

@@ -154,12 +154,17 @@ impl Target for FlinkSide {
         Ok((took, size))
     }
 
-    async fn upgrade(&mut self, version: u64) -> anyhow::Result<()> {
+    async fn upgrade(&mut self, version: u64) -> anyhow::Result<Vec<(&'static str, Duration)>> {
+        let asked = Instant::now();
         let (_, savepoint) = self.stop_with_savepoint().await?;
+        let stopped = asked.elapsed();
         self.version = version;
         self.command(&format!("start {version} {savepoint}"))
             .await?;
-        Ok(())
+        Ok(vec![
+            ("stopped with a savepoint", stopped),
+            ("new version submitted and RUNNING", asked.elapsed()),
+        ])
     }
 
     async fn stop_with_savepoint(&mut self) -> anyhow::Result<(Duration, String)> {

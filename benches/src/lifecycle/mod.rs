@@ -87,8 +87,21 @@ pub struct Figures {
     /// Emitter windows seen more than once, and never seen, over the whole run.
     pub duplicates: u64,
     pub missing: u64,
+    /// Where an upgrade's time goes: each phase's end, in milliseconds after the request,
+    /// one sample per upgrade, in the order the phases happen.
+    pub upgrade_phases: Vec<(String, Vec<f64>)>,
     /// Notes on what happened (placement, retries), printed under the table.
     pub notes: Vec<String>,
+}
+
+impl Figures {
+    /// Adds one sample of an upgrade phase.
+    pub fn phase(&mut self, name: &str, ms: f64) {
+        match self.upgrade_phases.iter_mut().find(|(n, _)| n == name) {
+            Some((_, samples)) => samples.push(ms),
+            None => self.upgrade_phases.push((name.to_string(), vec![ms])),
+        }
+    }
 }
 
 /// The bytes of every file under `path` (or of `path` itself when it is a file).

@@ -149,6 +149,20 @@ pub fn version_switch_gap(seen: &[Seen], old: u64, new: u64) -> Option<Duration>
         .max()
 }
 
+/// When the last partition showed its first output of `version`.
+pub fn first_of_every_partition(seen: &[Seen], version: u64) -> Option<Instant> {
+    (0..PARTITIONS)
+        .map(|p| {
+            seen.iter()
+                .filter(|s| s.partition == p && s.version == version)
+                .map(|s| s.received)
+                .min()
+        })
+        .collect::<Option<Vec<_>>>()?
+        .into_iter()
+        .max()
+}
+
 /// The longest time between two consecutive outputs of one partition received within
 /// `[from, until]`, over every partition.
 pub fn longest_gap(seen: &[Seen], from: Instant, until: Instant) -> Duration {

@@ -99,6 +99,22 @@ pub fn table(results: &BTreeMap<(u64, &'static str), Figures>, keys: &[u64]) -> 
     out
 }
 
+/// Where the upgrades' time went: each phase's end after the request, per system and keys.
+pub fn phases(results: &BTreeMap<(u64, &'static str), Figures>) -> String {
+    let mut out = String::from(
+        "| keys | system | upgrade phase: its end after the request (ms) | median (min–max, n) |\n| ---: | --- | --- | ---: |\n",
+    );
+    for ((keys, system), figures) in results {
+        for (name, samples) in &figures.upgrade_phases {
+            out.push_str(&format!(
+                "| {keys} | {system} | {name} | {} |\n",
+                cell(samples)
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,11 +74,13 @@ pub struct WeirSide {
 }
 
 impl WeirSide {
-    /// Starts `coordinators` coordinators and the workers, and submits version 1.
+    /// Starts `coordinators` coordinators and the workers (logging at `worker_log`, a
+    /// `RUST_LOG` value), and submits version 1.
     pub async fn start(
         weir_bin: &Path,
         bootstrap: &str,
         coordinators: usize,
+        worker_log: &str,
         topics: &Topics,
     ) -> anyhow::Result<WeirSide> {
         let dir = tempfile::tempdir().context("cannot create the cluster's directory")?;
@@ -97,7 +99,8 @@ impl WeirSide {
             .collect();
         let mut workers = Vec::new();
         for id in WORKERS {
-            let spec = worker_launch(weir_bin, id, &addrs.join(","), bootstrap, dir.path());
+            let mut spec = worker_launch(weir_bin, id, &addrs.join(","), bootstrap, dir.path());
+            spec.env = vec![("RUST_LOG".into(), worker_log.into())];
             workers.push(ManagedProcess::start(spec)?);
         }
         let api = weir_group::admin_client(&addrs, REQUEST_TIMEOUT);
@@ -171,9 +174,18 @@ impl WeirSide {
         Some(total)
     }
 
-    /// Kills the workers and the group (also done on drop).
-    pub fn stop(self) {
-        drop(self);
+    /// Kills the workers and the group (also done on drop); with `keep`, leaves the
+    /// workers' logs and data on disk and returns where.
+    pub fn stop(self, keep: bool) -> Option<PathBuf> {
+        let WeirSide {
+            workers,
+            _group,
+            _dir,
+            ..
+        } = self;
+        drop(workers);
+        drop(_group);
+        keep.then(|| _dir.keep())
     }
 
     /// Whether a worker exited by itself.
@@ -200,11 +212,35 @@ impl Target for WeirSide {
         Ok((took, self.size_of(&done)))
     }
 
-    async fn upgrade(&mut self, version: u64) -> anyhow::Result<()> {
+    async fn upgrade(&mut self, version: u64) -> anyhow::Result<Vec<(&'static str, Duration)>> {
+        let asked = Instant::now();
         let body = serde_json::to_vec(&serde_json::json!({ "spec": spec(&self.topics, version) }))?;
         let _: serde_json::Value =
             weir_group::admin(&self.api, Method::PUT, &self.path(""), Some(body.into())).await?;
-        Ok(())
+        let mut phases = vec![("PUT answered 202 (upgrading)", asked.elapsed())];
+        // The job's states as the group shows them: released, fenced and installed once it
+        // is pending at the new version; running once every partition has an owner again.
+        let deadline = Instant::now() + STATE_TIMEOUT;
+        let mut pending_seen = false;
+        loop {
+            if let Ok(detail) = self.detail().await {
+                if detail.version == version {
+                    if !pending_seen {
+                        pending_seen = true;
+                        phases.push(("new version installed (released, fenced)", asked.elapsed()));
+                    }
+                    if detail.state == JobState::Running {
+                        phases.push(("running (every partition placed)", asked.elapsed()));
+                        break;
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("version {version} was not running within {STATE_TIMEOUT:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(phases)
     }
 
     async fn stop_with_savepoint(&mut self) -> anyhow::Result<(Duration, String)> {
