@@ -67,5 +67,7 @@ cargo test --release --locked -p weir-simulation --test sweep --test planted_bug
 log "planted bugs caught by the worker's tests"
 cargo test --locked -p weir-worker --features planted-bugs --test stage_cut --test supervisor_trouble
 cargo test --locked -p weir-worker --features planted-bugs --lib join_state_left_out
+cargo test --locked -p weir-worker --features planted-bugs --lib the_planted_bugs_of_the_temporal_join
+cargo test --locked -p weir-worker --features planted-bugs --test join
 
 log "all tests passed"

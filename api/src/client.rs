@@ -13,8 +13,8 @@ use weir_core::ids::{JobId, SavepointId};
 use weir_core::leader_client::RetryPolicy;
 use weir_core::wire::{
     AddMemberRequest, CheckpointRecord, ClusterStatus, CreateTenantRequest, ErrorBody, JobDetail,
-    JobSummary, JobVersionInfo, LifecycleAnswer, SavepointInfo, SubmittedJob, TenantToken,
-    UpgradeAnswer, UpgradeRequest, WorkerStatus,
+    JobSummary, JobVersionInfo, LifecycleAnswer, RescaleRequest, SavepointInfo, SubmittedJob,
+    TenantToken, UpgradeAnswer, UpgradeRequest, WorkerStatus,
 };
 
 /// Attempts per request across all coordinators before giving up.
@@ -330,6 +330,24 @@ impl Client {
         })?;
         let path = format!("/v1/jobs/{id}");
         self.request(Method::PUT, &path, Some((bytes, "application/json")))
+            .await
+    }
+
+    /// Rescales the stage behind a job's shuffle to `parallelism` partitions (an upgrade
+    /// to the spec with that `parallelism`).
+    pub async fn rescale_job(
+        &self,
+        id: JobId,
+        parallelism: u32,
+    ) -> Result<UpgradeAnswer, ClientError> {
+        let bytes = serde_json::to_vec(&RescaleRequest { parallelism }).map_err(|e| {
+            ClientError::Decode {
+                addr: String::new(),
+                message: e.to_string(),
+            }
+        })?;
+        let path = format!("/v1/jobs/{id}/rescale");
+        self.request(Method::POST, &path, Some((bytes, "application/json")))
             .await
     }
 

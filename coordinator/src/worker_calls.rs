@@ -76,6 +76,7 @@ pub async fn assignments(
                 pause: j.wants_partition_paused(partition),
                 pause_recorded: p.is_some_and(|p| p.paused),
                 repartitions: j.repartitions.clone(),
+                repartition_generation: j.repartition_generation,
                 keep_offsets: j.pinned_offsets(partition),
                 prune_below: p.map(|p| p.committed_cut(j.version).offset),
                 restore: p.and_then(|p| j.restore_point_of(p)),

@@ -67,11 +67,17 @@ pub enum PlantedBug {
     /// An upgrade carries the state of a stage that `allow_state_drop` named (whenever it
     /// could be carried) instead of starting it empty.
     UpgradeRestoresWrongStage,
+    /// A task of a rescaled stage takes its keys only from the previous generation's task
+    /// numbered like itself, so every key that moves to another partition loses its state.
+    RescaleLosesMovedKeys,
+    /// The temporal join enriches a left event with its key's newest version instead of
+    /// the version valid at the event's time.
+    TemporalJoinUsesLatest,
 }
 
 impl PlantedBug {
     /// Every bug, for `--list-bugs`.
-    pub const ALL: [PlantedBug; 18] = [
+    pub const ALL: [PlantedBug; 20] = [
         PlantedBug::AckBeforeSync,
         PlantedBug::VoteNotSynced,
         PlantedBug::CommitBeforeSnapshot,
@@ -90,6 +96,8 @@ impl PlantedBug {
         PlantedBug::FenceForgetsCommitPoint,
         PlantedBug::PauseWithoutDrain,
         PlantedBug::UpgradeRestoresWrongStage,
+        PlantedBug::RescaleLosesMovedKeys,
+        PlantedBug::TemporalJoinUsesLatest,
     ];
 
     /// The name `--plant-bug` takes.
@@ -113,6 +121,8 @@ impl PlantedBug {
             PlantedBug::FenceForgetsCommitPoint => "fence-forgets-commit-point",
             PlantedBug::PauseWithoutDrain => "pause-without-drain",
             PlantedBug::UpgradeRestoresWrongStage => "upgrade-restores-wrong-stage",
+            PlantedBug::RescaleLosesMovedKeys => "rescale-loses-moved-keys",
+            PlantedBug::TemporalJoinUsesLatest => "temporal-join-uses-latest",
         }
     }
 

@@ -219,6 +219,29 @@ pub struct RestorePoint {
     /// empty. Left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_drop: Vec<String>,
+    /// A task of a rescaled stage that has not committed since the rescale: its state is
+    /// the keys that route to it (Kafka's murmur2 of the key over the stage's new
+    /// partition count) from these snapshots of the stage's previous tasks, and it reads
+    /// its new repartition topic from `offset` (0). Left out otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redistribute: Vec<RestoreSource>,
+}
+
+/// One snapshot a rescaled task takes its keys from: a task of the stage before the
+/// rescale, at its pinned cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSource {
+    pub partition: PartitionId,
+    pub checkpoint: Option<CheckpointId>,
+    pub offset: i64,
+}
+
+/// `POST /v1/jobs/{id}/rescale`: a new partition count for the stage behind the job's
+/// shuffle (its repartition topic's, and so its task count).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescaleRequest {
+    pub parallelism: u32,
 }
 
 /// `PUT /v1/jobs/{id}`: a new version of the job (its body may instead be the spec alone,
@@ -480,6 +503,10 @@ pub struct WorkerAssignment {
     /// partition) they say which stage this task runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repartitions: Vec<u32>,
+    /// How many times the job's downstream stage was rescaled: which repartition topic
+    /// its tasks use (`weir_core::spec::stages::repartition_topic_at`). Left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub repartition_generation: u32,
     /// Source offsets whose snapshots savepoints (or a pending restore) pin: pruning keeps
     /// them until the savepoint is deleted. Left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -640,3 +667,7 @@ pub struct ErrorBody {
 
 /// Keyed counts (for example jobs by state) reported by status endpoints.
 pub type Counts = BTreeMap<String, u64>;
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}

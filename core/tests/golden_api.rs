@@ -322,6 +322,7 @@ fn worker_bodies_are_pinned() {
                 pause: false,
                 pause_recorded: false,
                 repartitions: Vec::new(),
+                repartition_generation: 0,
                 keep_offsets: vec![],
                 prune_below: None,
                 restore: None,
@@ -348,6 +349,7 @@ fn worker_bodies_are_pinned() {
                 pause: true,
                 pause_recorded: true,
                 repartitions: Vec::new(),
+                repartition_generation: 0,
                 keep_offsets: vec![],
                 prune_below: None,
                 restore: None,
@@ -374,6 +376,7 @@ fn worker_bodies_are_pinned() {
                 pause: false,
                 pause_recorded: false,
                 repartitions: Vec::new(),
+                repartition_generation: 0,
                 keep_offsets: vec![1_200, 4_096],
                 prune_below: Some(1_200),
                 restore: Some(RestorePoint {
@@ -386,6 +389,7 @@ fn worker_bodies_are_pinned() {
                     after_checkpoint: Some(CheckpointId(45)),
                     spec_before: None,
                     state_drop: Vec::new(),
+                    redistribute: Vec::new(),
                 }),
                 join_upstreams: None,
             }],
@@ -553,6 +557,36 @@ fn upgrade_bodies_are_pinned() {
             after_checkpoint: Some(CheckpointId(9)),
             spec_before: Some(spec()),
             state_drop: vec!["dedupe#0".into()],
+            redistribute: Vec::new(),
+        },
+    );
+}
+
+#[test]
+fn rescale_bodies_are_pinned() {
+    pinned("rescale_request.json", &RescaleRequest { parallelism: 6 });
+    pinned(
+        "restore_point_rescale.json",
+        &RestorePoint {
+            savepoint: SavepointId(5),
+            checkpoint: None,
+            offset: 0,
+            snapshot: None,
+            after_checkpoint: None,
+            spec_before: Some(spec()),
+            state_drop: Vec::new(),
+            redistribute: vec![
+                RestoreSource {
+                    partition: PartitionId(10_000),
+                    checkpoint: Some(CheckpointId(12)),
+                    offset: 340,
+                },
+                RestoreSource {
+                    partition: PartitionId(10_001),
+                    checkpoint: None,
+                    offset: 0,
+                },
+            ],
         },
     );
 }

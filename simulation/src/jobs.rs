@@ -14,10 +14,12 @@
 //! its card hashes to (no shuffle, the placement checked by the engine); a re-keying job
 //! with a `parallelism` other than its source's partition count adds a `map` before its
 //! key_by, a filter between key_by and window and a filter after the aggregate that
-//! can fail. The stateless and dedupe jobs never shuffle. The join jobs (inner and left
-//! outer) join their source on the card with a second topic of their own
-//! ([`SimJob::join_with`]), fed by a second generator ([`EventGen::for_join`]) with the
-//! same kinds of events: both sides repartition.
+//! can fail. The stateless and dedupe jobs never shuffle. The join jobs (interval inner
+//! and left outer, temporal inner and left outer) join their source on the card with a
+//! second topic of their own ([`SimJob::join_with`]), fed by a second generator
+//! ([`EventGen::for_join`]) with the same kinds of events: both sides repartition. For a
+//! temporal join the right topic is the cards' versioned table: every event is a version
+//! of its card, and every fifth new event deletes it (`"deleted": true`).
 
 use crate::reference::partition_of_key;
 use rand::Rng;
@@ -45,6 +47,11 @@ pub enum JobKind {
     JoinInner,
     /// ...and left outer.
     JoinOuter,
+    /// A temporal (enrichment) join of the source with the cards' versions in a second
+    /// topic (the multi-stage family only): inner...
+    TemporalInner,
+    /// ...and left outer.
+    TemporalOuter,
 }
 
 impl JobKind {
@@ -69,7 +76,7 @@ impl JobKind {
     ];
 
     /// The multi-stage family.
-    pub const MULTI_STAGE: [JobKind; 8] = [
+    pub const MULTI_STAGE: [JobKind; 10] = [
         JobKind::Stateless,
         JobKind::Dedupe,
         JobKind::Tumbling,
@@ -78,6 +85,8 @@ impl JobKind {
         JobKind::Rekey,
         JobKind::JoinInner,
         JobKind::JoinOuter,
+        JobKind::TemporalInner,
+        JobKind::TemporalOuter,
     ];
 
     fn name(self) -> &'static str {
@@ -90,6 +99,8 @@ impl JobKind {
             JobKind::Rekey => "rekey",
             JobKind::JoinInner => "join",
             JobKind::JoinOuter => "outer",
+            JobKind::TemporalInner => "temporal",
+            JobKind::TemporalOuter => "temporal-outer",
         }
     }
 
@@ -103,7 +114,9 @@ impl JobKind {
                 | JobKind::Sliding
                 | JobKind::Rekey
                 | JobKind::JoinInner
-                | JobKind::JoinOuter,
+                | JobKind::JoinOuter
+                | JobKind::TemporalInner
+                | JobKind::TemporalOuter,
             ) => Placement::MerchantKey,
             (true, JobKind::Session) => Placement::CardPartition,
         }
@@ -153,7 +166,10 @@ impl JobKind {
   - filter: "total / (n - 2) > 10""#
             }
             // The join's own lines follow (`join_stage`): its right topic is the job's.
-            JobKind::JoinInner | JobKind::JoinOuter => {
+            JobKind::JoinInner
+            | JobKind::JoinOuter
+            | JobKind::TemporalInner
+            | JobKind::TemporalOuter => {
                 r#"
   - filter: "amount > 20""#
             }
@@ -162,7 +178,23 @@ impl JobKind {
 
     /// Whether the job joins its source with a second topic.
     pub fn joins(self) -> bool {
-        matches!(self, JobKind::JoinInner | JobKind::JoinOuter)
+        matches!(
+            self,
+            JobKind::JoinInner
+                | JobKind::JoinOuter
+                | JobKind::TemporalInner
+                | JobKind::TemporalOuter
+        )
+    }
+
+    /// Whether the job's join is temporal (its right topic a versioned table).
+    pub fn temporal(self) -> bool {
+        matches!(self, JobKind::TemporalInner | JobKind::TemporalOuter)
+    }
+
+    /// Whether the job's join is left outer (interval or temporal).
+    pub fn outer(self) -> bool {
+        matches!(self, JobKind::JoinOuter | JobKind::TemporalOuter)
     }
 }
 
@@ -302,7 +334,8 @@ checkpoint_interval: {checkpoint_ms}ms
 /// Whether a drawn stateless or dedupe job is a join instead (inner or left outer): a
 /// third of them, decided by values the seed draws anyway, so that every seed without a
 /// join draws exactly what it drew before joins existed (the seeds that catch the planted
-/// bugs stay).
+/// bugs stay). Half of the joins are temporal, again by a value already drawn: such a
+/// seed draws the same values as before, only its join reads the right topic as a table.
 fn as_join(
     drawn: JobKind,
     multi_stage: bool,
@@ -310,9 +343,17 @@ fn as_join(
     out_of_orderness_ms: u64,
 ) -> JobKind {
     let eligible = multi_stage && matches!(drawn, JobKind::Stateless | JobKind::Dedupe);
-    match (eligible, checkpoint_ms % 3, out_of_orderness_ms % 2) {
-        (true, 0, 0) => JobKind::JoinInner,
-        (true, 0, _) => JobKind::JoinOuter,
+    let temporal = (checkpoint_ms / 3) % 2 == 1;
+    match (
+        eligible,
+        checkpoint_ms % 3,
+        out_of_orderness_ms % 2,
+        temporal,
+    ) {
+        (true, 0, 0, false) => JobKind::JoinInner,
+        (true, 0, _, false) => JobKind::JoinOuter,
+        (true, 0, 0, true) => JobKind::TemporalInner,
+        (true, 0, _, true) => JobKind::TemporalOuter,
         _ => drawn,
     }
 }
@@ -328,15 +369,21 @@ fn draw_join(rng: &mut impl Rng, kind: JobKind, name: &str) -> (Option<(String, 
     let right_out_of_orderness_ms = rng.gen_range(0..=2_000);
     let (join_kind, lateness) = match kind {
         JobKind::JoinOuter => ("left_outer", "\n      allowed_lateness: 500ms"),
+        JobKind::TemporalInner => ("temporal", ""),
+        JobKind::TemporalOuter => ("temporal_left_outer", "\n      allowed_lateness: 500ms"),
         _ => ("inner", ""),
+    };
+    // A temporal join keeps versions by the watermark: no `within`.
+    let within = match kind.temporal() {
+        true => "",
+        false => "\n      within: 300ms",
     };
     let stage = format!(
         r#"
   - join:
       with: {{ topic: {topic}, format: json, event_time: ts, max_out_of_orderness: {right_out_of_orderness_ms}ms }}
       left_key: "card"
-      right_key: "card"
-      within: 300ms
+      right_key: "card"{within}
       kind: {join_kind}{lateness}"#
     );
     (Some((topic, partitions)), stage)
@@ -386,7 +433,12 @@ pub struct EventGen {
     recent: Vec<Recent>,
     placement: Placement,
     source_partitions: u32,
+    /// A temporal join's right topic: every this many new events, one deletes its card.
+    deletion_every: Option<u64>,
 }
+
+/// New events of a temporal join's right topic per deletion of a card.
+const DELETION_EVERY: u64 = 5;
 
 /// An event kept for repeats: its card and merchant, and its value.
 #[derive(Debug, Clone)]
@@ -413,6 +465,7 @@ impl EventGen {
             recent: Vec::new(),
             placement: Placement::CardKey,
             source_partitions: 1,
+            deletion_every: None,
         }
     }
 
@@ -424,6 +477,7 @@ impl EventGen {
             source_partitions: (*partitions).max(1),
             // Ids of their own, so a pair names both of its events.
             next_id: 500_000_000,
+            deletion_every: job.kind.temporal().then_some(DELETION_EVERY),
             ..Self::new()
         })
     }
@@ -516,8 +570,13 @@ impl EventGen {
             rng.gen_range(1..500).to_string()
         };
         let merchant_field = merchant.map_or(String::new(), |m| format!(r#", "merchant": "{m}""#));
+        // Decided by the id, so no value is drawn for it and the seeds stay.
+        let deleted = match self.deletion_every {
+            Some(every) if id.is_multiple_of(every) => r#", "deleted": true"#,
+            _ => "",
+        };
         let value = format!(
-            r#"{{"id": {id}, "card": "{card}", "amount": {amount}, "ts": {ts}{merchant_field}}}"#
+            r#"{{"id": {id}, "card": "{card}", "amount": {amount}, "ts": {ts}{merchant_field}{deleted}}}"#
         )
         .into_bytes();
         if self.recent.len() == RECENT_KEPT {

@@ -51,7 +51,10 @@ fn the_multi_stage_family_shuffles_exactly_the_re_keying_jobs() {
                 assert_eq!(job.placement, Placement::CardPartition);
             }
             // The join repartitions both of its sides, and no key_by of it shuffles.
-            JobKind::JoinInner | JobKind::JoinOuter => {
+            JobKind::JoinInner
+            | JobKind::JoinOuter
+            | JobKind::TemporalInner
+            | JobKind::TemporalOuter => {
                 assert_eq!(decision, None);
                 assert_eq!(job.placement, Placement::MerchantKey);
                 let plan = plan_stages(&job.spec, JobId(1), job.source_partitions).unwrap();
@@ -185,7 +188,7 @@ fn the_reference_evaluates_every_kind_of_the_multi_stage_family() {
                 .outputs
                 .iter()
                 .any(|o| o.value.ends_with(b",\"right\":null}"));
-            assert_eq!(outer, kind == JobKind::JoinOuter, "{kind:?}");
+            assert_eq!(outer, kind.outer(), "{kind:?}");
             continue;
         }
         let out = evaluate_job(

@@ -12,7 +12,8 @@
 //! Now and then (at most [`crate::upgrades::UPGRADES_PER_JOB_MAX`] times a job) the driver
 //! upgrades a job that runs as one stage instead (`crate::upgrades`): a compatible edit
 //! after its stateful stages, sometimes dropping a stage's state. The reference then
-//! evaluates each version from its cut on, read from the final state.
+//! evaluates each version from its cut on, read from the final state. A job that
+//! repartitions is rescaled instead (its outputs do not change).
 //!
 //! A pair once begun is always closed (a resume after a pause, a start after a stop),
 //! also after the fault phase ends, so that every job runs again before the data check;
@@ -69,6 +70,8 @@ enum Request {
     DeleteSavepoint(SavepointId),
     /// An upgrade to this spec (as JSON), dropping these stages' state.
     Upgrade(serde_json::Value, Vec<String>),
+    /// A rescale of the downstream stage to this partition count.
+    Rescale(u32),
 }
 
 impl Request {
@@ -106,6 +109,12 @@ impl Request {
                 spec: spec.clone(),
                 savepoint: None,
                 allow_state_drop: allow_state_drop.clone(),
+                at_ms: 0,
+            },
+            Request::Rescale(parallelism) => Command::RescaleJob {
+                job,
+                tenant,
+                parallelism: *parallelism,
                 at_ms: 0,
             },
         }
@@ -147,10 +156,13 @@ pub async fn drive(
             job: id,
             name: &job.name,
         };
-        if let Some((spec, drop)) = crate::upgrades::draw(&mut rng, &view, id, job) {
+        if let Some(edit) = crate::upgrades::draw(&mut rng, &view, id, job) {
             // Refused (the job is not running yet) or not: nothing to close.
-            let upgrade = Request::Upgrade(spec, drop);
-            driver.send(&mut rng, upgrade, OPEN_ATTEMPTS_MAX).await;
+            let request = match edit {
+                crate::upgrades::Edit::Upgrade(spec, drop) => Request::Upgrade(spec, drop),
+                crate::upgrades::Edit::Rescale(n) => Request::Rescale(n),
+            };
+            driver.send(&mut rng, request, OPEN_ATTEMPTS_MAX).await;
             continue;
         }
         let (open, close) = if rng.gen_bool(0.5) {

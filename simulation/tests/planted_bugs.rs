@@ -140,6 +140,12 @@ fn join_state_left_out_of_the_snapshot_is_caught() {
     assert_caught(PlantedBug::JoinStateNotInSnapshot, SimOptions::default());
 }
 
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_temporal_join_with_the_newest_version_instead_of_the_valid_one_is_caught() {
+    assert_caught(PlantedBug::TemporalJoinUsesLatest, SimOptions::default());
+}
+
 // Caught outside the simulation (all run by scripts/test.sh): `pause-without-drain`, whose
 // effect shows only in a start from an older savepoint (the simulation starts only from a
 // stop's own), by `--test stage_cut`; `fence-forgets-commit-point`, which seed 193 caught
@@ -149,7 +155,7 @@ fn join_state_left_out_of_the_snapshot_is_caught() {
 fn every_planted_bug_has_a_test_above() {
     assert_eq!(
         PlantedBug::ALL.len(),
-        18,
+        20,
         "a new planted bug needs its test here"
     );
 }
@@ -170,4 +176,10 @@ fn a_planted_bug_stays_on_its_own_thread() {
         },
     );
     assert!(run_seed(0, &options).ok);
+}
+
+#[test]
+#[ignore = "many seeds: run in release by scripts/test.sh"]
+fn a_rescale_that_loses_the_keys_moving_to_another_task_is_caught() {
+    assert_caught(PlantedBug::RescaleLosesMovedKeys, SimOptions::default());
 }

@@ -88,7 +88,8 @@ pub async fn task_key_state<S: CheckpointStore>(
             committed,
         });
     }
-    let stage = resolve(job, spec, task.partition, repartitions)?;
+    let generation = weir_core::spec::stages::task_generation(task.partition);
+    let stage = resolve(job, spec, task.partition, (repartitions, generation))?;
     let pipeline = Pipeline::restore_role(spec, stage.role(source_partitions), state)?;
     let state = pipeline.key_state(key);
     if state.is_empty() {

@@ -121,6 +121,7 @@ fn records_near_kafkas_size_limits_become_dead_letters_that_fit() {
             poll_batch_records: 16,
             committed_checkpoint: None,
             repartitions: Vec::new(),
+            repartition_generation: 0,
             restore: None,
             pins: None,
             join_upstreams: None,

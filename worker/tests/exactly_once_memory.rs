@@ -127,6 +127,7 @@ fn config(spec: &JobSpec, worker: &str, epoch: u64) -> PartitionConfig {
         poll_batch_records: 50,
         committed_checkpoint: None,
         repartitions: Vec::new(),
+        repartition_generation: 0,
         restore: None,
         pins: None,
         join_upstreams: None,
@@ -992,6 +993,7 @@ async fn a_start_from_a_savepoint_reads_again_from_its_cut_and_moves_the_commit_
                         after_checkpoint: Some(weir_core::ids::CheckpointId(1)),
                         spec_before: None,
                         state_drop: Vec::new(),
+                        redistribute: Vec::new(),
                     }
                 })
             }),

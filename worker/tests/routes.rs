@@ -79,6 +79,7 @@ async fn run(spec: &str, values: &[&str], topics: &[&str]) -> Vec<Vec<String>> {
         poll_batch_records: 50,
         committed_checkpoint: None,
         repartitions: Vec::new(),
+        repartition_generation: 0,
         restore: None,
         pins: None,
         join_upstreams: None,

@@ -182,6 +182,7 @@ impl Job {
                 poll_batch_records: 40,
                 committed_checkpoint: floor,
                 repartitions,
+                repartition_generation: 0,
                 restore,
                 pins: None,
                 join_upstreams: None,

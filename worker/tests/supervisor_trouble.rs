@@ -102,6 +102,7 @@ impl ControlPlane for LocalControl {
                     pause: j.wants_partition_paused(partition),
                     pause_recorded: j.partitions[&partition].paused,
                     repartitions: j.repartitions.clone(),
+                    repartition_generation: j.repartition_generation,
                     keep_offsets: j.pinned_offsets(partition),
                     prune_below: Some(j.partitions[&partition].committed_cut(j.version).offset),
                     restore: j.restore_point_of(&j.partitions[&partition]),

@@ -1,5 +1,6 @@
 //! `weir job submit|list|get|cancel|pause|resume|stop|start|checkpoints|savepoint|
-//! savepoints|delete-savepoint|state|upgrade|versions` (the last two in `job_upgrade.rs`).
+//! savepoints|delete-savepoint|state|upgrade|rescale|versions` (the last three in
+//! `job_upgrade.rs`).
 
 use super::weir_api_client_args::ClientArgs;
 use super::{print_json, read_file};
@@ -112,6 +113,18 @@ pub enum JobCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change the partition count of the stage behind a job's shuffle (a job that
+    /// repartitions): the job is stopped at a drained cut, and the stage's keys and their
+    /// state are redistributed over N new tasks reading a new repartition topic. A new
+    /// version of the job, its spec's `parallelism` N.
+    Rescale {
+        id: u64,
+        /// The new partition count (1 to 10000).
+        #[arg(long, value_name = "N")]
+        parallelism: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// List a job's versions.
     Versions {
         id: u64,
@@ -196,7 +209,7 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             }
             print_checkpoints(&records);
         }
-        JobCommand::Upgrade { .. } | JobCommand::Versions { .. } => {
+        JobCommand::Upgrade { .. } | JobCommand::Versions { .. } | JobCommand::Rescale { .. } => {
             return super::job_upgrade::run(cmd).await
         }
         other => return run_stop_start_savepoints(other).await,

@@ -1,4 +1,5 @@
-//! `weir job upgrade ID SPEC [--from-savepoint SP] [--allow-state-drop ID]...` and
+//! `weir job upgrade ID SPEC [--from-savepoint SP] [--allow-state-drop ID]...`,
+//! `weir job rescale ID --parallelism N` (an upgrade to a new `parallelism`) and
 //! `weir job versions ID`.
 
 use super::job::JobCommand;
@@ -6,7 +7,7 @@ use super::{print_json, read_file};
 use weir_core::ids::JobId;
 use weir_core::wire::JobVersionInfo;
 
-/// Runs `upgrade` or `versions`.
+/// Runs `upgrade`, `rescale` or `versions`.
 pub(super) async fn run(cmd: JobCommand) -> anyhow::Result<()> {
     match cmd {
         JobCommand::Upgrade {
@@ -34,6 +35,24 @@ pub(super) async fn run(cmd: JobCommand) -> anyhow::Result<()> {
                 answer.savepoint
             );
         }
+        JobCommand::Rescale {
+            id,
+            parallelism,
+            client,
+        } => {
+            let answer = client.client().rescale_job(JobId(id), parallelism).await?;
+            if client.json {
+                return print_json(&answer);
+            }
+            println!(
+                "job {} is {}: version {} runs its downstream stage with {parallelism} \
+                 partitions, its state redistributed from savepoint {}",
+                answer.job.id,
+                answer.job.state.as_str(),
+                answer.upgrade_version,
+                answer.savepoint
+            );
+        }
         JobCommand::Versions { id, client } => {
             let versions = client.client().job_versions(JobId(id)).await?;
             if client.json {
@@ -41,7 +60,7 @@ pub(super) async fn run(cmd: JobCommand) -> anyhow::Result<()> {
             }
             print_versions(&versions);
         }
-        other => unreachable!("not an upgrade or versions command: {other:?}"),
+        other => unreachable!("not an upgrade, rescale or versions command: {other:?}"),
     }
     Ok(())
 }

@@ -102,6 +102,7 @@ pub fn task_config(
         poll_batch_records: POLL_BATCH_RECORDS_MAX,
         committed_checkpoint: None,
         repartitions,
+        repartition_generation: 0,
         restore: None,
         pins: None,
         join_upstreams: None,

@@ -195,6 +195,7 @@ pub fn router(state: ApiState) -> Router {
             get(jobs::get).delete(jobs::cancel).put(upgrades::upgrade),
         )
         .route("/v1/jobs/{id}/versions", get(upgrades::versions))
+        .route("/v1/jobs/{id}/rescale", post(upgrades::rescale))
         .route("/v1/jobs/{id}/checkpoints", get(jobs::checkpoints))
         .route("/v1/jobs/{id}/pause", post(job_lifecycle::pause))
         .route("/v1/jobs/{id}/resume", post(job_lifecycle::resume))

@@ -5,6 +5,9 @@
 //! naming the stage and the reason); a job in a state that does not allow it, or one that
 //! repartitions, is a 409.
 //!
+//! `POST /v1/jobs/{id}/rescale` (`{"parallelism": N}`) is an upgrade to the current spec
+//! with a new `parallelism`, for a job that repartitions (`state/rescale.rs`).
+//!
 //! The body is `{"spec": ..., "savepoint": N, "allow_state_drop": [ids]}`, the spec a JSON
 //! object or a string holding YAML or JSON; or the spec alone, in any form `POST /v1/jobs`
 //! takes, with `?savepoint=N&allow_state_drop=a,b` in the query.
@@ -21,7 +24,7 @@ use axum::Json;
 use serde::Deserialize;
 use weir_core::ids::{JobId, SavepointId};
 use weir_core::spec::parse_job_spec;
-use weir_core::wire::{JobVersionInfo, UpgradeAnswer, UpgradeRequest};
+use weir_core::wire::{JobVersionInfo, RescaleRequest, UpgradeAnswer, UpgradeRequest};
 
 /// Ids one upgrade may name in `allow_state_drop` (a pipeline has at most 64 stages).
 const STATE_DROP_IDS_MAX: usize = 64;
@@ -58,9 +61,43 @@ pub async fn upgrade(
         allow_state_drop: request.allow_state_drop,
         at_ms,
     };
+    answer_upgrade(&state, &headers, &principal, id, command).await
+}
+
+/// `POST /v1/jobs/{id}/rescale` with `{"parallelism": N}` → 202 as an upgrade: the job's
+/// summary, the version the rescale makes (the spec with the new `parallelism`) and the
+/// savepoint its downstream stage's state is redistributed from.
+pub async fn rescale(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<UpgradeAnswer>), ApiError> {
+    let principal = state.principal(&headers)?;
+    let id = parse_job_id(&id)?;
+    let request: RescaleRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_field("parallelism", e.to_string()))?;
+    let at_ms = state.coordinator.seams().clock.now_ms();
+    let command = Command::RescaleJob {
+        job: id,
+        tenant: principal.tenant().cloned(),
+        parallelism: request.parallelism,
+        at_ms,
+    };
+    answer_upgrade(&state, &headers, &principal, id, command).await
+}
+
+/// Writes an upgrade (or rescale) command and answers with what it started.
+async fn answer_upgrade(
+    state: &ApiState,
+    headers: &HeaderMap,
+    principal: &super::auth::Principal,
+    id: JobId,
+    command: Command,
+) -> Result<(StatusCode, Json<UpgradeAnswer>), ApiError> {
     let answer = state
         .coordinator
-        .write(state.once(&headers, &principal, command))
+        .write(state.once(headers, principal, command))
         .await?;
     let CommandResult::JobSubmitted { version, .. } = answer else {
         return Err(ApiError::new(
@@ -69,7 +106,7 @@ pub async fn upgrade(
         ));
     };
     let s = state.coordinator.state().read();
-    let job = visible_job(&s.control.jobs, id, &principal)?;
+    let job = visible_job(&s.control.jobs, id, principal)?;
     let savepoint = job
         .upgrade
         .as_ref()

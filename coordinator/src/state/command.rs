@@ -54,6 +54,15 @@ pub enum Command {
         allow_state_drop: Vec<String>,
         at_ms: u64,
     },
+    /// A user's rescale request: an upgrade to the job's current spec with `parallelism`
+    /// (the partition count of the stage behind its shuffle); `tenant` limits the request
+    /// to that tenant's jobs.
+    RescaleJob {
+        job: JobId,
+        tenant: Option<TenantName>,
+        parallelism: u32,
+        at_ms: u64,
+    },
     /// A user's savepoint request: pins every partition's committed cut (a stopping job's
     /// once it is stopped); `tenant` limits the request to that tenant's jobs.
     TakeSavepoint {

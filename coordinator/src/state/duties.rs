@@ -5,8 +5,13 @@
 
 use super::{lifecycle, ControlState};
 use weir_core::ids::{JobId, PartitionId, WorkerId};
-use weir_core::spec::stages::repartition_topic_name;
+use weir_core::spec::stages::repartition_topic_at;
 use weir_core::wire::JobState;
+
+/// How many generations before a cancelled job's current one have their repartition topics
+/// deleted with it: a rescale leaves its previous topic (drained, unread) until the job is
+/// cancelled; older ones than this are left to their retention.
+const RETIRED_GENERATIONS_DELETED: u32 = 16;
 
 impl ControlState {
     /// The fence duties of `worker`: partitions of jobs that run nowhere (stopping,
@@ -61,8 +66,14 @@ impl ControlState {
             })
             .take(max)
             .map(|job| {
-                let topics = (1..=job.repartitions.len())
-                    .map(|stage| repartition_topic_name(job.id, stage))
+                // Each rescale switched to a new topic: the recent generations' go too.
+                let generations = job
+                    .repartition_generation
+                    .saturating_sub(RETIRED_GENERATIONS_DELETED)
+                    ..=job.repartition_generation;
+                let topics = generations
+                    .flat_map(|g| (1..=job.repartitions.len()).map(move |stage| (stage, g)))
+                    .map(|(stage, g)| repartition_topic_at(job.id, stage, g))
                     .collect();
                 (job.id, topics)
             })

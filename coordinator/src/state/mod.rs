@@ -7,6 +7,7 @@ mod command;
 mod duties;
 mod join_counts;
 pub mod lifecycle;
+mod rescale;
 mod savepoints;
 mod stage_cut;
 mod versions;
@@ -106,6 +107,14 @@ pub struct Job {
     /// tasks. A source that grows later adds no task to such a job. Left out when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join_left_partitions: Option<u32>,
+    /// How many times the job's downstream stage was rescaled (`rescale.rs`): its tasks
+    /// and repartition topic are this generation's. Left out while 0.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub repartition_generation: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -241,9 +250,9 @@ impl ControlState {
                 tenant,
                 request,
             } => self.request(*job, tenant.as_ref(), *request),
-            Command::FinishStop { .. } | Command::UpgradeJob { .. } => {
-                self.apply_version_command(command)
-            }
+            Command::FinishStop { .. }
+            | Command::UpgradeJob { .. }
+            | Command::RescaleJob { .. } => self.apply_version_command(command),
             Command::TakeSavepoint { .. }
             | Command::StopWithSavepoint { .. }
             | Command::StartFromSavepoint { .. }
@@ -452,6 +461,7 @@ impl ControlState {
                 upgrade: None,
                 join_partition_count: None,
                 join_left_partitions: None,
+                repartition_generation: 0,
             },
         );
         Ok(CommandResult::JobSubmitted { id, version })
@@ -478,8 +488,10 @@ impl ControlState {
         let next = lifecycle::on_request(j.state, request)
             .map_err(|e| Refusal::Conflict(format!("job {job}: {e}")))?;
         if !lifecycle::wants_pause(next) {
+            // A pause or a release of an earlier stop says nothing about the next one.
             for p in j.partitions.values_mut() {
                 p.paused = false;
+                p.released_paused = false;
             }
         }
         if next != JobState::Upgrading {

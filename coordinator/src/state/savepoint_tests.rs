@@ -76,6 +76,7 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
             snapshot: Some("s1".into()),
             version: 1,
             state_drop: Vec::new(),
+            sources: Vec::new(),
         }
     );
     assert_eq!(
@@ -86,6 +87,7 @@ fn a_savepoint_of_a_running_job_pins_each_partitions_committed_cut_and_keeps_it(
             snapshot: None,
             version: 1,
             state_drop: Vec::new(),
+            sources: Vec::new(),
         }
     );
     // Later checkpoints move the cut, not the savepoint, and the pinned offset stays in

@@ -43,6 +43,11 @@ pub struct Pin {
     /// a later version drops them too. Left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_drop: Vec<String>,
+    /// A task of a rescaled stage that has not committed since the rescale: its state is
+    /// the keys routed to it from these pins of the stage's tasks before the rescale
+    /// (`rescale.rs`); its own offset is 0 of its new topic. Left out otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<(PartitionId, Pin)>,
 }
 
 fn first_version() -> u64 {
@@ -110,6 +115,7 @@ impl PartitionState {
                     .map(|c| c.snapshot.clone()),
                 version,
                 state_drop: Vec::new(),
+                sources: Vec::new(),
             },
             None => Pin {
                 checkpoint: None,
@@ -117,6 +123,7 @@ impl PartitionState {
                 snapshot: None,
                 version,
                 state_drop: Vec::new(),
+                sources: Vec::new(),
             },
         }
     }
@@ -146,6 +153,16 @@ impl PartitionState {
             after_checkpoint: r.after_checkpoint,
             spec_before: None,
             state_drop: r.state_drop.clone(),
+            redistribute: r
+                .pin
+                .sources
+                .iter()
+                .map(|(partition, pin)| weir_core::wire::RestoreSource {
+                    partition: *partition,
+                    checkpoint: pin.checkpoint,
+                    offset: pin.offset,
+                })
+                .collect(),
         })
     }
 }
@@ -363,6 +380,16 @@ impl ControlState {
                 sp.status.as_str()
             )));
         }
+        let generation = j.repartition_generation;
+        if sp.pins.keys().any(|t| {
+            weir_core::spec::stages::reads_repartition(*t)
+                && weir_core::spec::stages::task_generation(*t) != generation
+        }) {
+            return Err(Refusal::Conflict(format!(
+                "savepoint {savepoint} of job {job} was taken before the job was rescaled: its \
+                 downstream state is of tasks the job no longer runs"
+            )));
+        }
         if let Some(pin) = sp.pins.values().find(|pin| pin.version != j.version) {
             return Err(Refusal::Conflict(format!(
                 "savepoint {savepoint} of job {job} holds state of version {}; the job runs \
@@ -392,6 +419,7 @@ impl ControlState {
                     snapshot: None,
                     version: pin_version,
                     state_drop: Vec::new(),
+                    sources: Vec::new(),
                 },
                 None => continue,
             };

@@ -43,7 +43,7 @@ impl Job {
     /// downstream task was released after reporting itself paused. A stop that finished
     /// with nobody to run them (no worker left) did not.
     pub(super) fn record_stop_cut(&mut self, releasing: JobState) {
-        self.stopped_drained = releasing == JobState::Stopping
+        self.stopped_drained = matches!(releasing, JobState::Stopping | JobState::Upgrading)
             && self
                 .partitions
                 .iter()
@@ -70,7 +70,7 @@ impl Job {
     /// will be (it is stopping: the savepoint waits for the stop).
     pub(super) fn check_stage_cut(&self) -> Result<(), Refusal> {
         let quiet = match self.state {
-            JobState::Stopping => true,
+            JobState::Stopping | JobState::Upgrading => true,
             JobState::Paused | JobState::Stopped => self.stage_cut_consistent(),
             JobState::Pending => self.partitions.values().all(|p| p.worker.is_none()),
             _ => false,

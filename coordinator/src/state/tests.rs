@@ -865,3 +865,6 @@ mod stage_cut;
 
 #[path = "versions_tests.rs"]
 mod versions;
+
+#[path = "rescale_tests.rs"]
+mod rescale;

@@ -43,7 +43,7 @@ pub struct PendingUpgrade {
 
 /// What an upgrade request carries into the state machine.
 #[derive(Debug, Clone, Copy)]
-struct UpgradeAsk<'a> {
+pub(super) struct UpgradeAsk<'a> {
     pub job: JobId,
     pub tenant: Option<&'a TenantName>,
     pub spec: &'a serde_json::Value,
@@ -85,7 +85,10 @@ impl Job {
 
     /// The versions whose pipelines wrote state a restore of these pins reads.
     fn pinned_versions<'a>(&self, pins: impl Iterator<Item = &'a Pin>) -> BTreeSet<u64> {
-        pins.map(|pin| pin.version).collect()
+        pins.flat_map(|pin| {
+            std::iter::once(pin.version).chain(pin.sources.iter().map(|(_, source)| source.version))
+        })
+        .collect()
     }
 
     /// Versions referred to by a savepoint's pin or a pending restore: kept.
@@ -184,6 +187,7 @@ impl Job {
         }
         self.version += 1;
         self.spec = upgrade.spec.clone();
+        self.start_next_generation(upgrade.savepoint);
         self.versions.push(JobVersionInfo {
             version: self.version,
             created_at_ms: upgrade.at_ms,
@@ -201,6 +205,7 @@ impl Job {
         self.state = JobState::Pending;
         for p in self.partitions.values_mut() {
             p.paused = false;
+            p.released_paused = false;
         }
     }
 
@@ -209,6 +214,20 @@ impl Job {
     pub(super) fn finish_upgrade(&mut self) {
         self.state = JobState::Stopped;
         self.settle_savepoints();
+        let blocked = self.upgrade.as_ref().and_then(|upgrade| {
+            let spec = serde_json::from_value::<JobSpec>(upgrade.spec.clone()).ok()?;
+            self.upgrade_blocked(&spec)
+        });
+        if let Some(why) = blocked {
+            // The job stays stopped at its cut; a start resumes it as it was.
+            self.upgrade = None;
+            self.reason = Some(format!(
+                "the upgrade to version {} was not applied: {why}; start the job and upgrade \
+                 it again",
+                self.version + 1
+            ));
+            return;
+        }
         match self.upgrade.take() {
             Some(upgrade) => self.install_upgrade(upgrade),
             // Cannot happen (an upgrading job always has one); stopped is safe.
@@ -234,14 +253,24 @@ fn first_version(job: &Job) -> JobVersionInfo {
 }
 
 impl ControlState {
-    /// Applies `Command::UpgradeJob` or `Command::FinishStop` (which installs an
-    /// upgrading job's new version); any other command is refused as invalid.
+    /// Applies `Command::UpgradeJob`, `Command::RescaleJob` or `Command::FinishStop`
+    /// (which installs an upgrading job's new version); any other command is refused as
+    /// invalid.
     pub(super) fn apply_version_command(
         &mut self,
         command: &super::Command,
     ) -> Result<CommandResult, Refusal> {
         if let super::Command::FinishStop { job } = command {
             return self.finish_stop(*job);
+        }
+        if let super::Command::RescaleJob {
+            job,
+            tenant,
+            parallelism,
+            at_ms,
+        } = command
+        {
+            return self.rescale_job(*job, tenant.as_ref(), *parallelism, *at_ms);
         }
         let super::Command::UpgradeJob {
             job,
@@ -281,19 +310,22 @@ impl ControlState {
 
     /// `Command::UpgradeJob`: checks the new spec against the state it takes over, then
     /// starts it at once (a stopped job) or once the running job is released.
-    fn upgrade_job(&mut self, ask: UpgradeAsk<'_>) -> Result<CommandResult, Refusal> {
+    pub(super) fn upgrade_job(&mut self, ask: UpgradeAsk<'_>) -> Result<CommandResult, Refusal> {
         let job = ask.job;
-        let new: JobSpec = serde_json::from_value(ask.spec.clone())
+        let mut new: JobSpec = serde_json::from_value(ask.spec.clone())
             .map_err(|e| Refusal::Invalid(format!("spec: {e}")))?;
         let j = self.visible_job_mut(job, ask.tenant)?;
-        if !j.repartitions.is_empty() {
-            return Err(Refusal::Conflict(format!(
-                "job {job} repartitions: upgrading it is not supported yet (carrying the \
-                 state of its stages' tasks into a new version is not built)"
-            )));
-        }
+        let spec_json = keep_parallelism(j, &mut new, ask.spec);
+        let ask = UpgradeAsk {
+            spec: &spec_json,
+            ..ask
+        };
         let next = lifecycle::on_request(j.state, JobRequest::Upgrade)
             .map_err(|e| Refusal::Conflict(format!("job {job}: {e}")))?;
+        let repartitions = !j.repartitions.is_empty();
+        if repartitions {
+            j.check_repartitioning_upgrade(&new, ask.savepoint, ask.allow_state_drop)?;
+        }
         if j.versions().len() >= JOB_VERSIONS_MAX && j.prunable_version().is_none() {
             return Err(Refusal::Conflict(format!(
                 "job {job} keeps {JOB_VERSIONS_MAX} versions, each still referred to by a \
@@ -328,6 +360,13 @@ impl ControlState {
         }
         let savepoint = match ask.savepoint {
             Some(id) => id,
+            // A job that repartitions has a cut common to its stages only once its stop
+            // drained them: the savepoint is the upgrade's stop's.
+            None if repartitions && next != JobState::Pending => {
+                let before = j.state;
+                j.state = next;
+                new_savepoint(j, ask.at_ms).inspect_err(|_| j.state = before)?
+            }
             None => new_savepoint(j, ask.at_ms)?,
         };
         let upgrade = PendingUpgrade {
@@ -350,6 +389,21 @@ impl ControlState {
     }
 }
 
+/// `new` (and its JSON, `spec`) with the job's current repartition count as its
+/// `parallelism` when it names none, for a job that repartitions: only an explicit
+/// parallelism rescales (the default, the source's partition count, may have grown or been
+/// left behind by an earlier rescale). The recorded spec then says which count it keeps.
+fn keep_parallelism(j: &Job, new: &mut JobSpec, spec: &serde_json::Value) -> serde_json::Value {
+    let mut spec = spec.clone();
+    if let (None, Some(&current)) = (new.parallelism, j.repartitions.first()) {
+        new.parallelism = Some(current);
+        if let Some(fields) = spec.as_object_mut() {
+            fields.insert("parallelism".into(), current.into());
+        }
+    }
+    spec
+}
+
 /// A pin standing for state the current version writes (a running partition's next
 /// commit), so that the check covers it.
 fn current_pin(version: u64) -> Pin {
@@ -359,5 +413,6 @@ fn current_pin(version: u64) -> Pin {
         snapshot: None,
         version,
         state_drop: Vec::new(),
+        sources: Vec::new(),
     }
 }

@@ -225,7 +225,7 @@ fn upgrades_are_tenant_scoped_and_refused_where_they_cannot_apply() {
 }
 
 #[test]
-fn a_job_that_repartitions_cannot_be_upgraded_yet() {
+fn a_job_that_repartitions_is_upgraded_only_with_its_plan_unchanged() {
     let mut s = ControlState::default();
     tenant(&mut s, "a");
     worker(&mut s, "w1");
@@ -240,11 +240,17 @@ fn a_job_that_repartitions_cannot_be_upgraded_yet() {
         partition_count: 2,
     });
     settle(&mut s);
-    let refusal = refused(upgrade(&mut s, shuffling_spec("per-card", 2), None, &[]));
+    let mut changed = shuffling_spec("per-card", 2);
+    changed["pipeline"][2]["aggregate"]["total"] = "sum(amount)".into();
+    let refusal = refused(upgrade(&mut s, changed, None, &[]));
     assert!(
-        matches!(&refusal, Refusal::Conflict(m) if m.contains("repartitions")),
+        matches!(&refusal, Refusal::Invalid(m) if m.contains("repartitions")),
         "{refusal}"
     );
+    assert!(matches!(
+        upgrade(&mut s, shuffling_spec("per-card", 2), None, &[]),
+        CommandResult::JobSubmitted { version: 2, .. }
+    ));
 }
 
 #[test]

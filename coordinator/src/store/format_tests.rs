@@ -167,6 +167,20 @@ fn every_command() -> Vec<Command> {
             tenant: None,
             savepoint: SavepointId(2),
         },
+        Command::UpgradeJob {
+            job: JobId(1),
+            tenant: Some(acme.clone()),
+            spec: spec(),
+            savepoint: Some(SavepointId(1)),
+            allow_state_drop: vec!["window#0".into()],
+            at_ms: 1_700_000_000_300,
+        },
+        Command::RescaleJob {
+            job: JobId(1),
+            tenant: None,
+            parallelism: 6,
+            at_ms: 1_700_000_000_400,
+        },
     ]
 }
 

@@ -1,8 +1,11 @@
-//! The `join` stage's settings: an interval join of the job's source (the *left* side,
-//! after the stages before the join) with a second stream (`with`, the *right* side), on a
-//! key computed on each side, matching `left.ts <= right.ts <= left.ts + within`
-//! (docs/JOB_SPEC.md). Its checks are here too ([`check_join`]), so the rules of a join
-//! live in one file.
+//! The `join` stage's settings: a join of the job's source (the *left* side, after the
+//! stages before the join) with a second stream (`with`, the *right* side), on a key
+//! computed on each side (docs/JOB_SPEC.md). Two families share the settings and the
+//! runtime: the *interval* join (`kind: inner | left_outer`), matching
+//! `left.ts <= right.ts <= left.ts + within`, and the *temporal* (enrichment) join
+//! (`kind: temporal | temporal_left_outer`), which reads the right side as a versioned
+//! table and joins each left event with its key's version valid at the event's time. Its
+//! checks are here too ([`check_join`]), so the rules of a join live in one file.
 //!
 //! It is the pipeline stage `join` (`Stage::Join`): validation calls [`check_join`] on its
 //! settings and [`check_join_placement`] on where it stands. Its runtime is a third group
@@ -30,9 +33,12 @@ pub struct Join {
     pub left_key: String,
     /// CEL over the right event: the join key.
     pub right_key: String,
-    /// A left event at `t` matches right events at `t` to `t + within`, both included.
+    /// Interval kinds: a left event at `t` matches right events at `t` to `t + within`,
+    /// both included (required). Temporal kinds: not used, and refused unless zero — a
+    /// temporal join keeps versions by the watermark, not by a bound.
+    #[serde(default, skip_serializing_if = "SpecDuration::is_zero")]
     pub within: SpecDuration,
-    /// What an unmatched left event gives.
+    /// Which join, and what an unmatched left event gives.
     #[serde(default)]
     pub kind: JoinKind,
     /// How much later than `within` events are still admitted, and kept; `None` means zero.
@@ -47,16 +53,34 @@ impl Join {
     }
 }
 
-/// What an unmatched left event gives.
+/// Which join a `join` stage is, and what an unmatched left event gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JoinKind {
-    /// Nothing: only pairs are emitted.
+    /// Interval join; nothing for an unmatched left event: only pairs are emitted.
     #[default]
     Inner,
-    /// `{"left": <event>, "right": null}`, once the watermark has passed the event's
-    /// last chance of a match.
+    /// Interval join; `{"left": <event>, "right": null}`, once the watermark has passed
+    /// the event's last chance of a match.
     LeftOuter,
+    /// Temporal (enrichment) join: each left event with its key's right version valid at
+    /// its event time; nothing when the key has none (or it was deleted).
+    Temporal,
+    /// Temporal join; `{"left": <event>, "right": null}` when the key has no version
+    /// valid at the event's time.
+    TemporalLeftOuter,
+}
+
+impl JoinKind {
+    /// Whether this is a temporal (enrichment) join rather than an interval join.
+    pub fn is_temporal(self) -> bool {
+        matches!(self, JoinKind::Temporal | JoinKind::TemporalLeftOuter)
+    }
+
+    /// Whether an unmatched left event gives a result with `"right": null`.
+    pub fn is_outer(self) -> bool {
+        matches!(self, JoinKind::LeftOuter | JoinKind::TemporalLeftOuter)
+    }
 }
 
 /// Checks a join's own settings, at spec field `field` (`pipeline[i].join`), in a job
@@ -110,8 +134,18 @@ pub fn check_join(field: &str, join: &Join, spec: &JobSpec) -> Result<(), SpecEr
     }
     check_expression(&format!("{field}.left_key"), &join.left_key)?;
     check_expression(&format!("{field}.right_key"), &join.right_key)?;
-    check_positive(&format!("{field}.within"), join.within)?;
-    check_at_most(&format!("{field}.within"), join.within, JOIN_WITHIN_MAX)?;
+    if join.kind.is_temporal() {
+        if !join.within.is_zero() {
+            return Err(SpecError::new(
+                format!("{field}.within"),
+                "is not used by a temporal join (it keeps each key's versions until the \
+                 watermark passes them); remove it",
+            ));
+        }
+    } else {
+        check_positive(&format!("{field}.within"), join.within)?;
+        check_at_most(&format!("{field}.within"), join.within, JOIN_WITHIN_MAX)?;
+    }
     if let Some(lateness) = join.allowed_lateness {
         check_at_most(&format!("{field}.allowed_lateness"), lateness, LATENESS_MAX)?;
     }
@@ -254,6 +288,36 @@ allowed_lateness: 1s
     }
 
     #[test]
+    fn a_temporal_join_takes_no_within_and_an_interval_join_needs_one() {
+        let temporal =
+            join("with: { topic: merchants }\nleft_key: merchant\nright_key: id\nkind: temporal\n")
+                .unwrap();
+        assert!(temporal.kind.is_temporal() && !temporal.kind.is_outer());
+        assert!(temporal.within.is_zero());
+        check_join("pipeline[0].join", &temporal, &job()).unwrap();
+        let json = serde_json::to_string(&temporal).unwrap();
+        assert!(!json.contains("within"), "{json}");
+        assert_eq!(serde_json::from_str::<Join>(&json).unwrap(), temporal);
+        let outer =
+            join("with: { topic: m }\nleft_key: a\nright_key: b\nkind: temporal_left_outer\n")
+                .unwrap();
+        assert!(outer.kind.is_temporal() && outer.kind.is_outer());
+        let field = |yaml: &str| {
+            check_join("pipeline[1].join", &join(yaml).unwrap(), &job())
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(
+            field("with: { topic: m }\nleft_key: a\nright_key: b\nkind: temporal\nwithin: 1s\n"),
+            "pipeline[1].join.within"
+        );
+        assert_eq!(
+            field("with: { topic: m }\nleft_key: a\nright_key: b\nkind: inner\n"),
+            "pipeline[1].join.within"
+        );
+    }
+
+    #[test]
     fn one_join_no_window_and_nothing_keyed_after_it() {
         assert!(check_join_placement(&["filter", "join", "map", "filter"], 1).is_ok());
         assert!(check_join_placement(&["key_by", "dedupe", "join"], 2).is_ok());
@@ -294,6 +358,33 @@ allowed_lateness: 1s
     }
 
     #[test]
+    fn the_temporal_join_examples_are_accepted_specs() {
+        let doc = include_str!("../../../docs/JOB_SPEC.md");
+        let mut section = &doc[doc.find("## Temporal join").expect("the temporal section")..];
+        section = &section[..section.find("\n## ").unwrap_or(section.len())];
+        let mut kinds = Vec::new();
+        while let Some(start) = section.find("```yaml\n") {
+            let start = start + 8;
+            let len = section[start..].find("```").expect("the example ends");
+            let example = &section[start..start + len];
+            section = &section[start + len..];
+            let spec = format!("name: payments-with-risk\n{example}");
+            let spec = parse_job_spec(spec.as_bytes()).unwrap();
+            let Some(crate::spec::Stage::Join(join)) = spec
+                .pipeline
+                .iter()
+                .find(|stage| matches!(stage, crate::spec::Stage::Join(_)))
+            else {
+                panic!("an example without a join: {example}");
+            };
+            assert_eq!(join.with.topic, "merchant-risk");
+            assert!(join.within.is_zero());
+            kinds.push(join.kind);
+        }
+        assert_eq!(kinds, [JoinKind::Temporal, JoinKind::TemporalLeftOuter]);
+    }
+
+    #[test]
     fn a_spec_with_a_bad_join_is_refused_naming_the_field() {
         let field = |pipeline: &str| {
             let yaml = format!(
@@ -308,6 +399,16 @@ allowed_lateness: 1s
             )
         };
         assert_eq!(field(&join("captures", "1h")), None);
+        let temporal = |extra: &str| {
+            format!(
+                "{{ join: {{ with: {{ topic: risk }}, left_key: m, right_key: m, kind: temporal{extra} }} }}"
+            )
+        };
+        assert_eq!(field(&temporal("")), None);
+        assert_eq!(
+            field(&temporal(", within: 1h")).as_deref(),
+            Some("pipeline[0].join.within")
+        );
         assert_eq!(
             field(&format!(
                 "{{ filter: \"true\" }}, {}",

@@ -61,9 +61,10 @@ use crate::ids::JobId;
 pub const REPARTITION_TOPIC_PREFIX: &str = "weir-job-";
 
 /// The longest repartition topic name: the prefix, a u64 job id (20 digits),
-/// `-repartition-` and a stage index below [`PIPELINE_STAGES_MAX`] (2 digits).
+/// `-repartition-`, a stage index below [`PIPELINE_STAGES_MAX`] (2 digits) and, after a
+/// rescale, `-g` and the generation (at most 6 digits, [`REPARTITION_GENERATIONS_MAX`]).
 pub const REPARTITION_TOPIC_NAME_LEN_MAX: usize =
-    REPARTITION_TOPIC_PREFIX.len() + 20 + "-repartition-".len() + 2;
+    REPARTITION_TOPIC_PREFIX.len() + 20 + "-repartition-".len() + 2 + "-g".len() + 6;
 const _: () = assert!(REPARTITION_TOPIC_NAME_LEN_MAX <= TOPIC_LEN_MAX);
 const _: () = assert!(PIPELINE_STAGES_MAX < 100);
 
@@ -192,18 +193,53 @@ pub enum StagePlanError {
 pub const TASK_STAGE_STRIDE: u32 = 10_000;
 const _: () = assert!(super::validate::PARALLELISM_MAX <= TASK_STAGE_STRIDE);
 
-/// The task running partition `index` of stage `stage`'s input.
+/// How many times a job's downstream stage may be rescaled: each rescale starts a new
+/// *generation* of it (a new repartition topic, new tasks), numbered from 1; generation 0
+/// is the stage as first planned.
+pub const REPARTITION_GENERATIONS_MAX: u32 = 100_000;
+
+/// The raw stage number of generation 1 of a rescaled downstream stage: generation `g >= 1`
+/// of stage 1 numbers its tasks as stage `RESCALED_STAGE_BASE + g`. Far above every stage a
+/// plan numbers (stage 1, [`JOIN_RIGHT_STAGE`]), so that each generation's tasks have ids
+/// of their own: their snapshots, transactional ids and checkpoint histories never mix
+/// with an earlier generation's, whose input was another topic.
+pub const RESCALED_STAGE_BASE: u32 = 1_000;
+const _: () = assert!(
+    (RESCALED_STAGE_BASE as u64 + REPARTITION_GENERATIONS_MAX as u64 + 1)
+        * TASK_STAGE_STRIDE as u64
+        <= u32::MAX as u64
+);
+const _: () = assert!(RESCALED_STAGE_BASE as usize > PIPELINE_STAGES_MAX);
+
+/// The task running partition `index` of stage `stage`'s input (for stage 1, as first
+/// planned: generation 0; see [`downstream_task`]).
 pub fn task_id(stage: usize, index: u32) -> crate::ids::PartitionId {
     debug_assert!(index < TASK_STAGE_STRIDE);
     crate::ids::PartitionId(stage as u32 * TASK_STAGE_STRIDE + index)
 }
 
-/// The stage and input partition of task `task`.
+/// The task running partition `index` of the downstream stage (stage 1) in its
+/// `generation` (0 as first planned, one more after each rescale).
+pub fn downstream_task(generation: u32, index: u32) -> crate::ids::PartitionId {
+    debug_assert!(generation <= REPARTITION_GENERATIONS_MAX);
+    match generation {
+        0 => task_id(1, index),
+        g => task_id((RESCALED_STAGE_BASE + g) as usize, index),
+    }
+}
+
+/// The stage and input partition of task `task`; every generation of the downstream
+/// stage is stage 1 ([`task_generation`] tells them apart).
 pub fn task_stage(task: crate::ids::PartitionId) -> (usize, u32) {
-    (
-        (task.0 / TASK_STAGE_STRIDE) as usize,
-        task.0 % TASK_STAGE_STRIDE,
-    )
+    let raw = task.0 / TASK_STAGE_STRIDE;
+    let stage = if raw > RESCALED_STAGE_BASE { 1 } else { raw };
+    (stage as usize, task.0 % TASK_STAGE_STRIDE)
+}
+
+/// The generation of the downstream stage task `task` belongs to: 0 for every task of a
+/// stage as first planned (and every task outside stage 1).
+pub fn task_generation(task: crate::ids::PartitionId) -> u32 {
+    (task.0 / TASK_STAGE_STRIDE).saturating_sub(RESCALED_STAGE_BASE)
 }
 
 /// The input partition task `task` of job `job` reads: its source partition (stage 0), a
@@ -221,7 +257,9 @@ pub fn task_input(
     let index = i32::try_from(index).ok()?;
     match stage {
         0 => Some((source_topic.to_string(), index)),
-        1 if !repartitions.is_empty() => Some((repartition_topic_name(job, 1), index)),
+        1 if !repartitions.is_empty() => {
+            Some((repartition_topic_at(job, 1, task_generation(task)), index))
+        }
         JOIN_RIGHT_STAGE => Some((join_topic?.to_string(), index)),
         _ => None,
     }
@@ -234,9 +272,20 @@ pub fn reads_repartition(task: crate::ids::PartitionId) -> bool {
     task_stage(task).0 == 1
 }
 
-/// The name of the repartition topic feeding stage `stage` of job `job`.
+/// The name of the repartition topic feeding stage `stage` of job `job`, as first
+/// planned (generation 0).
 pub fn repartition_topic_name(job: JobId, stage: usize) -> String {
     format!("{REPARTITION_TOPIC_PREFIX}{}-repartition-{stage}", job.0)
+}
+
+/// The name of the repartition topic feeding stage `stage` of job `job` in `generation`:
+/// a rescale switches to a new topic (`...-repartition-<n>-g<generation>`), since Kafka
+/// can only add partitions to one and adding them would re-route records in flight.
+pub fn repartition_topic_at(job: JobId, stage: usize, generation: u32) -> String {
+    match generation {
+        0 => repartition_topic_name(job, stage),
+        g => format!("{}-g{g}", repartition_topic_name(job, stage)),
+    }
 }
 
 /// The stage plan of `spec` (validated) for job `job` whose source topic has

@@ -272,7 +272,11 @@ fn the_documented_example_shuffles_after_its_dedupe() {
 
 #[test]
 fn names_are_legal_kafka_topics_within_their_bound() {
-    let longest = repartition_topic_name(JobId(u64::MAX), PIPELINE_STAGES_MAX - 1);
+    let longest = repartition_topic_at(
+        JobId(u64::MAX),
+        PIPELINE_STAGES_MAX - 1,
+        REPARTITION_GENERATIONS_MAX,
+    );
     assert_eq!(longest.len(), REPARTITION_TOPIC_NAME_LEN_MAX);
     assert!(longest.len() <= TOPIC_LEN_MAX);
     assert!(longest
@@ -408,4 +412,35 @@ fn each_task_reads_its_stages_input() {
         task_input(job, ("payments", None), &[4], task_id(JOIN_RIGHT_STAGE, 0)),
         None
     );
+}
+
+#[test]
+fn each_generation_of_the_downstream_stage_has_tasks_and_a_topic_of_its_own() {
+    let job = JobId(7);
+    let first = downstream_task(0, 3);
+    assert_eq!(
+        first,
+        task_id(1, 3),
+        "generation 0 numbers tasks as planned"
+    );
+    let second = downstream_task(1, 3);
+    let last = downstream_task(REPARTITION_GENERATIONS_MAX, TASK_STAGE_STRIDE - 1);
+    assert_ne!(first, second);
+    for (task, generation) in [(first, 0), (second, 1), (last, REPARTITION_GENERATIONS_MAX)] {
+        assert_eq!(task_stage(task).0, 1, "{task} is a downstream task");
+        assert_eq!(task_generation(task), generation);
+        assert!(reads_repartition(task));
+    }
+    assert_eq!(task_stage(second), (1, 3));
+    assert_eq!(
+        task_stage(task_id(JOIN_RIGHT_STAGE, 2)),
+        (JOIN_RIGHT_STAGE, 2)
+    );
+    assert_eq!(task_generation(task_id(0, 9)), 0);
+    assert_eq!(
+        task_input(job, ("payments", None), &[6], second),
+        Some(("weir-job-7-repartition-1-g1".to_string(), 3))
+    );
+    let longest = repartition_topic_at(JobId(u64::MAX), 99, REPARTITION_GENERATIONS_MAX);
+    assert!(longest.len() <= REPARTITION_TOPIC_NAME_LEN_MAX, "{longest}");
 }

@@ -182,15 +182,44 @@ fn check_job(old: &JobSpec, new: &JobSpec) -> Result<(), UpgradeError> {
         );
     }
     let shuffles = |spec: &JobSpec| super::stages::shuffling_key_by(spec).is_some();
-    if shuffles(old) || shuffles(new) {
+    if (shuffles(old) || shuffles(new)) && !same_stateful_stages(old, new) {
         return refuse(
             "pipeline",
             "an upgrade of a job that repartitions (a key_by the source is not partitioned \
-             by) is not supported yet: carrying its stages' state into a new version is \
-             not built",
+             by, or a join) may change the stages after its last stateful one (filters and \
+             maps after the aggregate), its routes, sink, parallelism (a rescale), \
+             dead-letter topic and checkpoint interval; changing its source or any stage up \
+             to its aggregate is not supported yet: carrying its stages' state into a new \
+             stage plan is not built",
         );
     }
     Ok(())
+}
+
+/// Whether `old` and `new` keep their state alike in every task of every stage: the same
+/// source (its event-time settings included) and the same stages up to and including the
+/// last stateful one (a dedupe, window, aggregate or join; the `key_by` that shuffles is
+/// before it). What follows is stateless (filters, maps, a labelling key_by), so each
+/// task's state, upstream partial aggregates and downstream windows alike, reads as it is
+/// into the new pipeline. How a job that repartitions is upgraded.
+pub fn same_stateful_stages(old: &JobSpec, new: &JobSpec) -> bool {
+    old.source == new.source && stateful_prefix(old) == stateful_prefix(new)
+}
+
+/// The stages of `spec` up to and including its last stateful one.
+fn stateful_prefix(spec: &JobSpec) -> &[super::Stage] {
+    use super::Stage;
+    let end = spec
+        .pipeline
+        .iter()
+        .rposition(|stage| {
+            matches!(
+                stage,
+                Stage::Dedupe(_) | Stage::Window(_) | Stage::Aggregate(_) | Stage::Join(_)
+            )
+        })
+        .map_or(0, |last| last + 1);
+    &spec.pipeline[..end]
 }
 
 /// Why the event-time settings, which every stateful stage's state depends on, changed.

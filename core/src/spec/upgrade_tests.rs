@@ -226,3 +226,37 @@ fn unknown_names_and_job_level_changes_are_refused() {
         "pipeline"
     );
 }
+
+#[test]
+fn a_job_that_repartitions_may_change_what_follows_its_aggregate_but_not_its_state() {
+    let shuffling = BASE.replacen(", partitioned_by: card", "", 1);
+    let old = spec(&shuffling);
+    let rescaled = spec(&format!("{shuffling}parallelism: 8\n").replacen(
+        "topic: alerts",
+        "topic: alerts-v2",
+        1,
+    ));
+    let plan = check_upgrade(&old, &rescaled, &[]).expect("parallelism and sink may change");
+    assert_eq!(plan, check_upgrade(&old, &old, &[]).unwrap());
+    // A threshold after the aggregate may change; the window may not.
+    let threshold = spec(&shuffling.replacen("count >= 5", "count >= 4", 1));
+    assert!(check_upgrade(&old, &threshold, &[]).is_ok());
+    assert!(same_stateful_stages(&old, &threshold));
+    let window = spec(&shuffling.replacen("tumbling: 60s", "tumbling: 30s", 1));
+    assert_eq!(
+        check_upgrade(&old, &window, &[])
+            .unwrap_err()
+            .to_spec_error()
+            .field,
+        "pipeline"
+    );
+    let total = spec(&shuffling.replacen(
+        "total: \"sum(amount)\" }",
+        "total: \"sum(amount)\", top: \"max(amount)\" }",
+        1,
+    ));
+    assert!(
+        !same_stateful_stages(&old, &total),
+        "a new aggregate output"
+    );
+}

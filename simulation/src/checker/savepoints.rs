@@ -6,6 +6,7 @@
 //! partition that never committed) is empty state and pins no snapshot.
 
 use weir_coordinator::state::ControlState;
+use weir_core::spec::stages::{reads_repartition, task_generation, TASK_STAGE_STRIDE};
 use weir_core::spec::JobSpec;
 use weir_core::wire::SavepointStatus;
 use weir_worker::checkpoint_store::CheckpointStore;
@@ -23,7 +24,7 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
             if sp.status != SavepointStatus::Complete {
                 continue;
             }
-            if sp.pins.len() != job.partitions.len() {
+            if !covers_the_job(job, sp) {
                 problems.push(format!(
                     "savepoint {} of job {} pins {} of {} partitions",
                     sp.id,
@@ -32,7 +33,17 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                     job.partitions.len()
                 ));
             }
-            for (partition, pin) in &sp.pins {
+            // A task of a rescale that had not committed yet pins its sources: the
+            // previous generation's snapshots it restores from must be there too.
+            let sources = sp.pins.values().flat_map(|pin| pin.sources.iter());
+            let mut pins: Vec<(&weir_core::ids::PartitionId, &weir_coordinator::state::Pin)> = sp
+                .pins
+                .iter()
+                .chain(sources.map(|(t, pin)| (t, pin)))
+                .collect();
+            pins.sort_by_key(|(t, pin)| (**t, pin.offset));
+            pins.dedup_by_key(|(t, pin)| (**t, pin.offset));
+            for (partition, pin) in pins {
                 if pin.checkpoint.is_none() {
                     continue;
                 }
@@ -63,7 +74,8 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
                         .and_then(|(_, state)| match &spec {
                             Some(spec) => {
                                 // Each task restores the part of the pipeline its stage runs.
-                                let task = resolve(job.id, spec, *partition, &job.repartitions)
+                                let (counts, generation) = stages_of(job, *partition);
+                                let task = resolve(job.id, spec, *partition, (&counts, generation))
                                     .map_err(|e| e.to_string())?;
                                 let role = task.role_in(
                                     job.partition_count.unwrap_or(0),
@@ -82,4 +94,41 @@ pub async fn check<S: CheckpointStore>(state: &ControlState, store: &S) -> (Vec<
         }
     }
     (problems, checked)
+}
+
+/// The repartition counts and generation a pin of `task` resolves with: the job's own, or,
+/// for a task of an earlier generation of the downstream stage (a pin from before a
+/// rescale), its own generation with any count (no longer recorded; the role the restore
+/// needs does not depend on it).
+fn stages_of(
+    job: &weir_coordinator::state::Job,
+    task: weir_core::ids::PartitionId,
+) -> (Vec<u32>, u32) {
+    if !reads_repartition(task) || task_generation(task) == job.repartition_generation {
+        return (job.repartitions.clone(), job.repartition_generation);
+    }
+    (
+        vec![TASK_STAGE_STRIDE; job.repartitions.len()],
+        task_generation(task),
+    )
+}
+
+/// Whether `sp` pins every task of `job`: a savepoint from before a rescale pins the
+/// downstream tasks of its own generation, which the job no longer has, so only its
+/// upstream tasks must match.
+fn covers_the_job(
+    job: &weir_coordinator::state::Job,
+    sp: &weir_coordinator::state::Savepoint,
+) -> bool {
+    let earlier = sp
+        .pins
+        .keys()
+        .any(|t| reads_repartition(*t) && task_generation(*t) != job.repartition_generation);
+    if !earlier {
+        return sp.pins.len() == job.partitions.len();
+    }
+    let upstream = |tasks: &mut dyn Iterator<Item = &weir_core::ids::PartitionId>| {
+        tasks.filter(|t| !reads_repartition(**t)).count()
+    };
+    upstream(&mut sp.pins.keys()) == upstream(&mut job.partitions.keys())
 }

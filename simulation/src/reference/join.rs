@@ -1,5 +1,6 @@
-//! A whole job with an interval `join`, from the rules the engine's specification states
-//! (the `operators` module comment, "Interval join", and docs/JOB_SPEC.md):
+//! A whole job with a `join`, interval or temporal, from the rules the engine's
+//! specification states (the `operators` module comment, "Interval join" and "Temporal
+//! join", and docs/JOB_SPEC.md):
 //!
 //! - **Each side, per partition** of its own topic, records in offset order: the left
 //!   side runs the job's stages before the join, then its key is `left_key` over the
@@ -17,6 +18,14 @@
 //!   iff `Wd >= l.ts + within + L`, `Wd` the least final watermark over every partition of
 //!   both topics (none while any partition never had a valid event time) — the same
 //!   "fired by the end" as a window downstream of a shuffle.
+//! - **Temporal kinds** (`within` zero in the lateness above): the right side's admitted
+//!   events are versions of their keys; one whose object has `"deleted": true` deletes
+//!   it. An admitted `l` is joined iff `Wr >= l.ts + L`, `Wr` the least final watermark
+//!   over the partitions of the right topic alone, with the right event of its key with
+//!   the greatest `ts <= l.ts` (of several at that time, the greatest object bytes):
+//!   `{"left": <l>, "right": <r>}`; when there is none or it is a deletion,
+//!   `temporal_left_outer` gives `{"left": <l>, "right": null}` and `temporal` nothing.
+//!   The result's event time is `l.ts`. ([`temporal_version`].)
 //! - **After the join**, the remaining stages and the routes run on each joined record
 //!   (its event time the later of the two). A failure there is dead-lettered by the
 //!   engine at the repartition record that completed the pair, an offset no sequential
@@ -79,8 +88,10 @@ pub fn evaluate_join_job(
     right_spec.routes.clear();
     right_spec.source = join.with.clone();
     right_spec.pipeline = vec![Stage::KeyBy(join.right_key.clone())];
+    let temporal = join.kind.is_temporal();
     let left = side(&left_spec, left, within + lateness, &mut out)?;
     let right = side(&right_spec, right, lateness, &mut out)?;
+    let right_watermark = right.watermark;
     let watermark = match (left.watermark, right.watermark) {
         (Some(l), Some(r)) => Some(l.min(r)),
         _ => None,
@@ -89,20 +100,47 @@ pub fn evaluate_join_job(
     after_spec.pipeline = spec.pipeline[join_at + 1..].to_vec();
     let after = Plan::compile(&after_spec)?;
     let env = Arc::new(Env::stdlib());
+    if temporal {
+        let fired = left
+            .admitted
+            .iter()
+            .filter(|l| right_watermark.is_some_and(|w| w >= l.time_ms + lateness));
+        for l in fired {
+            match temporal_version(l, &right.admitted) {
+                Some(r) => emit(temporal, &env, &after, watermark, l, Some(r), &mut out)?,
+                None if join.kind.is_outer() => {
+                    emit(temporal, &env, &after, watermark, l, None, &mut out)?;
+                }
+                None => {}
+            }
+        }
+        return Ok(out);
+    }
     for l in &left.admitted {
         let mut matched = false;
         for r in &right.admitted {
             if l.key == r.key && l.time_ms <= r.time_ms && r.time_ms <= l.time_ms + within {
                 matched = true;
-                emit(&env, &after, watermark, l, Some(r), &mut out)?;
+                emit(temporal, &env, &after, watermark, l, Some(r), &mut out)?;
             }
         }
         let outer = join.kind == JoinKind::LeftOuter;
         if outer && !matched && watermark.is_some_and(|w| w >= l.time_ms + within + lateness) {
-            emit(&env, &after, watermark, l, None, &mut out)?;
+            emit(temporal, &env, &after, watermark, l, None, &mut out)?;
         }
     }
     Ok(out)
+}
+
+/// The version of `left`'s key valid at its time among the right side's admitted events:
+/// the greatest event time at or before it, of equal times the greatest object bytes;
+/// `None` when there is none or it deletes the key.
+fn temporal_version<'a>(left: &Shuffled, right: &'a [Shuffled]) -> Option<&'a Shuffled> {
+    right
+        .iter()
+        .filter(|r| r.key == left.key && r.time_ms <= left.time_ms)
+        .max_by(|a, b| (a.time_ms, &a.payload).cmp(&(b.time_ms, &b.payload)))
+        .filter(|r| r.object.get("deleted") != Some(&Json::Bool(true)))
 }
 
 /// One side, partition by partition: its dead letters into `out`, its admitted events
@@ -170,7 +208,9 @@ fn side(
 }
 
 /// A joined record through the stages after the join and the routes.
+#[allow(clippy::too_many_arguments)] // a result's whole context, spelled out
 fn emit(
+    temporal: bool,
     env: &Arc<Env>,
     after: &Plan,
     watermark: Option<i128>,
@@ -202,7 +242,10 @@ fn emit(
     let event = Event {
         object,
         key: Some(left.key.clone()),
-        time_ms: right.map_or(left.time_ms, |r| r.time_ms.max(left.time_ms)),
+        time_ms: match temporal {
+            true => left.time_ms,
+            false => right.map_or(left.time_ms, |r| r.time_ms.max(left.time_ms)),
+        },
         mapped: false,
     };
     // The stages after a join hold no dedupe (refused at submit).

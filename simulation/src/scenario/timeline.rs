@@ -280,7 +280,12 @@ impl Run {
             }
         }
         let deadline = Instant::now() + Duration::from_millis(self.options.catch_up_deadline_ms);
-        let behind = dataflow::await_caught_up(&data.broker, &ids, deadline).await;
+        let stages_now = |id: u64| {
+            let state = self.final_control_state()?;
+            let job = state.jobs.get(&weir_core::ids::JobId(id))?;
+            Some((job.repartitions.clone(), job.repartition_generation))
+        };
+        let behind = dataflow::await_caught_up(&data.broker, &ids, deadline, &stages_now).await;
         if !behind.is_empty() {
             self.ctx.violation(format!(
                 "liveness: within {}ms of healing, jobs did not catch up: {}",
@@ -302,7 +307,12 @@ impl Run {
             }
             None => Default::default(),
         };
-        for t in dataflow::check_outputs(&self.ctx, &data.broker, &ids, &versions).await {
+        let rescaled = self
+            .final_control_state()
+            .map(|s| crate::upgrades::rescaled_jobs(&s))
+            .unwrap_or_default();
+        for t in dataflow::check_outputs(&self.ctx, &data.broker, &ids, &versions, &rescaled).await
+        {
             self.tally.input += t.input;
             self.tally.outputs += t.outputs;
             self.tally.dead_letters += t.dead_letters;

@@ -92,6 +92,9 @@ pub struct PartitionConfig {
     /// empty for a job of one stage. With the task id (`partition`), they say which
     /// stage the task runs (`stage_task.rs`).
     pub repartitions: Vec<u32>,
+    /// How many times the job's downstream stage was rescaled: which repartition topic
+    /// the job's stages use now.
+    pub repartition_generation: u32,
     /// The job was started from a savepoint: recovery restores this pin unless Kafka's
     /// commit point is a checkpoint of the restored run (newer than its
     /// `after_checkpoint`).

@@ -10,7 +10,7 @@ use super::stage_task::{resolve, StageTask};
 use super::{PartitionConfig, PartitionError};
 use crate::checkpoint_store::CheckpointStore;
 use crate::operators::shuffled::JoinSide;
-use crate::operators::{Pipeline, PipelineRole};
+use crate::operators::{KeyRange, Pipeline, PipelineRole, Redistribution};
 use weir_broker::{Broker, TransactionalWriter, RECORD_FRAMING_BYTES_MAX};
 use weir_core::bugs::{planted, PlantedBug};
 use weir_core::ids::CheckpointId;
@@ -163,7 +163,7 @@ async fn prepare_task<B: Broker>(
         config.job,
         &config.spec,
         config.partition,
-        &config.repartitions,
+        (&config.repartitions, config.repartition_generation),
     )
     .map_err(|e| PartitionError::Stage(e.to_string()))?;
     let role = pipeline_role(&task, config, broker).await?;
@@ -247,6 +247,10 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
 ) -> Result<Recovered<B>, PartitionError> {
     let (pipeline, checkpoint) = match (restore.checkpoint, local_at_pin(restore, committed, local))
     {
+        (None, _) if !restore.redistribute.is_empty() => (
+            redistributed(config, store, restore, (task, role)).await?,
+            0,
+        ),
         (Some(_), Some(local)) => local,
         (Some(_), None) => {
             let bytes = store
@@ -308,10 +312,65 @@ fn local_at_pin(
     local: Option<(Pipeline, u64)>,
 ) -> Option<(Pipeline, u64)> {
     let (pipeline, checkpoint) = local?;
-    let same_version = restore.spec_before.is_none() && restore.state_drop.is_empty();
+    let same_version = restore.spec_before.is_none()
+        && restore.state_drop.is_empty()
+        && restore.redistribute.is_empty();
     let at_pin =
         committed == Some(restore.offset) && restore.checkpoint == Some(CheckpointId(checkpoint));
     (same_version && at_pin).then_some((pipeline, checkpoint))
+}
+
+/// A task of a rescaled stage: the keys routed to it from the snapshots the stage's
+/// previous tasks left at the rescale's cut (`operators/redistribute.rs`).
+async fn redistributed<S: CheckpointStore>(
+    config: &PartitionConfig,
+    store: &S,
+    restore: &RestorePoint,
+    (task, role): (&StageTask, PipelineRole),
+) -> Result<Pipeline, PartitionError> {
+    let StageTask::Downstream {
+        partition,
+        repartition,
+        ..
+    } = task
+    else {
+        return Err(PartitionError::Stage(
+            "only a task of a downstream stage restores a rescale".into(),
+        ));
+    };
+    if restore.redistribute.len() > weir_core::spec::validate::PARALLELISM_MAX as usize {
+        return Err(PartitionError::Stage(format!(
+            "a rescale names {} previous tasks",
+            restore.redistribute.len()
+        )));
+    }
+    let range = KeyRange {
+        index: u32::try_from(*partition).unwrap_or(u32::MAX),
+        partitions: repartition.partitions,
+    };
+    // One previous task's state at a time beside this task's own.
+    let mut redistribution = Redistribution::new(&config.spec, role, range)?;
+    for source in &restore.redistribute {
+        let pipeline = match source.checkpoint {
+            // A previous task that never committed held no key.
+            None => Pipeline::compile_role(&config.spec, role)?,
+            Some(_) => {
+                let bytes = store
+                    .get(config.job, source.partition, source.offset)
+                    .await?
+                    .ok_or(PartitionError::MissingSavepointSnapshot {
+                        savepoint: restore.savepoint,
+                        offset: source.offset,
+                    })?;
+                let (_, state) = decode_snapshot(&bytes)?;
+                restore_pin(config, restore, role, state)?
+            }
+        };
+        redistribution.add(&pipeline)?;
+    }
+    let pipeline = redistribution.finish();
+    tracing::info!(job = %config.job, partition = %config.partition, previous = restore.redistribute.len(), state_bytes = pipeline.state_bytes(), "rescaled task took its keys");
+    Ok(pipeline)
 }
 
 /// The pipeline restored from a restore point's snapshot: of this version's pipeline, or
@@ -550,6 +609,7 @@ mod tests {
             after_checkpoint: Some(CheckpointId(9)),
             spec_before: None,
             state_drop: Vec::new(),
+            redistribute: Vec::new(),
         };
         assert!(local_at_pin(&pin, Some(100), local(5)).is_some());
         // Another commit point, another checkpoint, or no local copy: the store's snapshot.

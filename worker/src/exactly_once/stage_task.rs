@@ -9,8 +9,8 @@ use crate::operators::PipelineRole;
 use weir_broker::{CleanupPolicy, Retention, TopicSpec};
 use weir_core::ids::{JobId, PartitionId};
 use weir_core::spec::stages::{
-    join_at, repartition_topic_name, shuffling_key_by, task_stage, JOIN_RIGHT_STAGE,
-    REPARTITION_CLEANUP_POLICY, REPARTITION_RETENTION_MS,
+    join_at, repartition_topic_at, repartition_topic_name, shuffling_key_by, task_generation,
+    task_stage, JOIN_RIGHT_STAGE, REPARTITION_CLEANUP_POLICY, REPARTITION_RETENTION_MS,
 };
 use weir_core::spec::{JobSpec, Stage};
 
@@ -76,12 +76,13 @@ pub struct StageMismatch {
 
 /// The stage task `task` of `job` runs, given the partition counts of the job's
 /// repartition topics as the group recorded them (`repartitions`; empty: one stage, as
-/// every job before stages existed).
+/// every job before stages existed) and how many times its downstream stage was rescaled
+/// (`generation`: which repartition topic upstream tasks write, and which tasks read it).
 pub fn resolve(
     job: JobId,
     spec: &JobSpec,
     task: PartitionId,
-    repartitions: &[u32],
+    (repartitions, generation): (&[u32], u32),
 ) -> Result<StageTask, StageMismatch> {
     let (stage, index) = task_stage(task);
     let mismatch = |reason: String| StageMismatch { job, task, reason };
@@ -104,9 +105,16 @@ pub fn resolve(
         return Err(mismatch("more than one repartition topic".into()));
     }
     let repartition = Repartition {
-        topic: repartition_topic_name(job, 1),
+        topic: repartition_topic_at(job, 1, generation),
         partitions,
     };
+    if stage == 1 && task_generation(task) != generation {
+        return Err(mismatch(format!(
+            "a task of the downstream stage's generation {}, which runs generation {generation} \
+             now",
+            task_generation(task)
+        )));
+    }
     match stage {
         0 => Ok(StageTask::Upstream {
             source_partition: index,
@@ -243,7 +251,7 @@ impl StageTask {
 mod tests {
     use super::*;
     use weir_core::spec::parse_job_spec;
-    use weir_core::spec::stages::task_id;
+    use weir_core::spec::stages::{downstream_task, task_id};
 
     fn spec(pipeline: &str) -> JobSpec {
         let yaml = format!(
@@ -260,26 +268,43 @@ mod tests {
         let job = JobId(7);
         let topic = "weir-job-7-repartition-1".to_string();
         assert_eq!(
-            resolve(job, &shuffles, task_id(0, 2), &[4])
+            resolve(job, &shuffles, task_id(0, 2), (&[4], 0))
                 .unwrap()
                 .input(&shuffles),
             ("payments".to_string(), 2)
         );
-        let down = resolve(job, &shuffles, task_id(1, 3), &[4]).unwrap();
+        let down = resolve(job, &shuffles, task_id(1, 3), (&[4], 0)).unwrap();
         assert_eq!(down.input(&shuffles), (topic.clone(), 3));
         assert_eq!(down.repartition().unwrap().topic_spec().partitions, 4);
-        assert!(resolve(job, &shuffles, task_id(1, 4), &[4]).is_err());
-        assert!(resolve(job, &shuffles, task_id(2, 0), &[4]).is_err());
+        assert!(resolve(job, &shuffles, task_id(1, 4), (&[4], 0)).is_err());
+        assert!(resolve(job, &shuffles, task_id(2, 0), (&[4], 0)).is_err());
         // Recorded with one stage (before stages existed): the whole pipeline, as then.
         assert_eq!(
-            resolve(job, &shuffles, task_id(0, 1), &[]).unwrap(),
+            resolve(job, &shuffles, task_id(0, 1), (&[], 0)).unwrap(),
             StageTask::Whole {
                 source_partition: 1
             }
         );
-        assert!(resolve(job, &shuffles, task_id(1, 0), &[]).is_err());
+        assert!(resolve(job, &shuffles, task_id(1, 0), (&[], 0)).is_err());
         // A spec that does not shuffle cannot have repartition topics.
         let stateless = spec(r#"{ key_by: "card" }"#);
-        assert!(resolve(job, &stateless, task_id(0, 0), &[4]).is_err());
+        assert!(resolve(job, &stateless, task_id(0, 0), (&[4], 0)).is_err());
+    }
+
+    #[test]
+    fn after_a_rescale_upstream_tasks_write_and_only_the_new_tasks_read_the_new_topic() {
+        let shuffles = spec(
+            r#"{ key_by: "card" }, { window: { tumbling: 5s } }, { aggregate: { n: "count()" } }"#,
+        );
+        let job = JobId(7);
+        let topic = "weir-job-7-repartition-1-g2".to_string();
+        let up = resolve(job, &shuffles, task_id(0, 1), (&[6], 2)).unwrap();
+        assert_eq!(up.repartition().unwrap().topic, topic);
+        assert_eq!(up.repartition().unwrap().partitions, 6);
+        let down = resolve(job, &shuffles, downstream_task(2, 5), (&[6], 2)).unwrap();
+        assert_eq!(down.input(&shuffles), (topic, 5));
+        // A task of an earlier generation no longer fits the job's stages.
+        assert!(resolve(job, &shuffles, task_id(1, 0), (&[6], 2)).is_err());
+        assert!(resolve(job, &shuffles, downstream_task(1, 0), (&[6], 2)).is_err());
     }
 }

@@ -343,6 +343,7 @@ fn partition_config(
         poll_batch_records: supervisor.poll_batch_records,
         committed_checkpoint: assignment.committed_checkpoint,
         repartitions: assignment.repartitions.clone(),
+        repartition_generation: assignment.repartition_generation,
         restore: assignment.restore.clone(),
         pins: Some(pins.clone()),
         join_upstreams: assignment.join_upstreams,

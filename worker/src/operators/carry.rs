@@ -10,14 +10,14 @@ use super::pipeline::Pipeline;
 use super::plan::{watermark, RestoreError};
 use super::role::PipelineRole;
 use super::window::{Accumulators, Pane};
-use weir_core::spec::upgrade::{check_upgrade, known_stage_ids, CarryPlan};
+use weir_core::spec::upgrade::{check_upgrade, known_stage_ids, same_stateful_stages, CarryPlan};
 use weir_core::spec::JobSpec;
 
 impl Pipeline {
     /// Restores a snapshot that `old_spec`'s pipeline wrote into `new_spec`'s pipeline,
-    /// starting empty the stateful stages `state_drop` names. Only a job that runs as one
-    /// stage is upgraded (the coordinator refuses the others), so `role` is its whole
-    /// pipeline.
+    /// starting empty the stateful stages `state_drop` names. A job of several stages is
+    /// upgraded only with its stateful stages unchanged (the coordinator refuses the
+    /// others): its tasks' state then carries as it is.
     pub fn restore_upgraded(
         old_spec: &JobSpec,
         new_spec: &JobSpec,
@@ -26,9 +26,7 @@ impl Pipeline {
         bytes: &[u8],
     ) -> Result<Pipeline, RestoreError> {
         if role != PipelineRole::Whole {
-            return Err(RestoreError::Upgrade(
-                "only a job that runs as one stage can be upgraded".into(),
-            ));
+            return restore_same_state(old_spec, new_spec, role, bytes);
         }
         let old = Pipeline::restore_role(old_spec, role, bytes)?;
         // Drops of earlier upgrades may name stages neither spec has any more.
@@ -39,6 +37,38 @@ impl Pipeline {
         carry(&old, &plan, &mut new)?;
         Ok(new)
     }
+}
+
+/// A task of a job of several stages, upgraded with its stateful stages unchanged (only
+/// what follows the last of them, its sink or its parallelism changed:
+/// `weir_core::spec::upgrade::same_stateful_stages`, which the coordinator checked): the
+/// old pipeline's state (dedupe memories, windows or partial aggregates, upstream
+/// watermarks, event-time progress) is the new one's as it is, under the new plan.
+fn restore_same_state(
+    old_spec: &JobSpec,
+    new_spec: &JobSpec,
+    role: PipelineRole,
+    bytes: &[u8],
+) -> Result<Pipeline, RestoreError> {
+    if !same_stateful_stages(old_spec, new_spec) {
+        return Err(RestoreError::Upgrade(
+            "a job of several stages is upgraded only with its source and its stages up to \
+             the last stateful one unchanged"
+                .into(),
+        ));
+    }
+    let old = Pipeline::restore_role(old_spec, role, bytes)?;
+    let mut new = Pipeline::compile_role(new_spec, role)?;
+    if old.plan.role != new.plan.role {
+        return Err(RestoreError::Upgrade(format!(
+            "the task runs {:?} in the old plan and {:?} in the new",
+            old.plan.role, new.plan.role
+        )));
+    }
+    new.state = old.state;
+    // The next checkpoint writes the whole state: the local copy holds the old pipeline's.
+    new.state.changes_complete = false;
+    Ok(new)
 }
 
 /// Moves `old`'s state into `new` (empty, just compiled) as `plan` says.

@@ -59,13 +59,25 @@ use super::limits::{
 /// [`JoinState::state_bytes`] and against [`JoinLimits::bytes_per_partition`].
 pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 48;
 
-/// What a left event that matched nothing gives.
+/// Which join, and what a left event that matched nothing gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JoinKind {
-    /// Nothing.
+    /// Interval join: nothing.
     Inner,
-    /// One result with `"right": null`, when it leaves the state.
+    /// Interval join: one result with `"right": null`, when it leaves the state.
     LeftOuter,
+    /// Temporal join (`temporal.rs`): nothing.
+    Temporal,
+    /// Temporal join: one result with `"right": null` when the key has no version valid
+    /// at the event's time.
+    TemporalLeftOuter,
+}
+
+impl JoinKind {
+    /// Whether the temporal state machine (`temporal.rs`) runs this join.
+    pub(crate) fn is_temporal(self) -> bool {
+        matches!(self, JoinKind::Temporal | JoinKind::TemporalLeftOuter)
+    }
 }
 
 /// The bounds on one partition's join state.
@@ -107,6 +119,8 @@ impl JoinPlan {
             kind: match join.kind {
                 weir_core::spec::JoinKind::Inner => JoinKind::Inner,
                 weir_core::spec::JoinKind::LeftOuter => JoinKind::LeftOuter,
+                weir_core::spec::JoinKind::Temporal => JoinKind::Temporal,
+                weir_core::spec::JoinKind::TemporalLeftOuter => JoinKind::TemporalLeftOuter,
             },
             limits: JoinLimits::default(),
         }
@@ -132,6 +146,12 @@ impl JoinPlan {
         event_ms
             .saturating_add(self.within_ms)
             .saturating_add(self.allowed_lateness_ms)
+    }
+
+    /// The watermark at which a temporal join fires a left event at `event_ms` (the right
+    /// one) or lets go of the versions before one at `event_ms` (the downstream one).
+    pub(crate) fn fire_ms(&self, event_ms: i64) -> i64 {
+        event_ms.saturating_add(self.allowed_lateness_ms)
     }
 
     /// Whether left at `left_ms` and right at `right_ms` match (keys aside).
@@ -389,7 +409,7 @@ fn entry_bytes(key: &str, object: &[u8]) -> usize {
 
 /// The result of `left` (at `left_ms`) with `right` (its time and object), or with
 /// nothing.
-fn joined(key: &str, left_ms: i64, left: &[u8], right: Option<(i64, &[u8])>) -> Joined {
+pub(crate) fn joined(key: &str, left_ms: i64, left: &[u8], right: Option<(i64, &[u8])>) -> Joined {
     let right_len = right.map_or(4, |(_, object)| object.len());
     let mut value = Vec::with_capacity(left.len() + right_len + 20);
     value.extend_from_slice(b"{\"left\":");

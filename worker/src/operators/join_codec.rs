@@ -93,21 +93,23 @@ fn write_buffers(out: &mut Vec<u8>, buffers: &KeyBuffers) {
     }
 }
 
-fn write_len(out: &mut Vec<u8>, len: usize) {
+pub(crate) fn write_len(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
 }
 
-fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     write_len(out, bytes.len());
     out.extend_from_slice(bytes);
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// Reads the numbers and byte strings of a join state, refusing what is cut short or out
+/// of range.
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.bytes.len() < n {
             return Err("the join state is cut short".into());
         }
@@ -123,7 +125,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A u32 count, refused above `max` before anything is allocated for it.
-    fn len(&mut self, max: usize) -> Result<usize, String> {
+    pub(crate) fn len(&mut self, max: usize) -> Result<usize, String> {
         let len = u32::from_le_bytes(self.array()?) as usize;
         if len > max {
             return Err(format!("a join state count of {len} is above {max}"));
@@ -131,12 +133,12 @@ impl<'a> Reader<'a> {
         Ok(len)
     }
 
-    fn bytes_prefixed(&mut self) -> Result<&'a [u8], String> {
+    pub(crate) fn bytes_prefixed(&mut self) -> Result<&'a [u8], String> {
         let len = self.len(self.bytes.len())?;
         self.take(len)
     }
 
-    fn event_ms(&mut self) -> Result<i64, String> {
+    pub(crate) fn event_ms(&mut self) -> Result<i64, String> {
         let ms = i64::from_le_bytes(self.array()?);
         if ms.unsigned_abs() > EVENT_TIME_ABS_MAX_MS as u64 {
             return Err(format!("a join event time of {ms} is out of range"));

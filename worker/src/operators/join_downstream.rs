@@ -1,17 +1,21 @@
 //! The downstream task of a job with a join, up to the join's results: it reads the
 //! repartition topic that the upstream tasks of *both* sides write (`shuffled.rs`: events
 //! say their side; markers carry a global upstream index) and drives the join state
-//! machine (`join.rs`) with the events and the downstream watermark.
+//! machine — the interval join's (`join.rs`) or the temporal join's (`temporal.rs`) —
+//! with the events and the watermarks.
 //!
 //! - **Upstream indices.** The left side's upstream task for source partition `p` writes
 //!   markers as upstream `p`; the right side's, for partition `p` of `join.with.topic`,
 //!   as upstream `left_partitions + p`. The downstream watermark `Wd` is the least over
-//!   all `left_partitions + right_partitions` of them, none until each has sent one.
+//!   all `left_partitions + right_partitions` of them, none until each has sent one; the
+//!   right watermark `Wr` (a temporal join's) the least over the right ones only.
 //! - **An event** goes to the join with its Kafka key (the join key text) and its
 //!   object; the pairs it completes are results, keyed by the join key.
 //! - **A marker** moves its upstream's watermark (repeats and regressions of one upstream
-//!   are ignored, as a restarted upstream task may repeat one); when `Wd` moves, the join
-//!   forgets what it passed and a left outer join emits what is unmatched.
+//!   are ignored, as a restarted upstream task may repeat one); when `Wd` moves, the
+//!   interval join forgets what it passed and a left outer join emits what is unmatched;
+//!   when `Wr` or `Wd` moves, the temporal join fires the left events `Wr` passed and
+//!   prunes the versions `Wd` made unreachable.
 //!
 //! A result's `source_offset` is the offset of the repartition record that produced it.
 //! Its snapshot ([`JoinDownstream::snapshot`]) holds the upstream watermarks and the join
@@ -19,11 +23,13 @@
 
 use super::changes::{StateChanges, StateEntry};
 use super::join::{JoinPlan, JoinState, Joined};
-use super::join_codec::{key_value, read_state, restore_key_value, write_state};
+use super::join_codec;
 use super::limits::PipelineError;
 use super::record::SourceRecord;
-use super::shuffled::{self, Shuffled};
+use super::shuffled::{self, JoinSide, Shuffled};
 use super::snapshot::UPSTREAMS_MAX;
+use super::temporal::TemporalState;
+use super::temporal_codec;
 
 /// The section of local-copy entries holding the join's keys.
 pub const JOIN_SECTION: u32 = u32::MAX - 1;
@@ -31,13 +37,91 @@ pub const JOIN_SECTION: u32 = u32::MAX - 1;
 const MAGIC: &[u8; 8] = b"WEIRJOIN";
 const VERSION: u32 = 1;
 
+/// The state machine a join runs, by its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Machine {
+    Interval(JoinState),
+    Temporal(TemporalState),
+}
+
+impl Machine {
+    fn new(plan: &JoinPlan) -> Machine {
+        match plan.kind.is_temporal() {
+            false => Machine::Interval(JoinState::default()),
+            true => Machine::Temporal(TemporalState::default()),
+        }
+    }
+
+    fn state_bytes(&self) -> usize {
+        match self {
+            Machine::Interval(state) => state.state_bytes(),
+            Machine::Temporal(state) => state.state_bytes(),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Machine::Interval(state) => join_codec::write_state(state, out),
+            Machine::Temporal(state) => temporal_codec::write_state(state, out),
+        }
+    }
+
+    fn read<'a>(plan: &JoinPlan, bytes: &'a [u8]) -> Result<(Machine, &'a [u8]), String> {
+        Ok(match plan.kind.is_temporal() {
+            false => {
+                let (state, rest) = join_codec::read_state(plan, bytes)?;
+                (Machine::Interval(state), rest)
+            }
+            true => {
+                let (state, rest) = temporal_codec::read_state(plan, bytes)?;
+                (Machine::Temporal(state), rest)
+            }
+        })
+    }
+
+    fn keys(&self) -> Vec<String> {
+        match self {
+            Machine::Interval(state) => state.keys().map(|(key, _)| key.to_string()).collect(),
+            Machine::Temporal(state) => state.keys().map(|(key, _)| key.to_string()).collect(),
+        }
+    }
+
+    fn take_changed_keys(&mut self) -> Vec<String> {
+        match self {
+            Machine::Interval(state) => state.take_changed_keys(),
+            Machine::Temporal(state) => state.take_changed_keys(),
+        }
+    }
+
+    fn key_value(&self, key: &str) -> Option<Vec<u8>> {
+        match self {
+            Machine::Interval(state) => join_codec::key_value(state, key),
+            Machine::Temporal(state) => temporal_codec::key_value(state, key),
+        }
+    }
+
+    fn restore_key_value(
+        &mut self,
+        plan: &JoinPlan,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), String> {
+        match self {
+            Machine::Interval(state) => join_codec::restore_key_value(plan, state, key, value),
+            Machine::Temporal(state) => temporal_codec::restore_key_value(plan, state, key, value),
+        }
+    }
+}
+
 /// A downstream task's join: the state and every upstream task's watermark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct JoinDownstream {
     plan: JoinPlan,
-    state: JoinState,
+    state: Machine,
     /// By global upstream index: left tasks first, then right ones.
     upstream_watermarks: Vec<Option<i64>>,
+    /// How many of them are the left side's.
+    left_upstreams: usize,
     /// Whether the changes tracked since they were last taken are complete (false for a
     /// new or restored task: write it whole).
     changes_complete: bool,
@@ -48,11 +132,24 @@ impl JoinDownstream {
     /// tasks.
     pub(crate) fn new(plan: JoinPlan, left_upstreams: u32, right_upstreams: u32) -> Self {
         JoinDownstream {
+            state: Machine::new(&plan),
             plan,
-            state: JoinState::default(),
             upstream_watermarks: vec![None; (left_upstreams + right_upstreams) as usize],
+            left_upstreams: left_upstreams as usize,
             changes_complete: false,
         }
+    }
+
+    /// The right watermark: the least of the right side's upstream tasks', none until
+    /// each has sent one.
+    pub(crate) fn right_watermark(&self) -> Option<i64> {
+        let right = self.upstream_watermarks.get(self.left_upstreams..)?;
+        if right.is_empty() {
+            return None;
+        }
+        right
+            .iter()
+            .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
     }
 
     /// The downstream watermark: the least of every upstream task's, none until each has
@@ -100,7 +197,7 @@ impl JoinDownstream {
                 upstream,
                 watermark_ms,
             } => {
-                let before = self.watermark();
+                let before = (self.watermark(), self.right_watermark());
                 let Some(slot) = self.upstream_watermarks.get_mut(upstream as usize) else {
                     return Err(corrupt(
                         record,
@@ -113,10 +210,9 @@ impl JoinDownstream {
                     return Ok(());
                 }
                 *slot = Some(watermark_ms);
-                if let Some(watermark) = self.watermark() {
-                    if before != Some(watermark) {
-                        self.state.on_watermark(&self.plan, watermark, joined);
-                    }
+                let after = (self.watermark(), self.right_watermark());
+                if before != after {
+                    self.on_watermarks(before.0, after, joined);
                 }
             }
             Shuffled::Partial { .. } => {
@@ -135,11 +231,46 @@ impl JoinDownstream {
                 else {
                     return Err(corrupt(record, "an event without a UTF-8 key"));
                 };
-                self.state
-                    .on_event(&self.plan, side, key, event_ms, object, joined)?;
+                let right_watermark = self.right_watermark();
+                match (&mut self.state, side) {
+                    (Machine::Interval(state), _) => {
+                        state.on_event(&self.plan, side, key, event_ms, object, joined)?;
+                    }
+                    (Machine::Temporal(state), JoinSide::Left) => {
+                        state.on_left(
+                            &self.plan,
+                            key,
+                            event_ms,
+                            object,
+                            right_watermark,
+                            joined,
+                        )?;
+                    }
+                    (Machine::Temporal(state), JoinSide::Right) => {
+                        state.on_right(&self.plan, key, event_ms, object)?;
+                    }
+                }
             }
         }
         Ok(())
+    }
+
+    /// The join's answer to new watermarks `(Wd, Wr)`, `Wd` having been `before`: the
+    /// interval join answers only to `Wd`.
+    fn on_watermarks(
+        &mut self,
+        before: Option<i64>,
+        (watermark, right): (Option<i64>, Option<i64>),
+        joined: &mut Vec<Joined>,
+    ) {
+        match &mut self.state {
+            Machine::Interval(state) => {
+                if let Some(watermark) = watermark.filter(|w| before != Some(*w)) {
+                    state.on_watermark(&self.plan, watermark, joined);
+                }
+            }
+            Machine::Temporal(state) => state.on_watermarks(&self.plan, right, watermark, joined),
+        }
     }
 
     /// An estimate, in bytes, of the memory the join state holds.
@@ -151,7 +282,7 @@ impl JoinDownstream {
     /// { opt<i64>:watermark }*` then the join state (`join_codec.rs`).
     pub(crate) fn snapshot(&self) -> Vec<u8> {
         let mut out = self.header();
-        write_state(&self.state, &mut out);
+        self.state.write(&mut out);
         out
     }
 
@@ -165,7 +296,7 @@ impl JoinDownstream {
     ) -> Result<Self, String> {
         let mut task = JoinDownstream::new(plan, left_upstreams, right_upstreams);
         let rest = task.read_header(bytes)?;
-        let (state, rest) = read_state(&task.plan, rest)?;
+        let (state, rest) = Machine::read(&task.plan, rest)?;
         if !rest.is_empty() {
             return Err("trailing bytes after the join state".into());
         }
@@ -180,11 +311,7 @@ impl JoinDownstream {
         let changed = self.state.take_changed_keys();
         let full = !self.changes_complete;
         self.changes_complete = true;
-        let keys: Vec<String> = if full {
-            self.state.keys().map(|(key, _)| key.to_string()).collect()
-        } else {
-            changed
-        };
+        let keys: Vec<String> = if full { self.state.keys() } else { changed };
         StateChanges {
             full,
             header: self.header(),
@@ -192,7 +319,7 @@ impl JoinDownstream {
                 .into_iter()
                 .map(|key| StateEntry {
                     section: JOIN_SECTION,
-                    value: key_value(&self.state, &key),
+                    value: self.state.key_value(&key),
                     key,
                 })
                 .collect(),
@@ -219,7 +346,8 @@ impl JoinDownstream {
             let Some(value) = &entry.value else {
                 return Err(format!("join key {:?} without a value", entry.key));
             };
-            restore_key_value(&task.plan, &mut task.state, &entry.key, value)?;
+            task.state
+                .restore_key_value(&task.plan, &entry.key, value)?;
         }
         Ok(task)
     }

@@ -15,11 +15,14 @@ pub const OPEN_WINDOWS_PER_KEY_MAX: usize = 10_000;
 pub const OPEN_WINDOWS_PER_PARTITION_MAX: usize = 4_000_000;
 /// The most keys one dedupe stage of one partition remembers at once.
 pub const DEDUPE_KEYS_MAX: usize = 4_000_000;
-/// The most events (both sides) one partition's interval join buffers.
+/// The most events (both sides) one partition's interval join buffers; for a temporal
+/// join, the most versions and waiting left events.
 pub const JOIN_ENTRIES_PER_PARTITION_MAX: usize = 4_000_000;
-/// The most events (both sides) one key of an interval join buffers.
+/// The most events (both sides) one key of an interval join buffers; for a temporal join,
+/// the most versions and waiting left events of one key.
 pub const JOIN_ENTRIES_PER_KEY_MAX: usize = 100_000;
-/// The most bytes (objects, keys, bookkeeping) one partition's interval join buffers.
+/// The most bytes (objects, keys, bookkeeping) one partition's join (interval or
+/// temporal) buffers.
 pub const JOIN_BYTES_PER_PARTITION_MAX: usize = 1 << 30;
 /// The most windows one event may belong to (a sliding window's size / slide, rounded
 /// up); validation refuses a spec beyond it at submit time.

@@ -158,6 +158,27 @@
 //! [`JOIN_ENTRIES_PER_PARTITION_MAX`], [`JOIN_ENTRIES_PER_KEY_MAX`] and
 //! [`JOIN_BYTES_PER_PARTITION_MAX`] like the state below.
 //!
+//! # Temporal join (`join` with `kind: temporal | temporal_left_outer`)
+//!
+//! The same stage, sides, keys, repartitioning and tasks as the interval join, with no
+//! `within` (lateness as above with `w` = 0: a left or right event with `ts + L <= W_u`
+//! is `late`). The right side is a versioned table (`temporal.rs`):
+//!
+//! - each admitted right event `r` is its key's version from `r.ts` on; one whose object
+//!   has the member `"deleted": true` is a deletion; of several versions of one key at one
+//!   time, the one with the greatest object bytes counts;
+//! - an admitted left event `l` gives its result exactly when `Wr >= l.ts + L`, `Wr` the
+//!   least of the final watermarks of every partition of the *right* topic (none while
+//!   any has no event time): `{"left": <l's object>, "right": <v's object>}` with `v` the
+//!   version of `l`'s key with the greatest `ts <= l.ts`; if there is none or `v` is a
+//!   deletion, `temporal_left_outer` gives `{"left": <l's object>, "right": null}` and
+//!   `temporal` nothing. Keyed by the key text, event time `l.ts`; the results do not
+//!   depend on how the two sides' events interleave.
+//!
+//! A version is forgotten once a newer version of its key has `ts + L <= Wd`, a key whose
+//! newest version is a deletion with `ts + L <= Wd` whole; the same bounds as the
+//! interval join.
+//!
 //! # Dead letters and bounds
 //!
 //! A dead letter carries the reason, a human-readable detail (not a stable format), the
@@ -208,11 +229,16 @@ mod object;
 mod pipeline;
 mod plan;
 mod record;
+mod redistribute;
 pub mod role;
 pub mod shuffled;
 mod snapshot;
 mod stages;
 mod table_key;
+mod temporal;
+mod temporal_codec;
+#[cfg(test)]
+mod temporal_tests;
 mod window;
 
 #[cfg(test)]
@@ -236,4 +262,5 @@ pub use plan::RestoreError;
 pub use record::{
     DeadLetter, DeadLetterReason, OutputRecord, Outputs, SourceRecord, DEAD_LETTER_DETAIL_BYTES_MAX,
 };
+pub use redistribute::{KeyRange, Redistribution};
 pub use role::PipelineRole;

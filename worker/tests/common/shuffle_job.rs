@@ -127,6 +127,7 @@ pub async fn start<B: Broker>(
         poll_batch_records: 40,
         committed_checkpoint: None,
         repartitions,
+        repartition_generation: 0,
         restore: None,
         pins: None,
         join_upstreams: None,
