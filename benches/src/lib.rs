@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod disk;
 pub mod etcd;
 pub mod failover;
+pub mod lifecycle;
 pub mod load;
 pub mod process;
 pub mod report;

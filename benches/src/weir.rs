@@ -97,7 +97,17 @@ pub async fn start_ready(
 
 /// Starts three coordinators with fresh data directories under `root`.
 pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Cluster> {
-    let ports = (0..MEMBERS)
+    start_members(launch, root, MEMBERS)
+}
+
+/// Starts a group of `members` coordinators (1 or 3) with fresh data directories under
+/// `root`.
+pub fn start_members(
+    launch: &WeirLaunch,
+    root: tempfile::TempDir,
+    members: usize,
+) -> anyhow::Result<Cluster> {
+    let ports = (0..members)
         .map(|_| free_port())
         .collect::<anyhow::Result<Vec<u16>>>()?;
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
@@ -107,7 +117,7 @@ pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Clu
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
-    let mut members = Vec::with_capacity(MEMBERS);
+    let mut processes = Vec::with_capacity(members);
     for (i, addr) in addrs.iter().enumerate() {
         let id = i + 1;
         let mut args = vec![
@@ -130,11 +140,11 @@ pub fn start(launch: &WeirLaunch, root: tempfile::TempDir) -> anyhow::Result<Clu
             env: launch.env.clone(),
             log: root.path().join(format!("weir-{id}.log")),
         };
-        members.push(ManagedProcess::start(spec)?);
+        processes.push(ManagedProcess::start(spec)?);
     }
-    let ids = (1..=MEMBERS as u64).map(Some).collect();
+    let ids = (1..=members as u64).map(Some).collect();
     let system = Arc::new(Weir { name: launch.name });
-    Cluster::new(system, members, addrs, ids, root)
+    Cluster::new(system, processes, addrs, ids, root)
 }
 
 /// The benches' calls to the group: the production leader-sticky client, patient enough
@@ -161,7 +171,7 @@ pub fn admin_client(coordinators: &[String], attempt_timeout: Duration) -> Group
 
 /// Sends a request as the administrator (a write with an idempotency key, the same on
 /// every attempt); a final answer that is not 2xx is an error, a 2xx one is decoded.
-async fn admin<T: serde::de::DeserializeOwned>(
+pub async fn admin<T: serde::de::DeserializeOwned>(
     group: &GroupClient,
     method: Method,
     path: &str,
