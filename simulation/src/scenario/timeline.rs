@@ -287,29 +287,11 @@ impl Run {
         };
         let behind = dataflow::await_caught_up(&data.broker, &ids, deadline, &stages_now).await;
         if !behind.is_empty() {
-            // Each job's state as the group ends, to tell a stuck job from a slow one.
-            let states: Vec<String> = self
-                .final_control_state()
-                .map(|s| {
-                    s.jobs
-                        .values()
-                        .map(|j| {
-                            format!(
-                                "job {} {} version {} ({})",
-                                j.id,
-                                j.state.as_str(),
-                                j.version,
-                                j.reason.as_deref().unwrap_or("no reason")
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
             self.ctx.violation(format!(
                 "liveness: within {}ms of healing, jobs did not catch up: {}; {}",
                 self.options.catch_up_deadline_ms,
                 behind.join(", "),
-                states.join("; ")
+                self.job_states()
             ));
         } else {
             self.ctx.event("every job caught up");
@@ -340,6 +322,28 @@ impl Run {
     }
 
     /// The control state of the most advanced running member.
+    /// Each job's state, version and reason as the group ends: what tells a stuck job
+    /// from a slow one.
+    fn job_states(&self) -> String {
+        let Some(state) = self.final_control_state() else {
+            return "no member runs".into();
+        };
+        let jobs: Vec<String> = state
+            .jobs
+            .values()
+            .map(|j| {
+                format!(
+                    "job {} {} version {} ({})",
+                    j.id,
+                    j.state.as_str(),
+                    j.version,
+                    j.reason.as_deref().unwrap_or("no reason")
+                )
+            })
+            .collect();
+        jobs.join("; ")
+    }
+
     fn final_control_state(&self) -> Option<weir_coordinator::state::ControlState> {
         self.view
             .running()
