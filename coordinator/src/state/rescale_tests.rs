@@ -6,24 +6,10 @@ use super::savepoints::checkpoint;
 use super::*;
 use weir_core::spec::stages::{downstream_task, task_generation};
 
-/// A running job that repartitions: 2 source partitions (tasks 0, 1) and 2 downstream
-/// tasks (10000, 10001), each of which committed a checkpoint.
+/// A running job that repartitions (`stage_cut_tests`): 2 source partitions (tasks 0, 1)
+/// and 2 downstream tasks (10000, 10001), each of which committed a checkpoint.
 fn running_shuffled() -> ControlState {
-    let mut s = ControlState::default();
-    tenant(&mut s, "a");
-    worker(&mut s, "w1");
-    worker(&mut s, "w2");
-    s.apply(&Command::SubmitJob {
-        tenant: TenantName::from("a"),
-        name: "per-card".into(),
-        spec: shuffling_spec("per-card", 2),
-        at_ms: 2,
-    });
-    s.apply(&Command::SetPartitionCount {
-        job: JobId(1),
-        partition_count: 2,
-    });
-    settle(&mut s);
+    let mut s = super::stage_cut::running_shuffled();
     for (task, offset) in [(0, 50), (1, 60), (10_000, 70), (10_001, 80)] {
         checkpoint(&mut s, task, 1, offset);
     }

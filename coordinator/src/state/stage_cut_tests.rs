@@ -8,7 +8,7 @@ use weir_core::wire::{CheckpointPhase, SavepointStatus};
 
 /// A running job that repartitions: 2 source partitions (tasks 0, 1), 2 downstream
 /// tasks (10000, 10001), on two workers.
-fn running_shuffled() -> ControlState {
+pub(super) fn running_shuffled() -> ControlState {
     let mut s = ControlState::default();
     tenant(&mut s, "a");
     worker(&mut s, "w1");
