@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Group, ADMIN};
+use common::{wait_for, Group, ADMIN};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
@@ -447,13 +447,21 @@ async fn raft_rpcs_are_served_while_the_api_runtime_is_busy() {
     let dir = tempfile::tempdir().unwrap();
     let group = Group::start(3, dir.path(), 3_000).await;
     leader_addr(&group).await;
-    let leader_id = group.wait_for_leader().await;
-    let term_before = group.nodes[&leader_id]
-        .coordinator
-        .raft()
-        .metrics()
-        .borrow()
-        .current_term;
+    // Every member follows one leader in one term: the group's first election is over,
+    // so a later change of term can only come from heartbeats held up.
+    let term_before = wait_for("every member following one leader", 15_000, || async {
+        let seen: Vec<(u64, Option<u64>)> = group
+            .nodes
+            .values()
+            .map(|n| {
+                let m = n.coordinator.raft().metrics().borrow().clone();
+                (m.current_term, m.current_leader)
+            })
+            .collect();
+        let first = seen[0];
+        (first.1.is_some() && seen.iter().all(|s| *s == first)).then_some(first.0)
+    })
+    .await;
     let target = group.follower_addr();
     // A vote request from a stale term: harmless, and answered by Raft itself.
     let rpc = weir_coordinator::network::RaftRpc::Vote(openraft::raft::VoteRequest::new(
