@@ -164,7 +164,17 @@ fn planned_repartitions(job: &Job, source_partitions: u32) -> Vec<u32> {
     let Ok(spec) = serde_json::from_value::<weir_core::spec::JobSpec>(job.spec.clone()) else {
         return Vec::new();
     };
-    match plan_stages(&spec, job.id, source_partitions) {
+    repartition_counts(&spec, job.id, source_partitions)
+}
+
+/// The partition counts of the repartition topics `spec`'s stage plan has for job `job`,
+/// its source having `source_partitions`; empty when it does not shuffle.
+fn repartition_counts(
+    spec: &weir_core::spec::JobSpec,
+    job: JobId,
+    source_partitions: u32,
+) -> Vec<u32> {
+    match plan_stages(spec, job, source_partitions) {
         Ok(plan) => plan
             .repartition_topics()
             .iter()

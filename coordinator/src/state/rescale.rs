@@ -24,6 +24,15 @@ use weir_core::spec::JobSpec;
 use weir_core::wire::JobState;
 
 impl Job {
+    /// Whether `sp` pins downstream tasks of an earlier generation than the job runs now
+    /// (it was taken before a rescale): its downstream state is of tasks the job no longer
+    /// has.
+    pub fn pinned_before_rescale(&self, sp: &Savepoint) -> bool {
+        sp.pins
+            .keys()
+            .any(|t| reads_repartition(*t) && task_generation(*t) != self.repartition_generation)
+    }
+
     /// Refuses an upgrade of a job that repartitions that weir cannot carry out yet, before
     /// anything changes: a job with a join, a change of source or pipeline (the core check
     /// refuses those too), dropped state, a savepoint of another generation or not at a
@@ -71,14 +80,9 @@ impl Job {
                  allows; submit it again as a new job"
             )));
         }
-        let version = self.version;
         let sources = match savepoint {
             Some(sp) => rescale_sources(sp.pins.iter().map(|(t, pin)| (*t, pin.clone()))),
-            None => rescale_sources(
-                self.partitions
-                    .iter()
-                    .map(|(t, p)| (*t, p.committed_cut(version))),
-            ),
+            None => self.committed_sources(),
         }
         .map_err(|why| Refusal::Conflict(format!("job {job} cannot be rescaled now: {why}")))?;
         let pins = sources.len() as u64 * u64::from(count);
@@ -102,10 +106,7 @@ impl Job {
     /// Refuses a savepoint whose downstream pins are of another generation than the
     /// job's tasks now (taken before a rescale), or not at a cut common to the stages.
     fn check_generation(&self, sp: &Savepoint) -> Result<(), Refusal> {
-        let other = sp.pins.keys().find(|t| {
-            reads_repartition(**t) && task_generation(**t) != self.repartition_generation
-        });
-        if other.is_some() {
+        if self.pinned_before_rescale(sp) {
             return Err(Refusal::Conflict(format!(
                 "job {}: savepoint {} was taken before the job was rescaled; its downstream \
                  state is of other tasks than the job runs now",
@@ -118,12 +119,19 @@ impl Job {
     /// The partition count `new` plans for the job's repartition topic, its source having
     /// the count the job was planned with.
     fn planned_count(&self, new: &JobSpec) -> Option<u32> {
-        let source_partitions = self.partition_count?;
-        weir_core::spec::stages::plan_stages(new, self.id, source_partitions)
-            .ok()?
-            .repartition_topics()
-            .first()
-            .map(|topic| topic.partitions)
+        let counts = super::repartition_counts(new, self.id, self.partition_count?);
+        counts.first().copied()
+    }
+
+    /// The state a rescale of the job now would restore from (`rescale_sources`), from
+    /// every task's committed cut.
+    fn committed_sources(&self) -> Result<Vec<(PartitionId, Pin)>, String> {
+        let version = self.version;
+        rescale_sources(
+            self.partitions
+                .iter()
+                .map(|(t, p)| (*t, p.committed_cut(version))),
+        )
     }
 
     /// Whether installing `new` cannot be done now, and why: the job repartitions and the
@@ -146,13 +154,7 @@ impl Job {
         if self.planned_count(new) == self.repartitions.first().copied() {
             return None;
         }
-        let version = self.version;
-        rescale_sources(
-            self.partitions
-                .iter()
-                .map(|(t, p)| (*t, p.committed_cut(version))),
-        )
-        .err()
+        self.committed_sources().err()
     }
 
     /// After an upgrade installed a spec whose plan has another partition count for the
@@ -160,21 +162,17 @@ impl Job {
     /// previous one is replaced by the new tasks, which restore the keys routed to them
     /// from the previous tasks' pins (each task's restore as the upgrade just set it).
     pub(super) fn start_next_generation(&mut self, savepoint: SavepointId) {
-        let Some(count) = self.planned_count_of_current() else {
+        let Some(source_partitions) = self.partition_count else {
+            return;
+        };
+        let Some(&count) = super::planned_repartitions(self, source_partitions).first() else {
             return;
         };
         if self.repartitions.first() == Some(&count) {
             return;
         }
-        let version = self.version;
-        let previous: Vec<(PartitionId, Pin)> = self
-            .partitions
-            .iter()
-            .filter(|(t, _)| reads_repartition(**t))
-            .map(|(t, p)| (*t, p.committed_cut(version)))
-            .collect();
         // Checked when the upgrade was asked for and again before it was installed.
-        let Ok(sources) = rescale_sources(previous.into_iter()) else {
+        let Ok(sources) = self.committed_sources() else {
             tracing::error!(job = %self.id, "a rescale without one cut to restore from; not applied");
             return;
         };
@@ -204,12 +202,6 @@ impl Job {
                 .insert(downstream_task(self.repartition_generation, index), task);
         }
         tracing::info!(job = %self.id, generation = self.repartition_generation, partitions = count, "downstream stage rescaled");
-    }
-
-    /// The repartition topic's partition count the current spec plans.
-    fn planned_count_of_current(&self) -> Option<u32> {
-        let spec: JobSpec = serde_json::from_value(self.spec.clone()).ok()?;
-        self.planned_count(&spec)
     }
 }
 

@@ -380,11 +380,7 @@ impl ControlState {
                 sp.status.as_str()
             )));
         }
-        let generation = j.repartition_generation;
-        if sp.pins.keys().any(|t| {
-            weir_core::spec::stages::reads_repartition(*t)
-                && weir_core::spec::stages::task_generation(*t) != generation
-        }) {
+        if j.pinned_before_rescale(&sp) {
             return Err(Refusal::Conflict(format!(
                 "savepoint {savepoint} of job {job} was taken before the job was rescaled: its \
                  downstream state is of tasks the job no longer runs"

@@ -120,11 +120,7 @@ fn covers_the_job(
     job: &weir_coordinator::state::Job,
     sp: &weir_coordinator::state::Savepoint,
 ) -> bool {
-    let earlier = sp
-        .pins
-        .keys()
-        .any(|t| reads_repartition(*t) && task_generation(*t) != job.repartition_generation);
-    if !earlier {
+    if !job.pinned_before_rescale(sp) {
         return sp.pins.len() == job.partitions.len();
     }
     let upstream = |tasks: &mut dyn Iterator<Item = &weir_core::ids::PartitionId>| {

@@ -30,25 +30,6 @@ impl KeyRange {
     }
 }
 
-impl Pipeline {
-    /// The pipeline of `spec`'s `role` (a downstream stage) for the task `range` names,
-    /// holding the keys of `previous` (the restored pipelines of the previous generation's
-    /// tasks, in task order) that route to it. See [`Redistribution`], which takes them
-    /// one at a time.
-    pub fn redistribute(
-        spec: &JobSpec,
-        role: PipelineRole,
-        previous: impl IntoIterator<Item = Pipeline>,
-        range: KeyRange,
-    ) -> Result<Pipeline, RestoreError> {
-        let mut redistribution = Redistribution::new(spec, role, range)?;
-        for old in previous {
-            redistribution.add(&old)?;
-        }
-        Ok(redistribution.finish())
-    }
-}
-
 /// A rescaled task's pipeline being gathered from the previous generation's tasks, one
 /// at a time, so that a task holds at most one previous task's state beside its own while
 /// it restores.

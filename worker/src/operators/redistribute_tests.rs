@@ -3,7 +3,7 @@
 //! never rescaled, and each key must be held by exactly one new task; an upgrade's new
 //! tail applies to every window fired after it, with the counts carried.
 
-use super::KeyRange;
+use super::{KeyRange, Redistribution};
 use crate::operators::record::{Outputs, SourceRecord};
 use crate::operators::shuffled::encode_watermark;
 use crate::operators::{Pipeline, PipelineRole};
@@ -15,6 +15,20 @@ const TOPIC: &str = "weir-job-1-repartition-1";
 
 fn spec() -> JobSpec {
     spec_with_tail("")
+}
+
+/// The pipeline of the task `range` names, gathered from `previous` as recovery does.
+fn redistribute(
+    spec: &JobSpec,
+    role: PipelineRole,
+    previous: impl IntoIterator<Item = Pipeline>,
+    range: KeyRange,
+) -> Result<Pipeline, crate::operators::RestoreError> {
+    let mut redistribution = Redistribution::new(spec, role, range)?;
+    for old in previous {
+        redistribution.add(&old)?;
+    }
+    Ok(redistribution.finish())
 }
 
 /// The job with `tail` (YAML stages) after its aggregate.
@@ -158,7 +172,7 @@ fn two_loads_upgraded(before: u32, after: u32, new_spec: &JobSpec) -> (Vec<Strin
                     partitions: after,
                 };
                 let restored = snapshots.iter().map(|b| restore(downstream_role(), b));
-                Pipeline::redistribute(&spec, downstream_role(), restored, range).unwrap()
+                redistribute(&spec, downstream_role(), restored, range).unwrap()
             })
             .collect();
         let held: usize = downstream
@@ -226,7 +240,7 @@ fn an_upgrade_of_the_tail_carries_both_stages_state_and_judges_later_windows_by_
 #[test]
 fn a_rescale_refuses_any_other_role() {
     let spec = spec();
-    let err = Pipeline::redistribute(
+    let err = redistribute(
         &spec,
         PipelineRole::Upstream { shuffle_at: 0 },
         Vec::new(),
