@@ -253,33 +253,26 @@ async fn restore_savepoint<B: Broker, S: CheckpointStore>(
         ),
         (Some(_), Some(local)) => local,
         (Some(_), None) => {
-            let bytes = store
-                .get(config.job, config.partition, restore.offset)
-                .await?
-                .ok_or(PartitionError::MissingSavepointSnapshot {
-                    savepoint: restore.savepoint,
-                    offset: restore.offset,
-                })?;
-            let (checkpoint, state) = decode_snapshot(&bytes)?;
-            (restore_pin(config, restore, role, state)?, checkpoint.0)
+            let pinned = (config.partition, restore.offset);
+            pinned_pipeline(config, store, restore, pinned, role).await?
         }
         (None, _) => (Pipeline::compile_role(&config.spec, role)?, 0),
     };
     let floor = config.committed_checkpoint.max(restore.after_checkpoint);
     let next_checkpoint = next_checkpoint_after(checkpoint, floor);
     debug_assert!(restore.after_checkpoint.is_none_or(|a| next_checkpoint > a));
-    let next_offset = match (task, committed, config.committed_checkpoint) {
-        (StageTask::Downstream { .. } | StageTask::JoinDownstream { .. }, Some(offset), _) => {
-            offset.max(restore.offset)
-        }
+    let reads_repartition = matches!(
+        task,
+        StageTask::Downstream { .. } | StageTask::JoinDownstream { .. }
+    );
+    let next_offset = match (reads_repartition, committed, config.committed_checkpoint) {
+        (true, Some(offset), _) => offset.max(restore.offset),
         // Kafka forgot the commit point the group recorded (the offsets expired while the
         // job was stopped): reading from the pin would count again what runs after the
         // savepoint wrote, so the partition does not start.
-        (
-            StageTask::Downstream { .. } | StageTask::JoinDownstream { .. },
-            None,
-            Some(checkpoint),
-        ) => return Err(PartitionError::CommittedOffsetLost { checkpoint }),
+        (true, None, Some(checkpoint)) => {
+            return Err(PartitionError::CommittedOffsetLost { checkpoint })
+        }
         _ => restore.offset,
     };
     let reader = broker.reader(&input.0, input.1, next_offset).await?;
@@ -344,8 +337,10 @@ async fn redistributed<S: CheckpointStore>(
             restore.redistribute.len()
         )));
     }
+    let index = u32::try_from(*partition)
+        .map_err(|_| PartitionError::Stage(format!("a task of partition {partition}")))?;
     let range = KeyRange {
-        index: u32::try_from(*partition).unwrap_or(u32::MAX),
+        index,
         partitions: repartition.partitions,
     };
     // One previous task's state at a time beside this task's own.
@@ -355,15 +350,10 @@ async fn redistributed<S: CheckpointStore>(
             // A previous task that never committed held no key.
             None => Pipeline::compile_role(&config.spec, role)?,
             Some(_) => {
-                let bytes = store
-                    .get(config.job, source.partition, source.offset)
+                let pinned = (source.partition, source.offset);
+                pinned_pipeline(config, store, restore, pinned, role)
                     .await?
-                    .ok_or(PartitionError::MissingSavepointSnapshot {
-                        savepoint: restore.savepoint,
-                        offset: source.offset,
-                    })?;
-                let (_, state) = decode_snapshot(&bytes)?;
-                restore_pin(config, restore, role, state)?
+                    .0
             }
         };
         redistribution.add(&pipeline)?;
@@ -371,6 +361,25 @@ async fn redistributed<S: CheckpointStore>(
     let pipeline = redistribution.finish();
     tracing::info!(job = %config.job, partition = %config.partition, previous = restore.redistribute.len(), state_bytes = pipeline.state_bytes(), "rescaled task took its keys");
     Ok(pipeline)
+}
+
+/// The pipeline restored from the snapshot a restore point pins for `partition` at
+/// `offset` (the task's own, or a previous task's of a rescale), with its checkpoint id.
+async fn pinned_pipeline<S: CheckpointStore>(
+    config: &PartitionConfig,
+    store: &S,
+    restore: &RestorePoint,
+    (partition, offset): (weir_core::ids::PartitionId, i64),
+    role: PipelineRole,
+) -> Result<(Pipeline, u64), PartitionError> {
+    let bytes = store.get(config.job, partition, offset).await?.ok_or(
+        PartitionError::MissingSavepointSnapshot {
+            savepoint: restore.savepoint,
+            offset,
+        },
+    )?;
+    let (checkpoint, state) = decode_snapshot(&bytes)?;
+    Ok((restore_pin(config, restore, role, state)?, checkpoint.0))
 }
 
 /// The pipeline restored from a restore point's snapshot: of this version's pipeline, or

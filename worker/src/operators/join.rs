@@ -59,26 +59,9 @@ use super::limits::{
 /// [`JoinState::state_bytes`] and against [`JoinLimits::bytes_per_partition`].
 pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 48;
 
-/// Which join, and what a left event that matched nothing gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JoinKind {
-    /// Interval join: nothing.
-    Inner,
-    /// Interval join: one result with `"right": null`, when it leaves the state.
-    LeftOuter,
-    /// Temporal join (`temporal.rs`): nothing.
-    Temporal,
-    /// Temporal join: one result with `"right": null` when the key has no version valid
-    /// at the event's time.
-    TemporalLeftOuter,
-}
-
-impl JoinKind {
-    /// Whether the temporal state machine (`temporal.rs`) runs this join.
-    pub(crate) fn is_temporal(self) -> bool {
-        matches!(self, JoinKind::Temporal | JoinKind::TemporalLeftOuter)
-    }
-}
+/// Which join, and what a left event that matched nothing gives (the spec's kind; a
+/// temporal one runs `temporal.rs`).
+pub(crate) use weir_core::spec::JoinKind;
 
 /// The bounds on one partition's join state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,12 +99,7 @@ impl JoinPlan {
         JoinPlan {
             within_ms: super::compile::millis(join.within),
             allowed_lateness_ms: super::compile::millis(join.allowed_lateness_or_zero()),
-            kind: match join.kind {
-                weir_core::spec::JoinKind::Inner => JoinKind::Inner,
-                weir_core::spec::JoinKind::LeftOuter => JoinKind::LeftOuter,
-                weir_core::spec::JoinKind::Temporal => JoinKind::Temporal,
-                weir_core::spec::JoinKind::TemporalLeftOuter => JoinKind::TemporalLeftOuter,
-            },
+            kind: join.kind,
             limits: JoinLimits::default(),
         }
     }
@@ -403,7 +381,7 @@ impl JoinState {
 }
 
 /// What one buffered event counts against the byte limit.
-fn entry_bytes(key: &str, object: &[u8]) -> usize {
+pub(crate) fn entry_bytes(key: &str, object: &[u8]) -> usize {
     key.len() + object.len() + ENTRY_OVERHEAD_BYTES
 }
 

@@ -25,6 +25,7 @@ use super::changes::{StateChanges, StateEntry};
 use super::join::{JoinPlan, JoinState, Joined};
 use super::join_codec;
 use super::limits::PipelineError;
+use super::plan::least_watermark;
 use super::record::SourceRecord;
 use super::shuffled::{self, JoinSide, Shuffled};
 use super::snapshot::UPSTREAMS_MAX;
@@ -143,24 +144,13 @@ impl JoinDownstream {
     /// The right watermark: the least of the right side's upstream tasks', none until
     /// each has sent one.
     pub(crate) fn right_watermark(&self) -> Option<i64> {
-        let right = self.upstream_watermarks.get(self.left_upstreams..)?;
-        if right.is_empty() {
-            return None;
-        }
-        right
-            .iter()
-            .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
+        least_watermark(self.upstream_watermarks.get(self.left_upstreams..)?)
     }
 
     /// The downstream watermark: the least of every upstream task's, none until each has
     /// sent one.
     pub(crate) fn watermark(&self) -> Option<i64> {
-        if self.upstream_watermarks.is_empty() {
-            return None;
-        }
-        self.upstream_watermarks
-            .iter()
-            .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
+        least_watermark(&self.upstream_watermarks)
     }
 
     #[cfg(test)]
@@ -231,12 +221,16 @@ impl JoinDownstream {
                 else {
                     return Err(corrupt(record, "an event without a UTF-8 key"));
                 };
-                let right_watermark = self.right_watermark();
                 match (&mut self.state, side) {
                     (Machine::Interval(state), _) => {
                         state.on_event(&self.plan, side, key, event_ms, object, joined)?;
                     }
                     (Machine::Temporal(state), JoinSide::Left) => {
+                        // Only a temporal join's left events wait for the right side.
+                        let right_watermark = self
+                            .upstream_watermarks
+                            .get(self.left_upstreams..)
+                            .and_then(least_watermark);
                         state.on_left(
                             &self.plan,
                             key,

@@ -205,6 +205,17 @@ impl State {
     }
 }
 
+/// The least of upstream tasks' watermarks: none while any of them has sent none (or there
+/// are none). A downstream stage's watermark, and each side's of a join.
+pub(crate) fn least_watermark(watermarks: &[Option<i64>]) -> Option<i64> {
+    if watermarks.is_empty() {
+        return None;
+    }
+    watermarks
+        .iter()
+        .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
+}
+
 /// The partition's watermark: the largest event time seen minus `max_out_of_orderness`;
 /// downstream of a shuffle, the least of every upstream task's (none until each has sent
 /// one).
@@ -216,11 +227,7 @@ pub(crate) fn watermark(plan: &Plan, state: &State) -> Option<i64> {
         if weir_core::bugs::planted(weir_core::bugs::PlantedBug::DownstreamWatermarkNotMin) {
             return state.upstream_watermarks.iter().flatten().copied().max();
         }
-        return state
-            .upstream_watermarks
-            .iter()
-            .try_fold(i64::MAX, |least, w| w.map(|w| least.min(w)))
-            .filter(|_| !state.upstream_watermarks.is_empty());
+        return least_watermark(&state.upstream_watermarks);
     }
     state
         .max_event_ms

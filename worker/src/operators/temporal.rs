@@ -54,7 +54,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::join::{joined, JoinKind, JoinPlan, Joined, ENTRY_OVERHEAD_BYTES};
+use super::join::{entry_bytes, joined, JoinKind, JoinPlan, Joined};
 use super::json;
 use super::limits::{PipelineError, StateLimit};
 use weir_core::bugs::{planted, PlantedBug};
@@ -344,8 +344,8 @@ impl TemporalState {
 
     /// Puts back one key's state read from a snapshot or a local copy. Refuses what no
     /// running join could have held: an empty key, a key given twice, versions out of
-    /// order or at one time twice, a deletion flag its object does not say, a limit
-    /// exceeded.
+    /// order or at one time twice, a limit exceeded. (The codec derives each version's
+    /// deletion flag from its object.)
     pub(crate) fn restore_key(
         &mut self,
         plan: &JoinPlan,
@@ -364,13 +364,6 @@ impl TemporalState {
             .any(|pair| pair[0].event_ms >= pair[1].event_ms)
         {
             return Err(format!("temporal join key {key:?}: versions out of order"));
-        }
-        if entry
-            .versions
-            .iter()
-            .any(|v| v.deleted != is_deletion(&v.object))
-        {
-            return Err(format!("temporal join key {key:?}: a wrong deletion flag"));
         }
         if self.keys.contains_key(key) {
             return Err(format!("temporal join key {key:?} given twice"));
@@ -428,9 +421,4 @@ pub(crate) fn is_deletion(object: &[u8]) -> bool {
     };
     let text = text.trim();
     text.starts_with('{') && json::object_get(text, "deleted") == Some("true")
-}
-
-/// What one entry counts against the byte limit.
-fn entry_bytes(key: &str, object: &[u8]) -> usize {
-    key.len() + object.len() + ENTRY_OVERHEAD_BYTES
 }
